@@ -1,0 +1,1 @@
+"""Datasets of the benchmarks used by the papers this library implements."""

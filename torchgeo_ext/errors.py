@@ -1,0 +1,34 @@
+"""Exceptions raised for bad user input.
+
+:class:`InputError` is what the command line turns into one clear line
+(naming the file and the problem) instead of a traceback. Library code raises
+its subclasses, which are also ordinary ``ValueError``/``FileNotFoundError``
+so callers in notebooks can catch them the usual way.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class InputError(Exception):
+    """A problem with user input: a file, its contents or an option."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+        """Initialise a new InputError.
+
+        Args:
+            path: The offending file (or None when no file is involved).
+            problem: What is wrong, and where there is one, the fix.
+        """
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f'{self.path}: {problem}')
+
+
+class InvalidInputError(InputError, ValueError):
+    """A file exists but its contents are unusable (wrong bands, no CRS, ...)."""
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file that is needed does not exist."""

@@ -1,0 +1,1 @@
+"""Georeferenced outputs: raster and vector writers, tiled prediction, the prediction writer."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics not provided by torchmetrics: oriented mAP, tracking, anomaly scores."""

@@ -1,0 +1,1 @@
+"""Paper models, one module each, and their shared building blocks."""

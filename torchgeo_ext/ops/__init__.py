@@ -1,0 +1,1 @@
+"""Tensor operations shared by models, trainers and export: box geometry and NMS."""

@@ -1,0 +1,1 @@
+"""Samplers: georeferenced patch samplers and tracking pair samplers."""

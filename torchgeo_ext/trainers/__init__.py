@@ -1,0 +1,1 @@
+"""Lightning tasks (TorchGeo ``BaseTask`` subclasses), one module per task family."""
