@@ -1,0 +1,326 @@
+"""YOLO building blocks shared by the YOLO-family models of this library.
+
+SuperYOLO (YOLOv5s-style) and the YOLOv8-OBB-style detector behind FoRA/LMA
+and E2E-MFD are assembled from these layers. They follow the Ultralytics
+layer definitions as described in the YOLOv5 and YOLOv8 papers/docs; this is
+an independent implementation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def autopad(kernel_size: int, dilation: int = 1) -> int:
+    """Return the padding that keeps the spatial size for an odd kernel.
+
+    Args:
+        kernel_size: Convolution kernel size.
+        dilation: Convolution dilation.
+
+    Returns:
+        The 'same' padding.
+    """
+    return dilation * (kernel_size - 1) // 2
+
+
+class Conv(nn.Module):
+    """Conv2d + BatchNorm2d + SiLU, the basic YOLO convolution.
+
+    After :meth:`fuse`, the batch norm is folded into the convolution (which
+    gains a bias) and the layer runs as conv + activation only.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        dilation: int = 1,
+        act: bool = True,
+    ) -> None:
+        """Initialise a new Conv.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            kernel_size: Kernel size (padding keeps the size at stride 1).
+            stride: Stride.
+            groups: Convolution groups.
+            dilation: Dilation.
+            act: Whether to apply SiLU.
+        """
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            autopad(kernel_size, dilation),
+            dilation=dilation,
+            groups=groups,
+            bias=False,
+        )
+        self.bn: nn.Module = nn.BatchNorm2d(out_channels, eps=1e-3, momentum=0.03)
+        self.act: nn.Module = nn.SiLU() if act else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply conv, batch norm and activation.
+
+        Args:
+            x: Input of shape (B, C_in, H, W).
+
+        Returns:
+            Output of shape (B, C_out, H / stride, W / stride).
+        """
+        return self.act(self.bn(self.conv(x)))
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the batch norm into the convolution weights (inference only)."""
+        if isinstance(self.bn, nn.Identity):
+            return
+        self.conv = fuse_conv_bn(self.conv, self.bn)
+        self.bn = nn.Identity()
+
+
+@torch.no_grad()
+def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
+    """Return a convolution equal to ``bn(conv(x))`` in eval mode.
+
+    Args:
+        conv: The convolution.
+        bn: The batch norm that follows it (``nn.BatchNorm2d``).
+
+    Returns:
+        A new convolution with a bias.
+    """
+    assert isinstance(bn, nn.BatchNorm2d)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,  # type: ignore[arg-type]
+        conv.stride,  # type: ignore[arg-type]
+        conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        groups=conv.groups,
+        bias=True,
+    ).to(conv.weight.device)
+    assert bn.running_var is not None and bn.running_mean is not None
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)  # type: ignore[union-attr]
+    return fused
+
+
+class Bottleneck(nn.Module):
+    """Two convolutions with an optional residual connection."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        shortcut: bool = True,
+        expansion: float = 0.5,
+        kernel_sizes: tuple[int, int] = (1, 3),
+    ) -> None:
+        """Initialise a new Bottleneck.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            shortcut: Add the input when channel counts match.
+            expansion: Hidden channels as a fraction of ``out_channels``.
+            kernel_sizes: Kernel sizes of the two convolutions (YOLOv5: 1, 3;
+                YOLOv8: 3, 3).
+        """
+        super().__init__()
+        hidden = int(out_channels * expansion)
+        self.cv1 = Conv(in_channels, hidden, kernel_sizes[0])
+        self.cv2 = Conv(hidden, out_channels, kernel_sizes[1])
+        self.add = shortcut and in_channels == out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the bottleneck.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H, W).
+        """
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C3(nn.Module):
+    """YOLOv5 CSP block with three convolutions."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, n: int = 1, shortcut: bool = True
+    ) -> None:
+        """Initialise a new C3.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            n: Number of bottlenecks.
+            shortcut: Residual bottlenecks (backbone) or plain (neck).
+        """
+        super().__init__()
+        hidden = out_channels // 2
+        self.cv1 = Conv(in_channels, hidden)
+        self.cv2 = Conv(in_channels, hidden)
+        self.cv3 = Conv(2 * hidden, out_channels)
+        self.m = nn.Sequential(
+            *(Bottleneck(hidden, hidden, shortcut, expansion=1.0) for _ in range(n))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the block.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H, W).
+        """
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), dim=1))
+
+
+class C2f(nn.Module):
+    """YOLOv8 CSP block: split, n bottlenecks whose outputs are all concatenated."""
+
+    def __init__(
+        self, in_channels: int, out_channels: int, n: int = 1, shortcut: bool = False
+    ) -> None:
+        """Initialise a new C2f.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            n: Number of bottlenecks.
+            shortcut: Residual bottlenecks (backbone) or plain (neck).
+        """
+        super().__init__()
+        self.hidden = out_channels // 2
+        self.cv1 = Conv(in_channels, 2 * self.hidden)
+        self.cv2 = Conv((2 + n) * self.hidden, out_channels)
+        self.m = nn.ModuleList(
+            Bottleneck(self.hidden, self.hidden, shortcut, 1.0, (3, 3)) for _ in range(n)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the block.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H, W).
+        """
+        y = list(self.cv1(x).chunk(2, dim=1))
+        for block in self.m:
+            y.append(block(y[-1]))
+        return self.cv2(torch.cat(y, dim=1))
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling with parallel max pools (YOLOv5, kernels 5, 9, 13)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_sizes: tuple[int, ...] = (5, 9, 13),
+    ) -> None:
+        """Initialise a new SPP.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            kernel_sizes: Max-pool kernel sizes (stride 1, same padding).
+        """
+        super().__init__()
+        hidden = in_channels // 2
+        self.cv1 = Conv(in_channels, hidden)
+        self.cv2 = Conv(hidden * (len(kernel_sizes) + 1), out_channels)
+        self.m = nn.ModuleList(
+            nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2) for k in kernel_sizes
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the pooling pyramid.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H, W).
+        """
+        x = self.cv1(x)
+        return self.cv2(torch.cat([x, *(pool(x) for pool in self.m)], dim=1))
+
+
+class SPPF(nn.Module):
+    """Fast SPP: one max pool applied three times in sequence (YOLOv5 v6+, YOLOv8)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5) -> None:
+        """Initialise a new SPPF.
+
+        Args:
+            in_channels: Input channels.
+            out_channels: Output channels.
+            kernel_size: Max-pool kernel size.
+        """
+        super().__init__()
+        hidden = in_channels // 2
+        self.cv1 = Conv(in_channels, hidden)
+        self.cv2 = Conv(hidden * 4, out_channels)
+        self.m = nn.MaxPool2d(kernel_size, stride=1, padding=kernel_size // 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the pooling pyramid.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H, W).
+        """
+        x = self.cv1(x)
+        y1 = self.m(x)
+        y2 = self.m(y1)
+        return self.cv2(torch.cat((x, y1, y2, self.m(y2)), dim=1))
+
+
+def fuse_model(model: nn.Module) -> nn.Module:
+    """Fold every :class:`Conv`'s batch norm into its convolution, in place.
+
+    Args:
+        model: Any module containing :class:`Conv` layers.
+
+    Returns:
+        The same module, in eval mode, for chaining.
+    """
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, Conv):
+            module.fuse()
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Count the parameters of a model.
+
+    Args:
+        model: The model.
+
+    Returns:
+        The number of parameters.
+    """
+    return sum(p.numel() for p in model.parameters())
