@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
 
 from . import __version__
 from .errors import InputError
 
-#: Subcommand modules under :mod:`torchgeo_ext.commands`, in help order.
-COMMANDS = ('lightning',)
+
+
+def command_modules() -> list[str]:
+    """List the subcommand modules of :mod:`torchgeo_ext.commands`.
+
+    Returns:
+        Module names, the Lightning subcommands first, then alphabetical.
+    """
+    from . import commands
+
+    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    return sorted(names, key=lambda name: name != 'lightning')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument('--version', action='version', version=__version__)
     subparsers = parser.add_subparsers(dest='command', metavar='COMMAND')
-    for name in COMMANDS:
+    for name in command_modules():
         importlib.import_module(f'torchgeo_ext.commands.{name}').add_parser(subparsers)
     return parser
 
