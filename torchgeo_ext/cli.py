@@ -18,7 +18,6 @@ from . import __version__
 from .errors import InputError
 
 
-
 def command_modules() -> list[str]:
     """List the subcommand modules of :mod:`torchgeo_ext.commands`.
 

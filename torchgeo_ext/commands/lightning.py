@@ -28,7 +28,9 @@ def add_parser(subparsers: Any) -> None:
             add_help=False,
         )
         parser.add_argument('args', nargs=argparse.REMAINDER)
-        parser.set_defaults(run=lambda args, name=name: run_lightning([name, *args.args]))
+        parser.set_defaults(
+            run=lambda args, name=name: run_lightning([name, *args.args])
+        )
 
 
 def run_lightning(argv: list[str]) -> int:

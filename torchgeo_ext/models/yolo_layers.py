@@ -109,7 +109,8 @@ def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
         groups=conv.groups,
         bias=True,
     ).to(conv.weight.device)
-    assert bn.running_var is not None and bn.running_mean is not None
+    assert bn.running_var is not None
+    assert bn.running_mean is not None
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -211,7 +212,8 @@ class C2f(nn.Module):
         self.cv1 = Conv(in_channels, 2 * self.hidden)
         self.cv2 = Conv((2 + n) * self.hidden, out_channels)
         self.m = nn.ModuleList(
-            Bottleneck(self.hidden, self.hidden, shortcut, 1.0, (3, 3)) for _ in range(n)
+            Bottleneck(self.hidden, self.hidden, shortcut, 1.0, (3, 3))
+            for _ in range(n)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -269,7 +271,9 @@ class SPP(nn.Module):
 class SPPF(nn.Module):
     """Fast SPP: one max pool applied three times in sequence (YOLOv5 v6+, YOLOv8)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 5) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int = 5
+    ) -> None:
         """Initialise a new SPPF.
 
         Args:

@@ -1,1 +1,3 @@
 """Lightning tasks (TorchGeo ``BaseTask`` subclasses), one module per task family."""
+
+from .base import PluginTask, load_task
