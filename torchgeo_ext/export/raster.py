@@ -1,0 +1,565 @@
+"""GeoTIFF writing (tiled, compressed, Cloud-Optimized, atomic) and co-registered reading."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from numpy.typing import NDArray
+from rasterio.crs import CRS
+from rasterio.errors import CRSError, RasterioError, RasterioIOError
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from ..errors import InvalidInputError, MissingInputError
+from .atomic import atomic_output
+
+__all__ = [
+    'RasterStack',
+    'RasterWriter',
+    'crs_to_string',
+    'open_inputs',
+    'to_affine',
+    'to_crs',
+    'transform_to_tuple',
+    'write_raster',
+]
+
+#: Internal tile size of written GeoTIFFs.
+BLOCKSIZE = 256
+
+#: A CRS as a string (authority, WKT, PROJ), rasterio CRS or pyproj CRS.
+type CRSLike = Any
+#: An Affine or 6/9 coefficients (sequence, numpy array, torch tensor).
+type TransformLike = Any
+type PathLike = str | os.PathLike[str]
+
+
+def to_crs(crs: CRSLike) -> CRS:
+    """Convert a CRS given as a string (authority, WKT, PROJ), rasterio or pyproj CRS.
+
+    Args:
+        crs: The CRS.
+
+    Returns:
+        The rasterio CRS.
+
+    Raises:
+        ValueError: If *crs* is empty or not understood.
+    """
+    if isinstance(crs, CRS):
+        return crs
+    if crs is None or (isinstance(crs, str) and not crs.strip()):
+        raise ValueError('a CRS is required')
+    if hasattr(crs, 'to_wkt'):  # pyproj.CRS
+        return CRS.from_wkt(crs.to_wkt())
+    try:
+        return CRS.from_user_input(crs)
+    except CRSError as err:
+        raise ValueError(f'not a CRS: {crs!r} ({err})') from err
+
+
+def crs_to_string(crs: CRSLike) -> str:
+    """Represent a CRS as a string that converts back to exactly the same CRS.
+
+    ``EPSG:XXXX`` when the CRS is exactly that EPSG definition, otherwise WKT.
+
+    Args:
+        crs: The CRS (anything :func:`to_crs` accepts).
+
+    Returns:
+        An authority string or a WKT string.
+    """
+    crs = to_crs(crs)
+    epsg = crs.to_epsg(confidence_threshold=100)
+    if epsg is not None and CRS.from_epsg(epsg) == crs:
+        return f'EPSG:{epsg}'
+    return str(crs.to_wkt())
+
+
+def to_affine(transform: TransformLike) -> Affine:
+    """Convert 6 (rasterio order) or 9 affine coefficients to an :class:`~affine.Affine`.
+
+    Args:
+        transform: An Affine, a sequence, numpy array or torch tensor of 6 or 9
+            coefficients ``a, b, c, d, e, f[, 0, 0, 1]``.
+
+    Returns:
+        The affine transform.
+
+    Raises:
+        ValueError: If the coefficients are not 6 or 9 finite numbers.
+    """
+    if isinstance(transform, Affine):
+        return transform
+    if hasattr(transform, 'detach'):  # torch tensor
+        transform = transform.detach().cpu().double().numpy()
+    values = np.asarray(transform, dtype=np.float64).reshape(-1)
+    if values.size not in (6, 9) or not np.isfinite(values).all():
+        raise ValueError(
+            f'an affine transform needs 6 or 9 finite coefficients, got {values}'
+        )
+    return Affine(*(float(v) for v in values[:6]))
+
+
+def transform_to_tuple(transform: TransformLike) -> tuple[float, ...]:
+    """Return the 6 affine coefficients ``(a, b, c, d, e, f)`` in rasterio order.
+
+    Args:
+        transform: Anything :func:`to_affine` accepts.
+
+    Returns:
+        The six coefficients as floats.
+    """
+    return tuple(to_affine(transform))[:6]
+
+
+def _to_numpy(array: Any) -> NDArray[Any]:
+    if hasattr(array, 'detach'):
+        array = array.detach().cpu().numpy()
+    out = np.asarray(array)
+    if out.dtype == np.bool_:
+        out = out.astype(np.uint8)
+    elif out.dtype == np.float16:
+        out = out.astype(np.float32)
+    return out
+
+
+def _predictor(dtype: np.dtype[Any]) -> int:
+    return 3 if np.issubdtype(dtype, np.floating) else 2
+
+
+class RasterWriter:
+    """Streaming, atomic GeoTIFF writer.
+
+    Windows are written into a tiled, deflate-compressed GeoTIFF beside the
+    final path; on a clean exit it is converted to a Cloud-Optimized GeoTIFF
+    (when ``cog=True`` and GDAL's COG driver can) and renamed onto *path*. If
+    the ``with`` block raises, nothing is left under *path*.
+
+    Example::
+
+        with RasterWriter('out.tif', width=w, height=h, count=1, dtype='float32',
+                          crs='EPSG:32633', transform=t, nodata=float('nan')) as dst:
+            dst.write(Window(0, 0, w, 256), rows)
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        width: int,
+        height: int,
+        count: int,
+        dtype: str | np.dtype[Any] | type,
+        crs: CRSLike,
+        transform: TransformLike,
+        nodata: float | None = None,
+        band_names: Sequence[str] | None = None,
+        tags: Mapping[str, Any] | None = None,
+        cog: bool = True,
+        overviews: bool = True,
+    ) -> None:
+        """Initialise a new RasterWriter (nothing is opened before ``__enter__``).
+
+        Args:
+            path: Output GeoTIFF.
+            width: Raster width in pixels.
+            height: Raster height in pixels.
+            count: Number of bands.
+            dtype: Pixel type (numpy name).
+            crs: Coordinate reference system.
+            transform: Affine transform (6 or 9 coefficients, rasterio order).
+            nodata: Nodata value (NaN allowed for float types).
+            band_names: One description per band.
+            tags: Dataset metadata; non-string values are stored as JSON.
+            cog: Convert to a Cloud-Optimized GeoTIFF at close.
+            overviews: Build overviews in the COG.
+
+        Raises:
+            ValueError: If sizes, band names or nodata are inconsistent.
+        """
+        if width <= 0 or height <= 0 or count <= 0:
+            raise ValueError(f'invalid raster shape {count} x {height} x {width}')
+        if band_names is not None and len(band_names) != count:
+            raise ValueError(f'{len(band_names)} band names for {count} bands')
+        self.path = Path(path)
+        self.width, self.height, self.count = int(width), int(height), int(count)
+        self.dtype = np.dtype(dtype)
+        self.crs = to_crs(crs)
+        self.transform = to_affine(transform)
+        self.nodata = nodata
+        if nodata is not None:
+            if np.issubdtype(self.dtype, np.floating):
+                ok = math.isnan(nodata) or abs(nodata) <= np.finfo(self.dtype).max
+            else:
+                info = np.iinfo(self.dtype)
+                ok = not math.isnan(nodata) and info.min <= nodata <= info.max
+            if not ok:
+                raise ValueError(f'nodata {nodata} does not fit {self.dtype}')
+        self.band_names = list(band_names) if band_names is not None else None
+        self.tags = {
+            k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in (tags or {}).items()
+        }
+        self.cog = cog
+        self.overviews = overviews
+        self._stack: contextlib.ExitStack | None = None
+        self._dst: Any = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> Self:
+        """Open the temporary GeoTIFF.
+
+        Returns:
+            This writer.
+        """
+        stack = contextlib.ExitStack()
+        try:
+            self._tmp = stack.enter_context(atomic_output(self.path))
+            target = (
+                self._tmp.with_name(self._tmp.name + '.stream.tif')
+                if self.cog
+                else self._tmp
+            )
+            bs = BLOCKSIZE
+            profile: dict[str, Any] = {
+                'driver': 'GTiff',
+                'width': self.width,
+                'height': self.height,
+                'count': self.count,
+                'dtype': self.dtype.name,
+                'crs': self.crs,
+                'transform': self.transform,
+                'nodata': self.nodata,
+                'compress': 'deflate',
+                'predictor': _predictor(self.dtype),
+                'bigtiff': 'IF_SAFER',
+                'interleave': 'band',
+            }
+            if (
+                self.width >= bs and self.height >= bs
+            ) or self.width * self.height > bs * bs:
+                profile.update(tiled=True, blockxsize=bs, blockysize=bs)
+            self._stream_path = target
+            self._dst = rasterio.open(target, 'w', **profile)
+        except BaseException:
+            stack.close()
+            raise
+        self._stack = stack
+        return self
+
+    def write(self, window: Window | tuple[int, int, int, int], data: Any) -> None:
+        """Write a block of pixels.
+
+        Args:
+            window: Where to write: a rasterio Window or ``(col_off, row_off, width, height)``.
+            data: Array (numpy or torch) of shape (count, height, width), or
+                (height, width) for a single band.
+
+        Raises:
+            RuntimeError: If the writer is not open.
+            ValueError: If the data does not match the window.
+        """
+        if self._dst is None:
+            raise RuntimeError('RasterWriter is not open: use it as a context manager')
+        if not isinstance(window, Window):
+            window = Window(*window)
+        arr = _to_numpy(data)
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.shape != (self.count, int(window.height), int(window.width)):
+            raise ValueError(f'data of shape {arr.shape} does not fit window {window}')
+        self._dst.write(arr.astype(self.dtype, copy=False), window=window)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Finalise the output, or discard it when *error* is given.
+
+        Args:
+            error: The exception that aborts writing, if any.
+        """
+        if self._stack is None:
+            return
+        stack, self._stack = self._stack, None
+        try:
+            if error is None:
+                self._finish()
+            elif self._dst is not None:
+                self._dst.close()
+        except BaseException as err:
+            if not stack.__exit__(type(err), err, err.__traceback__):
+                raise
+            return
+        if error is None:
+            stack.close()
+        else:
+            stack.__exit__(type(error), error, error.__traceback__)
+
+    def _finish(self) -> None:
+        dst = self._dst
+        if self.band_names is not None:
+            for i, name in enumerate(self.band_names, start=1):
+                dst.set_band_description(i, name)
+        if self.tags:
+            dst.update_tags(**self.tags)
+        dst.close()
+        self._dst = None
+        if not self.cog:
+            return
+        assert self._tmp is not None
+        options: dict[str, Any] = {
+            'compress': 'DEFLATE',
+            'predictor': 'YES',
+            'blocksize': BLOCKSIZE,
+            'bigtiff': 'IF_SAFER',
+            'overviews': 'AUTO' if self.overviews else 'NONE',
+            'overview_resampling': 'AVERAGE'
+            if np.issubdtype(self.dtype, np.floating)
+            else 'NEAREST',
+        }
+        try:
+            rasterio.shutil.copy(self._stream_path, self._tmp, driver='COG', **options)
+        except RasterioError as err:  # pragma: no cover - depends on the GDAL build
+            warnings.warn(
+                f'{self.path}: writing a tiled GeoTIFF, not a COG ({err})', stacklevel=3
+            )
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
+            os.replace(self._stream_path, self._tmp)
+        else:
+            self._stream_path.unlink()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Finalise on success, discard on error."""
+        self.close(exc)
+
+
+def write_raster(
+    path: PathLike,
+    array: Any,
+    *,
+    crs: CRSLike,
+    transform: TransformLike,
+    nodata: float | None = None,
+    band_names: Sequence[str] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    cog: bool = True,
+) -> Path:
+    """Write an array as a tiled, compressed, Cloud-Optimized GeoTIFF, atomically.
+
+    Args:
+        path: Output file.
+        array: (C, H, W) or (H, W) numpy array or torch tensor.
+        crs: Coordinate reference system.
+        transform: Affine transform (6 or 9 coefficients, rasterio order).
+        nodata: Nodata value.
+        band_names: One description per band.
+        tags: Dataset metadata (non-string values stored as JSON).
+        cog: Write a Cloud-Optimized GeoTIFF (else a tiled GeoTIFF).
+
+    Returns:
+        The output path.
+
+    Raises:
+        ValueError: If the array is not 2- or 3-dimensional.
+    """
+    arr = _to_numpy(array)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f'expected a (C, H, W) or (H, W) array, got shape {arr.shape}')
+    count, height, width = arr.shape
+    with RasterWriter(
+        path,
+        width=width,
+        height=height,
+        count=count,
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        band_names=band_names,
+        tags=tags,
+        cog=cog,
+    ) as dst:
+        dst.write(Window(0, 0, width, height), arr)
+    return dst.path
+
+
+def _close_enough(a: Affine, b: Affine) -> bool:
+    return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b))
+
+
+class RasterStack:
+    """Several co-registered rasters read as one stack of bands (modalities).
+
+    Use :func:`open_inputs` to create one. Bands are stacked in the order of
+    the files, and within a file in band order.
+    """
+
+    def __init__(self, paths: Sequence[Path], datasets: Sequence[Any]) -> None:
+        """Initialise a new RasterStack from opened rasterio datasets.
+
+        Args:
+            paths: The files.
+            datasets: Their open rasterio datasets.
+        """
+        first = datasets[0]
+        self.paths = list(paths)
+        self.datasets = list(datasets)
+        self.crs: CRS = first.crs
+        self.transform: Affine = first.transform
+        self.width: int = first.width
+        self.height: int = first.height
+        self.count = sum(ds.count for ds in datasets)
+        #: Band index ranges of each file in the stack, keyed by file stem.
+        self.modalities: dict[str, list[int]] = {}
+        start = 0
+        for path, ds in zip(paths, datasets):
+            self.modalities[path.stem] = list(range(start, start + ds.count))
+            start += ds.count
+        self.band_names = [
+            desc or f'{path.stem}_{i + 1}'
+            for path, ds in zip(paths, datasets)
+            for i, desc in enumerate(ds.descriptions)
+        ]
+        self.nodata: list[float | None] = [
+            ds.nodata if ds.nodata is not None else None
+            for ds in datasets
+            for _ in range(ds.count)
+        ]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(bands, height, width)."""
+        return self.count, self.height, self.width
+
+    def read(self, window: Window) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """Read a window as float32, zero outside the raster and at nodata pixels.
+
+        Args:
+            window: Pixel window; it may extend beyond the raster.
+
+        Returns:
+            The (C, h, w) float32 array, and the (h, w) validity mask: False
+            outside the raster and where any band is nodata (or NaN).
+        """
+        row0, col0 = int(window.row_off), int(window.col_off)
+        h, w = int(window.height), int(window.width)
+        out = np.zeros((self.count, h, w), dtype=np.float32)
+        valid = np.zeros((h, w), dtype=np.bool_)
+        r0, r1 = max(row0, 0), min(row0 + h, self.height)
+        c0, c1 = max(col0, 0), min(col0 + w, self.width)
+        if r0 >= r1 or c0 >= c1:
+            return out, valid
+        inner = Window(c0, r0, c1 - c0, r1 - r0)
+        ys, xs = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
+        bad = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
+        band = 0
+        for ds in self.datasets:
+            data = ds.read(window=inner)
+            for i in range(ds.count):
+                nd = self.nodata[band + i]
+                if nd is not None and not math.isnan(nd):
+                    bad |= data[i] == nd
+                if np.issubdtype(data.dtype, np.floating):
+                    bad |= ~np.isfinite(data[i])
+            out[band : band + ds.count, ys, xs] = data
+            band += ds.count
+        valid[ys, xs] = ~bad
+        if bad.any():
+            out[:, ys, xs][:, bad] = 0
+        return out, valid
+
+    def close(self) -> None:
+        """Close all files."""
+        for ds in self.datasets:
+            ds.close()
+
+    def __enter__(self) -> Self:
+        """Return self."""
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        """Close all files."""
+        self.close()
+
+
+def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
+    """Open one raster or several co-registered rasters as one stack of modalities.
+
+    Args:
+        paths: One path or a sequence of paths.
+
+    Returns:
+        The opened stack (close it, or use it as a context manager).
+
+    Raises:
+        MissingInputError: If a file does not exist.
+        InvalidInputError: If a file is not a raster, has no CRS, or its CRS,
+            transform or size differ from the first file's.
+    """
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    files = [Path(p) for p in paths]
+    if not files:
+        raise ValueError('no input raster given')
+    datasets: list[Any] = []
+    try:
+        for path in files:
+            if not path.exists():
+                raise MissingInputError(path, 'no such file')
+            try:
+                ds = rasterio.open(path)
+            except RasterioIOError as err:
+                raise InvalidInputError(
+                    path, f'not a raster GDAL can read ({err})'
+                ) from err
+            datasets.append(ds)
+            if ds.crs is None:
+                raise InvalidInputError(
+                    path,
+                    'the raster has no CRS; assign one '
+                    '(e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
+                )
+            first, ref = datasets[0], files[0]
+            if ds is first:
+                continue
+            if ds.crs != first.crs:
+                raise InvalidInputError(
+                    path,
+                    f'its CRS ({crs_to_string(ds.crs)[:80]}) differs from the CRS of '
+                    f'{ref} ({crs_to_string(first.crs)[:80]}); reproject it first',
+                )
+            if (ds.width, ds.height) != (first.width, first.height):
+                raise InvalidInputError(
+                    path,
+                    f'its size {ds.width} x {ds.height} differs from the size of {ref} '
+                    f'({first.width} x {first.height}); inputs must be co-registered',
+                )
+            if not _close_enough(ds.transform, first.transform):
+                raise InvalidInputError(
+                    path,
+                    f'its transform {tuple(ds.transform)[:6]} differs from the transform of '
+                    f'{ref} {tuple(first.transform)[:6]}; inputs must be co-registered',
+                )
+    except BaseException:
+        for ds in datasets:
+            ds.close()
+        raise
+    return RasterStack(files, datasets)
