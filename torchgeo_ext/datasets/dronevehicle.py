@@ -1,0 +1,454 @@
+"""DroneVehicle: drone-based RGB-infrared vehicle detection."""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
+from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
+
+from ..errors import InvalidInputError, MissingInputError
+from .detection import (
+    AnnotationCounts,
+    corners_to_xyxy,
+    count_issue,
+    plot_detection_sample,
+    read_image,
+    warn_annotation_issues,
+)
+
+Sample = dict[str, Any]
+
+_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
+
+
+class DroneVehicle(NonGeoDataset):
+    """DroneVehicle: vehicle detection in paired drone RGB and infrared frames.
+
+    28,439 RGB-infrared pairs (17,990 train / 1,469 val / 8,980 test) taken by
+    a drone by day and night, annotated with oriented boxes of five vehicle
+    classes, separately for the RGB and the infrared frame.
+
+    Dataset format (official release), under ``root``:
+
+    * ``{split}/{split}img/<stem>.jpg`` (RGB) and ``{split}/{split}imgr/<stem>.jpg``
+      (infrared, three identical channels: the first is used), 840 x 712 with a
+      100 px white border around the 640 x 512 content.
+    * ``{split}/{split}label/<stem>.xml`` (RGB labels) and
+      ``{split}/{split}labelr/<stem>.xml`` (infrared labels): Pascal-VOC-like
+      ``<object>`` elements with a ``<name>`` and either a ``<polygon>``
+      (``x1 y1 .. x4 y4``) or a ``<bndbox>`` (``xmin ymin xmax ymax``), in the
+      bordered frame.
+
+    Also read: the DOTA-style text layout that E2E-MFD uses,
+    ``{split}/{rgb,ir}/{images,labels}/<stem>.{jpg,txt}`` with lines
+    ``x1 y1 x2 y2 x3 y3 x4 y4 class difficulty`` (``imagesource:``/``gsd:``
+    header lines are ignored). The layout is detected per split.
+
+    Border: with ``crop_border=True`` a 100 px border is removed from every
+    image that has one (any size other than the 640 x 512 content size; the
+    official 840 x 712 frames) and the boxes are shifted by -100 px. Images that
+    are already 640 x 512 are left alone. In all cases box corners are clipped
+    to the image: objects partly outside are kept and counted in
+    :attr:`repaired`, objects with nothing left inside are dropped and counted
+    in :attr:`skipped`.
+
+    Annotation quirks of the real files handled here: class spelling variants
+    (``feright car``, ``feright_car``, ``feright``, ``freight_car``, ``truvk``)
+    are normalised; junk names (``*``, empty), unknown names and objects
+    without (complete) geometry are skipped and counted in :attr:`skipped`
+    per file, with one warning summarising the counts. Malformed XML, a
+    non-numeric coordinate or a malformed text line is an error naming the
+    file (and line).
+
+    Samples:
+
+    * ``image``: float32 C x H x W raw 0-255 values (TorchGeo convention;
+      data modules normalise), modalities stacked in the given order (RGB 3
+      bands, IR 1 band): 4 x 512 x 640 after border cropping.
+    * ``label``: int64 (N,); ``bbox_xyxy``: float32 (N, 4), always;
+      ``bbox``: float32 (N, 8), DOTA corner order, when
+      ``bbox_orientation='oriented'``.
+
+    Dataset classes:
+
+    0. car
+    1. truck
+    2. bus
+    3. van
+    4. freight car
+
+    If you use this dataset in your research, please cite:
+
+    * https://doi.org/10.1109/TCSVT.2022.3168279
+    """
+
+    classes: ClassVar[list[str]] = ['car', 'truck', 'bus', 'van', 'freight car']
+    #: Spelling variants found in the real files, mapped to canonical names.
+    name_map: ClassVar[dict[str, str]] = {
+        'car': 'car',
+        'truck': 'truck',
+        'truvk': 'truck',
+        'bus': 'bus',
+        'van': 'van',
+        'freight car': 'freight car',
+        'freight_car': 'freight car',
+        'freight': 'freight car',
+        'feright car': 'freight car',
+        'feright_car': 'freight car',
+        'feright': 'freight car',
+    }
+    #: Names known to be junk in the real files.
+    junk_names: ClassVar[frozenset[str]] = frozenset({'*', ''})
+    #: Band count of each modality.
+    modality_bands: ClassVar[dict[str, int]] = {'rgb': 3, 'ir': 1}
+    border = 100
+    content_size = (640, 512)
+    splits = ('train', 'val', 'test')
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = 'data',
+        split: Literal['train', 'val', 'test'] = 'train',
+        modalities: Sequence[str] = ('rgb', 'ir'),
+        label_source: Literal['ir', 'rgb'] = 'ir',
+        crop_border: bool = True,
+        bbox_orientation: Literal['oriented', 'horizontal'] = 'oriented',
+        transforms: Callable[[Sample], Sample] | None = None,
+    ) -> None:
+        """Initialise a new DroneVehicle dataset.
+
+        Args:
+            root: Folder holding ``train/``, ``val/``, ``test/``.
+            split: ``'train'``, ``'val'`` or ``'test'``.
+            modalities: Subset of ``('rgb', 'ir')``, stacked in this order.
+            label_source: Which annotations to use: ``'ir'`` (most papers)
+                or ``'rgb'``.
+            crop_border: Remove the 100 px white border and shift the boxes.
+            bbox_orientation: ``'oriented'`` adds ``bbox`` (N x 8) to samples.
+            transforms: A function applied to each sample.
+
+        Raises:
+            ValueError: If an argument is invalid.
+            DatasetNotFoundError: If the split's folders are missing.
+            MissingInputError: If an image's partner modality or its
+                annotation file is missing.
+            InvalidInputError: If an annotation file is malformed.
+        """
+        if split not in self.splits:
+            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
+        modalities = tuple(modalities)
+        if not modalities or len(set(modalities)) != len(modalities):
+            raise ValueError(f'modalities must be distinct and non-empty: {modalities}')
+        for name in modalities:
+            if name not in self.modality_bands:
+                raise ValueError(
+                    f'unknown modality {name!r}, expected {tuple(self.modality_bands)}'
+                )
+        if label_source not in ('ir', 'rgb'):
+            raise ValueError(f"label_source must be 'ir' or 'rgb': {label_source!r}")
+        if bbox_orientation not in ('horizontal', 'oriented'):
+            raise ValueError(
+                "bbox_orientation must be 'horizontal' or 'oriented': "
+                f'{bbox_orientation!r}'
+            )
+        self.root = os.fspath(root)
+        self.split = split
+        self.label_source = label_source
+        self.crop_border = crop_border
+        self.bbox_orientation = bbox_orientation
+        self.transforms = transforms
+        self.modalities: dict[str, list[int]] = {}
+        start = 0
+        for name in modalities:
+            bands = self.modality_bands[name]
+            self.modalities[name] = list(range(start, start + bands))
+            start += bands
+
+        split_dir = os.path.join(self.root, split)
+        xml_dirs = {
+            'rgb': os.path.join(split_dir, f'{split}img'),
+            'ir': os.path.join(split_dir, f'{split}imgr'),
+        }
+        dota_dirs = {
+            'rgb': os.path.join(split_dir, 'rgb', 'images'),
+            'ir': os.path.join(split_dir, 'ir', 'images'),
+        }
+        if any(os.path.isdir(d) for d in xml_dirs.values()):
+            #: ``'xml'`` (official release) or ``'dota'`` (text labels).
+            self.layout: Literal['xml', 'dota'] = 'xml'
+            self.image_dirs = xml_dirs
+            suffix = 'r' if label_source == 'ir' else ''
+            self.label_dir = os.path.join(split_dir, f'{split}label{suffix}')
+            self.label_ext = '.xml'
+        elif any(os.path.isdir(d) for d in dota_dirs.values()):
+            self.layout = 'dota'
+            self.image_dirs = dota_dirs
+            self.label_dir = os.path.join(split_dir, label_source, 'labels')
+            self.label_ext = '.txt'
+        else:
+            raise DatasetNotFoundError(self)
+
+        #: Per-file counts of dropped objects, ``{file: {reason: count}}``.
+        self.skipped: AnnotationCounts = {}
+        #: Per-file counts of objects kept after a repair (clipped corners).
+        self.repaired: AnnotationCounts = {}
+
+        first = next(iter(self.modalities))
+        listing = (
+            os.listdir(self.image_dirs[first])
+            if os.path.isdir(self.image_dirs[first])
+            else []
+        )
+        names = sorted(f for f in listing if f.lower().endswith(_IMAGE_EXTENSIONS))
+        if not names:
+            raise DatasetNotFoundError(self)
+        #: File stems of the images, in sample order.
+        self.stems: list[str] = []
+        self._paths: list[dict[str, str]] = []
+        self._crop: list[bool] = []
+        self._boxes: list[Tensor] = []
+        self._labels: list[Tensor] = []
+        for name in names:
+            stem = os.path.splitext(name)[0]
+            paths = {m: self._find_partner(stem, name, m) for m in self.modalities}
+            width, height = self._size(paths)
+            crop = self._has_border(width, height)
+            if crop:
+                width, height = width - 2 * self.border, height - 2 * self.border
+            label_path = os.path.join(self.label_dir, stem + self.label_ext)
+            if not os.path.isfile(label_path):
+                raise MissingInputError(
+                    label_path, f'no {label_source} annotation file for image {name}'
+                )
+            if self.layout == 'xml':
+                names_, corners = self._parse_xml(label_path)
+            else:
+                names_, corners = self._parse_dota(label_path)
+            if crop:
+                corners = corners - self.border
+            boxes, labels = self._finish(label_path, names_, corners, width, height)
+            self.stems.append(stem)
+            self._paths.append(paths)
+            self._crop.append(crop)
+            self._boxes.append(boxes)
+            self._labels.append(labels)
+        warn_annotation_issues('DroneVehicle', self.skipped, self.repaired)
+
+    def _has_border(self, width: int, height: int) -> bool:
+        """Whether an image of this size gets its border removed."""
+        return (
+            self.crop_border
+            and (width, height) != self.content_size
+            and width > 2 * self.border
+            and height > 2 * self.border
+        )
+
+    def _find_partner(self, stem: str, name: str, modality: str) -> str:
+        """Return the image of ``modality`` for ``stem``, or raise if absent."""
+        folder = self.image_dirs[modality]
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+        for ext in _IMAGE_EXTENSIONS:
+            candidate = os.path.join(folder, stem + ext)
+            if os.path.isfile(candidate):
+                return candidate
+        others = [m for m in self.modalities if m != modality]
+        raise MissingInputError(
+            path,
+            f'image {stem} has no {modality} file (partner of its '
+            f'{"/".join(others)} image)',
+        )
+
+    @staticmethod
+    def _size(paths: dict[str, str]) -> tuple[int, int]:
+        """Read image sizes from headers; all modalities must agree."""
+        sizes = {}
+        for path in paths.values():
+            try:
+                with Image.open(path) as img:
+                    sizes[path] = img.size
+            except OSError as error:
+                raise InvalidInputError(path, f'cannot read image ({error})') from error
+        if len(set(sizes.values())) > 1:
+            raise InvalidInputError(
+                next(iter(sizes)), f'modalities differ in size: {sizes}'
+            )
+        width, height = next(iter(sizes.values()))
+        return int(width), int(height)
+
+    def _parse_xml(self, path: str) -> tuple[list[str], Tensor]:
+        """Parse a Pascal-VOC-like file: raw names and N x 8 corners."""
+        try:
+            tree = ET.parse(path)
+        except ET.ParseError as error:
+            raise InvalidInputError(path, f'malformed XML ({error})') from error
+        names: list[str] = []
+        corners: list[list[float]] = []
+        for k, obj in enumerate(tree.getroot().iter('object'), start=1):
+            name = (obj.findtext('name') or '').strip()
+            polygon = obj.find('polygon')
+            bndbox = obj.find('bndbox')
+            if polygon is not None:
+                keys = [f'{a}{i}' for i in range(1, 5) for a in ('x', 'y')]
+                values = [polygon.findtext(key) for key in keys]
+            elif bndbox is not None:
+                keys = ['xmin', 'ymin', 'xmax', 'ymax']
+                values = [bndbox.findtext(key) for key in keys]
+            else:
+                count_issue(self.skipped, path, 'no_geometry')
+                continue
+            if any(v is None or not v.strip() for v in values):
+                count_issue(self.skipped, path, 'incomplete_geometry')
+                continue
+            try:
+                numbers = [float(v) for v in values if v is not None]
+            except ValueError as error:
+                raise InvalidInputError(
+                    path, f'object {k}: non-numeric coordinate ({error})'
+                ) from error
+            if bndbox is not None and polygon is None:
+                x0, y0, x1, y1 = numbers
+                numbers = [x0, y0, x1, y0, x1, y1, x0, y1]
+            names.append(name)
+            corners.append(numbers)
+        return names, torch.tensor(corners, dtype=torch.float32).reshape(-1, 8)
+
+    def _parse_dota(self, path: str) -> tuple[list[str], Tensor]:
+        """Parse a DOTA-style text file: raw names and N x 8 corners."""
+        names: list[str] = []
+        corners: list[list[float]] = []
+        with open(path) as f:
+            for number, line in enumerate(f, start=1):
+                cols = line.split()
+                if not cols or cols[0].startswith(('imagesource:', 'gsd:')):
+                    continue
+                if len(cols) < 9:
+                    raise InvalidInputError(
+                        path,
+                        f'line {number}: expected x1 y1 x2 y2 x3 y3 x4 y4 class '
+                        f'[difficulty], got {len(cols)} columns',
+                    )
+                try:
+                    numbers = [float(v) for v in cols[:8]]
+                except ValueError as error:
+                    raise InvalidInputError(
+                        path, f'line {number}: non-numeric coordinate ({error})'
+                    ) from error
+                rest = cols[8:]
+                if len(rest) > 1 and rest[-1].lstrip('-').isdigit():
+                    rest = rest[:-1]  # the difficulty flag
+                names.append(' '.join(rest))
+                corners.append(numbers)
+        return names, torch.tensor(corners, dtype=torch.float32).reshape(-1, 8)
+
+    def _finish(
+        self, path: str, names: list[str], corners: Tensor, width: int, height: int
+    ) -> tuple[Tensor, Tensor]:
+        """Map names to labels, clip corners to the image, count what changed."""
+        keep: list[int] = []
+        labels: list[int] = []
+        for i, raw in enumerate(names):
+            name = ' '.join(raw.strip().lower().split())
+            if name in self.junk_names:
+                count_issue(self.skipped, path, 'junk_name')
+                continue
+            canonical = self.name_map.get(name)
+            if canonical is None:
+                count_issue(self.skipped, path, f'unknown_name ({raw.strip()})')
+                continue
+            if canonical != name:
+                count_issue(self.repaired, path, f'renamed ({name})')
+            keep.append(i)
+            labels.append(self.classes.index(canonical))
+        corners = corners[keep]
+        label_tensor = torch.tensor(labels, dtype=torch.int64)
+        xs, ys = corners[:, 0::2], corners[:, 1::2]
+        cx, cy = xs.clamp(0, width), ys.clamp(0, height)
+        clipped = torch.stack([cx, cy], dim=-1).reshape(-1, 8)
+        changed = (clipped != corners).any(dim=1)
+        xyxy = corners_to_xyxy(clipped)
+        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        count_issue(self.skipped, path, 'outside_image', int((~inside).sum()))
+        count_issue(
+            self.repaired, path, 'clipped_to_image', int((changed & inside).sum())
+        )
+        return clipped[inside], label_tensor[inside]
+
+    def __len__(self) -> int:
+        """Return the number of image pairs in this split.
+
+        Returns:
+            Number of samples.
+        """
+        return len(self.stems)
+
+    def __getitem__(self, index: int) -> Sample:
+        """Return one sample.
+
+        Args:
+            index: Index of the sample.
+
+        Returns:
+            ``image``, ``label``, ``bbox_xyxy`` and (when oriented) ``bbox``.
+
+        Raises:
+            InvalidInputError: If an image cannot be decoded or the modalities
+                differ in size.
+        """
+        arrays: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
+        for modality, path in self._paths[index].items():
+            array = read_image(path, self.modality_bands[modality])
+            if arrays and array.shape[1:] != arrays[0].shape[1:]:
+                raise InvalidInputError(
+                    path,
+                    f'size {array.shape[1:]} differs from its partner modality '
+                    f'{arrays[0].shape[1:]}',
+                )
+            arrays.append(array)
+        stacked = np.concatenate(arrays, axis=0)
+        if self._crop[index]:
+            b = self.border
+            stacked = stacked[:, b:-b, b:-b]
+        image = torch.from_numpy(np.ascontiguousarray(stacked)).float()
+        boxes = self._boxes[index]
+        sample: Sample = {
+            'image': image,
+            'label': self._labels[index].clone(),
+            'bbox_xyxy': corners_to_xyxy(boxes),
+        }
+        if self.bbox_orientation == 'oriented':
+            sample['bbox'] = boxes.clone()
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(
+        self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Plot RGB and IR side by side with boxes and class names.
+
+        A second row shows predictions when the sample has
+        ``prediction_bbox`` or ``prediction_bbox_xyxy`` (with
+        ``prediction_label`` and ``prediction_score``).
+
+        Args:
+            sample: A sample returned by :meth:`__getitem__` (possibly with
+                predictions).
+            show_titles: Whether to title each panel.
+            suptitle: Optional figure title.
+
+        Returns:
+            A matplotlib figure.
+        """
+        return plot_detection_sample(
+            sample, self.modalities, self.classes, show_titles, suptitle
+        )
