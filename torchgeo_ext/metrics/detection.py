@@ -157,6 +157,12 @@ class OrientedMeanAveragePrecision(Metric):
     """
 
     full_state_update = False
+    pred_boxes: list[Tensor]
+    pred_scores: list[Tensor]
+    pred_labels: list[Tensor]
+    gt_boxes: list[Tensor]
+    gt_labels: list[Tensor]
+    gt_difficult: list[Tensor]
     higher_is_better = True
     is_differentiable = False
 
