@@ -1,0 +1,240 @@
+"""Collation and box-aware batch augmentation shared by the detection data modules.
+
+Boxes follow DESIGN.md: ``bbox_xyxy`` N x 4 and ``bbox`` N x 8 in pixel-edge
+coordinates (``0 <= x <= width``). Kornia's geometric augmentations report
+their transformation as a 3 x 3 matrix in pixel-centre coordinates (a
+horizontal flip maps ``x`` to ``W - 1 - x``); :class:`DetectionAugmentation`
+converts it to edge coordinates (``x`` to ``W - x``) and moves every box with
+the image. All modalities are bands of one ``image`` tensor, so a geometric
+augmentation transforms them identically; an optional ``image_hr`` (the
+super-resolution target at an integer multiple of the size) gets the same
+transformation, rescaled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import kornia.augmentation as K
+import torch
+from kornia.geometry.transform import warp_perspective
+from torch import Tensor, nn
+
+from ..datasets.detection import corners_to_xyxy, xyxy_to_corners
+
+Batch = dict[str, Any]
+
+#: Keys kept as per-image lists by :func:`collate_detection`.
+LIST_KEYS = (
+    'bbox_xyxy',
+    'bbox',
+    'label',
+    'prediction_bbox_xyxy',
+    'prediction_bbox',
+    'prediction_label',
+    'prediction_score',
+)
+
+
+def collate_detection(samples: Sequence[Batch]) -> Batch:
+    """Collate detection samples: stack images, keep boxes and labels as lists.
+
+    ``image`` (and any other tensor of equal shape in every sample, such as
+    ``image_hr``) is stacked; the keys in :data:`LIST_KEYS` become lists of
+    per-image tensors (boxes as float32); anything else becomes a list.
+
+    Args:
+        samples: Samples from a detection dataset.
+
+    Returns:
+        The batch.
+    """
+    batch: Batch = {}
+    for key in samples[0]:
+        values = [sample[key] for sample in samples]
+        if key in LIST_KEYS:
+            if 'bbox' in key:
+                values = [v.float() for v in values]
+            batch[key] = values
+        elif all(isinstance(v, Tensor) for v in values) and (
+            len({tuple(v.shape) for v in values}) == 1
+        ):
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+def _edge_matrix(matrix: Tensor) -> Tensor:
+    """Convert B x 3 x 3 pixel-centre transforms to pixel-edge coordinates."""
+    shift = torch.eye(3, dtype=matrix.dtype, device=matrix.device)
+    unshift = shift.clone()
+    shift[:2, 2] = 0.5
+    unshift[:2, 2] = -0.5
+    return shift @ matrix @ unshift
+
+
+def transform_corners(corners: Tensor, matrix: Tensor) -> Tensor:
+    """Apply a 3 x 3 (projective) transform to N x 8 corners.
+
+    Args:
+        corners: N x 8 corners ``x1 y1 ... x4 y4``.
+        matrix: 3 x 3 transform.
+
+    Returns:
+        N x 8 transformed corners.
+    """
+    pts = corners.reshape(-1, 2)
+    ones = torch.ones_like(pts[:, :1])
+    out = torch.cat([pts, ones], dim=1) @ matrix.T.to(pts.dtype)
+    out = out[:, :2] / out[:, 2:3]
+    return out.reshape(-1, 8)
+
+
+class DetectionAugmentation(nn.Module):
+    """Normalise a detection batch and apply geometric augmentations to it.
+
+    The image (all modalities stacked) goes through a Kornia
+    :class:`~kornia.augmentation.AugmentationSequential` of geometric
+    augmentations; the per-sample transformation matrices it reports move
+    ``bbox`` (corners transformed exactly) and ``bbox_xyxy`` (envelope of the
+    transformed ``bbox`` when present, else of the transformed box corners),
+    clipped to the image. Boxes left with less than ``min_size`` pixels of width
+    or height inside the image are removed from every per-image list
+    (``bbox_xyxy``, ``bbox``, ``label``). ``image_hr`` (an integer multiple of
+    ``image``'s size) is warped with the same transformation rescaled.
+
+    Normalisation is ``(x - mean) / std`` on ``image`` and ``image_hr``.
+    """
+
+    def __init__(
+        self,
+        *augmentations: K.GeometricAugmentationBase2D,
+        mean: float | Sequence[float] = 0.0,
+        std: float | Sequence[float] = 255.0,
+        min_size: float = 1.0,
+    ) -> None:
+        """Initialise a new DetectionAugmentation.
+
+        Args:
+            *augmentations: Kornia geometric augmentations (flips, rotations,
+                affine, ...), applied in this order; none for normalisation only.
+            mean: Value(s) subtracted from each band.
+            std: Value(s) each band is divided by.
+            min_size: Boxes narrower or lower than this (pixels) after the
+                augmentation are dropped.
+        """
+        super().__init__()
+        self.register_buffer(
+            'mean', torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        )
+        self.register_buffer(
+            'std', torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+        )
+        self.min_size = min_size
+        self.augmentation: K.AugmentationSequential | None = None
+        if augmentations:
+            self.augmentation = K.AugmentationSequential(
+                *augmentations, data_keys=['input']
+            )
+
+    def forward(self, batch: Batch) -> Batch:
+        """Augment and normalise a batch.
+
+        Args:
+            batch: A batch from :func:`collate_detection` (``image`` B x C x H x W).
+
+        Returns:
+            The batch with ``image`` (and ``image_hr``) normalised and
+            transformed, boxes moved accordingly.
+        """
+        batch = dict(batch)
+        image = batch['image'].float()
+        height, width = image.shape[-2:]
+        if self.augmentation is not None:
+            image = self.augmentation(image)
+            matrix = self.augmentation.transform_matrix
+            if matrix is None:  # no geometric augmentation ran
+                matrix = torch.eye(3, device=image.device).expand(len(image), 3, 3)
+            matrix = _edge_matrix(matrix.to(image.device).float())
+            if 'image_hr' in batch:
+                batch['image_hr'] = self._warp_hr(
+                    batch['image_hr'].float(), matrix, width
+                )
+            self._move_boxes(batch, matrix, width, height)
+        batch['image'] = (image - self.mean) / self.std
+        if 'image_hr' in batch:
+            batch['image_hr'] = (batch['image_hr'].float() - self.mean) / self.std
+        return batch
+
+    @staticmethod
+    def _warp_hr(image_hr: Tensor, matrix: Tensor, width: int) -> Tensor:
+        """Warp the high-resolution target with the rescaled edge transforms."""
+        scale = image_hr.shape[-1] / width
+        s = torch.diag(image_hr.new_tensor([scale, scale, 1.0]))
+        s_inv = torch.diag(image_hr.new_tensor([1 / scale, 1 / scale, 1.0]))
+        edge_hr = s @ matrix @ s_inv
+        shift = torch.eye(3, dtype=matrix.dtype, device=matrix.device)
+        unshift = shift.clone()
+        shift[:2, 2] = -0.5
+        unshift[:2, 2] = 0.5
+        centre_hr = shift @ edge_hr @ unshift
+        return warp_perspective(
+            image_hr,
+            centre_hr,
+            (int(image_hr.shape[-2]), int(image_hr.shape[-1])),
+            align_corners=True,
+        )
+
+    def _move_boxes(
+        self, batch: Batch, matrix: Tensor, width: int, height: int
+    ) -> None:
+        """Transform, clip and filter the per-image boxes in place."""
+        if 'bbox_xyxy' not in batch and 'bbox' not in batch:
+            return
+        n = len(batch['bbox_xyxy'] if 'bbox_xyxy' in batch else batch['bbox'])
+        new_xyxy, new_bbox, new_label = [], [], []
+        for i in range(n):
+            m = matrix[i]
+            if 'bbox' in batch:
+                corners = transform_corners(batch['bbox'][i].float(), m)
+            else:
+                corners = transform_corners(
+                    xyxy_to_corners(batch['bbox_xyxy'][i].float()), m
+                )
+            xyxy = corners_to_xyxy(corners)
+            limit = xyxy.new_tensor([width, height, width, height])
+            xyxy = torch.minimum(xyxy.clamp(min=0), limit)
+            keep = ((xyxy[:, 2] - xyxy[:, 0]) >= self.min_size) & (
+                (xyxy[:, 3] - xyxy[:, 1]) >= self.min_size
+            )
+            new_xyxy.append(xyxy[keep])
+            new_bbox.append(corners[keep])
+            if 'label' in batch:
+                new_label.append(batch['label'][i][keep.to(batch['label'][i].device)])
+        if 'bbox_xyxy' in batch:
+            batch['bbox_xyxy'] = new_xyxy
+        if 'bbox' in batch:
+            batch['bbox'] = new_bbox
+        if 'label' in batch:
+            batch['label'] = new_label
+
+
+def default_train_augmentation(square: bool) -> DetectionAugmentation:
+    """Return flips (and, for square images, 90 degree rotations) + /255.
+
+    Args:
+        square: Whether the images are square (rotations by 90 degrees keep
+            the size only then).
+
+    Returns:
+        The train augmentation.
+    """
+    augs: list[K.GeometricAugmentationBase2D] = [
+        K.RandomHorizontalFlip(p=0.5),
+        K.RandomVerticalFlip(p=0.5),
+    ]
+    if square:
+        augs.append(K.RandomRotation90(times=(0, 3), p=0.5))
+    return DetectionAugmentation(*augs)
