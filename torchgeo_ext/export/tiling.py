@@ -1,0 +1,714 @@
+"""Tiled prediction and detection over georeferenced rasters of any size.
+
+Tiling scheme of :func:`predict_raster`: with tile size ``T`` and overlap
+``O``, tiles advance by the stride ``S = T - O`` and tile ``k`` covers pixels
+``[k S - h, k S - h + T)`` with the halo ``h = O // 2``: every tile reads a
+halo of ``h`` pixels before and ``O - h`` after its core ``[k S, (k + 1) S)``.
+Pixels beyond the raster edge are fed as zeros, exactly as a zero-padded model
+sees them on the whole image.
+
+* ``blend='crop'`` keeps only each tile's core. It reproduces whole-image
+  prediction exactly when the halo is at least the model's receptive-field
+  radius.
+* ``blend='linear'``/``'cosine'`` weight each tile by a separable window that
+  ramps over the ``O`` pixels at each tile edge; in the overlap of two tiles
+  the ramps sum to one, and the weighted sum is normalised by the summed
+  weights. This hides seams of models whose tile outputs disagree (large
+  receptive fields, attention, normalisation over the tile).
+
+Finished rows are streamed to the output GeoTIFF (in multiples of its
+256-pixel block height), so memory is bounded by the tile rows in flight, not
+by the raster size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import geopandas as gpd
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from rasterio.windows import Window
+from torch import Tensor
+from tqdm import tqdm
+
+from .geometry import detections_to_geodataframe
+from .raster import BLOCKSIZE, RasterStack, RasterWriter, open_inputs
+from .vector import write_vector
+
+__all__ = ['blend_weights', 'detect_raster', 'predict_raster', 'tile_grid']
+
+Blend = Literal['cosine', 'linear', 'crop']
+OutputKind = Literal['scores', 'probabilities', 'classes']
+InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def blend_weights(tile_size: int, overlap: int, blend: Blend) -> NDArray[np.float32]:
+    """One-dimensional tile weights (the 2-D window is their outer product).
+
+    Args:
+        tile_size: Tile size ``T``.
+        overlap: Overlap ``O`` between neighbouring tiles.
+        blend: 'crop' (1 on the core ``[O // 2, O // 2 + T - O)``, else 0),
+            'linear' or 'cosine' (ramps over the ``O`` edge pixels, 1 inside;
+            the ramps of two overlapping tiles sum to 1).
+
+    Returns:
+        float32 array of length ``tile_size``.
+
+    Raises:
+        ValueError: For an unknown mode or a tile too small for the overlap.
+    """
+    t, o = tile_size, overlap
+    if blend == 'crop':
+        w = np.zeros(t, dtype=np.float32)
+        w[o // 2 : o // 2 + t - o] = 1
+        return w
+    if blend not in ('linear', 'cosine'):
+        raise ValueError(f"blend must be 'cosine', 'linear' or 'crop', got {blend!r}")
+    if 2 * o > t:
+        raise ValueError(
+            f'{blend} blending needs tile_size >= 2 * overlap ({t} < {2 * o})'
+        )
+    w = np.ones(t, dtype=np.float64)
+    if o:
+        x = (np.arange(o) + 0.5) / o
+        ramp = x if blend == 'linear' else np.sin(np.pi / 2 * x) ** 2
+        w[:o] = ramp
+        w[t - o :] = ramp[::-1]
+    return w.astype(np.float32)
+
+
+def tile_grid(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Tile start offsets along one axis for :func:`predict_raster` (may be negative).
+
+    Args:
+        length: Raster size along the axis.
+        tile_size: Tile size.
+        overlap: Overlap between neighbouring tiles.
+
+    Returns:
+        Start offsets ``k S - O // 2`` for ``k < ceil(length / S)``.
+    """
+    stride = tile_size - overlap
+    return [k * stride - overlap // 2 for k in range(math.ceil(length / stride))]
+
+
+def _check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
+    if tile_size <= 0 or batch_size <= 0:
+        raise ValueError('tile_size and batch_size must be positive')
+    if not 0 <= overlap < tile_size:
+        raise ValueError(f'overlap must be in [0, tile_size), got {overlap}')
+
+
+def _prefetch[T, R](
+    fn: Callable[[T], R], items: Sequence[T], pool: concurrent.futures.Executor
+) -> Iterator[tuple[T, R]]:
+    """Yield ``(item, fn(item))``, computing the next result in *pool* meanwhile."""
+    if not items:
+        return
+    future = pool.submit(fn, items[0])
+    for i, item in enumerate(items):
+        result = future.result()
+        if i + 1 < len(items):
+            future = pool.submit(fn, items[i + 1])
+        yield item, result
+
+
+class _Accumulator:
+    """Weighted sums of tile outputs for a band of raster rows."""
+
+    def __init__(
+        self, channels: int, width: int, origin_row: int, origin_col: int
+    ) -> None:
+        self.channels, self.width = channels, width
+        self.base = origin_row  # raster row of buffer row 0
+        self.col0 = origin_col  # raster column of buffer column 0
+        self.acc = np.zeros((channels, 0, width), dtype=np.float32)
+        self.wsum = np.zeros((0, width), dtype=np.float32)
+        self.valid = np.zeros((0, width), dtype=np.bool_)
+
+    def _ensure(self, rows: int) -> None:
+        have = self.wsum.shape[0]
+        if rows <= have:
+            return
+        grow = max(rows, 2 * have)
+        acc = np.zeros((self.channels, grow, self.width), dtype=np.float32)
+        wsum = np.zeros((grow, self.width), dtype=np.float32)
+        valid = np.zeros((grow, self.width), dtype=np.bool_)
+        acc[:, :have], wsum[:have], valid[:have] = self.acc, self.wsum, self.valid
+        self.acc, self.wsum, self.valid = acc, wsum, valid
+
+    def add(
+        self,
+        row: int,
+        col: int,
+        out: NDArray[np.float32],
+        weight: NDArray[np.float32],
+        valid: NDArray[np.bool_],
+        crop: bool,
+    ) -> None:
+        t_h, t_w = out.shape[1:]
+        r, c = row - self.base, col - self.col0
+        self._ensure(r + t_h)
+        if crop:  # weights are 0/1: copy the core only
+            nz_r = np.flatnonzero(weight.any(axis=1))
+            nz_c = np.flatnonzero(weight.any(axis=0))
+            ys = slice(int(nz_r[0]), int(nz_r[-1]) + 1)
+            xs = slice(int(nz_c[0]), int(nz_c[-1]) + 1)
+            dy, dx = slice(r + ys.start, r + ys.stop), slice(c + xs.start, c + xs.stop)
+            self.acc[:, dy, dx] = out[:, ys, xs]
+            self.wsum[dy, dx] = 1
+            self.valid[dy, dx] = valid[ys, xs]
+            return
+        dy, dx = slice(r, r + t_h), slice(c, c + t_w)
+        self.acc[:, dy, dx] += out * weight
+        self.wsum[dy, dx] += weight
+        self.valid[dy, dx] |= valid
+
+    def pop(
+        self, start: int, stop: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
+        """Return rows [start, stop) (raster rows) and drop all rows before *stop*."""
+        i0, i1 = start - self.base, stop - self.base
+        self._ensure(i1)
+        acc = self.acc[:, i0:i1].copy()
+        wsum = self.wsum[i0:i1].copy()
+        valid = self.valid[i0:i1].copy()
+        keep = self.wsum.shape[0] - i1
+        self.acc[:, :keep] = self.acc[:, i1:]
+        self.wsum[:keep] = self.wsum[i1:]
+        self.valid[:keep] = self.valid[i1:]
+        self.acc[:, keep:] = 0
+        self.wsum[keep:] = 0
+        self.valid[keep:] = False
+        self.base = stop
+        return acc, wsum, valid
+
+
+def _as_module_eval(model: Callable[..., Any]) -> Callable[[], None]:
+    """Put a torch module in eval mode; return a function restoring its mode."""
+    if isinstance(model, torch.nn.Module):
+        module, was_training = model, model.training
+        module.eval()
+
+        def restore() -> None:
+            module.train(was_training)
+
+        return restore
+    return lambda: None
+
+
+def predict_raster(
+    model: Callable[[Tensor], Tensor],
+    inputs: InputPaths,
+    output: str | os.PathLike[str],
+    *,
+    tile_size: int = 512,
+    overlap: int = 64,
+    batch_size: int = 4,
+    blend: Blend = 'cosine',
+    output_kind: OutputKind = 'scores',
+    nodata: float | None = None,
+    band_names: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    device: str | torch.device = 'cpu',
+    progress: bool = True,
+    cog: bool = True,
+) -> Path:
+    """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
+
+    See the module docstring for the tiling scheme.
+
+    Args:
+        model: Callable mapping a float32 batch (B, C, T, T) to (B, K, T, T).
+        inputs: One raster, or several co-registered rasters stacked as
+            modalities along C (in the order given).
+        output: Output GeoTIFF (same CRS, transform and size as the input).
+        tile_size: Tile size ``T`` fed to the model.
+        overlap: Overlap ``O`` between tiles (halo ``O // 2`` on each side).
+        batch_size: Tiles per model call.
+        blend: 'cosine', 'linear' or 'crop' (see the module docstring).
+        output_kind: 'scores' (raw outputs, float32), 'probabilities'
+            (softmax over K, float32) or 'classes' (argmax of the blended
+            probabilities, uint8).
+        nodata: Output nodata (default NaN for float outputs, 255 for classes).
+            Written where any input band is nodata (or NaN).
+        band_names: Output band descriptions (default: class names or
+            ``score_k``/``probability_k``).
+        class_names: Class names, stored as the ``class_names`` tag (JSON).
+        device: Torch device of the model.
+        progress: Show a tqdm progress bar.
+        cog: Convert the result to a Cloud-Optimized GeoTIFF.
+
+    Returns:
+        The output path.
+
+    Raises:
+        ValueError: For inconsistent options or an output of the wrong shape.
+    """
+    _check_tiling(tile_size, overlap, batch_size)
+    if output_kind not in ('scores', 'probabilities', 'classes'):
+        raise ValueError(f'unknown output_kind {output_kind!r}')
+    weights1d = blend_weights(tile_size, overlap, blend)
+    weights = np.outer(weights1d, weights1d)
+    crop = blend == 'crop'
+    stride = tile_size - overlap
+    dev = torch.device(device)
+
+    with open_inputs(inputs) as stack:
+        rows, cols = (
+            tile_grid(stack.height, tile_size, overlap),
+            tile_grid(stack.width, tile_size, overlap),
+        )
+        tiles = [(r, c) for r in rows for c in cols]
+        batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+
+        def read(batch: list[tuple[int, int]]) -> tuple[NDArray[Any], NDArray[Any]]:
+            arrays = [stack.read(Window(c, r, tile_size, tile_size)) for r, c in batch]
+            return np.stack([a for a, _ in arrays]), np.stack([v for _, v in arrays])
+
+        restore = _as_module_eval(model)
+        try:
+            return _predict_tiles(
+                model,
+                stack,
+                output,
+                batches,
+                read,
+                weights,
+                crop=crop,
+                stride=stride,
+                overlap=overlap,
+                total=len(tiles),
+                output_kind=output_kind,
+                nodata=nodata,
+                band_names=band_names,
+                class_names=class_names,
+                device=dev,
+                progress=progress,
+                cog=cog,
+            )
+        finally:
+            restore()
+
+
+def _predict_tiles(
+    model: Callable[[Tensor], Tensor],
+    stack: RasterStack,
+    output: str | os.PathLike[str],
+    batches: list[list[tuple[int, int]]],
+    read: Callable[[list[tuple[int, int]]], tuple[NDArray[Any], NDArray[Any]]],
+    weights: NDArray[np.float32],
+    *,
+    crop: bool,
+    stride: int,
+    overlap: int,
+    total: int,
+    output_kind: OutputKind,
+    nodata: float | None,
+    band_names: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    device: torch.device,
+    progress: bool,
+    cog: bool,
+) -> Path:
+    height, width = stack.height, stack.width
+    halo = overlap // 2
+    tile_size = weights.shape[0]
+    writer: RasterWriter | None = None
+    acc: _Accumulator | None = None
+    written = 0
+    channels = 0
+    out_nodata: float = 0.0
+    bar = tqdm(total=total, disable=not progress, desc='predict', unit='tile')
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        for index, (batch, (x_np, valid_np)) in enumerate(
+            _prefetch(read, batches, pool)
+        ):
+            with torch.inference_mode():
+                y = model(torch.from_numpy(x_np).to(device))
+                if not isinstance(y, Tensor) or y.ndim != 4 or y.shape[0] != len(batch):
+                    shape = getattr(y, 'shape', type(y).__name__)
+                    raise ValueError(
+                        f'the model must return a (B, K, h, w) tensor, got {shape}'
+                    )
+                if tuple(y.shape[2:]) != (tile_size, tile_size):
+                    raise ValueError(
+                        f'the model output {tuple(y.shape)} does not have the tile size '
+                        f'{tile_size}; predict_raster needs same-size dense outputs'
+                    )
+                if output_kind != 'scores':
+                    y = torch.softmax(y.float(), dim=1)
+                out = y.float().cpu().numpy()
+            if writer is None:
+                channels = out.shape[1]
+                writer, out_nodata = _open_writer(
+                    stack,
+                    output,
+                    channels,
+                    output_kind,
+                    nodata,
+                    band_names,
+                    class_names,
+                    cog,
+                )
+                writer.__enter__()
+                acc = _Accumulator(
+                    channels,
+                    len(tile_grid(width, tile_size, overlap)) * stride + overlap,
+                    origin_row=-halo,
+                    origin_col=-halo,
+                )
+            assert acc is not None
+            for (r, c), tile_out, tile_valid in zip(batch, out, valid_np):
+                acc.add(r, c, tile_out, weights, tile_valid, crop)
+            bar.update(len(batch))
+            # rows before the next pending tile row are final
+            done = height if index + 1 == len(batches) else batches[index + 1][0][0]
+            stop = min(done, height)
+            if stop < height:
+                stop = written + (stop - written) // BLOCKSIZE * BLOCKSIZE
+            if stop > written:
+                if acc.base < written:
+                    acc.pop(acc.base, written)  # halo rows above the raster
+                block = _finish_rows(
+                    *acc.pop(written, stop), acc.col0, width, output_kind, out_nodata
+                )
+                writer.write(Window(0, written, width, stop - written), block)
+                written = stop
+    except BaseException as err:
+        if writer is not None:
+            writer.close(err)
+        raise
+    finally:
+        bar.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+    assert writer is not None
+    writer.close()
+    return writer.path
+
+
+def _open_writer(
+    stack: RasterStack,
+    output: str | os.PathLike[str],
+    channels: int,
+    output_kind: OutputKind,
+    nodata: float | None,
+    band_names: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    cog: bool,
+) -> tuple[RasterWriter, float]:
+    if class_names is not None and len(class_names) != channels:
+        raise ValueError(f'{len(class_names)} class names for {channels} model outputs')
+    tags: dict[str, Any] = {'output_kind': output_kind}
+    if class_names is not None:
+        tags['class_names'] = json.dumps(list(class_names))
+    if output_kind == 'classes':
+        if channels > 255:
+            raise ValueError(f'{channels} classes do not fit uint8 class ids')
+        out_nodata = 255.0 if nodata is None else nodata
+        if 0 <= out_nodata < channels:
+            raise ValueError(f'nodata {out_nodata} is a class id')
+        dtype, count = 'uint8', 1
+        names = list(band_names) if band_names is not None else ['class']
+    else:
+        out_nodata = math.nan if nodata is None else nodata
+        dtype, count = 'float32', channels
+        prefix = 'score' if output_kind == 'scores' else 'probability'
+        names = (
+            list(band_names)
+            if band_names is not None
+            else list(class_names)
+            if class_names is not None
+            else [f'{prefix}_{k}' for k in range(channels)]
+        )
+    writer = RasterWriter(
+        output,
+        width=stack.width,
+        height=stack.height,
+        count=count,
+        dtype=dtype,
+        crs=stack.crs,
+        transform=stack.transform,
+        nodata=out_nodata,
+        band_names=names,
+        tags=tags,
+        cog=cog,
+    )
+    return writer, out_nodata
+
+
+def _finish_rows(
+    acc: NDArray[np.float32],
+    wsum: NDArray[np.float32],
+    valid: NDArray[np.bool_],
+    col0: int,
+    width: int,
+    output_kind: OutputKind,
+    nodata: float,
+) -> NDArray[Any]:
+    xs = slice(-col0, -col0 + width)
+    acc, wsum, valid = acc[:, :, xs], wsum[:, xs], valid[:, xs]
+    ok = valid & (wsum > 0)
+    values = acc / np.where(ok, wsum, 1)[None]
+    if output_kind == 'classes':
+        classes = values.argmax(axis=0).astype(np.uint8)
+        classes[~ok] = np.uint8(nodata)
+        return classes[None]
+    values[:, ~ok] = nodata
+    return values
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def detection_grid(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Tile start offsets along one axis for :func:`detect_raster` (inside the raster).
+
+    Args:
+        length: Raster size along the axis.
+        tile_size: Tile size.
+        overlap: Minimum overlap between neighbouring tiles.
+
+    Returns:
+        Offsets ``0, S, 2S, ...`` with the last tile flush with the raster edge.
+    """
+    if length <= tile_size:
+        return [0]
+    stride = tile_size - overlap
+    starts = list(range(0, length - tile_size, stride))
+    starts.append(length - tile_size)
+    return starts
+
+
+def _border_flags(
+    xyxy: Tensor,
+    row: int,
+    col: int,
+    tile_size: int,
+    height: int,
+    width: int,
+    margin: float,
+) -> Tensor:
+    """Whether boxes touch a tile edge that lies inside the raster."""
+    flags = torch.zeros(xyxy.shape[0], dtype=torch.bool)
+    if col > 0:
+        flags |= xyxy[:, 0] <= col + margin
+    if col + tile_size < width:
+        flags |= xyxy[:, 2] >= col + tile_size - margin
+    if row > 0:
+        flags |= xyxy[:, 1] <= row + margin
+    if row + tile_size < height:
+        flags |= xyxy[:, 3] >= row + tile_size - margin
+    return flags
+
+
+def merge_tile_detections(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    at_border: Tensor,
+    iou_threshold: float,
+    oriented: bool = False,
+) -> Tensor:
+    """Merge detections from overlapping tiles so that each object is kept once.
+
+    Class-wise NMS ranks boxes that touch no interior tile edge first (they
+    are complete), then by score; a box cut by a tile edge that survives NMS
+    is still dropped when at least ``iou_threshold`` of its area lies inside a
+    kept box of the same class (the same object, seen whole in another tile).
+
+    Args:
+        boxes: (N, 4) xyxy or (N, 8) polygons in raster pixel coordinates.
+        scores: (N,) confidences.
+        labels: (N,) class ids.
+        at_border: (N,) whether each box touches an interior tile edge.
+        iou_threshold: IoU threshold of NMS, and the containment threshold.
+        oriented: Boxes are (N, 8) polygons.
+
+    Returns:
+        Indices of the kept boxes (int64), by decreasing score.
+    """
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long)
+    boxes, scores = boxes.double(), scores.double()
+    rank = scores - 2 * at_border.double() * (scores.abs().max() + 1)
+    if oriented:
+        from ..ops.obb import batched_rotated_nms, poly_area, poly_iou
+
+        keep = batched_rotated_nms(boxes, rank, labels, iou_threshold)
+    else:
+        from torchvision.ops import batched_nms, box_area, box_iou
+
+        keep = batched_nms(boxes, rank, labels, iou_threshold)
+    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
+    cut = at_border[keep]
+    if cut.any():
+        kb, kl = boxes[keep], labels[keep]
+        if oriented:
+            iou = poly_iou(kb[cut], kb)
+            a_cut, a_all = poly_area(kb[cut]), poly_area(kb)
+        else:
+            iou = box_iou(kb[cut], kb)
+            a_cut, a_all = box_area(kb[cut]), box_area(kb)
+        inter = iou * (a_cut[:, None] + a_all[None]) / (1 + iou)
+        contained = inter / a_cut.clamp_min(1e-12)[:, None] >= iou_threshold
+        contained &= kl[cut][:, None] == kl[None]
+        cut_idx = torch.nonzero(cut).flatten()
+        contained[torch.arange(len(cut_idx)), cut_idx] = False
+        # a cut box only yields to boxes that are complete or score higher
+        pos = torch.arange(len(keep))
+        contained &= (~cut[None]) | (pos[None] < cut_idx[:, None])
+        drop = torch.zeros(len(keep), dtype=torch.bool)
+        drop[cut_idx] = contained.any(dim=1)
+        keep = keep[~drop]
+    return keep
+
+
+def detect_raster(
+    model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
+    inputs: InputPaths,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    tile_size: int = 512,
+    overlap: int = 128,
+    batch_size: int = 4,
+    iou_threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    oriented: bool = False,
+    score_threshold: float = 0.0,
+    device: str | torch.device = 'cpu',
+    progress: bool = True,
+) -> gpd.GeoDataFrame:
+    """Run a detector over a raster of any size and merge objects across tiles.
+
+    Tiles overlap by at least *overlap* pixels (objects smaller than that are
+    seen whole in some tile); the last tile of a row or column is flush with
+    the raster edge. Tile boxes are shifted to raster pixels and merged by
+    :func:`merge_tile_detections`.
+
+    Args:
+        model: Callable mapping a float32 batch (B, C, T, T) to B dicts with
+            ``prediction_bbox_xyxy`` (N, 4) (or ``prediction_bbox`` (N, 8)
+            when *oriented*), ``prediction_label`` (N,) and
+            ``prediction_score`` (N,), in tile pixel coordinates.
+        inputs: One raster or several co-registered rasters (modalities).
+        output: Optional vector file (.gpkg, .geojson, .parquet) to write.
+        tile_size: Tile size.
+        overlap: Minimum overlap between tiles.
+        batch_size: Tiles per model call.
+        iou_threshold: Class-wise NMS IoU threshold.
+        class_names: Names of the class ids.
+        oriented: Use oriented boxes.
+        score_threshold: Drop detections scoring below this.
+        device: Torch device of the model.
+        progress: Show a tqdm progress bar.
+
+    Returns:
+        GeoDataFrame with ``class_id``, ``class_name``, ``score`` and polygon
+        geometry in the raster's CRS, by decreasing score.
+
+    Raises:
+        ValueError: For inconsistent options or malformed model outputs.
+    """
+    _check_tiling(tile_size, overlap, batch_size)
+    key = 'prediction_bbox' if oriented else 'prediction_bbox_xyxy'
+    dev = torch.device(device)
+    all_boxes: list[Tensor] = []
+    all_scores: list[Tensor] = []
+    all_labels: list[Tensor] = []
+    all_border: list[Tensor] = []
+    with open_inputs(inputs) as stack:
+        height, width = stack.height, stack.width
+        tiles = [
+            (r, c)
+            for r in detection_grid(height, tile_size, overlap)
+            for c in detection_grid(width, tile_size, overlap)
+        ]
+        batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+
+        def read(batch: list[tuple[int, int]]) -> NDArray[Any]:
+            return np.stack(
+                [stack.read(Window(c, r, tile_size, tile_size))[0] for r, c in batch]
+            )
+
+        restore = _as_module_eval(model)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        bar = tqdm(total=len(tiles), disable=not progress, desc='detect', unit='tile')
+        try:
+            for batch, x_np in _prefetch(read, batches, pool):
+                with torch.inference_mode():
+                    results = model(torch.from_numpy(x_np).to(dev))
+                if len(results) != len(batch):
+                    raise ValueError(
+                        f'the model returned {len(results)} results for {len(batch)} tiles'
+                    )
+                for (r, c), res in zip(batch, results):
+                    if key not in res:
+                        raise ValueError(
+                            f'the model output has no {key!r} (got {sorted(res)})'
+                        )
+                    boxes = (
+                        res[key]
+                        .detach()
+                        .double()
+                        .cpu()
+                        .reshape(-1, 8 if oriented else 4)
+                    )
+                    scores = res['prediction_score'].detach().double().cpu().reshape(-1)
+                    labels = res['prediction_label'].detach().long().cpu().reshape(-1)
+                    sel = scores >= score_threshold
+                    boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
+                    boxes[:, 0::2] += c
+                    boxes[:, 1::2] += r
+                    if oriented:
+                        from ..ops.obb import poly_to_xyxy
+
+                        xyxy = poly_to_xyxy(boxes)
+                    else:
+                        xyxy = boxes
+                    all_border.append(
+                        _border_flags(xyxy, r, c, tile_size, height, width, margin=1.0)
+                    )
+                    all_boxes.append(boxes)
+                    all_scores.append(scores)
+                    all_labels.append(labels)
+                bar.update(len(batch))
+        finally:
+            bar.close()
+            pool.shutdown(wait=True, cancel_futures=True)
+            restore()
+        crs, transform = stack.crs, stack.transform
+
+    width_b = 8 if oriented else 4
+    boxes = (
+        torch.cat(all_boxes)
+        if all_boxes
+        else torch.zeros((0, width_b), dtype=torch.float64)
+    )
+    scores = (
+        torch.cat(all_scores) if all_scores else torch.zeros(0, dtype=torch.float64)
+    )
+    labels = torch.cat(all_labels) if all_labels else torch.zeros(0, dtype=torch.long)
+    border = torch.cat(all_border) if all_border else torch.zeros(0, dtype=torch.bool)
+    keep = merge_tile_detections(boxes, scores, labels, border, iou_threshold, oriented)
+    gdf = detections_to_geodataframe(
+        boxes[keep].numpy(),
+        labels[keep].numpy(),
+        scores[keep].numpy(),
+        transform,
+        crs,
+        class_names,
+    )
+    if output is not None:
+        write_vector(output, gdf)
+    return gdf
