@@ -1,0 +1,251 @@
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from torchgeo_ext.trainers.base import load_task
+from torchgeo_ext.trainers.segmentation import SegmentationTask
+from torchgeo_ext.trainers.segmentation_losses import (
+    DistributionAwareLoss,
+    OhemCrossEntropyLoss,
+)
+
+ROOT = Path(__file__).parent
+FYH_ROOT = ROOT / 'data' / 'fyh'
+CONFIG = ROOT / 'conf' / 'dianet_fyh.yaml'
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    # Two threads on a loaded 2-core machine are many times slower than one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def f(e: float) -> float:
+    return e - math.log((1 - e) / (1 + e))
+
+
+# ----------------------------------------------------------------- losses
+
+
+def test_dal_hand_computed() -> None:
+    # Three pixels, two classes. Probabilities (0.5, 0.5), (0.25, 0.75), (0.8, 0.2)
+    # with targets 0, 1, 0: counts (2, 1), frequencies (2/3, 1/3), median 1/2,
+    # weights (0.75, 1.5).
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.8], [0.5, 0.75, 0.2]])).view(
+        1, 2, 1, 3
+    )
+    target = torch.tensor([[[0, 1, 0]]])
+    loss = DistributionAwareLoss(num_classes=2)
+    w = (0.75, 1.5)
+    # squared errors per pixel and class
+    errors = [(0.25, 0.25), (0.0625, 0.0625), (0.04, 0.04)]
+    error_term = sum(w[0] * f(a) + w[1] * f(b) for a, b in errors) / 3
+    dice0 = 2 * (0.5 + 0.8) / ((0.5 + 0.25 + 0.8) + 2)
+    dice1 = 2 * 0.75 / ((0.5 + 0.75 + 0.2) + 1)
+    expected = error_term - math.log((dice0 + dice1) / 2)
+    value = loss(logits, target)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    torch.testing.assert_close(loss.class_weights(), torch.tensor(w))
+
+
+def test_dal_running_counts() -> None:
+    loss = DistributionAwareLoss(num_classes=3, ignore_index=2)
+    logits = torch.zeros(1, 3, 2, 2)
+    loss(logits, torch.tensor([[[0, 0], [0, 2]]]))
+    torch.testing.assert_close(
+        loss.counts, torch.tensor([3.0, 0, 0], dtype=torch.float64)
+    )
+    # unseen classes and the ignore index keep weight 1
+    torch.testing.assert_close(loss.class_weights(), torch.ones(3))
+    loss(logits, torch.tensor([[[1, 1], [1, 1]]]))
+    torch.testing.assert_close(
+        loss.counts, torch.tensor([3.0, 4, 0], dtype=torch.float64)
+    )
+    # frequencies 3/7 and 4/7, median 1/2
+    torch.testing.assert_close(loss.class_weights(), torch.tensor([7 / 6, 7 / 8, 1.0]))
+    loss.eval()
+    loss(logits, torch.tensor([[[0, 0], [0, 0]]]))
+    assert loss.counts.tolist() == [3.0, 4.0, 0.0]  # no update in eval mode
+    assert 'counts' in loss.state_dict()
+
+
+def test_dal_ignores_fill() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 11, 5, 6, requires_grad=True)
+    target = torch.randint(0, 10, (2, 5, 6))
+    target[0, :2] = 10
+    loss = DistributionAwareLoss(11, ignore_index=10).eval()
+    value = loss(logits, target)
+    # The same loss on the non-ignored pixels alone
+    keep = target != 10
+    flat_logits = logits.detach().movedim(1, -1)[keep].T.reshape(1, 11, 1, -1)
+    flat_target = target[keep].view(1, 1, -1)
+    torch.testing.assert_close(value, loss(flat_logits, flat_target))
+    value.backward()
+    assert logits.grad is not None
+    assert logits.grad[0, :, :2].abs().max() == 0
+    assert logits.grad[1].abs().max() > 0
+    # all ignored: zero, still differentiable
+    all_fill = loss(logits, torch.full((2, 5, 6), 10))
+    assert all_fill.item() == 0
+    all_fill.backward()
+
+
+def test_dal_is_minimal_for_perfect_prediction() -> None:
+    target = torch.tensor([[[0, 1], [2, 1]]])
+    perfect = F.one_hot(target, 3).movedim(-1, 1).float() * 30
+    loss = DistributionAwareLoss(3)
+    assert loss(perfect, target).item() == pytest.approx(0, abs=1e-4)
+    assert loss(torch.zeros(1, 3, 2, 2), target).item() > 0.5
+
+
+def test_ohem() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 6, 6)
+    target = torch.randint(0, 4, (2, 6, 6))
+    target[:, 0] = 3
+    ce = F.cross_entropy(logits, target, ignore_index=3, reduction='none')
+    prob = logits.softmax(1).gather(1, target.clamp(max=3)[:, None]).squeeze(1)
+    valid = target != 3
+    # threshold only
+    loss = OhemCrossEntropyLoss(ignore_index=3, threshold=0.3, min_kept=0)
+    hard = valid & (prob < 0.3)
+    torch.testing.assert_close(loss(logits, target), ce[hard].mean())
+    # min_kept above the number of valid pixels: plain cross-entropy
+    loss = OhemCrossEntropyLoss(ignore_index=3, threshold=0.0, min_kept=10_000)
+    torch.testing.assert_close(loss(logits, target), ce[valid].mean())
+    # min_kept the least confident pixels when none is below the threshold
+    loss = OhemCrossEntropyLoss(ignore_index=3, threshold=0.0, min_kept=5)
+    order = prob[valid].argsort()
+    torch.testing.assert_close(loss(logits, target), ce[valid][order[:5]].mean())
+
+
+# ----------------------------------------------------------------- task
+
+
+class SyntheticFYH(Dataset[dict[str, Any]]):
+    """Learnable fake FYH tiles: the class is given by the brightest band."""
+
+    def __init__(self, n: int = 4, size: int = 24) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.masks = torch.randint(0, 11, (n, size, size), generator=g)
+        noise = torch.rand(n, 14, size, size, generator=g) * 0.2
+        self.images = (
+            noise + F.one_hot(self.masks.clamp(max=9), 14).movedim(-1, 1) * 0.8
+        )
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            'image': self.images[i],
+            'mask': self.masks[i],
+            'crs': 'EPSG:4326',
+            'transform': torch.tensor(
+                [0.05, 0, 85 + i, 0, -0.05, 50], dtype=torch.float64
+            ),
+            'id': f'tile_{i}',
+        }
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        batch[key] = (
+            torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+        )
+    return batch
+
+
+def tiny_task(**kwargs: Any) -> SegmentationTask:
+    options: dict[str, Any] = {'model': 'dianet_w8', 'lr': 0.05}
+    options.update(kwargs)
+    return SegmentationTask(**options)
+
+
+def test_forward_and_predict_step() -> None:
+    task = tiny_task().eval()
+    batch = collate([SyntheticFYH()[i] for i in range(2)])
+    assert task(batch['image']).shape == (2, 11, 24, 24)
+    out = task.predict_step(batch, 0)
+    assert out['prediction'].shape == (2, 24, 24)
+    assert out['prediction'].dtype == torch.int64
+    assert out['crs'] == ['EPSG:4326'] * 2
+    assert out['id'] == ['tile_0', 'tile_1']
+    assert torch.equal(out['transform'], batch['transform'])
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match='unknown model'):
+        SegmentationTask(model='unet9000')
+    with pytest.raises(ValueError, match='class_names has 2 names'):
+        SegmentationTask(model='dianet_w8', class_names=['a', 'b'])
+    with pytest.raises(ValueError, match='unknown loss'):
+        SegmentationTask(model='dianet_w8', loss='hinge')  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize('loss', ['dal', 'ohem'])
+def test_loss_decreases_on_fake_fyh(loss: str) -> None:
+    from torchgeo_ext.datasets.fyh import FYH
+
+    dataset = FYH(FYH_ROOT, 'train')
+    # 24 x 24 crops of the fake tiles keep this fast on a CPU.
+    x = torch.stack([dataset[i]['image'][:, 40:64, 40:64] for i in range(len(dataset))])
+    y = torch.stack([dataset[i]['mask'][40:64, 40:64] for i in range(len(dataset))])
+    assert (y == 10).any()  # fill pixels present, ignored
+    torch.manual_seed(0)
+    task = tiny_task(loss=loss, ohem_min_kept=100)
+    optimizer = torch.optim.SGD(task.parameters(), lr=0.1, momentum=0.9)
+    losses = []
+    for _ in range(10):
+        optimizer.zero_grad()
+        value = task.criterion(task(x), y)
+        value.backward()
+        optimizer.step()
+        losses.append(value.item())
+    assert losses[-1] < 0.93 * losses[0]
+    assert sum(losses[-3:]) < sum(losses[:3])
+
+
+def test_fit_logs_iou_and_checkpoints(tmp_path: Path) -> None:
+    names = [f'c{k}' for k in range(11)]
+    task = tiny_task(class_names=names)
+    loader = DataLoader(SyntheticFYH(), batch_size=2, collate_fn=collate)
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(task, loader, loader)
+    metrics = trainer.callback_metrics
+    for stage in ('train', 'val'):
+        assert f'{stage}_mIoU' in metrics
+        assert f'{stage}_IoU_c0' in metrics
+        assert f'{stage}_IoU_c10' not in metrics  # the ignore index
+        assert 0 <= metrics[f'{stage}_mIoU'] <= 1
+    ious = torch.stack([metrics[f'val_IoU_c{k}'] for k in range(10)])
+    torch.testing.assert_close(metrics['val_mIoU'], ious.mean())
+    # poly schedule: the learning rate decays per step
+    assert trainer.optimizers[0].param_groups[0]['lr'] < 0.05
+    path = tmp_path / 'task.ckpt'
+    trainer.save_checkpoint(path)
+    loaded = load_task(path)
+    assert isinstance(loaded, SegmentationTask)
+    assert loaded.class_names == names
+    x = SyntheticFYH()[0]['image'][None]
+    task.eval()
+    torch.testing.assert_close(loaded(x), task(x))
