@@ -1,0 +1,194 @@
+"""The main job on a built-in sample: hyperspectral anomaly detection, georeferenced end to end.
+
+:func:`run_demo` writes a small synthetic hyperspectral scene (a real
+projected CRS, EPSG:32633, with sub-pixel targets implanted at known places,
+see :mod:`torchgeo_ext.demo_scene`), runs ``torchgeo-ext anomaly`` on it with
+each requested method, and writes for every method a score GeoTIFF with the
+scene's CRS and transform, plus for RX the anomaly polygons as a GeoPackage.
+A PNG quicklook shows the scene, the truth and every score map side by side,
+and a CSV table gives each method's ROC AUC against the implanted truth and
+its run time. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Methods the demo runs by default: every method that needs no trained checkpoint.
+DEFAULT_METHODS = ('rx', 'lrx', 'crd', 'bsdm')
+
+
+@dataclass
+class MethodResult:
+    """One method's outputs and scores on the demo scene."""
+
+    method: str
+    scores: Path
+    auc: float
+    seconds: float
+    vector: Path | None = None
+    regions: int = 0
+
+
+@dataclass
+class DemoResult:
+    """Everything :func:`run_demo` wrote."""
+
+    scene: Path
+    quicklook: Path
+    table: Path
+    methods: list[MethodResult] = field(default_factory=list)
+
+
+def roc_auc(scores: NDArray[np.floating], truth: NDArray[np.bool_]) -> float:
+    """ROC AUC of anomaly scores against a boolean truth mask, ignoring NaN scores.
+
+    Args:
+        scores: Score map.
+        truth: Boolean map of the same shape, True on anomalies.
+
+    Returns:
+        The area under the ROC curve, AUC(D, F).
+    """
+    from scipy.stats import rankdata
+
+    # Rank statistic (Mann-Whitney U): exact with ties, and unlike
+    # torchmetrics' binary_auroc it never squashes unbounded scores through a sigmoid.
+    valid = np.isfinite(scores)
+    values = scores[valid].astype(np.float64)
+    positive = truth[valid]
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError('ROC AUC needs both anomalous and background pixels')
+    ranks = rankdata(values)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def run_demo(
+    output: str | os.PathLike[str],
+    *,
+    methods: tuple[str, ...] = DEFAULT_METHODS,
+    size: int = 128,
+    bands: int = 50,
+    seed: int = 0,
+    threshold: float = 0.999,
+) -> DemoResult:
+    """Run the demo: build the scene, detect anomalies with each method, write the outputs.
+
+    Args:
+        output: Output directory (created if needed).
+        methods: Detection methods to compare (see ``torchgeo-ext anomaly --help``).
+        size: Scene height and width in pixels.
+        bands: Scene band count.
+        seed: Random seed of the scene and of the learned methods.
+        threshold: Score quantile above which RX pixels become polygons.
+
+    Returns:
+        The paths written and each method's ROC AUC.
+    """
+    import rasterio
+
+    from .demo_scene import make_demo_scene
+    from .models.anomaly import anomaly_raster
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    scene, truth = make_demo_scene(out / 'scene.tif', size=size, bands=bands, seed=seed)
+    result = DemoResult(
+        scene=scene, quicklook=out / 'quicklook.png', table=out / 'methods.csv'
+    )
+    score_maps: dict[str, NDArray[np.float32]] = {}
+    for method in methods:
+        vector = out / f'{method}_anomalies.gpkg' if method == 'rx' else None
+        options: dict[str, Any] = {'seed': seed} if method == 'bsdm' else {}
+        start = time.perf_counter()
+        written = anomaly_raster(
+            scene,
+            out / f'{method}_scores.tif',
+            method=method,
+            vector=vector,
+            threshold=threshold,
+            **options,
+        )
+        seconds = time.perf_counter() - start
+        with rasterio.open(written.scores) as src:
+            scores = src.read(1)
+        score_maps[method] = scores
+        result.methods.append(
+            MethodResult(
+                method=method,
+                scores=written.scores,
+                auc=roc_auc(scores, truth),
+                seconds=seconds,
+                vector=written.vector,
+                regions=written.regions,
+            )
+        )
+
+    _write_table(result.table, result.methods)
+    _write_quicklook(result.quicklook, scene, truth, score_maps, result.methods)
+    return result
+
+
+def _write_table(path: Path, methods: list[MethodResult]) -> None:
+    """Write the per-method AUC and run time as CSV, atomically."""
+    from .export.atomic import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, 'w', newline='') as f:
+        writer = csv.writer(f)
+        writer.writerow(['method', 'roc_auc', 'seconds', 'scores'])
+        for m in methods:
+            writer.writerow(
+                [m.method, f'{m.auc:.4f}', f'{m.seconds:.2f}', m.scores.name]
+            )
+
+
+def _write_quicklook(
+    path: Path,
+    scene: Path,
+    truth: NDArray[np.bool_],
+    score_maps: dict[str, NDArray[np.float32]],
+    methods: list[MethodResult],
+) -> None:
+    """Plot the false-colour scene, the truth and every score map into one PNG."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import rasterio
+
+    from .export.atomic import atomic_output
+
+    with rasterio.open(scene) as src:
+        count = src.count
+        # False colour from three bands spread over the spectrum.
+        rgb = src.read([int(count * 0.75) + 1, count // 2 + 1, count // 6 + 1])
+    rgb = np.moveaxis(rgb, 0, -1).astype(np.float64)
+    low, high = np.percentile(rgb, (2, 98))
+    rgb = np.clip((rgb - low) / max(high - low, 1e-12), 0, 1)
+
+    panels = 2 + len(score_maps)
+    fig, axes = plt.subplots(1, panels, figsize=(3.2 * panels, 3.6))
+    axes[0].imshow(rgb)
+    axes[0].set_title('scene (false colour)')
+    axes[1].imshow(truth, cmap='gray')
+    axes[1].set_title('implanted targets')
+    aucs = {m.method: m.auc for m in methods}
+    for ax, (method, scores) in zip(axes[2:], score_maps.items(), strict=True):
+        ax.imshow(scores, cmap='inferno')
+        ax.set_title(f'{method.upper()}  AUC {aucs[method]:.3f}')
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100, format='png')
+    plt.close(fig)
