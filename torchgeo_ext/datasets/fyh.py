@@ -152,7 +152,7 @@ def tile_transform(k: int) -> Affine:
         The tile's transform on the EPSG:4326 grid.
     """
     row, col = tile_offset(k)
-    return grid_transform() * Affine.translation(col, row)
+    return grid_transform() @ Affine.translation(col, row)
 
 
 def tile_bounds(k: int) -> tuple[float, float, float, float]:
@@ -165,8 +165,8 @@ def tile_bounds(k: int) -> tuple[float, float, float, float]:
         ``(west, south, east, north)`` in degrees.
     """
     transform = tile_transform(k)
-    west, north = transform * (0, 0)
-    east, south = transform * (TILE_SIZE, TILE_SIZE)
+    west, north = transform @ (0, 0)
+    east, south = transform @ (TILE_SIZE, TILE_SIZE)
     return west, south, east, north
 
 

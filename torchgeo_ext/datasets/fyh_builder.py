@@ -499,19 +499,40 @@ def _nearest_from_latlon(
         return flat_index, np.zeros(lat.shape, dtype=bool)
     tree = cKDTree(xyz(scene_lat.ravel()[source], scene_lon.ravel()[source]))
     chord = 2 * math.sin(math.radians(max_distance) / 2)
-    dist, idx = tree.query(xyz(lat, lon), distance_upper_bound=chord)
-    found = np.isfinite(dist)
-    flat_index[found] = source[idx[found]]
-    return flat_index, found
+    # Only query targets within the source's latitude range (cheap, always safe).
+    source_lat = scene_lat.ravel()[source]
+    near = (lat >= source_lat.min() - max_distance) & (
+        lat <= source_lat.max() + max_distance
+    )
+    dist, idx = tree.query(xyz(lat[near], lon[near]), distance_upper_bound=chord)
+    hit = np.isfinite(dist)
+    targets = np.flatnonzero(near.ravel())[hit]
+    found = np.zeros(lat.size, dtype=bool)
+    found[targets] = True
+    flat_index = flat_index.ravel()
+    flat_index[targets] = source[idx[hit]]
+    return flat_index.reshape(lat.shape), found.reshape(lat.shape)
 
 
-def regrid_agri(scene: AGRIScene, max_distance: float = 0.1) -> np.ndarray:
+def _pixel_spacing(lat: np.ndarray, lon: np.ndarray) -> float:
+    """Median great-circle distance (degrees) between row-neighbouring pixels."""
+    la, lo = np.radians(lat), np.radians(lon)
+    cos_d = np.sin(la[:, :-1]) * np.sin(la[:, 1:]) + np.cos(la[:, :-1]) * np.cos(
+        la[:, 1:]
+    ) * np.cos(lo[:, 1:] - lo[:, :-1])
+    d = np.degrees(np.arccos(np.clip(cos_d, -1, 1)))
+    d = d[np.isfinite(d) & (d > 0)]
+    return float(np.median(d)) if d.size else GRID_RES
+
+
+def regrid_agri(scene: AGRIScene, max_distance: float | None = None) -> np.ndarray:
     """Resample a calibrated scan onto the FYH grid (nearest neighbour).
 
     Args:
         scene: The calibrated scan.
         max_distance: With file lat/lon, the largest distance (degrees of arc)
-            between a grid point and its source pixel.
+            between a grid point and its source pixel (default: 0.75 times the
+            file's median pixel spacing, a bit more than half a pixel diagonal).
 
     Returns:
         float32 array 14 x 900 x 1000, NaN where the scan has no data.
@@ -521,6 +542,8 @@ def regrid_agri(scene: AGRIScene, max_distance: float = 0.1) -> np.ndarray:
     rows, cols = scene.data.shape[1:]
     out = np.full((N_CHANNELS, *GRID_SHAPE), np.nan, dtype=np.float32)
     if scene.lat is not None and scene.lon is not None:
+        if max_distance is None:
+            max_distance = 0.75 * _pixel_spacing(scene.lat, scene.lon)
         flat, found = _nearest_from_latlon(
             scene.lat, scene.lon, lat2, lon2, max_distance
         )
