@@ -14,6 +14,7 @@ from torchgeo_ext.ops.obb import (
     poly_iou_pairwise,
     poly_to_obb,
     poly_to_xyxy,
+    polygons_to_mask,
     probiou,
     regularize_obb,
     rotated_nms,
@@ -189,3 +190,18 @@ def test_batched_rotated_nms() -> None:
     assert keep.dtype == torch.long
     empty = batched_rotated_nms(polys[:0], scores[:0], labels[:0], 0.5)
     assert empty.numel() == 0
+
+
+def test_polygons_to_mask() -> None:
+    polys = torch.tensor([[1.0, 1, 4, 1, 4, 3, 1, 3], [6.0, 4, 8, 6, 6, 8, 4, 6]])
+    mask = polygons_to_mask(polys, 9, 10)
+    assert mask.shape == (9, 10)
+    assert mask[1:3, 1:4].all()
+    # rectangle 3 x 2 = 6 pixels; diamond |x - 6| + |y - 6| <= 2: the 12 pixel
+    # centres with |dx| + |dy| <= 2 (boundary included)
+    assert mask[:3].sum() == 6
+    assert mask[3:].sum() == 12
+    assert mask[5, 5]
+    assert mask[4, 5]
+    assert not mask[4, 4]
+    assert not polygons_to_mask(polys[:0], 3, 3).any()

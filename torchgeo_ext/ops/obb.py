@@ -34,6 +34,7 @@ __all__ = [
     'poly_iou_pairwise',
     'poly_to_obb',
     'poly_to_xyxy',
+    'polygons_to_mask',
     'probiou',
     'regularize_obb',
     'rotated_nms',
@@ -395,3 +396,35 @@ def batched_rotated_nms(
     shifted = polygons.clone()
     shifted[:, 0::2] = polygons[:, 0::2] + offset
     return rotated_nms(shifted, scores, iou_threshold)
+
+
+def polygons_to_mask(polygons: Tensor, height: int, width: int) -> Tensor:
+    """Rasterise convex polygons: pixels whose centre lies in (or on) any polygon.
+
+    Args:
+        polygons: Polygons (N, 8) in pixel coordinates (pixel edges at
+            integers, so pixel ``(i, j)`` has centre ``(j + 0.5, i + 0.5)``).
+        height: Mask height.
+        width: Mask width.
+
+    Returns:
+        Boolean mask (height, width).
+    """
+    mask = torch.zeros(height, width, dtype=torch.bool, device=polygons.device)
+    if polygons.shape[0] == 0:
+        return mask
+    xyxy = poly_to_xyxy(polygons)
+    for poly, box in zip(polygons.reshape(-1, 4, 2), xyxy, strict=True):
+        x0 = max(int(torch.floor(box[0]).item()), 0)
+        y0 = max(int(torch.floor(box[1]).item()), 0)
+        x1 = min(int(torch.ceil(box[2]).item()), width)
+        y1 = min(int(torch.ceil(box[3]).item()), height)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        ys = torch.arange(y0, y1, device=polygons.device, dtype=poly.dtype) + 0.5
+        xs = torch.arange(x0, x1, device=polygons.device, dtype=poly.dtype) + 0.5
+        yy, xx = torch.meshgrid(ys, xs, indexing='ij')
+        points = torch.stack((xx, yy), -1).reshape(1, -1, 2)
+        inside = _inside(points, poly[None], 1e-6).reshape(y1 - y0, x1 - x0)
+        mask[y0:y1, x0:x1] |= inside
+    return mask
