@@ -70,9 +70,11 @@ def boxes_to_polygons(bbox_xyxy: Any, transform: TransformLike) -> list[Polygon]
     Raises:
         ValueError: If the boxes are not (N, 4).
     """
-    boxes = _numpy(bbox_xyxy).reshape(-1, 4) if np.size(bbox_xyxy) else np.zeros((0, 4))
-    if _numpy(bbox_xyxy).ndim not in (1, 2) or boxes.shape[1] != 4:
-        raise ValueError(f'expected (N, 4) boxes, got shape {np.shape(bbox_xyxy)}')
+    boxes = _numpy(bbox_xyxy)
+    if boxes.size == 0:
+        return []
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f'expected (N, 4) boxes, got shape {boxes.shape}')
     x1, y1, x2, y2 = boxes.T
     rings = np.stack([np.stack([x1, y1], -1), np.stack([x2, y1], -1),
                       np.stack([x2, y2], -1), np.stack([x1, y2], -1)], axis=1)  # fmt: skip

@@ -1,20 +1,21 @@
 """Tiled prediction and detection over georeferenced rasters of any size.
 
-Tiling scheme of :func:`predict_raster`: with tile size ``T`` and overlap
-``O``, tiles advance by the stride ``S = T - O`` and tile ``k`` covers pixels
-``[k S - h, k S - h + T)`` with the halo ``h = O // 2``: every tile reads a
-halo of ``h`` pixels before and ``O - h`` after its core ``[k S, (k + 1) S)``.
-Pixels beyond the raster edge are fed as zeros, exactly as a zero-padded model
-sees them on the whole image.
+Tiling scheme: along each axis of length ``L``, tiles of size
+``T' = min(T, L)`` start at ``0, S, 2S, ...`` (stride ``S = T - O`` for the
+overlap ``O``), and the last tile is flush with the raster edge, so every
+tile lies inside the raster and the model's own padding acts at the raster
+edges exactly as on the whole image.
 
-* ``blend='crop'`` keeps only each tile's core. It reproduces whole-image
-  prediction exactly when the halo is at least the model's receptive-field
-  radius.
+* ``blend='crop'`` gives each pixel to one tile: the cut between two
+  neighbouring tiles lies in the middle of their overlap, so every kept pixel
+  is at least ``O // 2`` pixels from an edge of its tile that lies inside the
+  raster. Tiled prediction therefore equals whole-image prediction when
+  ``O // 2`` is at least the model's receptive-field radius.
 * ``blend='linear'``/``'cosine'`` weight each tile by a separable window that
-  ramps over the ``O`` pixels at each tile edge; in the overlap of two tiles
-  the ramps sum to one, and the weighted sum is normalised by the summed
-  weights. This hides seams of models whose tile outputs disagree (large
-  receptive fields, attention, normalisation over the tile).
+  ramps over the ``O`` pixels along each tile edge inside the raster (the
+  ramps of two tiles overlapping by ``O`` sum to one) and normalise by the
+  summed weights. This hides seams of models whose tile outputs disagree
+  (large receptive fields, attention, normalisation over the tile).
 
 Finished rows are streamed to the output GeoTIFF (in multiples of its
 256-pixel block height), so memory is bounded by the tile rows in flight, not
@@ -41,24 +42,44 @@ from tqdm import tqdm
 
 from .geometry import detections_to_geodataframe
 from .raster import BLOCKSIZE, RasterStack, RasterWriter, open_inputs
+
+#: A tile: start row, start column, tile-row index, tile-column index.
+type Tile = tuple[int, int, int, int]
 from .vector import write_vector
 
-__all__ = ['blend_weights', 'detect_raster', 'predict_raster', 'tile_grid']
+__all__ = [
+    'axis_weights',
+    'blend_weights',
+    'detect_raster',
+    'detection_grid',
+    'merge_tile_detections',
+    'predict_raster',
+    'tile_grid',
+]
 
 Blend = Literal['cosine', 'linear', 'crop']
 OutputKind = Literal['scores', 'probabilities', 'classes']
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
-def blend_weights(tile_size: int, overlap: int, blend: Blend) -> NDArray[np.float32]:
-    """One-dimensional tile weights (the 2-D window is their outer product).
+def blend_weights(
+    tile_size: int,
+    overlap: int,
+    blend: Blend,
+    *,
+    start_edge: bool = False,
+    end_edge: bool = False,
+) -> NDArray[np.float32]:
+    """One-dimensional weights of a tile (the 2-D window is an outer product).
 
     Args:
         tile_size: Tile size ``T``.
         overlap: Overlap ``O`` between neighbouring tiles.
-        blend: 'crop' (1 on the core ``[O // 2, O // 2 + T - O)``, else 0),
-            'linear' or 'cosine' (ramps over the ``O`` edge pixels, 1 inside;
-            the ramps of two overlapping tiles sum to 1).
+        blend: 'crop' (1 on ``[O // 2, T - (O - O // 2))``, else 0), 'linear' or
+            'cosine' (ramps over the ``O`` edge pixels, 1 inside; the ramps of
+            two tiles overlapping by ``O`` sum to 1).
+        start_edge: The tile starts at the raster edge (no ramp or crop there).
+        end_edge: The tile ends at the raster edge.
 
     Returns:
         float32 array of length ``tile_size``.
@@ -69,7 +90,7 @@ def blend_weights(tile_size: int, overlap: int, blend: Blend) -> NDArray[np.floa
     t, o = tile_size, overlap
     if blend == 'crop':
         w = np.zeros(t, dtype=np.float32)
-        w[o // 2 : o // 2 + t - o] = 1
+        w[0 if start_edge else o // 2 : t if end_edge else t - (o - o // 2)] = 1
         return w
     if blend not in ('linear', 'cosine'):
         raise ValueError(f"blend must be 'cosine', 'linear' or 'crop', got {blend!r}")
@@ -81,24 +102,65 @@ def blend_weights(tile_size: int, overlap: int, blend: Blend) -> NDArray[np.floa
     if o:
         x = (np.arange(o) + 0.5) / o
         ramp = x if blend == 'linear' else np.sin(np.pi / 2 * x) ** 2
-        w[:o] = ramp
-        w[t - o :] = ramp[::-1]
+        if not start_edge:
+            w[:o] = ramp
+        if not end_edge:
+            w[t - o :] = ramp[::-1]
     return w.astype(np.float32)
 
 
 def tile_grid(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Tile start offsets along one axis for :func:`predict_raster` (may be negative).
+    """Tile start offsets along one axis: ``0, S, 2S, ...`` and one flush with the edge.
+
+    Args:
+        length: Raster size along the axis.
+        tile_size: Tile size ``T`` (a raster shorter than that gets one tile).
+        overlap: Minimum overlap ``O`` between neighbouring tiles (``S = T - O``).
+
+    Returns:
+        Start offsets, all in ``[0, max(length - T, 0)]``.
+    """
+    if length <= tile_size:
+        return [0]
+    stride = tile_size - overlap
+    starts = list(range(0, length - tile_size, stride))
+    starts.append(length - tile_size)
+    return starts
+
+
+def axis_weights(
+    length: int, tile_size: int, overlap: int, blend: Blend
+) -> tuple[list[int], list[NDArray[np.float32]]]:
+    """Tile starts along one axis and the 1-D weights of each tile.
+
+    For 'crop', the cut between two tiles is the middle of their overlap.
 
     Args:
         length: Raster size along the axis.
         tile_size: Tile size.
-        overlap: Overlap between neighbouring tiles.
+        overlap: Minimum overlap between tiles.
+        blend: Blending mode.
 
     Returns:
-        Start offsets ``k S - O // 2`` for ``k < ceil(length / S)``.
+        The starts (see :func:`tile_grid`) and one weight vector per tile, of
+        length ``min(tile_size, length)``.
     """
-    stride = tile_size - overlap
-    return [k * stride - overlap // 2 for k in range(math.ceil(length / stride))]
+    size = min(tile_size, length)
+    starts = tile_grid(length, tile_size, overlap)
+    weights = []
+    for k, start in enumerate(starts):
+        first, last = k == 0, k == len(starts) - 1
+        if blend == 'crop':
+            lo = 0 if first else (start + starts[k - 1] + size) // 2 - start
+            hi = size if last else (starts[k + 1] + start + size) // 2 - start
+            w = np.zeros(size, dtype=np.float32)
+            w[lo:hi] = 1
+        else:
+            w = blend_weights(
+                size, min(overlap, size // 2), blend, start_edge=first, end_edge=last
+            )
+        weights.append(w)
+    return starts, weights
 
 
 def _check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
@@ -125,12 +187,9 @@ def _prefetch[T, R](
 class _Accumulator:
     """Weighted sums of tile outputs for a band of raster rows."""
 
-    def __init__(
-        self, channels: int, width: int, origin_row: int, origin_col: int
-    ) -> None:
+    def __init__(self, channels: int, width: int) -> None:
         self.channels, self.width = channels, width
-        self.base = origin_row  # raster row of buffer row 0
-        self.col0 = origin_col  # raster column of buffer column 0
+        self.base = 0  # raster row of buffer row 0
         self.acc = np.zeros((channels, 0, width), dtype=np.float32)
         self.wsum = np.zeros((0, width), dtype=np.float32)
         self.valid = np.zeros((0, width), dtype=np.bool_)
@@ -156,7 +215,7 @@ class _Accumulator:
         crop: bool,
     ) -> None:
         t_h, t_w = out.shape[1:]
-        r, c = row - self.base, col - self.col0
+        r, c = row - self.base, col
         self._ensure(r + t_h)
         if crop:  # weights are 0/1: copy the core only
             nz_r = np.flatnonzero(weight.any(axis=1))
@@ -228,12 +287,14 @@ def predict_raster(
     See the module docstring for the tiling scheme.
 
     Args:
-        model: Callable mapping a float32 batch (B, C, T, T) to (B, K, T, T).
+        model: Callable mapping a float32 batch (B, C, T', T') to (B, K, T', T'),
+            with ``T' = min(T, raster size)`` per axis.
         inputs: One raster, or several co-registered rasters stacked as
             modalities along C (in the order given).
         output: Output GeoTIFF (same CRS, transform and size as the input).
         tile_size: Tile size ``T`` fed to the model.
-        overlap: Overlap ``O`` between tiles (halo ``O // 2`` on each side).
+        overlap: Minimum overlap ``O`` between tiles; 'crop' is exact for
+            models whose receptive-field radius is at most ``O // 2``.
         batch_size: Tiles per model call.
         blend: 'cosine', 'linear' or 'crop' (see the module docstring).
         output_kind: 'scores' (raw outputs, float32), 'probabilities'
@@ -257,22 +318,18 @@ def predict_raster(
     _check_tiling(tile_size, overlap, batch_size)
     if output_kind not in ('scores', 'probabilities', 'classes'):
         raise ValueError(f'unknown output_kind {output_kind!r}')
-    weights1d = blend_weights(tile_size, overlap, blend)
-    weights = np.outer(weights1d, weights1d)
-    crop = blend == 'crop'
-    stride = tile_size - overlap
+    blend_weights(tile_size, overlap, blend)  # validates the options
     dev = torch.device(device)
 
     with open_inputs(inputs) as stack:
-        rows, cols = (
-            tile_grid(stack.height, tile_size, overlap),
-            tile_grid(stack.width, tile_size, overlap),
-        )
-        tiles = [(r, c) for r in rows for c in cols]
+        rows, wy = axis_weights(stack.height, tile_size, overlap, blend)
+        cols, wx = axis_weights(stack.width, tile_size, overlap, blend)
+        th, tw = len(wy[0]), len(wx[0])
+        tiles = [(r, c, i, j) for i, r in enumerate(rows) for j, c in enumerate(cols)]
         batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
 
-        def read(batch: list[tuple[int, int]]) -> tuple[NDArray[Any], NDArray[Any]]:
-            arrays = [stack.read(Window(c, r, tile_size, tile_size)) for r, c in batch]
+        def read(batch: list[Tile]) -> tuple[NDArray[Any], NDArray[Any]]:
+            arrays = [stack.read(Window(c, r, tw, th)) for r, c, _, _ in batch]
             return np.stack([a for a, _ in arrays]), np.stack([v for _, v in arrays])
 
         restore = _as_module_eval(model)
@@ -283,10 +340,8 @@ def predict_raster(
                 output,
                 batches,
                 read,
-                weights,
-                crop=crop,
-                stride=stride,
-                overlap=overlap,
+                (wy, wx),
+                crop=blend == 'crop',
                 total=len(tiles),
                 output_kind=output_kind,
                 nodata=nodata,
@@ -304,13 +359,11 @@ def _predict_tiles(
     model: Callable[[Tensor], Tensor],
     stack: RasterStack,
     output: str | os.PathLike[str],
-    batches: list[list[tuple[int, int]]],
-    read: Callable[[list[tuple[int, int]]], tuple[NDArray[Any], NDArray[Any]]],
-    weights: NDArray[np.float32],
+    batches: list[list[Tile]],
+    read: Callable[[list[Tile]], tuple[NDArray[Any], NDArray[Any]]],
+    weights: tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]],
     *,
     crop: bool,
-    stride: int,
-    overlap: int,
     total: int,
     output_kind: OutputKind,
     nodata: float | None,
@@ -321,8 +374,8 @@ def _predict_tiles(
     cog: bool,
 ) -> Path:
     height, width = stack.height, stack.width
-    halo = overlap // 2
-    tile_size = weights.shape[0]
+    wy, wx = weights
+    tile_shape = (len(wy[0]), len(wx[0]))
     writer: RasterWriter | None = None
     acc: _Accumulator | None = None
     written = 0
@@ -341,10 +394,10 @@ def _predict_tiles(
                     raise ValueError(
                         f'the model must return a (B, K, h, w) tensor, got {shape}'
                     )
-                if tuple(y.shape[2:]) != (tile_size, tile_size):
+                if tuple(y.shape[2:]) != tile_shape:
                     raise ValueError(
                         f'the model output {tuple(y.shape)} does not have the tile size '
-                        f'{tile_size}; predict_raster needs same-size dense outputs'
+                        f'{tile_shape}; predict_raster needs same-size dense outputs'
                     )
                 if output_kind != 'scores':
                     y = torch.softmax(y.float(), dim=1)
@@ -362,15 +415,10 @@ def _predict_tiles(
                     cog,
                 )
                 writer.__enter__()
-                acc = _Accumulator(
-                    channels,
-                    len(tile_grid(width, tile_size, overlap)) * stride + overlap,
-                    origin_row=-halo,
-                    origin_col=-halo,
-                )
+                acc = _Accumulator(channels, width)
             assert acc is not None
-            for (r, c), tile_out, tile_valid in zip(batch, out, valid_np):
-                acc.add(r, c, tile_out, weights, tile_valid, crop)
+            for (r, c, i, j), tile_out, tile_valid in zip(batch, out, valid_np):
+                acc.add(r, c, tile_out, np.outer(wy[i], wx[j]), tile_valid, crop)
             bar.update(len(batch))
             # rows before the next pending tile row are final
             done = height if index + 1 == len(batches) else batches[index + 1][0][0]
@@ -378,11 +426,7 @@ def _predict_tiles(
             if stop < height:
                 stop = written + (stop - written) // BLOCKSIZE * BLOCKSIZE
             if stop > written:
-                if acc.base < written:
-                    acc.pop(acc.base, written)  # halo rows above the raster
-                block = _finish_rows(
-                    *acc.pop(written, stop), acc.col0, width, output_kind, out_nodata
-                )
+                block = _finish_rows(*acc.pop(written, stop), output_kind, out_nodata)
                 writer.write(Window(0, written, width, stop - written), block)
                 written = stop
     except BaseException as err:
@@ -451,13 +495,9 @@ def _finish_rows(
     acc: NDArray[np.float32],
     wsum: NDArray[np.float32],
     valid: NDArray[np.bool_],
-    col0: int,
-    width: int,
     output_kind: OutputKind,
     nodata: float,
 ) -> NDArray[Any]:
-    xs = slice(-col0, -col0 + width)
-    acc, wsum, valid = acc[:, :, xs], wsum[:, xs], valid[:, xs]
     ok = valid & (wsum > 0)
     values = acc / np.where(ok, wsum, 1)[None]
     if output_kind == 'classes':
@@ -472,7 +512,7 @@ def _finish_rows(
 
 
 def detection_grid(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Tile start offsets along one axis for :func:`detect_raster` (inside the raster).
+    """Tile start offsets along one axis for :func:`detect_raster` (see :func:`tile_grid`).
 
     Args:
         length: Raster size along the axis.
@@ -482,12 +522,7 @@ def detection_grid(length: int, tile_size: int, overlap: int) -> list[int]:
     Returns:
         Offsets ``0, S, 2S, ...`` with the last tile flush with the raster edge.
     """
-    if length <= tile_size:
-        return [0]
-    stride = tile_size - overlap
-    starts = list(range(0, length - tile_size, stride))
-    starts.append(length - tile_size)
-    return starts
+    return tile_grid(length, tile_size, overlap)
 
 
 def _border_flags(

@@ -1,0 +1,582 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.crs import CRS
+from rasterio.transform import Affine, from_origin
+from scipy import ndimage
+from torch import Tensor, nn
+
+from torchgeo_ext.errors import InvalidInputError
+from torchgeo_ext.export import tiling
+from torchgeo_ext.export.raster import RasterWriter, write_raster
+from torchgeo_ext.export.tiling import (
+    Blend,
+    blend_weights,
+    detect_raster,
+    predict_raster,
+)
+
+UTM = from_origin(500000, 5000000, 10, 10)
+
+
+def make_raster(
+    path: Path,
+    array: np.ndarray,
+    nodata: float | None = None,
+    crs: Any = 'EPSG:32633',
+    transform: Affine = UTM,
+) -> Path:
+    return write_raster(
+        path, array, crs=crs, transform=transform, nodata=nodata, cog=False
+    )
+
+
+def conv_model(in_channels: int = 3, out_channels: int = 2) -> nn.Module:
+    torch.manual_seed(0)
+    # receptive-field radius 2 + 1 = 3
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 5, padding=2),
+        nn.ReLU(),
+        nn.Conv2d(4, out_channels, 3, padding=1),
+    )
+
+
+def whole(model: nn.Module, array: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        out: Tensor = model(torch.from_numpy(array.astype(np.float32))[None])
+    return out[0].numpy()
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    array = np.random.default_rng(0).random((3, 150, 131)).astype(np.float32)
+    return make_raster(tmp_path / 'in.tif', array), array
+
+
+@pytest.mark.parametrize('overlap', [6, 8, 9])
+def test_crop_equals_whole_image(
+    tmp_path: Path, image: tuple[Path, np.ndarray], overlap: int
+) -> None:
+    path, array = image
+    model = conv_model()
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'out.tif',
+        tile_size=40,
+        overlap=overlap,
+        batch_size=3,
+        blend='crop',
+        progress=False,
+    )
+    np.testing.assert_allclose(read(out), whole(model, array), atol=1e-5, rtol=0)
+
+
+def test_halo_smaller_than_receptive_field_differs(
+    tmp_path: Path, image: tuple[Path, np.ndarray]
+) -> None:
+    path, array = image
+    model = conv_model()
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'out.tif',
+        tile_size=40,
+        overlap=2,
+        blend='crop',
+        progress=False,
+    )
+    assert np.abs(read(out) - whole(model, array)).max() > 1e-3
+
+
+def test_output_georeferencing(tmp_path: Path) -> None:
+    crs = CRS.from_proj4(
+        '+proj=laea +lat_0=40 +lon_0=13.5 +x_0=0 +y_0=0 +datum=WGS84 +units=m'
+    )
+    transform = Affine(2.5, 0.0, -1234.5, 0.0, -2.5, 9876.25)
+    array = np.random.default_rng(1).random((3, 70, 90)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array, crs=crs, transform=transform)
+    out = predict_raster(
+        conv_model(),
+        path,
+        tmp_path / 'out.tif',
+        tile_size=32,
+        overlap=8,
+        progress=False,
+    )
+    with rasterio.open(out) as src:
+        assert src.crs == crs
+        assert src.transform == transform
+        assert (src.count, src.height, src.width) == (2, 70, 90)
+        assert src.descriptions == ('score_0', 'score_1')
+        assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+
+
+@pytest.mark.parametrize('blend', ['crop', 'linear', 'cosine'])
+def test_blend_pointwise_model_exact(
+    tmp_path: Path, image: tuple[Path, np.ndarray], blend: Blend
+) -> None:
+    path, array = image
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 2, 1)
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'o.tif',
+        tile_size=32,
+        overlap=12,
+        blend=blend,
+        progress=False,
+    )  # type: ignore[arg-type]
+    np.testing.assert_allclose(read(out), whole(model, array), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('blend', ['linear', 'cosine'])
+def test_blend_weights_partition_of_unity(blend: Blend) -> None:
+    w = blend_weights(32, 12, blend)  # type: ignore[arg-type]
+    assert w.min() > 0
+    assert w.max() == 1
+    np.testing.assert_allclose(w[-12:] + w[:12], 1, atol=1e-6)  # overlap of two tiles
+    np.testing.assert_allclose(w[:12], np.sort(w[:12]))  # ramps up
+    crop = blend_weights(32, 12, 'crop')
+    assert crop.sum() == 20
+    assert crop[6] == 1
+    assert crop[5] == 0
+    with pytest.raises(ValueError, match='2 \\* overlap'):
+        blend_weights(20, 12, blend)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='blend'):
+        blend_weights(20, 2, 'gaussian')  # type: ignore[arg-type]
+
+
+class TileMean(nn.Module):
+    """A model whose output depends on the whole tile: seams appear without blending."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :1] * 0 + x[:, :1].mean(dim=(2, 3), keepdim=True)
+
+
+def test_blending_removes_seams(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 1, 128, dtype=np.float32)
+    array = np.broadcast_to(ramp, (1, 64, 128)).copy()
+    path = make_raster(tmp_path / 'in.tif', array)
+    jumps = {}
+    blends: tuple[Blend, ...] = ('crop', 'linear', 'cosine')
+    for blend in blends:
+        out = read(
+            predict_raster(
+                TileMean(),
+                path,
+                tmp_path / f'{blend}.tif',
+                tile_size=32,
+                overlap=16,
+                blend=blend,
+                progress=False,
+            )
+        )[0]  # type: ignore[arg-type]
+        jumps[blend] = np.abs(np.diff(out[20], axis=-1)).max()
+    assert jumps['crop'] > 0.1
+    assert jumps['linear'] < jumps['crop'] / 5
+    assert jumps['cosine'] < jumps['crop'] / 3
+
+
+def test_constant_model_constant_output(
+    tmp_path: Path, image: tuple[Path, np.ndarray]
+) -> None:
+    model = nn.Conv2d(3, 1, 1)
+    with torch.no_grad():
+        model.weight.zero_()
+        assert model.bias is not None
+        model.bias.fill_(0.7)
+    blends: tuple[Blend, ...] = ('linear', 'cosine')
+    for blend in blends:
+        out = predict_raster(
+            model,
+            image[0],
+            tmp_path / f'{blend}.tif',
+            tile_size=32,
+            overlap=16,
+            blend=blend,
+            progress=False,
+        )  # type: ignore[arg-type]
+        np.testing.assert_allclose(read(out), 0.7, rtol=1e-6)
+
+
+def test_nodata_propagation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(1, 255, (3, 60, 70)).astype(np.uint8)
+    rgb[:, 10:15, 20:30] = 0  # nodata block
+    ir = rng.random((1, 60, 70)).astype(np.float32)
+    ir[0, 40, 50] = np.nan  # NaN counts as nodata
+    a = make_raster(tmp_path / 'rgb.tif', rgb, nodata=0)
+    b = make_raster(tmp_path / 'ir.tif', ir)
+    bad = np.zeros((60, 70), bool)
+    bad[10:15, 20:30] = True
+    bad[40, 50] = True
+    model = conv_model(4, 3)
+    stacked = np.concatenate([rgb.astype(np.float32), np.nan_to_num(ir)])
+    stacked[:, bad] = 0
+    ref = whole(model, stacked)
+
+    scores = read(
+        predict_raster(
+            model,
+            [a, b],
+            tmp_path / 's.tif',
+            tile_size=32,
+            overlap=8,
+            blend='crop',
+            progress=False,
+        )
+    )
+    assert np.isnan(scores[:, bad]).all()
+    assert not np.isnan(scores[:, ~bad]).any()
+    np.testing.assert_allclose(scores[:, ~bad], ref[:, ~bad], atol=1e-4, rtol=1e-5)
+
+    out = predict_raster(
+        model,
+        [a, b],
+        tmp_path / 'c.tif',
+        tile_size=32,
+        overlap=8,
+        blend='crop',
+        output_kind='classes',
+        class_names=['a', 'b', 'c'],
+        progress=False,
+    )
+    with rasterio.open(out) as src:
+        classes = src.read(1)
+        assert src.nodata == 255
+        assert src.dtypes == ('uint8',)
+        assert json.loads(src.tags()['class_names']) == ['a', 'b', 'c']
+    assert (classes[bad] == 255).all()
+    np.testing.assert_array_equal(classes[~bad], ref.argmax(0)[~bad])
+
+    out = predict_raster(
+        model,
+        [a, b],
+        tmp_path / 'n.tif',
+        tile_size=32,
+        overlap=8,
+        nodata=-999.0,
+        progress=False,
+    )
+    with rasterio.open(out) as src:
+        assert src.nodata == -999
+        assert (src.read()[:, bad] == -999).all()
+
+
+def test_probabilities(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:
+    path, array = image
+    model = conv_model()
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'p.tif',
+        tile_size=40,
+        overlap=8,
+        blend='cosine',
+        output_kind='probabilities',
+        class_names=['x', 'y'],
+        progress=False,
+    )
+    probs = read(out)
+    np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
+    ref = torch.softmax(torch.from_numpy(whole(model, array)), 0).numpy()
+    # far from tile borders the cosine blend sees only exact tile outputs
+    np.testing.assert_allclose(probs[:, :10, :10], ref[:, :10, :10], atol=1e-5)
+    with rasterio.open(out) as src:
+        assert src.descriptions == ('x', 'y')
+
+
+def test_modalities_equal_stacked_file(
+    tmp_path: Path, image: tuple[Path, np.ndarray]
+) -> None:
+    path, array = image
+    a = make_raster(tmp_path / 'a.tif', array[:2])
+    b = make_raster(tmp_path / 'b.tif', array[2:])
+    model = conv_model()
+    one = read(
+        predict_raster(
+            model, path, tmp_path / 'one.tif', tile_size=40, overlap=8, progress=False
+        )
+    )
+    two = read(
+        predict_raster(
+            model, [a, b], tmp_path / 'two.tif', tile_size=40, overlap=8, progress=False
+        )
+    )
+    np.testing.assert_array_equal(one, two)
+
+
+def test_mismatched_modalities_raise(
+    tmp_path: Path, image: tuple[Path, np.ndarray]
+) -> None:
+    path, array = image
+    other = make_raster(
+        tmp_path / 'shifted.tif',
+        array[:1],
+        transform=from_origin(500005, 5000000, 10, 10),
+    )
+    with pytest.raises(InvalidInputError, match=r'shifted\.tif.*in\.tif'):
+        predict_raster(
+            conv_model(4), [path, other], tmp_path / 'out.tif', progress=False
+        )
+    assert not (tmp_path / 'out.tif').exists()
+
+
+class FailOnThirdCall(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        if self.calls == 3:
+            raise RuntimeError('model crashed')
+        return x[:, :2]
+
+
+def test_atomic_failure_mid_prediction(tmp_path: Path) -> None:
+    array = np.random.default_rng(0).random((3, 600, 64)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array)
+    out_dir = tmp_path / 'out'
+    out_dir.mkdir()
+    with pytest.raises(RuntimeError, match='model crashed'):
+        predict_raster(
+            FailOnThirdCall(),
+            path,
+            out_dir / 'o.tif',
+            tile_size=64,
+            overlap=0,
+            batch_size=3,
+            progress=False,
+        )
+    assert list(out_dir.iterdir()) == []
+
+
+def test_streaming_memory_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    array = np.random.default_rng(0).random((1, 3000, 40)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array)
+    rows_seen: list[int] = []
+    writes: list[int] = []
+    original_ensure = tiling._Accumulator._ensure
+    original_write = RasterWriter.write
+
+    def ensure(self: Any, rows: int) -> None:
+        original_ensure(self, rows)
+        rows_seen.append(self.wsum.shape[0])
+
+    def write(self: Any, window: Any, data: Any) -> None:
+        writes.append(int(window.height))
+        original_write(self, window, data)
+
+    monkeypatch.setattr(tiling._Accumulator, '_ensure', ensure)
+    monkeypatch.setattr(RasterWriter, 'write', write)
+    out = predict_raster(
+        nn.Identity(),
+        path,
+        tmp_path / 'o.tif',
+        tile_size=32,
+        overlap=8,
+        batch_size=4,
+        progress=False,
+    )
+    np.testing.assert_allclose(read(out), array, atol=1e-6)
+    # rows in flight + one 256-row block (with doubling growth), not 3000
+    assert max(rows_seen) <= 2 * (256 + 2 * 32)
+    assert len(writes) > 3
+    assert all(h % 256 == 0 for h in writes[:-1])
+    assert sum(writes) == 3000
+
+
+def test_predict_errors(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:
+    path = image[0]
+    with pytest.raises(ValueError, match='overlap'):
+        predict_raster(
+            nn.Identity(), path, tmp_path / 'o.tif', tile_size=32, overlap=32
+        )
+    with pytest.raises(ValueError, match='tile size'):
+        predict_raster(
+            lambda x: x[:, :, :8, :8],
+            path,
+            tmp_path / 'o.tif',
+            tile_size=32,
+            overlap=8,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match='class names'):
+        predict_raster(
+            nn.Identity(),
+            path,
+            tmp_path / 'o.tif',
+            tile_size=32,
+            overlap=8,
+            class_names=['a'],
+            progress=False,
+        )
+    with pytest.raises(ValueError, match='output_kind'):
+        predict_raster(nn.Identity(), path, tmp_path / 'o.tif', output_kind='logits')  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in.tif']
+
+
+# ------------------------------------------------------------------ detection
+
+
+def blob_detector(oriented: bool = False, partial_bonus: bool = True) -> Any:
+    """Boxes around bright blobs of band 0, clipped to the tile (cut objects give partial boxes)."""
+
+    def detect(x: Tensor) -> list[dict[str, Tensor]]:
+        results = []
+        for img in x:
+            labels, _ = ndimage.label(img[0].numpy() > 0.5)
+            boxes, classes, scores = [], [], []
+            for sl in ndimage.find_objects(labels):
+                y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+                boxes.append([x0, y0, x1, y1])
+                classes.append(int(img[1, y0, x0] > 0.5))
+                # partial boxes score higher: merging must not prefer them
+                scores.append(
+                    0.9 - 0.001 * (x1 - x0) * (y1 - y0) if partial_bonus else 0.9
+                )
+            b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            if oriented:
+                x0_, y0_, x1_, y1_ = b.unbind(-1)
+                b = torch.stack([x0_, y0_, x1_, y0_, x1_, y1_, x0_, y1_], dim=-1)
+            key = 'prediction_bbox' if oriented else 'prediction_bbox_xyxy'
+            results.append(
+                {
+                    key: b,
+                    'prediction_label': torch.tensor(classes, dtype=torch.long),
+                    'prediction_score': torch.tensor(scores),
+                }
+            )
+        return results
+
+    return detect
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Path:
+    array = np.zeros((2, 100, 100), np.float32)
+    array[0, 10:20, 36:48] = 1  # cut by the border at x = 40 of the first tile column
+    array[0, 36:46, 70:80] = 1  # cut by the border at y = 40 of the first tile row
+    array[1, 36:46, 70:80] = 1  # class 1
+    array[0, 90:100, 0:6] = 1  # touches the raster edge only
+    array[0, 60:64, 60:64] = 1
+    return make_raster(tmp_path / 'scene.tif', array)
+
+
+EXPECTED = [
+    (36, 10, 48, 20, 0),
+    (70, 36, 80, 46, 1),
+    (0, 90, 6, 100, 0),
+    (60, 60, 64, 64, 0),
+]
+
+
+def pixel_boxes(gdf: gpd.GeoDataFrame) -> list[tuple[int, ...]]:
+    out = []
+    for geom, cls in zip(gdf.geometry, gdf['class_id']):
+        minx, miny, maxx, maxy = geom.bounds
+        out.append(
+            (
+                round((minx - 500000) / 10),
+                round((5000000 - maxy) / 10),
+                round((maxx - 500000) / 10),
+                round((5000000 - miny) / 10),
+                int(cls),
+            )
+        )
+    return sorted(out)
+
+
+@pytest.mark.parametrize('oriented', [False, True])
+def test_cross_tile_merge_keeps_one_object(
+    tmp_path: Path, scene: Path, oriented: bool
+) -> None:
+    # tiles of 40 with overlap 16 start at 0, 24, 48, 60: the first object is seen whole
+    # in the tile at x = 24 and cut (4 px wide, IoU 0.33) in the tile at x = 0
+    gdf = detect_raster(
+        blob_detector(oriented),
+        scene,
+        tmp_path / 'dets.gpkg',
+        tile_size=40,
+        overlap=16,
+        class_names=['car', 'van'],
+        oriented=oriented,
+        progress=False,
+    )
+    assert pixel_boxes(gdf) == sorted(EXPECTED)
+    assert gdf.crs.to_epsg() == 32633
+    assert list(gdf.columns) == ['class_id', 'class_name', 'score', 'geometry']
+    assert set(gdf['class_name']) == {'car', 'van'}
+    assert list(gdf['score']) == sorted(gdf['score'], reverse=True)
+    back = gpd.read_file(tmp_path / 'dets.gpkg')
+    assert len(back) == 4
+
+
+def test_plain_nms_would_keep_cut_duplicates(scene: Path) -> None:
+    from torchvision.ops import batched_nms
+
+    # the same tiles, merged by NMS alone: the cut object survives twice
+    boxes, scores, labels = [], [], []
+    for r in tiling.detection_grid(100, 40, 16):
+        for c in tiling.detection_grid(100, 40, 16):
+            with rasterio.open(scene) as src:
+                x = torch.from_numpy(
+                    src.read(window=rasterio.windows.Window(c, r, 40, 40))
+                )
+            (res,) = blob_detector()(x[None])
+            b = res['prediction_bbox_xyxy'] + torch.tensor([c, r, c, r])
+            boxes.append(b)
+            scores.append(res['prediction_score'])
+            labels.append(res['prediction_label'])
+    keep = batched_nms(torch.cat(boxes), torch.cat(scores), torch.cat(labels), 0.5)
+    assert len(keep) > len(EXPECTED)
+
+
+def test_detect_score_threshold_and_single_tile(tmp_path: Path, scene: Path) -> None:
+    gdf = detect_raster(
+        blob_detector(partial_bonus=False),
+        scene,
+        tile_size=128,
+        overlap=16,
+        score_threshold=0.95,
+        progress=False,
+    )
+    assert len(gdf) == 0
+    assert gdf.crs.to_epsg() == 32633
+    gdf = detect_raster(
+        blob_detector(partial_bonus=False),
+        scene,
+        tile_size=128,
+        overlap=16,
+        progress=False,
+    )
+    assert pixel_boxes(gdf) == sorted(EXPECTED)
+
+
+def test_detect_bad_model_output(scene: Path) -> None:
+    with pytest.raises(ValueError, match='prediction_bbox_xyxy'):
+        detect_raster(
+            lambda x: [{'boxes': torch.zeros(0, 4)}] * len(x),
+            scene,
+            tile_size=64,
+            overlap=16,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match='results'):
+        detect_raster(lambda x: [], scene, tile_size=64, overlap=16, progress=False)
