@@ -249,3 +249,149 @@ def test_fit_logs_iou_and_checkpoints(tmp_path: Path) -> None:
     x = SyntheticFYH()[0]['image'][None]
     task.eval()
     torch.testing.assert_close(loaded(x), task(x))
+
+
+# ----------------------------------------------------------------- CLI and export
+
+
+def write_predict_config(
+    tmp_path: Path, output_dir: Path, root: Path | None = None
+) -> Path:
+    names = '[Clear, Cirrus, Cirrostratus, Deep convection, Altocumulus, Altostratus, Nimbostratus, Cumulus, Stratocumulus, Stratus, Fill]'
+    text = f"""trainer:
+  callbacks:
+    - class_path: torchgeo_ext.export.writer.GeoPredictionWriter
+      init_args:
+        output_dir: {output_dir}
+        class_names: {names}
+"""
+    if root is not None:
+        text += f"""data:
+  init_args:
+    root: {root}
+"""
+    path = tmp_path / 'predict.yaml'
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_fit_test_predict(tmp_path: Path) -> None:
+    import rasterio
+
+    from torchgeo_ext.cli import main
+    from torchgeo_ext.datasets.fyh import tile_transform
+
+    common = ['--config', str(CONFIG), '--trainer.default_root_dir', str(tmp_path)]
+    assert main(['fit', *common]) == 0
+    (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    task = load_task(checkpoint)
+    assert isinstance(task, SegmentationTask)
+    assert task.class_names[3] == 'Deep convection'
+    assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
+    out = tmp_path / 'predictions'
+    predict = write_predict_config(tmp_path, out)
+    assert (
+        main(
+            [
+                'predict',
+                *common,
+                '--config',
+                str(predict),
+                '--ckpt_path',
+                str(checkpoint),
+            ]
+        )
+        == 0
+    )
+    rasters = sorted(out.glob('*.tif'))
+    stems = sorted(p.stem for p in (FYH_ROOT / 'mattest').glob('*.mat'))
+    assert [p.stem for p in rasters] == stems
+    for path in rasters:
+        k = int(path.stem.rsplit('_', 1)[1])
+        with rasterio.open(path) as src:
+            assert src.crs.to_epsg() == 4326
+            assert src.transform.almost_equals(tile_transform(k), precision=1e-12)
+            assert (src.width, src.height) == (100, 100)
+            assert src.dtypes[0] == 'uint8'
+            assert src.read(1).max() <= 10
+
+
+@pytest.mark.slow
+def test_torchgeo_main_fit(tmp_path: Path) -> None:
+    from torchgeo.main import main
+
+    from torchgeo_ext.trainers.base import task_class_path
+
+    main(['fit', '--config', str(CONFIG), '--trainer.default_root_dir', str(tmp_path)])
+    (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    assert task_class_path(checkpoint) == (
+        'torchgeo_ext.trainers.segmentation.SegmentationTask'
+    )
+
+
+def test_paper_config_parses() -> None:
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from torchgeo_ext.datasets.fyh import FYH
+
+    config = yaml.safe_load((ROOT.parent / 'configs' / 'dianet_fyh.yaml').read_text())
+    args = config['model']['init_args']
+    assert args['model'] == 'dianet_w48'
+    assert (args['lr'], args['momentum'], args['weight_decay']) == (0.01, 0.9, 0.0005)
+    assert config['trainer']['max_epochs'] == 100
+    assert args['class_names'] == list(FYH.classes)
+    parser = ArgumentParser()
+    parser.add_class_arguments(SegmentationTask, 'model')
+    parser.parse_object({'model': args})
+
+
+def test_predicted_tiles_mosaic_seamlessly(tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+    import rasterio
+    from rasterio.merge import merge
+
+    from torchgeo_ext.datamodules.fyh import FYHDataModule
+    from torchgeo_ext.datasets.fyh import FYH, grid_transform
+    from torchgeo_ext.export.writer import GeoPredictionWriter
+
+    # Four neighbouring tiles (k = 0, 1, 10, 11) of one scene.
+    (source,) = sorted((FYH_ROOT / 'mattest').glob('*_84.mat'))[:1]
+    mask = FYH_ROOT / 'matmasktest' / source.name
+    stem = source.name.rsplit('_', 1)[0]
+    for split in ('mattest', 'matmasktest'):
+        (tmp_path / 'fyh' / split).mkdir(parents=True)
+    for k in (0, 1, 10, 11):
+        shutil.copy(source, tmp_path / 'fyh' / 'mattest' / f'{stem}_{k}.mat')
+        shutil.copy(mask, tmp_path / 'fyh' / 'matmasktest' / f'{stem}_{k}.mat')
+    datamodule = FYHDataModule(root=str(tmp_path / 'fyh'), batch_size=2)
+    writer = GeoPredictionWriter(tmp_path / 'out', class_names=FYH.classes)
+    trainer = lightning.Trainer(
+        logger=False, enable_progress_bar=False, callbacks=[writer], accelerator='cpu'
+    )
+    task = SegmentationTask(model='dianet_w8', model_kwargs={'layer1_planes': 4})
+    predictions = trainer.predict(task, datamodule=datamodule)
+    assert predictions is not None
+    paths = sorted(writer.raster_paths)
+    assert len(paths) == 4
+    datasets = [rasterio.open(p) for p in paths]
+    try:
+        mosaic, transform = merge(datasets)
+    finally:
+        for ds in datasets:
+            ds.close()
+    assert mosaic.shape == (1, 200, 200)
+    assert transform.almost_equals(grid_transform(), precision=1e-12)
+    expected = np.zeros((200, 200), dtype=np.uint8)
+    by_id = {}
+    for batch in predictions:
+        assert isinstance(batch, dict)
+        for name, pred in zip(batch['id'], batch['prediction'], strict=True):
+            by_id[int(name.rsplit('_', 1)[1])] = pred.numpy()
+    for k, pred in by_id.items():
+        i, j = divmod(k, 10)
+        expected[100 * i : 100 * i + 100, 100 * j : 100 * j + 100] = pred
+    np.testing.assert_array_equal(mosaic[0], expected)

@@ -10,6 +10,7 @@ each sample's georeferencing (``transform``, ``crs``) so that
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -32,12 +33,18 @@ PASSTHROUGH_KEYS = ('transform', 'crs', 'id', 'bounds', 'path')
 _STAGES = ('train', 'val', 'test')
 
 
+def _metric_name(name: str) -> str:
+    """A class name usable in a metric key (``Deep convection`` -> ``Deep_convection``)."""
+    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
+
+
 class SegmentationTask(PluginTask):
     """Semantic segmentation with this library's paper models.
 
     Logs ``<stage>_loss``, ``<stage>_mIoU`` (mean over the classes other than
     the ignore index), ``<stage>_accuracy`` (pixel accuracy) and one
-    ``<stage>_IoU_<class name>`` per class. ``predict_step`` returns
+    ``<stage>_IoU_<class name>`` per class (non-alphanumeric runs of the
+    name replaced by ``_``). ``predict_step`` returns
     ``prediction`` (B, H, W) class ids plus the batch's georeferencing keys.
     """
 
@@ -236,7 +243,9 @@ class SegmentationTask(PluginTask):
         iou = iou_metric.compute()
         ignore_index = self.hparams['ignore_index']
         keep = [k for k in range(len(iou)) if k != ignore_index]
-        values = {f'{stage}_IoU_{self.class_names[k]}': iou[k] for k in keep}
+        values = {
+            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
+        }
         values[f'{stage}_mIoU'] = iou[keep].mean()
         accuracy = self._accuracy(stage)
         values[f'{stage}_accuracy'] = accuracy.compute()
