@@ -1,0 +1,648 @@
+"""SuperYOLO: super-resolution assisted multimodal small-object detection.
+
+An independent implementation of the detector of Zhang et al., "SuperYOLO:
+Super Resolution Assisted Object Detection in Multimodal Remote Sensing
+Imagery" (IEEE TGRS 2023, https://arxiv.org/abs/2209.13351), written from the
+paper's description:
+
+* a symmetric compact multimodal fusion (MF) block at full resolution that
+  weights each modality with a learnt 1x1 mask, projects it with a 3x3
+  convolution (RGB -> 48 channels, IR -> 16 channels), concatenates and
+  recalibrates the result with a squeeze-and-excitation gate;
+* a YOLOv5s-style backbone (depth 0.33, width 0.5) *without* the Focus layer,
+  with SPP and a two-level top-down neck;
+* a single detection head at stride 4 with anchors (10,13), (16,30), (33,23);
+* a super-resolution (SR) branch that is used only in training: it fuses the
+  stride-4 backbone features with the SPP output, runs an EDSR-style decoder
+  and reconstructs the input at twice its resolution.
+
+Modality variants share the same code: the stem is an MF block over one or
+more *band groups*. ``[[0, 1, 2], [3]]`` is the paper's RGB+IR model,
+``[[0, 1, 2]]`` RGB only, ``[[3]]`` IR only, and ``[list(range(n))]`` a plain
+early fusion of any ``n`` bands (e.g. RGB+NIR user imagery).
+
+Size at the paper configuration (8 classes, 512 x 512, RGB+IR, BN fused, SR
+removed): 4.85 M parameters, about 18.0 G multiply-accumulates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.ops import batched_nms
+
+from .yolo_layers import C3, SPP, Conv, fuse_model
+
+#: The paper's anchors (width, height in input pixels) of the stride-4 head.
+ANCHORS: tuple[tuple[float, float], ...] = ((10, 13), (16, 30), (33, 23))
+
+#: VEDAI band groups: RGB bands 0-2, near-infrared band 3.
+RGB_IR_BANDS: tuple[tuple[int, ...], ...] = ((0, 1, 2), (3,))
+
+
+class ModalityPath(nn.Module):
+    """One modality's path of the MF block.
+
+    ``y = conv3x3((x / 2) * mask(x / 2) + x)`` where ``mask`` is a 1x1
+    convolution (with bias) to one channel, broadcast over the modality's
+    bands. No batch norm and no activation, as in the paper.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        """Initialise a new ModalityPath.
+
+        Args:
+            in_channels: Bands of this modality.
+            out_channels: Output channels.
+        """
+        super().__init__()
+        self.mask = nn.Conv2d(in_channels, 1, 1, bias=True)
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 1, bias=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Weight the modality by its learnt mask and project it.
+
+        Args:
+            x: Modality bands (B, C, H, W).
+
+        Returns:
+            Features (B, out_channels, H, W).
+        """
+        half = x * 0.5
+        return self.conv(half * self.mask(half) + x)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel attention: global average pool, bottleneck MLP, sigmoid gate."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        """Initialise a new SqueezeExcitation.
+
+        Args:
+            channels: Channels.
+            reduction: Bottleneck reduction ratio.
+        """
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.fc1 = nn.Linear(channels, hidden, bias=False)
+        self.fc2 = nn.Linear(hidden, channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Recalibrate the channels of ``x``.
+
+        Args:
+            x: Features (B, C, H, W).
+
+        Returns:
+            Gated features (B, C, H, W).
+        """
+        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
+        return x * w[:, :, None, None]
+
+
+class MultimodalFusion(nn.Module):
+    """The MF block: one :class:`ModalityPath` per band group, concatenated, SE gate."""
+
+    def __init__(
+        self, band_groups: Sequence[Sequence[int]], out_channels: int = 64
+    ) -> None:
+        """Initialise a new MultimodalFusion.
+
+        Output channels are split between modalities in proportion to their
+        band counts (RGB+IR: 48 + 16), so one group of ``n`` bands is a plain
+        early fusion.
+
+        Args:
+            band_groups: Band indices of the input image for each modality.
+            out_channels: Channels after concatenation.
+
+        Raises:
+            ValueError: If no band group is given or one is empty.
+        """
+        super().__init__()
+        if not band_groups or any(len(g) == 0 for g in band_groups):
+            raise ValueError('band_groups must be a non-empty list of non-empty lists')
+        self.band_groups = [list(map(int, g)) for g in band_groups]
+        total = sum(len(g) for g in self.band_groups)
+        widths = [out_channels * len(g) // total for g in self.band_groups]
+        widths[0] += out_channels - sum(widths)
+        self.paths = nn.ModuleList(
+            ModalityPath(len(g), w) for g, w in zip(self.band_groups, widths)
+        )
+        self.se = SqueezeExcitation(out_channels)
+        self.out_channels = out_channels
+
+    @property
+    def bands(self) -> list[int]:
+        """Band indices of the input used by the model, in group order."""
+        return [b for g in self.band_groups for b in g]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Fuse the modalities of a stacked image.
+
+        Args:
+            x: Image (B, C, H, W) holding every band of ``band_groups``.
+
+        Returns:
+            Fused features (B, out_channels, H, W).
+        """
+        feats = [path(x[:, group]) for path, group in zip(self.paths, self.band_groups)]
+        return self.se(torch.cat(feats, dim=1))
+
+
+class Detect(nn.Module):
+    """Single-level YOLOv5 detection head (anchor-based)."""
+
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        anchors: Sequence[Sequence[float]] = ANCHORS,
+        stride: int = 4,
+    ) -> None:
+        """Initialise a new Detect head.
+
+        Args:
+            num_classes: Number of object classes.
+            in_channels: Input feature channels.
+            anchors: Anchor (width, height) pairs in input pixels.
+            stride: Stride of the input features.
+        """
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_outputs = num_classes + 5
+        self.num_anchors = len(anchors)
+        self.stride = stride
+        self.anchors: Tensor
+        self.register_buffer(
+            'anchors', torch.tensor(anchors, dtype=torch.float32).view(-1, 2)
+        )
+        self.conv = nn.Conv2d(in_channels, self.num_anchors * self.num_outputs, 1)
+        self.reset_bias()
+
+    @torch.no_grad()
+    def reset_bias(self, image_size: int = 512) -> None:
+        """Initialise objectness and class biases (YOLOv5 prior: ~8 objects/image).
+
+        Args:
+            image_size: Typical input size.
+        """
+        bias = self.conv.bias.view(self.num_anchors, self.num_outputs)  # type: ignore[union-attr]
+        bias[:, 4] += torch.log(torch.tensor(8 / (image_size / self.stride) ** 2))
+        bias[:, 5:] += torch.log(torch.tensor(0.6 / (self.num_classes - 0.99)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Predict raw outputs.
+
+        Args:
+            x: Features (B, C, H, W).
+
+        Returns:
+            Raw logits (B, anchors, H, W, 5 + classes): x, y, w, h, objectness,
+            class scores.
+        """
+        b, _, h, w = x.shape
+        y = self.conv(x).view(b, self.num_anchors, self.num_outputs, h, w)
+        return y.permute(0, 1, 3, 4, 2).contiguous()
+
+    def decode(self, raw: Tensor) -> Tensor:
+        """Decode raw outputs into boxes in input pixels.
+
+        Args:
+            raw: Output of :meth:`forward` (B, A, H, W, 5 + classes).
+
+        Returns:
+            (B, A * H * W, 5 + classes): centre x, centre y, width, height,
+            objectness probability, class probabilities.
+        """
+        b, a, h, w, n = raw.shape
+        ys = torch.arange(h, device=raw.device, dtype=raw.dtype)
+        xs = torch.arange(w, device=raw.device, dtype=raw.dtype)
+        gy, gx = torch.meshgrid(ys, xs, indexing='ij')
+        grid = torch.stack((gx, gy), dim=-1).view(1, 1, h, w, 2) - 0.5
+        y = raw.sigmoid()
+        xy = (y[..., :2] * 2 + grid) * self.stride
+        wh = (y[..., 2:4] * 2) ** 2 * self.anchors.to(raw.dtype).view(1, a, 1, 1, 2)
+        return torch.cat((xy, wh, y[..., 4:]), dim=-1).view(b, a * h * w, n)
+
+
+class ResBlock(nn.Module):
+    """EDSR residual block: conv, ReLU, conv, scaled residual (no batch norm)."""
+
+    def __init__(self, channels: int, scale: float = 1.0) -> None:
+        """Initialise a new ResBlock.
+
+        Args:
+            channels: Channels.
+            scale: Residual scaling.
+        """
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, 1, 1)
+        self.scale = scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the block.
+
+        Args:
+            x: Features (B, C, H, W).
+
+        Returns:
+            Features (B, C, H, W).
+        """
+        return x + self.scale * self.conv2(F.relu(self.conv1(x)))
+
+
+def _conv_bn_relu(c_in: int, c_out: int, k: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, k, 1, k // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class SRBranch(nn.Module):
+    """The training-only super-resolution branch.
+
+    Low-level (stride 4, 128 channels) and SPP (stride 16, 512 channels)
+    features are reduced to 64 and 256 channels, the deep ones upsampled to
+    stride 4, concatenated and decoded by convolutions and an EDSR body; a x8
+    pixel-shuffle upsampler then reconstructs the image at twice the input
+    resolution.
+    """
+
+    def __init__(
+        self,
+        out_channels: int,
+        low_channels: int = 128,
+        deep_channels: int = 512,
+        features: int = 64,
+        num_blocks: int = 16,
+    ) -> None:
+        """Initialise a new SRBranch.
+
+        Args:
+            out_channels: Bands of the reconstructed image.
+            low_channels: Channels of the stride-4 features.
+            deep_channels: Channels of the SPP features.
+            features: EDSR width.
+            num_blocks: EDSR residual blocks.
+        """
+        super().__init__()
+        self.low = nn.Sequential(nn.Conv2d(low_channels, 64, 1), nn.ReLU(inplace=True))
+        self.deep = nn.Sequential(
+            nn.Conv2d(deep_channels, 256, 1), nn.ReLU(inplace=True)
+        )
+        self.decoder = nn.Sequential(
+            _conv_bn_relu(320, 256, 3),
+            _conv_bn_relu(256, 128, 3),
+            _conv_bn_relu(128, features, 1),
+        )
+        self.head = nn.Conv2d(features, features, 3, 1, 1)
+        self.body = nn.Sequential(
+            *(ResBlock(features) for _ in range(num_blocks)),
+            nn.Conv2d(features, features, 3, 1, 1),
+        )
+        upsampler: list[nn.Module] = []
+        for _ in range(3):  # 2 ** 3 = 8
+            upsampler += [
+                nn.Conv2d(features, 4 * features, 3, 1, 1),
+                nn.PixelShuffle(2),
+            ]
+        self.upsample = nn.Sequential(*upsampler)
+        self.tail = nn.Conv2d(features, out_channels, 3, 1, 1)
+
+    def forward(self, low: Tensor, deep: Tensor) -> Tensor:
+        """Reconstruct the high-resolution image.
+
+        Args:
+            low: Stride-4 features (B, 128, H/4, W/4).
+            deep: SPP features (B, 512, H/16, W/16).
+
+        Returns:
+            Image (B, out_channels, 2H, 2W).
+        """
+        low = self.low(low)
+        deep = F.interpolate(self.deep(deep), size=low.shape[-2:], mode='bilinear')
+        x = self.head(self.decoder(torch.cat((low, deep), dim=1)))
+        x = x + self.body(x)
+        return self.tail(self.upsample(x))
+
+
+class SuperYOLO(nn.Module):
+    """SuperYOLO detector with its optional training-time SR branch.
+
+    In training mode :meth:`forward` returns raw head outputs; in eval mode the
+    decoded predictions (see :meth:`Detect.decode`). :meth:`forward_raw`
+    returns both the raw outputs and the SR reconstruction.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 8,
+        band_groups: Sequence[Sequence[int]] = RGB_IR_BANDS,
+        super_resolution: bool = True,
+        anchors: Sequence[Sequence[float]] = ANCHORS,
+        stem_channels: int = 64,
+    ) -> None:
+        """Initialise a new SuperYOLO.
+
+        Args:
+            num_classes: Number of object classes.
+            band_groups: Input band indices per modality (see module docs).
+            super_resolution: Build the SR branch (training only).
+            anchors: Anchor sizes in pixels for the stride-4 head.
+            stem_channels: Output channels of the MF stem (64 for the
+                multimodal and early-fusion models, 32 for the paper's
+                single-modality models).
+        """
+        super().__init__()
+        self.num_classes = num_classes
+        self.stem = MultimodalFusion(band_groups, stem_channels)
+        # Backbone (indices as in the paper's layer table).
+        self.b1 = Conv(stem_channels, 64, 3, 2)  # /2
+        self.b2 = C3(64, 64, 1)
+        self.b3 = Conv(64, 128, 3, 2)  # /4
+        self.b4 = C3(128, 128, 3)
+        self.b5 = Conv(128, 256, 3, 2)  # /8
+        self.b6 = C3(256, 256, 3)
+        self.b7 = Conv(256, 512, 3, 2)  # /16
+        self.b8 = SPP(512, 512, (5, 9, 13))
+        self.b9 = C3(512, 512, 1, shortcut=False)
+        # Two-level neck.
+        self.h10 = Conv(512, 256, 1)
+        self.h13 = C3(512, 256, 1, shortcut=False)
+        self.h14 = Conv(256, 128, 1)
+        self.h17 = C3(256, 128, 1, shortcut=False)
+        self.detect = Detect(num_classes, 128, anchors, stride=4)
+        self.sr: SRBranch | None = (
+            SRBranch(len(self.stem.bands)) if super_resolution else None
+        )
+
+    @property
+    def bands(self) -> list[int]:
+        """Input band indices the model reads (the SR target uses the same)."""
+        return self.stem.bands
+
+    def forward_raw(
+        self, x: Tensor, with_sr: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run the detector (and optionally the SR branch).
+
+        Args:
+            x: Image (B, C, H, W); H and W multiples of 16.
+            with_sr: Also return the SR reconstruction (needs the branch).
+
+        Returns:
+            Raw head output (B, 3, H/4, W/4, 5 + classes) and the SR image
+            (B, bands, 2H, 2W) or None.
+        """
+        x = self.stem(x)
+        x = self.b2(self.b1(x))
+        p4 = self.b4(self.b3(x))
+        p6 = self.b6(self.b5(p4))
+        spp = self.b8(self.b7(p6))
+        x = self.b9(spp)
+        x10 = self.h10(x)
+        x = self.h13(torch.cat((F.interpolate(x10, scale_factor=2.0), p6), dim=1))
+        x14 = self.h14(x)
+        x = self.h17(torch.cat((F.interpolate(x14, scale_factor=2.0), p4), dim=1))
+        raw = self.detect(x)
+        sr = self.sr(p4, spp) if with_sr and self.sr is not None else None
+        return raw, sr
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Detect objects.
+
+        Args:
+            x: Image (B, C, H, W).
+
+        Returns:
+            Raw outputs in training mode, decoded predictions in eval mode.
+        """
+        raw, _ = self.forward_raw(x)
+        return raw if self.training else self.detect.decode(raw)
+
+    def fuse(self, remove_sr: bool = True) -> SuperYOLO:
+        """Prepare for inference: fold batch norms and drop the SR branch.
+
+        Args:
+            remove_sr: Delete the SR branch (it is never used at inference).
+
+        Returns:
+            This model, in eval mode.
+        """
+        if remove_sr:
+            self.sr = None
+        fuse_model(self)
+        return self
+
+    @torch.no_grad()
+    def predict(
+        self,
+        x: Tensor,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 300,
+    ) -> list[dict[str, Tensor]]:
+        """Detect objects and apply non-maximum suppression.
+
+        Args:
+            x: Image (B, C, H, W).
+            score_threshold: Minimum objectness x class probability.
+            iou_threshold: NMS IoU threshold (per class).
+            max_detections: Maximum boxes kept per image.
+
+        Returns:
+            One dict per image with ``boxes`` (N, 4) xyxy pixels, ``scores``
+            (N,) and ``labels`` (N,) int64.
+        """
+        raw, _ = self.forward_raw(x)
+        return postprocess(
+            self.detect.decode(raw), score_threshold, iou_threshold, max_detections
+        )
+
+
+def postprocess(
+    decoded: Tensor,
+    score_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    max_detections: int = 300,
+    max_candidates: int = 30000,
+) -> list[dict[str, Tensor]]:
+    """Turn decoded YOLO outputs into per-image boxes with class-wise NMS.
+
+    Args:
+        decoded: Output of :meth:`Detect.decode` (B, N, 5 + classes).
+        score_threshold: Minimum objectness x class probability.
+        iou_threshold: NMS IoU threshold.
+        max_detections: Maximum boxes kept per image.
+        max_candidates: Maximum boxes entering NMS per image.
+
+    Returns:
+        One dict per image with ``boxes`` (N, 4) xyxy, ``scores``, ``labels``.
+    """
+    results = []
+    for pred in decoded:
+        scores_all = pred[:, 5:] * pred[:, 4:5]
+        scores, labels = scores_all.max(dim=1)
+        keep = scores > score_threshold
+        pred, scores, labels = pred[keep], scores[keep], labels[keep]
+        if scores.numel() > max_candidates:
+            top = scores.topk(max_candidates).indices
+            pred, scores, labels = pred[top], scores[top], labels[top]
+        cx, cy, w, h = pred[:, :4].unbind(-1)
+        boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1)
+        idx = batched_nms(boxes.float(), scores.float(), labels, iou_threshold)
+        idx = idx[:max_detections]
+        results.append(
+            {'boxes': boxes[idx], 'scores': scores[idx], 'labels': labels[idx]}
+        )
+    return results
+
+
+def superyolo_mf(
+    num_classes: int = 8,
+    rgb_bands: Sequence[int] = (0, 1, 2),
+    ir_bands: Sequence[int] = (3,),
+    super_resolution: bool = True,
+) -> SuperYOLO:
+    """SuperYOLO with the MF block over RGB + IR (the paper's model).
+
+    Args:
+        num_classes: Number of object classes.
+        rgb_bands: Indices of the RGB bands in the input.
+        ir_bands: Indices of the infrared band(s).
+        super_resolution: Build the training-time SR branch.
+
+    Returns:
+        The model.
+    """
+    return SuperYOLO(num_classes, [list(rgb_bands), list(ir_bands)], super_resolution)
+
+
+def superyolo_rgb(
+    num_classes: int = 8,
+    rgb_bands: Sequence[int] = (0, 1, 2),
+    super_resolution: bool = True,
+) -> SuperYOLO:
+    """SuperYOLO on the RGB bands only.
+
+    Args:
+        num_classes: Number of object classes.
+        rgb_bands: Indices of the RGB bands in the input.
+        super_resolution: Build the training-time SR branch.
+
+    Returns:
+        The model.
+    """
+    return SuperYOLO(num_classes, [list(rgb_bands)], super_resolution, stem_channels=32)
+
+
+def superyolo_ir(
+    num_classes: int = 8, ir_bands: Sequence[int] = (3,), super_resolution: bool = True
+) -> SuperYOLO:
+    """SuperYOLO on the infrared band(s) only.
+
+    Args:
+        num_classes: Number of object classes.
+        ir_bands: Indices of the infrared band(s) in the input.
+        super_resolution: Build the training-time SR branch.
+
+    Returns:
+        The model.
+    """
+    return SuperYOLO(num_classes, [list(ir_bands)], super_resolution, stem_channels=32)
+
+
+def superyolo_early(
+    num_classes: int = 8, in_channels: int = 4, super_resolution: bool = True
+) -> SuperYOLO:
+    """SuperYOLO with plain early fusion of all ``in_channels`` bands.
+
+    Args:
+        num_classes: Number of object classes.
+        in_channels: Number of input bands (any, e.g. 4 for RGB+NIR).
+        super_resolution: Build the training-time SR branch.
+
+    Returns:
+        The model.
+    """
+    return SuperYOLO(num_classes, [list(range(in_channels))], super_resolution)
+
+
+#: Builders by variant name (for configs).
+VARIANTS = {
+    'mf': superyolo_mf,
+    'rgb': superyolo_rgb,
+    'ir': superyolo_ir,
+    'early': superyolo_early,
+}
+
+
+def build_superyolo(variant: str = 'mf', **kwargs: Any) -> SuperYOLO:
+    """Build a SuperYOLO variant by name.
+
+    Args:
+        variant: ``'mf'``, ``'rgb'``, ``'ir'`` or ``'early'``.
+        **kwargs: Passed to the builder.
+
+    Returns:
+        The model.
+
+    Raises:
+        ValueError: If the variant is unknown.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(
+            f'unknown SuperYOLO variant {variant!r}; use one of {list(VARIANTS)}'
+        )
+    builder: Any = VARIANTS[variant]
+    model: SuperYOLO = builder(**kwargs)
+    return model
+
+
+def export_onnx(
+    model: SuperYOLO,
+    path: str | os.PathLike[str],
+    image_size: int = 512,
+    in_channels: int | None = None,
+    opset: int = 17,
+) -> None:
+    """Export the inference model (decoded outputs, before NMS) to ONNX.
+
+    The model is copied, fused and its SR branch dropped; the exported graph
+    maps ``image`` (B, C, H, W) to ``predictions`` (B, N, 5 + classes) with a
+    dynamic batch dimension.
+
+    Args:
+        model: A SuperYOLO (not modified).
+        path: Output ``.onnx`` file.
+        image_size: Height and width of the example input.
+        in_channels: Input bands (default: highest band index used + 1).
+        opset: ONNX opset version.
+    """
+    import copy
+    import warnings
+
+    inference = copy.deepcopy(model).cpu().fuse()
+    channels = in_channels if in_channels is not None else max(model.bands) + 1
+    example = torch.zeros(1, channels, image_size, image_size)
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated but needs no extra package.
+        warnings.simplefilter('ignore', DeprecationWarning)
+        torch.onnx.export(
+            inference,
+            (example,),
+            os.fspath(path),
+            input_names=['image'],
+            output_names=['predictions'],
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={'image': {0: 'batch'}, 'predictions': {0: 'batch'}},
+        )
