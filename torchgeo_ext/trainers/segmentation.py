@@ -33,6 +33,15 @@ PASSTHROUGH_KEYS = ('transform', 'crs', 'id', 'bounds', 'path')
 _STAGES = ('train', 'val', 'test')
 
 
+def _without_class(logits: Tensor, index: int | None) -> Tensor:
+    """Set the logits of class *index* (if it is an output channel) to ``-inf``."""
+    if index is None or not 0 <= index < logits.shape[1]:
+        return logits
+    logits = logits.clone()
+    logits[:, index] = float('-inf')
+    return logits
+
+
 def _metric_name(name: str) -> str:
     """A class name usable in a metric key (``Deep convection`` -> ``Deep_convection``)."""
     return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
@@ -215,6 +224,20 @@ class SegmentationTask(PluginTask):
         logits: Tensor = self.model(x)
         return logits
 
+    def predict_logits(self, x: Tensor) -> Tensor:
+        """Logits for prediction: the ignore class (if a model output) is never chosen.
+
+        FYH's fill class 10 is an output channel but never a training target,
+        so its logit is set to ``-inf``: argmax and softmax give it no pixel.
+
+        Args:
+            x: Images (B, C, H, W).
+
+        Returns:
+            Logits (B, num_classes, H, W).
+        """
+        return _without_class(self(x), self.hparams['ignore_index'])
+
     def _iou(self, stage: str) -> MulticlassJaccardIndex:
         return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
 
@@ -228,7 +251,9 @@ class SegmentationTask(PluginTask):
         y = y.long()
         logits = self(x)
         loss: Tensor = self.criterion(logits, y)
-        preds = logits.argmax(dim=1)
+        preds = _without_class(logits.detach(), self.hparams['ignore_index']).argmax(
+            dim=1
+        )
         self._iou(stage).update(preds, y)
         self._accuracy(stage).update(preds, y)
         self.log(
@@ -313,10 +338,11 @@ class SegmentationTask(PluginTask):
             dataloader_idx: Index of the data loader.
 
         Returns:
-            ``prediction`` (B, H, W) int64 class ids, and the batch's
+            ``prediction`` (B, H, W) int64 class ids (never the ignore
+            index, see :meth:`predict_logits`), and the batch's
             ``transform``, ``crs``, ``id``, ``bounds`` and ``path`` where present.
         """
-        logits = self(batch['image'])
+        logits = self.predict_logits(batch['image'])
         out: dict[str, Any] = {'prediction': logits.argmax(dim=1)}
         for key in PASSTHROUGH_KEYS:
             if key in batch:

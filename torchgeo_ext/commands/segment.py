@@ -1,0 +1,281 @@
+r"""``torchgeo-ext segment``: tiled semantic segmentation of georeferenced rasters.
+
+Example::
+
+    torchgeo-ext segment scene_image.tif -o cloud_types.tif \\
+        --checkpoint dianet_fyh.ckpt --vector cloud_types.gpkg
+
+Any segmentation checkpoint of this library works (the task is rebuilt with
+:func:`torchgeo_ext.trainers.base.load_task`). The input (one raster, or
+several co-registered rasters stacked as bands in the order given) must hold
+the model's bands, preprocessed as in training (FYH: the builder's scene
+GeoTIFFs, already normalised). The output is a uint8 class GeoTIFF with the
+input's CRS, transform and size, the class names in its ``class_names`` tag
+and 255 where the input is nodata; ``--vector`` adds one polygon per
+connected region of a class (columns ``class_id``, ``class_name``, ``area``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Class-raster value written where the input is nodata.
+NODATA = 255
+#: Tile size used when the checkpoint records none.
+DEFAULT_TILE_SIZE = 256
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``segment`` subcommand.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+    """
+    parser = subparsers.add_parser(
+        'segment',
+        help='tiled semantic segmentation of a raster -> class GeoTIFF (+ polygons)',
+        description='Segment a georeferenced raster of any size tile by tile with a '
+        'segmentation checkpoint of this library; write a uint8 class GeoTIFF with the '
+        "input's CRS and transform and the class names in its metadata, and optionally "
+        'the class regions as polygons.',
+    )
+    parser.add_argument(
+        'inputs',
+        nargs='+',
+        metavar='INPUT',
+        help='raster(s); several co-registered rasters are stacked as bands in order',
+    )
+    parser.add_argument('-o', '--output', required=True, help='class GeoTIFF to write')
+    parser.add_argument(
+        '--checkpoint', required=True, help='segmentation task checkpoint'
+    )
+    parser.add_argument(
+        '--vector', help='also write class polygons (.gpkg, .geojson or .parquet)'
+    )
+    parser.add_argument(
+        '--tile-size',
+        type=int,
+        help='tile side fed to the model (default: the training tile size recorded '
+        f'in the checkpoint, else {DEFAULT_TILE_SIZE})',
+    )
+    parser.add_argument(
+        '--overlap',
+        type=int,
+        help='overlap between tiles (default: a quarter of the tile)',
+    )
+    parser.add_argument(
+        '--batch-size', type=int, default=4, help='tiles per batch (default: 4)'
+    )
+    parser.add_argument(
+        '--blend',
+        choices=('cosine', 'linear', 'crop'),
+        default='cosine',
+        help='how overlapping tiles are combined (default: cosine)',
+    )
+    parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    parser.add_argument(
+        '--min-area',
+        type=float,
+        default=0,
+        help='drop polygons smaller than this many pixels (default: 0)',
+    )
+    parser.add_argument('--progress', action='store_true', help='show a progress bar')
+    parser.set_defaults(run=run)
+
+
+@dataclass
+class SegmentResult:
+    """What :func:`segment_raster` wrote."""
+
+    #: The class GeoTIFF.
+    output: Path
+    #: The polygon file, if requested.
+    vector: Path | None
+    #: Class names, indexed by class id.
+    class_names: list[str]
+    #: Pixels per class id (nodata excluded).
+    counts: dict[int, int]
+    #: Number of polygons written (0 without a vector file).
+    polygons: int
+
+
+def _hparam(task: Any, name: str) -> Any:
+    hparams = getattr(task, 'hparams', {})
+    return hparams.get(name) if hasattr(hparams, 'get') else None
+
+
+def segment_raster(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    vector: str | os.PathLike[str] | None = None,
+    tile_size: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    blend: str = 'cosine',
+    device: str = 'cpu',
+    min_area: float = 0,
+    progress: bool = False,
+) -> SegmentResult:
+    """Segment one raster (or a stack of co-registered rasters) with a checkpoint.
+
+    Args:
+        inputs: Input raster path(s).
+        output: Class GeoTIFF to write (uint8, nodata 255).
+        checkpoint: A segmentation task checkpoint of this library.
+        vector: Optional polygon output (.gpkg, .geojson, .parquet).
+        tile_size: Tile side (default: the checkpoint's ``tile_size`` hparam or 256).
+        overlap: Tile overlap (default: ``tile_size // 4``).
+        batch_size: Tiles per model call.
+        blend: 'cosine', 'linear' or 'crop' (see :mod:`torchgeo_ext.export.tiling`).
+        device: Torch device.
+        min_area: Minimum polygon size in pixels.
+        progress: Show a progress bar.
+
+    Returns:
+        What was written.
+
+    Raises:
+        InvalidInputError: If the inputs' band count differs from the model's
+            input channels, or the checkpoint is not a segmentation model.
+        MissingInputError: If a file does not exist.
+    """
+    import numpy as np
+    import rasterio
+    import torch
+
+    from ..errors import InvalidInputError
+    from ..export.geometry import mask_to_polygons
+    from ..export.raster import open_inputs
+    from ..export.tiling import predict_raster
+    from ..export.vector import vector_driver, write_vector
+    from ..trainers.base import load_task
+
+    paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    if vector is not None:
+        vector_driver(vector)  # fail on a bad extension before the long run
+    task = load_task(checkpoint, map_location=device)
+    in_channels = _hparam(task, 'in_channels')
+    with open_inputs(paths) as stack:
+        bands, height, width = stack.count, stack.height, stack.width
+    if in_channels is not None and bands != int(in_channels):
+        listed = ', '.join(os.fspath(p) for p in paths)
+        raise InvalidInputError(
+            paths[0],
+            f'the input has {bands} band(s) ({listed}) but the model of {checkpoint} '
+            f'expects {in_channels}; give a raster (or co-registered rasters) with '
+            f'{in_channels} bands in the training band order',
+        )
+    tile = int(tile_size or _hparam(task, 'tile_size') or DEFAULT_TILE_SIZE)
+    over = tile // 4 if overlap is None else overlap
+    if not 0 <= over < tile:
+        raise InvalidInputError(
+            None, f'the overlap ({over}) must be in [0, tile size {tile})'
+        )
+    if blend != 'crop' and 2 * over > tile:
+        raise InvalidInputError(
+            None,
+            f'{blend} blending needs a tile size of at least twice the overlap ({over})',
+        )
+    predict_logits = getattr(task, 'predict_logits', task)
+
+    # Fail early, before writing anything, if this is no dense classifier.
+    probe = torch.zeros(1, bands, min(tile, height), min(tile, width), device=device)
+    try:
+        with torch.inference_mode():
+            logits = predict_logits(probe)
+    except RuntimeError as error:
+        raise InvalidInputError(
+            checkpoint, f'the model rejected a {bands}-band input ({error})'
+        ) from error
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
+        shape = getattr(logits, 'shape', type(logits).__name__)
+        raise InvalidInputError(
+            checkpoint,
+            f'not a segmentation model: it returns {shape}, not (B, K, H, W)',
+        )
+    num_classes = int(logits.shape[1])
+    names = getattr(task, 'class_names', None) or _hparam(task, 'class_names')
+    class_names = (
+        [str(n) for n in names]
+        if names is not None and len(names) == num_classes
+        else [f'class_{k}' for k in range(num_classes)]
+    )
+
+    out = predict_raster(
+        predict_logits,
+        paths,
+        output,
+        tile_size=tile,
+        overlap=over,
+        batch_size=batch_size,
+        blend=blend,  # type: ignore[arg-type]
+        output_kind='classes',
+        nodata=NODATA,
+        class_names=class_names,
+        device=device,
+        progress=progress,
+    )
+    with rasterio.open(out) as src:
+        classes = src.read(1)
+        transform, crs = src.transform, src.crs
+    ids, pixels = np.unique(classes[classes != NODATA], return_counts=True)
+    counts = {int(k): int(n) for k, n in zip(ids, pixels, strict=True)}
+    vector_path = None
+    polygons = 0
+    if vector is not None:
+        gdf = mask_to_polygons(
+            classes, transform, crs, class_names, min_area=min_area, ignore_index=NODATA
+        )
+        vector_path = write_vector(vector, gdf)
+        polygons = len(gdf)
+    return SegmentResult(out, vector_path, class_names, counts, polygons)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``segment`` command.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        0 on success.
+    """
+    from ..errors import InvalidInputError
+
+    for name in ('tile_size', 'batch_size'):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise InvalidInputError(
+                None, f'--{name.replace("_", "-")} must be positive'
+            )
+    if args.overlap is not None and args.overlap < 0:
+        raise InvalidInputError(None, '--overlap must not be negative')
+    result = segment_raster(
+        args.inputs,
+        args.output,
+        args.checkpoint,
+        vector=args.vector,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        blend=args.blend,
+        device=args.device,
+        min_area=args.min_area,
+        progress=args.progress,
+    )
+    total = sum(result.counts.values()) or 1
+    summary = ', '.join(
+        f'{result.class_names[k]} {100 * n / total:.1f}%'
+        for k, n in sorted(result.counts.items(), key=lambda kv: -kv[1])
+    )
+    print(f'classes: {result.output} ({summary or "no valid pixel"})')
+    if result.vector is not None:
+        print(f'polygons: {result.vector} ({result.polygons} regions)')
+    return 0
