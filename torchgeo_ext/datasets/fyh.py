@@ -231,7 +231,7 @@ def load_mat(path: Path) -> np.ndarray:
             if 'data' not in f:
                 raise InvalidInputError(path, 'no variable named "data"') from None
             return np.asarray(f['data']).transpose()
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, scipy.io.matlab.MatReadError) as error:
         raise InvalidInputError(path, f'not a readable .mat file ({error})') from error
     if 'data' not in content:
         raise InvalidInputError(path, 'no variable named "data"')

@@ -742,6 +742,7 @@ def write_scene_geotiffs(
     image: np.ndarray,
     mask: np.ndarray,
     stats: Sequence[tuple[float, float]],
+    cog: bool = True,
 ) -> tuple[str, str]:
     """Write a scene's 14-band image and its label as GeoTIFFs (EPSG:4326).
 
@@ -755,6 +756,8 @@ def write_scene_geotiffs(
         mask: 900 x 1000 mask (10 = fill, the label's nodata).
         stats: Normalisation ``(min, max)`` of the two channel groups, stored
             as tags ``C01_C06_MIN`` etc. so physical values can be recovered.
+        cog: Write Cloud-Optimized GeoTIFFs (with overviews); else plain tiled
+            GeoTIFFs (faster).
 
     Returns:
         Paths of the image and label files.
@@ -778,6 +781,7 @@ def write_scene_geotiffs(
         transform=grid_transform(),
         band_names=CHANNELS,
         tags=tags,
+        cog=cog,
     )
     write_raster(
         label_path,
@@ -786,6 +790,7 @@ def write_scene_geotiffs(
         transform=grid_transform(),
         nodata=IGNORE_INDEX,
         band_names=['cloud type'],
+        cog=cog,
     )
     return image_path, label_path
 
