@@ -238,3 +238,33 @@ def test_datamodule_classic_tests_on_ng() -> None:
     assert isinstance(dm.val_dataset, HAD100)
     assert dm.train_dataset.sensor == 'aviris'
     assert dm.val_dataset.sensor == 'aviris_ng'
+
+
+@pytest.mark.parametrize('index', [0, 1])  # north-up and rotated map info
+def test_georeferencing_round_trip(tmp_path: Path, index: int) -> None:
+    rasterio = pytest.importorskip('rasterio')
+    from rasterio.transform import Affine
+
+    ds = HAD100(ROOT, split='test', bands=3)
+    sample = ds[index]
+    transform = Affine(*sample['transform'].tolist())
+    # the ENVI tie point (pixel 1, 1 in 1-based map info) is the first pixel's corner
+    assert transform @ (0, 0) == pytest.approx((724522.127, 4074620.759))
+    height, width = sample['image'].shape[1:]
+    path = tmp_path / 'prediction.tif'
+    with rasterio.open(
+        path,
+        'w',
+        driver='GTiff',
+        width=width,
+        height=height,
+        count=3,
+        dtype='float32',
+        crs=sample['crs'],
+        transform=transform,
+    ) as dst:
+        dst.write(sample['image'].numpy())
+    back = HyperspectralScene(path)
+    assert back.crs == sample['crs']
+    assert back.transform == pytest.approx(tuple(sample['transform'].tolist()))
+    np.testing.assert_array_equal(back.image, sample['image'].numpy())

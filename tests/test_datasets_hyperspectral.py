@@ -228,6 +228,7 @@ def test_geotiff_round_trip(tmp_path: Path) -> None:
     assert 'mask' not in sample
 
 
+@pytest.mark.filterwarnings('ignore::rasterio.errors.NotGeoreferencedWarning')
 def test_plain_tif_has_no_crs(tmp_path: Path) -> None:
     path = tmp_path / 'plain.tif'
     with rasterio.open(

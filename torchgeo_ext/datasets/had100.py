@@ -99,7 +99,7 @@ class HAD100(NonGeoDataset):
 
     If you use this dataset in your research, please cite:
 
-    * https://doi.org/10.1109/TGRS.2023.3258067
+    * https://ieeexplore.ieee.org/document/10073635 (Li et al., IEEE TGRS 2023)
     """
 
     splits = ('train', 'test')

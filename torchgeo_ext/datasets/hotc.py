@@ -197,7 +197,7 @@ class HOTC(NonGeoDataset):
 
     If you use this dataset in your research, please cite:
 
-    * https://doi.org/10.1109/TIP.2020.3030567
+    * https://arxiv.org/abs/1812.04179 (Xiong, Zhou, Qian, IEEE TIP 2020)
     """
 
     years = (2020, 2023, 2024)
