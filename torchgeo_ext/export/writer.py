@@ -337,7 +337,7 @@ class GeoPredictionWriter(BasePredictionWriter):
             h_in, w_in = image.shape[-2:]
             h_out, w_out = arr.shape[-2:]
             if (h_in, w_in) != (h_out, w_out):
-                transform = transform * Affine.scale(w_in / w_out, h_in / h_out)
+                transform = transform @ Affine.scale(w_in / w_out, h_in / h_out)
         tags: dict[str, Any] = {}
         if self.class_names is not None:
             tags['class_names'] = self.class_names
