@@ -1,0 +1,146 @@
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import lightning
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from torch import Tensor, nn
+
+from torchgeo_ext.cli import main
+from torchgeo_ext.trainers.base import PluginTask
+from torchgeo_ext.trainers.detection import VEDAI_CLASSES, SuperYOLOTask
+
+CRS = 'EPSG:32612'
+
+
+def save(task: PluginTask, path: Path) -> Path:
+    trainer = lightning.Trainer(logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(path)
+    return path
+
+
+def write_pair(root: Path, size: int = 72) -> tuple[Path, Path]:
+    rng = np.random.default_rng(0)
+    transform = from_origin(420000.0, 4500000.0, 0.125, 0.125)
+    paths = []
+    for name, count in (('rgb', 3), ('ir', 1)):
+        path = root / f'{name}.tif'
+        profile = {
+            'driver': 'GTiff',
+            'width': size,
+            'height': size,
+            'count': count,
+            'dtype': 'uint8',
+            'crs': CRS,
+            'transform': transform,
+        }
+        with rasterio.open(path, 'w', **profile) as dst:
+            dst.write(rng.integers(0, 255, (count, size, size), dtype=np.uint8))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+class OrientedDummyTask(PluginTask):
+    """Predicts one fixed oriented box per tile."""
+
+    oriented = True
+
+    def __init__(self, class_names: list[str] | None = None) -> None:
+        super().__init__()
+
+    def configure_models(self) -> None:
+        self.model = nn.Identity()
+
+    def predict_step(
+        self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        n = len(batch['image'])
+        box = torch.tensor([4.0, 4.0, 12.0, 4.0, 12.0, 8.0, 4.0, 8.0])
+        return {
+            'prediction_bbox': [box[None] for _ in range(n)],
+            'prediction_label': [torch.tensor([1]) for _ in range(n)],
+            'prediction_score': [torch.tensor([0.9]) for _ in range(n)],
+        }
+
+
+@pytest.fixture(scope='module')
+def superyolo_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    task = SuperYOLOTask(super_resolution=False, ema=False, max_detections=20)
+    path = tmp_path_factory.mktemp('ckpt') / 'superyolo.ckpt'
+    return save(task, path)
+
+
+def test_detect_superyolo(tmp_path: Path, superyolo_ckpt: Path) -> None:
+    rgb, ir = write_pair(tmp_path)
+    out = tmp_path / 'out.gpkg'
+    argv = [
+        'detect',
+        str(rgb),
+        str(ir),
+        '-o',
+        str(out),
+        '--checkpoint',
+        str(superyolo_ckpt),
+        '--tile-size',
+        '48',
+        '--overlap',
+        '16',
+        '--score-threshold',
+        '0',
+    ]
+    assert main(argv) == 0
+    gdf = gpd.read_file(out)
+    assert gdf.crs == rasterio.crs.CRS.from_string(CRS)
+    assert len(gdf) > 0
+    assert set(gdf['class_name']) <= set(VEDAI_CLASSES)
+    assert {'class_id', 'score'} <= set(gdf.columns)
+    minx, miny, maxx, maxy = gdf.total_bounds
+    assert minx >= 420000.0 - 1e-6
+    assert maxy <= 4500000.0 + 1e-6
+    assert maxx <= 420000.0 + 72 * 0.125 + 1e-6
+    assert miny >= 4500000.0 - 72 * 0.125 - 1e-6
+
+
+def test_detect_missing_modality(
+    tmp_path: Path, superyolo_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rgb, _ = write_pair(tmp_path)
+    argv = ['detect', str(rgb), '-o', str(tmp_path / 'x.gpkg')]
+    assert main([*argv, '--checkpoint', str(superyolo_ckpt)]) == 2
+    assert 'the model reads 4' in capsys.readouterr().err
+    assert not (tmp_path / 'x.gpkg').exists()
+    assert main([*argv, '--checkpoint', str(tmp_path / 'none.ckpt')]) == 2
+    assert 'checkpoint not found' in capsys.readouterr().err
+
+
+def test_detect_oriented_task(tmp_path: Path) -> None:
+    rgb, ir = write_pair(tmp_path, size=40)
+    ckpt = save(OrientedDummyTask(class_names=['a', 'b']), tmp_path / 'obb.ckpt')
+    out = tmp_path / 'obb.geojson'
+    argv = ['detect', str(rgb), str(ir), '-o', str(out), '--checkpoint', str(ckpt)]
+    assert main([*argv, '--tile-size', '40', '--overlap', '8']) == 0
+    gdf = gpd.read_file(out)
+    assert len(gdf) == 1
+    assert gdf['class_name'].tolist() == ['b']
+    assert gdf.crs == rasterio.crs.CRS.from_string(CRS)
+    # 8 x 4 pixels of 0.125 m.
+    assert gdf.geometry.iloc[0].area == pytest.approx(8 * 4 * 0.125**2)
+
+
+def test_model_output_is_per_image() -> None:
+    task = SuperYOLOTask(super_resolution=False, ema=False, max_detections=5)
+    task.eval()
+    results: list[dict[str, Tensor]] = task.detect_images(
+        torch.rand(2, 4, 40, 40), score_threshold=0.0
+    )
+    assert len(results) == 2
+    boxes = results[0]['prediction_bbox_xyxy']
+    assert boxes.shape == (5, 4)
+    assert boxes.min() >= 0
+    assert boxes.max() <= 40

@@ -1,0 +1,971 @@
+"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO and GHOST.
+
+:class:`SuperYOLOTask` trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO`
+with the YOLOv5 loss (CIoU box regression, BCE objectness and class terms),
+the paper's auxiliary super-resolution L1 loss (weight 0.1) whenever the
+batch carries the high-resolution image ``image_hr``, an exponential moving
+average (EMA) of the weights used for evaluation and prediction, and SGD with
+linear warm-up and a cosine schedule. Validation and test report mAP50 and
+mAP50:95 through :class:`torchmetrics.detection.MeanAveragePrecision`.
+
+:class:`GHOSTTask` trains the hybrid-bit quantised student of
+:mod:`torchgeo_ext.models.ghost` with guidance from a full-precision
+SuperYOLO teacher (one-to-one self-teaching).
+
+Batches follow DESIGN.md: ``image`` (B, C, H, W) float, ``bbox_xyxy`` list of
+(N_i, 4) pixel boxes, ``label`` list of (N_i,) int64. Predictions come back
+under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from torch import Tensor, nn
+from torch.optim import SGD
+from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics.detection import MeanAveragePrecision
+
+from ..errors import InvalidInputError, MissingInputError
+from ..models.ghost import (
+    SELF_TEACHING_LAYERS,
+    FeatureTap,
+    OneToOneSelfTeaching,
+    quantization_report,
+    quantize_superyolo,
+)
+from ..models.superyolo import SuperYOLO, build_superyolo, postprocess
+from ..ops.boxes import bbox_ciou, cxcywh_to_xyxy, xyxy_to_cxcywh
+from .base import PluginTask
+
+Batch = dict[str, Any]
+
+#: VEDAI's 8 classes in SuperYOLO's label order.
+VEDAI_CLASSES = (
+    'car',
+    'pickup',
+    'camping car',
+    'truck',
+    'other',
+    'tractor',
+    'boat',
+    'van',
+)
+
+
+class YOLOv5Loss(nn.Module):
+    """The YOLOv5 detection loss for one anchor-based output level.
+
+    Each ground-truth box is assigned to every anchor whose width and height
+    ratios to it are below ``anchor_threshold``, in its own grid cell and the
+    two nearest neighbouring cells. Box loss ``1 - CIoU`` on the assigned
+    predictions; objectness BCE against the (detached, clamped) CIoU at
+    assigned cells and 0 elsewhere; class BCE on assigned predictions. The
+    total is ``batch_size * (box_gain * l_box + obj_gain * l_obj + cls_gain *
+    l_cls)``.
+    """
+
+    #: Neighbour-cell offsets (self, left, up, right, down).
+    offsets = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
+
+    def __init__(
+        self,
+        anchors: Tensor,
+        stride: int,
+        num_classes: int,
+        box_gain: float = 0.15,
+        obj_gain: float = 7.68,
+        cls_gain: float = 0.15,
+        anchor_threshold: float = 4.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        """Initialise a new YOLOv5Loss.
+
+        Args:
+            anchors: Anchor sizes (A, 2) in input pixels.
+            stride: Stride of the output grid.
+            num_classes: Number of classes.
+            box_gain: Weight of the box term.
+            obj_gain: Weight of the objectness term.
+            cls_gain: Weight of the class term.
+            anchor_threshold: Maximum size ratio between a box and its anchor.
+            label_smoothing: Label smoothing of class targets.
+        """
+        super().__init__()
+        self.anchors: Tensor
+        self.register_buffer('anchors', anchors.detach().clone().float() / stride)
+        self.stride = stride
+        self.num_classes = num_classes
+        self.box_gain = box_gain
+        self.obj_gain = obj_gain
+        self.cls_gain = cls_gain
+        self.anchor_threshold = anchor_threshold
+        self.positive = 1.0 - 0.5 * label_smoothing
+        self.negative = 0.5 * label_smoothing
+
+    def build_targets(
+        self, raw: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor]
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Assign ground truth to anchors and cells.
+
+        Args:
+            raw: Raw outputs (B, A, H, W, 5 + classes).
+            boxes: Per image (N_i, 4) xyxy pixel boxes.
+            labels: Per image (N_i,) class indices.
+
+        Returns:
+            Image index, anchor index, grid y, grid x, target box (cx, cy
+            relative to the cell, w, h in grid units), the anchors (grid units)
+            and the class of every assignment.
+        """
+        device = raw.device
+        _, num_anchors, h, w, _ = raw.shape
+        rows = []
+        for i, (b, lab) in enumerate(zip(boxes, labels)):
+            if len(b):
+                cxcywh = xyxy_to_cxcywh(b.to(device).float()) / self.stride
+                idx = torch.full((len(b), 1), float(i), device=device)
+                rows.append(
+                    torch.cat((idx, lab.to(device).float()[:, None], cxcywh), 1)
+                )
+        if not rows:
+            empty = torch.zeros(0, dtype=torch.long, device=device)
+            return (
+                empty,
+                empty,
+                empty,
+                empty,
+                torch.zeros(0, 4, device=device),
+                torch.zeros(0, 2, device=device),
+                empty,
+            )
+        targets = torch.cat(rows)  # (M, 6): image, class, cx, cy, w, h (grid units)
+        m = len(targets)
+        anchor_idx = torch.arange(num_anchors, device=device).view(-1, 1).repeat(1, m)
+        t = targets[None].repeat(num_anchors, 1, 1)  # (A, M, 6)
+        ratio = t[..., 4:6] / self.anchors[:, None]
+        match = torch.max(ratio, 1 / ratio).max(dim=2).values < self.anchor_threshold
+        t, anchor_idx = t[match], anchor_idx[match]
+
+        g = 0.5
+        gxy = t[:, 2:4]
+        size = torch.tensor([w, h], device=device, dtype=gxy.dtype)
+        gxi = size - gxy
+        j, k = ((gxy % 1 < g) & (gxy > 1)).T
+        left, mm = ((gxi % 1 < g) & (gxi > 1)).T
+        select = torch.stack((torch.ones_like(j), j, k, left, mm))
+        offsets = torch.tensor(self.offsets, device=device, dtype=gxy.dtype) * g
+        t = t.repeat(5, 1, 1)[select]
+        anchor_idx = anchor_idx.repeat(5, 1)[select]
+        offs = (torch.zeros_like(gxy)[None] + offsets[:, None])[select]
+
+        gxy = t[:, 2:4]
+        gij = (gxy - offs).long()
+        gi = gij[:, 0].clamp(0, w - 1)
+        gj = gij[:, 1].clamp(0, h - 1)
+        tbox = torch.cat((gxy - torch.stack((gi, gj), 1), t[:, 4:6]), 1)
+        return (
+            t[:, 0].long(),
+            anchor_idx,
+            gj,
+            gi,
+            tbox,
+            self.anchors[anchor_idx],
+            t[:, 1].long(),
+        )
+
+    def forward(
+        self, raw: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor]
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Compute the loss.
+
+        Args:
+            raw: Raw outputs (B, A, H, W, 5 + classes).
+            boxes: Per image (N_i, 4) xyxy pixel boxes.
+            labels: Per image (N_i,) class indices.
+
+        Returns:
+            The total loss and its (unweighted) box/obj/cls components.
+        """
+        b, a, gj, gi, tbox, anchors, cls = self.build_targets(raw, boxes, labels)
+        tobj = torch.zeros(raw.shape[:4], device=raw.device, dtype=raw.dtype)
+        lbox = raw.new_zeros(())
+        lcls = raw.new_zeros(())
+        if len(b):
+            ps = raw[b, a, gj, gi]
+            pxy = ps[:, :2].sigmoid() * 2 - 0.5
+            pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors
+            pbox = torch.cat((pxy, pwh), 1)
+            iou = bbox_ciou(cxcywh_to_xyxy(pbox), cxcywh_to_xyxy(tbox))
+            lbox = (1.0 - iou).mean()
+            score = iou.detach().clamp(0).to(tobj.dtype)
+            order = score.argsort()  # the best match of a cell is written last
+            tobj[b[order], a[order], gj[order], gi[order]] = score[order]
+            if self.num_classes > 1:
+                tcls = torch.full_like(ps[:, 5:], self.negative)
+                tcls[torch.arange(len(cls)), cls] = self.positive
+                lcls = F.binary_cross_entropy_with_logits(ps[:, 5:], tcls)
+        lobj = F.binary_cross_entropy_with_logits(raw[..., 4], tobj)
+        total = (
+            self.box_gain * lbox + self.obj_gain * lobj + self.cls_gain * lcls
+        ) * raw.shape[0]
+        return total, {
+            'loss_box': lbox.detach(),
+            'loss_obj': lobj.detach(),
+            'loss_cls': lcls.detach(),
+        }
+
+
+class ModelEMA:
+    """Exponential moving average of a model's weights (YOLOv5 style).
+
+    ``decay_t = decay * (1 - exp(-t / tau))`` ramps the decay up over the
+    first updates so that the average follows the model closely early on.
+    Buffers (batch-norm statistics) are averaged too.
+    """
+
+    def __init__(self, decay: float = 0.9999, tau: float = 2000.0) -> None:
+        """Initialise a new ModelEMA.
+
+        Args:
+            decay: Final decay.
+            tau: Ramp-up time constant in updates.
+        """
+        self.decay = decay
+        self.tau = tau
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, ema: nn.Module, model: nn.Module) -> None:
+        """Move ``ema`` towards ``model``.
+
+        Args:
+            ema: The averaged copy (updated in place).
+            model: The trained model.
+        """
+        self.updates += 1
+        d = self.decay * (1 - math.exp(-self.updates / self.tau))
+        source = model.state_dict()
+        for name, value in ema.state_dict().items():
+            if value.dtype.is_floating_point:
+                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
+
+
+def warmup_cosine(
+    step: int, warmup_steps: int, total_steps: int, final_ratio: float
+) -> float:
+    """Learning-rate factor: linear warm-up, then cosine decay to ``final_ratio``.
+
+    Args:
+        step: Current optimiser step.
+        warmup_steps: Length of the linear warm-up.
+        total_steps: Total number of steps.
+        final_ratio: Factor reached at the last step.
+
+    Returns:
+        The multiplier of the base learning rate.
+    """
+    cosine = (
+        (1 - math.cos(min(step, total_steps) * math.pi / max(total_steps, 1))) / 2
+    ) * (final_ratio - 1) + 1
+    if warmup_steps > 0 and step < warmup_steps:
+        return cosine * (step + 1) / warmup_steps
+    return cosine
+
+
+def _load_state_dict(path: str) -> dict[str, Tensor]:
+    if not os.path.isfile(path):
+        raise MissingInputError(path, 'weights file not found')
+    state = torch.load(path, map_location='cpu', weights_only=False)
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    if not isinstance(state, dict):
+        raise InvalidInputError(path, 'not a state dict or Lightning checkpoint')
+    # Prefer the EMA weights of a task checkpoint, then the raw model weights.
+    for prefix in ('ema_model.', 'model.'):
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            return sub
+    return dict(state)
+
+
+class SuperYOLOTask(PluginTask):
+    """SuperYOLO detection task (multimodal RGB+IR by default).
+
+    Validation and test use the EMA weights (``ema=True``). Metrics:
+    ``val_map50``, ``val_map`` (mAP50:95), ``val_loss`` and their ``test_``
+    counterparts.
+    """
+
+    #: Outputs axis-aligned boxes (``prediction_bbox_xyxy``).
+    oriented = False
+    #: Keep every argument (``weights`` is a path, safe to record).
+    ignore = None
+    monitor = 'val_map50'
+    mode = 'max'
+
+    def __init__(
+        self,
+        variant: str = 'mf',
+        num_classes: int = 8,
+        class_names: Sequence[str] | None = None,
+        rgb_bands: Sequence[int] = (0, 1, 2),
+        ir_bands: Sequence[int] = (3,),
+        in_channels: int = 4,
+        super_resolution: bool = True,
+        sr_weight: float = 0.1,
+        box_gain: float = 0.15,
+        obj_gain: float = 7.68,
+        cls_gain: float = 0.15,
+        anchor_threshold: float = 4.0,
+        label_smoothing: float = 0.0,
+        lr: float = 0.01,
+        momentum: float = 0.937,
+        weight_decay: float = 5e-4,
+        warmup_epochs: float = 3.0,
+        final_lr_ratio: float = 0.2,
+        ema: bool = True,
+        ema_decay: float = 0.9999,
+        ema_tau: float = 2000.0,
+        val_score_threshold: float = 0.001,
+        val_iou_threshold: float = 0.6,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 300,
+        weights: str | None = None,
+    ) -> None:
+        """Initialise a new SuperYOLOTask.
+
+        Args:
+            variant: ``'mf'`` (RGB+IR), ``'rgb'``, ``'ir'`` or ``'early'``
+                (all ``in_channels`` bands fused at the input).
+            num_classes: Number of object classes.
+            class_names: Names of the classes (default: VEDAI's 8 when
+                ``num_classes`` is 8, else ``class_<i>``).
+            rgb_bands: RGB band indices of the input image.
+            ir_bands: Infrared band indices of the input image.
+            in_channels: Input bands of the ``'early'`` variant.
+            super_resolution: Train the SR branch when batches hold ``image_hr``.
+            sr_weight: Weight of the SR L1 loss.
+            box_gain: YOLOv5 box loss gain.
+            obj_gain: YOLOv5 objectness loss gain.
+            cls_gain: YOLOv5 class loss gain.
+            anchor_threshold: Maximum box/anchor size ratio for assignment.
+            label_smoothing: Class label smoothing.
+            lr: Base learning rate (SGD, Nesterov).
+            momentum: SGD momentum.
+            weight_decay: Weight decay of convolution/linear weights.
+            warmup_epochs: Linear warm-up length in epochs.
+            final_lr_ratio: Learning-rate factor reached at the end (cosine).
+            ema: Keep and evaluate with an EMA of the weights.
+            ema_decay: EMA decay.
+            ema_tau: EMA ramp-up in steps.
+            val_score_threshold: Score threshold for mAP evaluation.
+            val_iou_threshold: NMS IoU threshold for mAP evaluation.
+            score_threshold: Score threshold for prediction.
+            iou_threshold: NMS IoU threshold for prediction.
+            max_detections: Maximum boxes per image.
+            weights: Optional path to initial weights: a task checkpoint or a
+                model state dict.
+        """
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f'class_names has {len(class_names)} names for {num_classes} classes'
+            )
+        super().__init__()
+
+    # -- set-up -----------------------------------------------------------------
+
+    def build_model(self) -> SuperYOLO:
+        """Build the SuperYOLO model from the hyperparameters.
+
+        Returns:
+            The model.
+        """
+        h = self.hparams
+        kwargs: dict[str, Any] = {
+            'num_classes': h['num_classes'],
+            'super_resolution': h['super_resolution'],
+        }
+        if h['variant'] in ('mf', 'rgb'):
+            kwargs['rgb_bands'] = list(h['rgb_bands'])
+        if h['variant'] in ('mf', 'ir'):
+            kwargs['ir_bands'] = list(h['ir_bands'])
+        if h['variant'] == 'early':
+            kwargs['in_channels'] = h['in_channels']
+        return build_superyolo(h['variant'], **kwargs)
+
+    def configure_models(self) -> None:
+        """Build the model, its EMA copy and load initial weights."""
+        self.model: nn.Module = self.build_model()
+        weights = self.hparams['weights']
+        if weights:
+            self.model.load_state_dict(_load_state_dict(weights), strict=False)
+        self.ema_model: nn.Module | None = None
+        if self.hparams['ema']:
+            self.ema_model = copy.deepcopy(self.model)
+            self.ema_model.requires_grad_(False)
+        self.ema = ModelEMA(self.hparams['ema_decay'], self.hparams['ema_tau'])
+
+    def configure_losses(self) -> None:
+        """Build the YOLOv5 loss."""
+        h = self.hparams
+        detect = self.detector.detect
+        self.criterion = YOLOv5Loss(
+            detect.anchors,
+            detect.stride,
+            h['num_classes'],
+            h['box_gain'],
+            h['obj_gain'],
+            h['cls_gain'],
+            h['anchor_threshold'],
+            h['label_smoothing'],
+        )
+
+    def configure_metrics(self) -> None:
+        """Build mAP metrics (COCO-style, pycocotools backend)."""
+        self.val_map = MeanAveragePrecision(box_format='xyxy', iou_type='bbox')
+        self.test_map = MeanAveragePrecision(box_format='xyxy', iou_type='bbox')
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """SGD (Nesterov) with weight decay on weights only, warm-up + cosine.
+
+        Returns:
+            Optimizer and a per-step learning-rate scheduler.
+        """
+        h = self.hparams
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim > 1 else no_decay).append(p)
+        optimizer = SGD(
+            [
+                {'params': decay, 'weight_decay': h['weight_decay']},
+                {'params': no_decay, 'weight_decay': 0.0},
+            ],
+            lr=h['lr'],
+            momentum=h['momentum'],
+            nesterov=True,
+        )
+        total = 1
+        warmup = 0
+        trainer = self._trainer
+        if trainer is not None:
+            total = max(int(trainer.estimated_stepping_batches), 1)
+            epochs = (
+                trainer.max_epochs
+                if trainer.max_epochs and trainer.max_epochs > 0
+                else 1
+            )
+            warmup = round(h['warmup_epochs'] * total / epochs)
+        final = h['final_lr_ratio']
+        scheduler = LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, warmup, total, final)
+        )
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
+        }
+
+    # -- helpers ----------------------------------------------------------------
+
+    @property
+    def detector(self) -> SuperYOLO:
+        """The underlying SuperYOLO (the student network for GHOST)."""
+        model = self.model
+        assert isinstance(model, SuperYOLO)
+        return model
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, indexed by label."""
+        names = self.hparams.get('class_names')
+        if names is not None:
+            return list(names)
+        n = int(self.hparams['num_classes'])
+        if n == len(VEDAI_CLASSES):
+            return list(VEDAI_CLASSES)
+        return [f'class_{i}' for i in range(n)]
+
+    def eval_model(self) -> nn.Module:
+        """The weights used for evaluation and prediction (EMA if kept).
+
+        Returns:
+            The model.
+        """
+        return self.ema_model if self.ema_model is not None else self.model
+
+    def forward(self, x: Tensor) -> Any:
+        """Run the evaluation model.
+
+        Args:
+            x: Image (B, C, H, W).
+
+        Returns:
+            Decoded predictions in eval mode, raw outputs in training mode.
+        """
+        return self.eval_model()(x)
+
+    def detect_images(
+        self,
+        x: Tensor,
+        score_threshold: float | None = None,
+        iou_threshold: float | None = None,
+    ) -> list[dict[str, Tensor]]:
+        """Detect objects in a batch of images of any size.
+
+        Images are zero-padded at the bottom/right to a multiple of 16.
+
+        Args:
+            x: Image (B, C, H, W), normalised as in training.
+            score_threshold: Minimum score (default: the task's).
+            iou_threshold: NMS IoU threshold (default: the task's).
+
+        Returns:
+            Per image ``prediction_bbox_xyxy`` (N, 4), ``prediction_label``
+            (N,), ``prediction_score`` (N,).
+        """
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % 16, (-w) % 16
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            decoded = model(x)
+        model.train(was_training)
+        results = postprocess(
+            decoded,
+            self.hparams['score_threshold']
+            if score_threshold is None
+            else score_threshold,
+            self.hparams['iou_threshold'] if iou_threshold is None else iou_threshold,
+            self.hparams['max_detections'],
+        )
+        out = []
+        for r in results:
+            boxes = r['boxes'].clone()
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+            out.append(
+                {
+                    'prediction_bbox_xyxy': boxes,
+                    'prediction_label': r['labels'],
+                    'prediction_score': r['scores'],
+                }
+            )
+        return out
+
+    def compute_loss(
+        self, batch: Batch, model: nn.Module
+    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
+
+        Args:
+            batch: A batch.
+            model: The SuperYOLO to run.
+
+        Returns:
+            Total loss, its logged components and the raw head output.
+        """
+        assert isinstance(model, SuperYOLO)
+        use_sr = (
+            model.training
+            and model.sr is not None
+            and self.hparams['sr_weight'] > 0
+            and 'image_hr' in batch
+        )
+        raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
+        loss, parts = self.criterion(raw, batch['bbox_xyxy'], batch['label'])
+        parts = {'loss_det': loss.detach(), **parts}
+        if sr is not None:
+            target = batch['image_hr'][:, model.bands]
+            if target.shape[-2:] != sr.shape[-2:]:
+                target = F.interpolate(target, size=sr.shape[-2:], mode='bilinear')
+            loss_sr = F.l1_loss(sr, target)
+            loss = loss + self.hparams['sr_weight'] * loss_sr
+            parts['loss_sr'] = loss_sr.detach()
+        return loss, parts, raw
+
+    # -- steps ------------------------------------------------------------------
+
+    def training_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute the training loss.
+
+        Args:
+            batch: The batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+
+        Returns:
+            The loss.
+        """
+        loss, parts, _ = self.compute_loss(batch, self.model)
+        bs = batch['image'].shape[0]
+        self.log('train_loss', loss, batch_size=bs, prog_bar=True)
+        self.log_dict({f'train_{k}': v for k, v in parts.items()}, batch_size=bs)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Update the EMA weights.
+
+        Args:
+            outputs: Step outputs.
+            batch: The batch.
+            batch_idx: Batch index.
+        """
+        if self.ema_model is not None:
+            self.ema.update(self.ema_model, self.model)
+
+    def _evaluate(
+        self, batch: Batch, prefix: str, metric: MeanAveragePrecision
+    ) -> None:
+        model = self.eval_model()
+        assert isinstance(model, SuperYOLO)
+        model.eval()
+        with torch.no_grad():
+            loss, _, raw = self.compute_loss(batch, model)
+            decoded = model.detect.decode(raw)
+        bs = batch['image'].shape[0]
+        self.log(f'{prefix}_loss', loss, batch_size=bs)
+        preds = postprocess(
+            decoded,
+            self.hparams['val_score_threshold'],
+            self.hparams['val_iou_threshold'],
+            self.hparams['max_detections'],
+        )
+        targets = [
+            {'boxes': b.float(), 'labels': lab.long()}
+            for b, lab in zip(batch['bbox_xyxy'], batch['label'])
+        ]
+        metric.update(
+            [
+                {k: v.float() if k != 'labels' else v for k, v in p.items()}
+                for p in preds
+            ],
+            targets,
+        )
+
+    def _log_map(self, prefix: str, metric: MeanAveragePrecision) -> None:
+        result = metric.compute()
+        self.log(f'{prefix}_map50', result['map_50'].float())
+        self.log(f'{prefix}_map', result['map'].float())
+        metric.reset()
+
+    def validation_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Accumulate validation loss and mAP.
+
+        Args:
+            batch: The batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+        """
+        self._evaluate(batch, 'val', self.val_map)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log validation mAP50 and mAP50:95."""
+        self._log_map('val', self.val_map)
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Accumulate test loss and mAP.
+
+        Args:
+            batch: The batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+        """
+        self._evaluate(batch, 'test', self.test_map)
+
+    def on_test_epoch_end(self) -> None:
+        """Log test mAP50 and mAP50:95."""
+        self._log_map('test', self.test_map)
+
+    def predict_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> Batch:
+        """Detect objects.
+
+        Args:
+            batch: The batch (``image``; ``transform``/``crs`` are passed through).
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+
+        Returns:
+            ``prediction_bbox_xyxy``, ``prediction_label``, ``prediction_score``
+            (lists over the batch), plus the batch's ``transform`` and ``crs``.
+        """
+        results = self.detect_images(batch['image'])
+        out: Batch = {
+            key: [r[key] for r in results]
+            for key in ('prediction_bbox_xyxy', 'prediction_label', 'prediction_score')
+        }
+        for key in ('transform', 'crs'):
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+
+class GHOSTTask(SuperYOLOTask):
+    """GHOST: hybrid-bit quantised SuperYOLO guided by its full-precision self.
+
+    The student is the SuperYOLO described by the hyperparameters (by default
+    the paper's VEDAI model: 4-band early fusion), initialised from the
+    teacher checkpoint, with every convolution quantised to the bit width
+    chosen by k-means (:func:`~torchgeo_ext.models.ghost.allocate_bits`).
+    The loss is ``det_weight * L_det + ost_weight * L_OST``.
+    """
+
+    def __init__(
+        self,
+        variant: str = 'early',
+        num_classes: int = 8,
+        class_names: Sequence[str] | None = None,
+        rgb_bands: Sequence[int] = (0, 1, 2),
+        ir_bands: Sequence[int] = (3,),
+        in_channels: int = 4,
+        teacher: str | None = None,
+        fixed_bits: int | None = None,
+        activation_bits: int | None = None,
+        kmeans_threshold: float = 0.1,
+        det_weight: float = 2.0,
+        ost_weight: float = 400.0,
+        ost_dim: int = 128,
+        gumbel_tau: float = 1.0,
+        super_resolution: bool = False,
+        sr_weight: float = 0.1,
+        box_gain: float = 0.15,
+        obj_gain: float = 7.68,
+        cls_gain: float = 0.15,
+        anchor_threshold: float = 4.0,
+        label_smoothing: float = 0.0,
+        lr: float = 0.01,
+        momentum: float = 0.937,
+        weight_decay: float = 5e-4,
+        warmup_epochs: float = 3.0,
+        final_lr_ratio: float = 0.2,
+        ema: bool = True,
+        ema_decay: float = 0.9999,
+        ema_tau: float = 2000.0,
+        val_score_threshold: float = 0.001,
+        val_iou_threshold: float = 0.6,
+        score_threshold: float = 0.25,
+        iou_threshold: float = 0.45,
+        max_detections: int = 300,
+        weights: str | None = None,
+    ) -> None:
+        """Initialise a new GHOSTTask.
+
+        Args:
+            variant: SuperYOLO variant of teacher and student (``'early'``
+                for the paper's VEDAI model).
+            num_classes: Number of object classes.
+            class_names: Names of the classes.
+            rgb_bands: RGB band indices (``'mf'``/``'rgb'`` variants).
+            ir_bands: IR band indices (``'mf'``/``'ir'`` variants).
+            in_channels: Input bands (``'early'`` variant).
+            teacher: Checkpoint of the trained full-precision model (a
+                :class:`SuperYOLOTask` checkpoint or a model state dict). The
+                student starts from the same weights. Without it, both start
+                from the same random initialisation (for tests only).
+            fixed_bits: Use this weight bit width everywhere instead of k-means.
+            activation_bits: Activation bit width (default: each layer's weight
+                bit width).
+            kmeans_threshold: Threshold of the k-means allocation criterion.
+            det_weight: Weight of the detection loss.
+            ost_weight: Weight of the one-to-one self-teaching loss.
+            ost_dim: Embedding width of the switch control gate.
+            gumbel_tau: Temperature of the gate's Gumbel-sigmoid.
+            super_resolution: Train the SR branch as well (off in GHOST).
+            sr_weight: Weight of the SR L1 loss.
+            box_gain: YOLOv5 box loss gain.
+            obj_gain: YOLOv5 objectness loss gain.
+            cls_gain: YOLOv5 class loss gain.
+            anchor_threshold: Maximum box/anchor size ratio for assignment.
+            label_smoothing: Class label smoothing.
+            lr: Base learning rate.
+            momentum: SGD momentum.
+            weight_decay: Weight decay.
+            warmup_epochs: Warm-up epochs.
+            final_lr_ratio: Final learning-rate factor.
+            ema: Keep and evaluate with an EMA of the weights.
+            ema_decay: EMA decay.
+            ema_tau: EMA ramp-up in steps.
+            val_score_threshold: Score threshold for mAP evaluation.
+            val_iou_threshold: NMS IoU threshold for mAP evaluation.
+            score_threshold: Score threshold for prediction.
+            iou_threshold: NMS IoU threshold for prediction.
+            max_detections: Maximum boxes per image.
+            weights: Optional path to initial student weights (overrides the
+                teacher's).
+        """
+        # Every shared argument is passed on: Lightning collects hyperparameters
+        # from each __init__ frame and the parent's would win otherwise.
+        super().__init__(
+            variant=variant,
+            num_classes=num_classes,
+            class_names=class_names,
+            rgb_bands=rgb_bands,
+            ir_bands=ir_bands,
+            in_channels=in_channels,
+            super_resolution=super_resolution,
+            sr_weight=sr_weight,
+            box_gain=box_gain,
+            obj_gain=obj_gain,
+            cls_gain=cls_gain,
+            anchor_threshold=anchor_threshold,
+            label_smoothing=label_smoothing,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            final_lr_ratio=final_lr_ratio,
+            ema=ema,
+            ema_decay=ema_decay,
+            ema_tau=ema_tau,
+            val_score_threshold=val_score_threshold,
+            val_iou_threshold=val_iou_threshold,
+            score_threshold=score_threshold,
+            iou_threshold=iou_threshold,
+            max_detections=max_detections,
+            weights=weights,
+        )
+
+    def configure_models(self) -> None:
+        """Build the teacher, the quantised student, the OST module and the EMA."""
+        h = self.hparams
+        teacher = self.build_model()
+        if h['teacher']:
+            teacher.load_state_dict(_load_state_dict(h['teacher']), strict=False)
+        teacher.sr = None
+        student = copy.deepcopy(teacher)
+        if h['super_resolution']:
+            student.sr = self.build_model().sr
+        if h['weights']:
+            student.load_state_dict(_load_state_dict(h['weights']), strict=False)
+        self.bit_widths = quantize_superyolo(
+            student,
+            fixed_bits=h['fixed_bits'],
+            activation_bits=h['activation_bits'],
+            threshold=h['kmeans_threshold'],
+        )
+        teacher.eval().requires_grad_(False)
+        self.teacher = teacher
+        self.model = student
+        self.teacher_tap = FeatureTap(teacher, SELF_TEACHING_LAYERS)
+        self.student_tap = FeatureTap(student, SELF_TEACHING_LAYERS)
+        channels = _layer_channels(student, SELF_TEACHING_LAYERS)
+        self.ost = OneToOneSelfTeaching(channels, h['ost_dim'], h['gumbel_tau'])
+        self.ema_model = None
+        if h['ema']:
+            self.ema_model = copy.deepcopy(self.model)
+            self.ema_model.requires_grad_(False)
+        self.ema = ModelEMA(h['ema_decay'], h['ema_tau'])
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """SGD over the student and the OST gate (teacher frozen).
+
+        Returns:
+            Optimizer and scheduler.
+        """
+        config = super().configure_optimizers()
+        assert isinstance(config, dict)
+        optimizer = config['optimizer']
+        ost_params = [p for p in self.ost.parameters() if p.requires_grad]
+        optimizer.add_param_group({'params': ost_params, 'weight_decay': 0.0})
+        return config
+
+    def on_train_epoch_start(self) -> None:
+        """Keep the teacher in eval mode (frozen batch-norm statistics)."""
+        self.teacher.eval()
+
+    def training_step(
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Detection loss of the student plus the self-teaching loss.
+
+        Args:
+            batch: The batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+
+        Returns:
+            The loss.
+        """
+        h = self.hparams
+        self.teacher.eval()
+        with self.student_tap.capture() as student_feats:
+            det_loss, parts, _ = self.compute_loss(batch, self.model)
+        with self.teacher_tap.capture() as teacher_feats, torch.no_grad():
+            self.teacher.forward_raw(batch['image'])
+        ost_loss, gates = self.ost(student_feats, teacher_feats)
+        loss = h['det_weight'] * det_loss + h['ost_weight'] * ost_loss
+        bs = batch['image'].shape[0]
+        self.log('train_loss', loss, batch_size=bs, prog_bar=True)
+        self.log('train_loss_ost', ost_loss.detach(), batch_size=bs)
+        self.log('train_gate_open', gates.mean(), batch_size=bs)
+        self.log_dict({f'train_{k}': v for k, v in parts.items()}, batch_size=bs)
+        return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the task class; drop the teacher path (its weights are saved).
+
+        Args:
+            checkpoint: The checkpoint dictionary Lightning is about to save.
+        """
+        super().on_save_checkpoint(checkpoint)
+        hparams = checkpoint.get('hyper_parameters')
+        if isinstance(hparams, dict):
+            hparams['teacher'] = None
+            hparams['weights'] = None
+
+    def report(self, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """Per-layer bit widths, model size in MB and BOPs of the student.
+
+        Args:
+            input_shape: Input shape for the BOPs (default 1 x bands x 512 x 512).
+
+        Returns:
+            ``weight_bits``, ``activation_bits``, ``size_mb``, ``fp32_size_mb``
+            and ``gbops``.
+        """
+        model = self.detector
+        if input_shape is None:
+            input_shape = (1, max(model.bands) + 1, 512, 512)
+        r = quantization_report(model, input_shape)
+        return {
+            'weight_bits': r.weight_bits,
+            'activation_bits': r.activation_bits,
+            'size_mb': r.size_mb,
+            'fp32_size_mb': r.fp32_size_mb,
+            'gbops': r.gbops,
+        }
+
+
+def _layer_channels(model: SuperYOLO, names: Sequence[str]) -> list[int]:
+    """Output channels of named layers, from a shape-only pass on the meta device.
+
+    Args:
+        model: The model.
+        names: Layer names.
+
+    Returns:
+        Channels per layer.
+    """
+    probe = copy.deepcopy(model).to('meta').eval()
+    tap = FeatureTap(probe, names)
+    with tap.capture() as feats, torch.no_grad():
+        probe.forward_raw(torch.zeros(1, max(model.bands) + 1, 64, 64, device='meta'))
+    return [int(f.shape[1]) for f in feats]
