@@ -356,3 +356,28 @@ def test_scenes_plot(scenes_dir: Path) -> None:
 def test_scenes_not_found(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError):
         FYHScenes(tmp_path)
+
+
+def test_prediction_exports_to_geotiff(tmp_path: Path) -> None:
+    import rasterio
+
+    from torchgeo_ext.export.raster import write_raster
+
+    sample = FYH(ROOT, split='train')[1]
+    _stem, k = parse_tile_name(str(sample['path']))
+    path = write_raster(
+        tmp_path / 'pred.tif',
+        sample['mask'].to(torch.uint8),
+        crs=sample['crs'],
+        transform=sample['transform'],
+        nodata=FYH.ignore_index,
+        cog=False,
+    )
+    i, j = divmod(k, 10)
+    with rasterio.open(path) as src:
+        assert src.crs.to_epsg() == 4326
+        lon, lat = src.xy(0, 0)  # centre of the tile's first pixel
+        assert (lat, lon) == pytest.approx((50 - 5 * i, 85 + 5 * j))
+        lon, lat = src.xy(99, 99)
+        assert (lat, lon) == pytest.approx((50 - 5 * i - 4.95, 85 + 5 * j + 4.95))
+        np.testing.assert_array_equal(src.read(1), sample['mask'].numpy())
