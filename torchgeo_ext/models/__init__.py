@@ -1,1 +1,2 @@
 """Paper models, one module each, and their shared building blocks."""
+from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48

@@ -1,3 +1,4 @@
 """Lightning tasks (TorchGeo ``BaseTask`` subclasses), one module per task family."""
 
 from .base import PluginTask, load_task
+from .segmentation import SegmentationTask
