@@ -1,0 +1,126 @@
+"""``torchgeo-ext anomaly``: hyperspectral anomaly detection over a scene file.
+
+Example::
+
+    torchgeo-ext anomaly scene.tif -o scores.tif --vector anomalies.gpkg --threshold 0.999
+
+The score GeoTIFF keeps the input's CRS, transform and size (NaN where the
+input is nodata). ``.mat`` scenes have no georeferencing: their scores are
+written in pixel coordinates without a CRS, and the command says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+#: Mirrors :data:`torchgeo_ext.models.anomaly.METHODS` (kept here so ``--help`` imports no torch).
+METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register the ``anomaly`` subcommand.
+
+    Args:
+        subparsers: The top-level parser's subparsers action.
+    """
+    parser = subparsers.add_parser(
+        'anomaly',
+        help='hyperspectral anomaly detection (RX, LRX, CRD, BSDM, STAD) -> score GeoTIFF',
+        description='Score every pixel of a hyperspectral scene (GeoTIFF, ENVI or .mat) '
+        'for anomaly and write a score GeoTIFF with the input CRS and transform; '
+        'optionally write the most anomalous regions as polygons.',
+    )
+    parser.add_argument(
+        'input', help='scene: GeoTIFF, ENVI (.hdr or data file) or .mat'
+    )
+    parser.add_argument('-o', '--output', required=True, help='score GeoTIFF to write')
+    parser.add_argument(
+        '--method', choices=METHODS, default='rx', help='detector (default: rx)'
+    )
+    parser.add_argument(
+        '--checkpoint',
+        help='trained model (required for stad; bsdm fits itself otherwise)',
+    )
+    parser.add_argument(
+        '--vector', help='also write anomaly polygons (.gpkg, .geojson or .parquet)'
+    )
+    parser.add_argument(
+        '--threshold',
+        type=float,
+        default=0.999,
+        metavar='Q',
+        help='quantile of the scores above which a pixel is anomalous (default: 0.999)',
+    )
+    parser.add_argument(
+        '--min-area',
+        type=float,
+        default=0,
+        help='drop polygons smaller than this many pixels',
+    )
+    parser.add_argument(
+        '--tile-size',
+        type=int,
+        default=512,
+        help='window side for streamed RX (default: 512)',
+    )
+    parser.add_argument('--inner', type=int, help='lrx/crd guard window side (odd)')
+    parser.add_argument('--outer', type=int, help='lrx/crd outer window side (odd)')
+    parser.add_argument('--iterations', type=int, help='bsdm training iterations')
+    parser.add_argument('--seed', type=int, help='bsdm random seed')
+    parser.add_argument('--progress', action='store_true', help='show a progress bar')
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run anomaly detection.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        0 on success.
+    """
+    from ..models.anomaly import anomaly_raster
+
+    options: dict[str, Any] = {}
+    for name in ('inner', 'outer'):
+        if getattr(args, name) is not None:
+            if args.method not in ('lrx', 'crd'):
+                raise _option_error(f'--{name} applies to lrx and crd only')
+            options[name] = getattr(args, name)
+    for name in ('iterations', 'seed'):
+        if getattr(args, name) is not None:
+            if args.method != 'bsdm':
+                raise _option_error(f'--{name} applies to bsdm only')
+            options[name] = getattr(args, name)
+    result = anomaly_raster(
+        args.input,
+        args.output,
+        method=args.method,
+        checkpoint=args.checkpoint,
+        vector=args.vector,
+        threshold=args.threshold,
+        min_area=args.min_area,
+        tile_size=args.tile_size,
+        progress=args.progress,
+        **options,
+    )
+    if result.crs is None:
+        print(
+            f'note: {args.input} has no georeferencing (.mat); '
+            f'{result.scores} is in pixel coordinates without a CRS'
+        )
+    print(f'scores ({args.method}): {result.scores}')
+    if result.vector is not None:
+        print(
+            f'polygons: {result.vector} ({result.regions} regions above the '
+            f'{args.threshold} quantile, score > {result.threshold:.6g})'
+        )
+    return 0
+
+
+def _option_error(problem: str) -> Exception:
+    from ..errors import InvalidInputError
+
+    return InvalidInputError(None, problem)

@@ -1,0 +1,356 @@
+r"""Global RX anomaly detector (Reed and Xiaoli, 1990).
+
+The RX score of a pixel spectrum :math:`x` is its squared Mahalanobis
+distance to the background,
+
+.. math:: d(x) = (x - \mu)^T \Sigma^{-1} (x - \mu),
+
+with the mean :math:`\mu` and covariance :math:`\Sigma` of the whole scene.
+
+Two ways to use it:
+
+* in memory: :func:`rx_scores` on a ``C x H x W`` array or tensor;
+* on rasters of any size: :func:`raster_statistics` streams the scene once in
+  windows and accumulates the mean and covariance in float64 (Chan et al.'s
+  pairwise update, so no sum of squares ever loses precision), then
+  :func:`rx_raster` scores it in a second streamed pass through
+  :func:`torchgeo_ext.export.tiling.predict_raster`. Memory stays bounded by
+  one window, never by the raster.
+
+The covariance is inverted by a regularised eigen-decomposition (a ridge of
+``regularization`` times the mean band variance, eigenvalues below
+``rcond`` times the largest dropped), so constant or collinear bands do not
+break the detector.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError
+
+__all__ = (
+    'RX',
+    'RXStatistics',
+    'raster_statistics',
+    'rx_raster',
+    'rx_scores',
+    'whitening_matrix',
+)
+
+
+class RXStatistics:
+    """Streaming mean and covariance of pixel spectra, accumulated in float64.
+
+    Chunks of pixels are merged with the parallel update of Chan, Golub and
+    LeVeque: each chunk contributes its own mean and centred scatter matrix,
+    so the result equals the two-pass statistics of all pixels up to
+    floating-point rounding, whatever the order and size of the chunks.
+    """
+
+    def __init__(self, channels: int) -> None:
+        """Initialise empty statistics.
+
+        Args:
+            channels: Number of bands.
+        """
+        self.channels = channels
+        self.count = 0
+        self._mean = torch.zeros(channels, dtype=torch.float64)
+        self._scatter = torch.zeros(channels, channels, dtype=torch.float64)
+
+    def update(self, pixels: Tensor | NDArray[Any]) -> None:
+        """Add a chunk of pixel spectra.
+
+        Args:
+            pixels: ``N x C`` spectra (rows with non-finite values must be
+                removed by the caller).
+
+        Raises:
+            ValueError: If the band count differs from ``channels``.
+        """
+        x = torch.as_tensor(pixels).to(torch.float64)
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise ValueError(
+                f'expected N x {self.channels} pixels, got shape {tuple(x.shape)}'
+            )
+        n_b = x.shape[0]
+        if n_b == 0:
+            return
+        mean_b = x.mean(dim=0)
+        centred = x - mean_b
+        scatter_b = centred.T @ centred
+        n_a = self.count
+        n = n_a + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / n)
+        self._scatter = (
+            self._scatter + scatter_b + torch.outer(delta, delta) * (n_a * n_b / n)
+        )
+        self.count = n
+
+    @property
+    def mean(self) -> Tensor:
+        """The mean spectrum (float64, length C)."""
+        return self._mean.clone()
+
+    @property
+    def covariance(self) -> Tensor:
+        """The sample covariance (float64, C x C, normalised by N - 1)."""
+        if self.count < 2:
+            raise ValueError('covariance needs at least two valid pixels')
+        return self._scatter / (self.count - 1)
+
+
+def whitening_matrix(
+    covariance: Tensor, regularization: float = 1e-6, rcond: float = 1e-10
+) -> Tensor:
+    """A matrix W with ``W.T @ W`` the regularised pseudo-inverse of a covariance.
+
+    Args:
+        covariance: ``C x C`` symmetric positive semi-definite matrix.
+        regularization: Ridge added to the diagonal, relative to the mean
+            band variance (0 disables it).
+        rcond: Eigenvalues below ``rcond`` times the largest are dropped
+            (pseudo-inverse), which keeps degenerate directions from
+            dominating the score.
+
+    Returns:
+        ``K x C`` whitening matrix (float64), K the number of kept directions.
+    """
+    cov = covariance.to(torch.float64)
+    cov = (cov + cov.T) / 2
+    channels = cov.shape[0]
+    scale = float(torch.diagonal(cov).mean().clamp_min(0))
+    if regularization > 0 and scale > 0:
+        cov = cov + regularization * scale * torch.eye(channels, dtype=torch.float64)
+    values, vectors = torch.linalg.eigh(cov)
+    top = float(values.max().clamp_min(0))
+    keep = values > max(rcond * top, torch.finfo(torch.float64).tiny)
+    if not bool(keep.any()):
+        # A constant scene: nothing is anomalous.
+        return torch.zeros(1, channels, dtype=torch.float64)
+    return (vectors[:, keep] / values[keep].sqrt()).T
+
+
+class RX(nn.Module):
+    """Global RX detector as a module: ``B x C x h x w`` -> ``B x 1 x h x w`` scores.
+
+    Build it from background statistics with :meth:`from_statistics` or from
+    a cube with :meth:`fit`; it is then a plain callable for tiled
+    prediction.
+    """
+
+    mean: Tensor
+    whitening: Tensor
+
+    def __init__(self, mean: Tensor, whitening: Tensor) -> None:
+        """Initialise a new RX detector.
+
+        Args:
+            mean: Background mean spectrum (length C).
+            whitening: ``K x C`` whitening matrix (see :func:`whitening_matrix`).
+        """
+        super().__init__()
+        self.register_buffer('mean', mean.to(torch.float64).clone())
+        self.register_buffer('whitening', whitening.to(torch.float64).clone())
+
+    @classmethod
+    def from_statistics(
+        cls,
+        mean: Tensor,
+        covariance: Tensor,
+        regularization: float = 1e-6,
+        rcond: float = 1e-10,
+    ) -> RX:
+        """Build a detector from a background mean and covariance.
+
+        Args:
+            mean: Mean spectrum (length C).
+            covariance: ``C x C`` covariance.
+            regularization: Relative ridge (see :func:`whitening_matrix`).
+            rcond: Pseudo-inverse cut-off (see :func:`whitening_matrix`).
+
+        Returns:
+            The detector.
+        """
+        return cls(mean, whitening_matrix(covariance, regularization, rcond))
+
+    @classmethod
+    def fit(
+        cls,
+        cube: Tensor | NDArray[Any],
+        mask: Tensor | NDArray[Any] | None = None,
+        regularization: float = 1e-6,
+        rcond: float = 1e-10,
+    ) -> RX:
+        """Estimate the background statistics from an in-memory cube.
+
+        Args:
+            cube: ``C x H x W`` scene.
+            mask: Optional ``H x W`` boolean mask of valid pixels; pixels
+                with non-finite values are always excluded.
+            regularization: Relative ridge (see :func:`whitening_matrix`).
+            rcond: Pseudo-inverse cut-off (see :func:`whitening_matrix`).
+
+        Returns:
+            The detector.
+        """
+        pixels = _valid_pixels(torch.as_tensor(cube), mask)
+        stats = RXStatistics(pixels.shape[1])
+        stats.update(pixels)
+        return cls.from_statistics(stats.mean, stats.covariance, regularization, rcond)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Score a batch of tiles.
+
+        Args:
+            x: ``B x C x h x w`` tiles (any float dtype).
+
+        Returns:
+            ``B x 1 x h x w`` RX scores in float32.
+        """
+        b, c, h, w = x.shape
+        if c != self.mean.numel():
+            raise ValueError(f'RX was fitted on {self.mean.numel()} bands, got {c}')
+        # Centring in float64 keeps large radiances from losing digits; the
+        # projection runs in float32 tile rows to bound memory.
+        centred = x.to(torch.float64) - self.mean.view(1, c, 1, 1)
+        pixels = centred.permute(0, 2, 3, 1).reshape(-1, c).to(torch.float32)
+        projected = pixels @ self.whitening.to(torch.float32).T
+        scores = projected.square().sum(dim=1)
+        return scores.view(b, 1, h, w)
+
+
+def _valid_pixels(cube: Tensor, mask: Tensor | NDArray[Any] | None) -> Tensor:
+    """Flatten a cube to ``N x C`` finite (and masked-in) pixels."""
+    if cube.ndim != 3:
+        raise ValueError(f'expected a C x H x W cube, got shape {tuple(cube.shape)}')
+    pixels = cube.reshape(cube.shape[0], -1).T
+    valid = torch.isfinite(pixels).all(dim=1)
+    if mask is not None:
+        valid &= torch.as_tensor(mask, dtype=torch.bool).reshape(-1)
+    return pixels[valid]
+
+
+def rx_scores(
+    cube: Tensor | NDArray[Any],
+    mask: Tensor | NDArray[Any] | None = None,
+    regularization: float = 1e-6,
+    rcond: float = 1e-10,
+) -> Tensor:
+    """Global RX scores of an in-memory cube.
+
+    Args:
+        cube: ``C x H x W`` scene (tensor or array).
+        mask: Optional ``H x W`` boolean mask of valid (background-estimating)
+            pixels; invalid or non-finite pixels score NaN.
+        regularization: Relative ridge (see :func:`whitening_matrix`).
+        rcond: Pseudo-inverse cut-off (see :func:`whitening_matrix`).
+
+    Returns:
+        ``H x W`` float32 scores.
+    """
+    tensor = torch.as_tensor(cube)
+    detector = RX.fit(tensor, mask, regularization, rcond)
+    scores = detector(tensor.unsqueeze(0))[0, 0]
+    invalid = ~torch.isfinite(tensor).all(dim=0)
+    if mask is not None:
+        invalid |= ~torch.as_tensor(mask, dtype=torch.bool)
+    return scores.masked_fill(invalid, float('nan'))
+
+
+def _windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int, int]]:
+    """Row-major ``(row, col, rows, cols)`` windows covering a raster."""
+    for row in range(0, height, size):
+        for col in range(0, width, size):
+            yield row, col, min(size, height - row), min(size, width - col)
+
+
+def raster_statistics(
+    path: str | os.PathLike[str], window_size: int = 512
+) -> RXStatistics:
+    """Mean and covariance of a raster's valid pixels in one streamed pass.
+
+    A pixel is valid when every band is finite and differs from the band's
+    nodata value. Memory is one window of
+    ``window_size x window_size`` pixels.
+
+    Args:
+        path: Raster file.
+        window_size: Side of the square read windows.
+
+    Returns:
+        The accumulated statistics.
+
+    Raises:
+        MissingInputError: If the file does not exist.
+        InvalidInputError: If it is not a raster, has no CRS or no valid pixels.
+    """
+    from rasterio.windows import Window
+
+    from ..export.raster import open_inputs
+
+    with open_inputs(path) as stack:
+        stats = RXStatistics(stack.count)
+        for row, col, rows, cols in _windows(stack.height, stack.width, window_size):
+            data, valid = stack.read(Window(col, row, cols, rows))  # type: ignore[call-arg]
+            stats.update(_valid_pixels(torch.from_numpy(data), torch.from_numpy(valid)))
+    if stats.count < 2:
+        raise InvalidInputError(path, 'fewer than two valid (non-nodata) pixels')
+    return stats
+
+
+def rx_raster(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    tile_size: int = 512,
+    regularization: float = 1e-6,
+    rcond: float = 1e-10,
+    progress: bool = False,
+) -> Path:
+    """Global RX over a raster of any size, written as a score GeoTIFF.
+
+    First pass: :func:`raster_statistics`. Second pass:
+    :func:`torchgeo_ext.export.tiling.predict_raster` with the :class:`RX`
+    module (RX is per pixel, so tiles need no overlap). The output has the
+    input's CRS, transform and size; input nodata pixels are nodata in the
+    output.
+
+    Args:
+        input: Hyperspectral or multispectral raster.
+        output: Score GeoTIFF to write (atomically).
+        tile_size: Window side for both passes.
+        regularization: Relative ridge (see :func:`whitening_matrix`).
+        rcond: Pseudo-inverse cut-off (see :func:`whitening_matrix`).
+        progress: Show a progress bar while scoring.
+
+    Returns:
+        The output path.
+    """
+    from ..export.tiling import predict_raster
+
+    stats = raster_statistics(input, tile_size)
+    detector = RX.from_statistics(stats.mean, stats.covariance, regularization, rcond)
+    detector.eval()
+    with torch.inference_mode():
+        result = predict_raster(
+            detector,
+            input,
+            output,
+            tile_size=tile_size,
+            overlap=0,
+            blend='crop',
+            output_kind='scores',
+            band_names=['rx_score'],
+            progress=progress,
+        )
+    return Path(result) if result is not None else Path(output)
