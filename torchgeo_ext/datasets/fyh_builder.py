@@ -48,6 +48,7 @@ defaults when present.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import glob
 import math
 import os
@@ -476,6 +477,27 @@ def geos_line_column(
     return line, column
 
 
+@functools.lru_cache(maxsize=4)
+def _grid_line_column(
+    resolution: int, sub_lon: float, a: float, b: float, h: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest full-disk line/column of every FYH grid point (-1 if not visible).
+
+    Every scan of a satellite shares its navigation, so this is cached.
+    """
+    glat, glon = grid_coordinates()
+    lat2, lon2 = np.meshgrid(glat, glon, indexing='ij')
+    line, column = geos_line_column(lat2, lon2, resolution, sub_lon, a, b, h)
+    visible = np.isfinite(line) & np.isfinite(column)
+    out_line = np.full(line.shape, -1, dtype=np.int64)
+    out_column = np.full(line.shape, -1, dtype=np.int64)
+    out_line[visible] = np.floor(line[visible] + 0.5).astype(np.int64)
+    out_column[visible] = np.floor(column[visible] + 0.5).astype(np.int64)
+    out_line.flags.writeable = False
+    out_column.flags.writeable = False
+    return out_line, out_column
+
+
 def _nearest_from_latlon(
     scene_lat: np.ndarray,
     scene_lon: np.ndarray,
@@ -537,11 +559,11 @@ def regrid_agri(scene: AGRIScene, max_distance: float | None = None) -> np.ndarr
     Returns:
         float32 array 14 x 900 x 1000, NaN where the scan has no data.
     """
-    glat, glon = grid_coordinates()
-    lat2, lon2 = np.meshgrid(glat, glon, indexing='ij')
     rows, cols = scene.data.shape[1:]
     out = np.full((N_CHANNELS, *GRID_SHAPE), np.nan, dtype=np.float32)
     if scene.lat is not None and scene.lon is not None:
+        glat, glon = grid_coordinates()
+        lat2, lon2 = np.meshgrid(glat, glon, indexing='ij')
         if max_distance is None:
             max_distance = 0.75 * _pixel_spacing(scene.lat, scene.lon)
         flat, found = _nearest_from_latlon(
@@ -550,15 +572,12 @@ def regrid_agri(scene: AGRIScene, max_distance: float | None = None) -> np.ndarr
         r, c = np.divmod(flat[found], cols)
         out[:, found] = scene.data[:, r, c]
         return out
-    line, column = geos_line_column(
-        lat2, lon2, scene.resolution, scene.sub_lon, scene.a, scene.b, scene.h
+    line, column = _grid_line_column(
+        scene.resolution, scene.sub_lon, scene.a, scene.b, scene.h
     )
-    visible = np.isfinite(line) & np.isfinite(column)
-    r = np.full(line.shape, -1, dtype=np.int64)
-    c = np.full(line.shape, -1, dtype=np.int64)
-    r[visible] = np.floor(line[visible] + 0.5).astype(np.int64) - scene.begin_line
-    c[visible] = np.floor(column[visible] + 0.5).astype(np.int64) - scene.begin_pixel
-    inside = visible & (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+    r = line - scene.begin_line
+    c = column - scene.begin_pixel
+    inside = (line >= 0) & (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
     out[:, inside] = scene.data[:, r[inside], c[inside]]
     return out
 
@@ -687,14 +706,23 @@ def normalise(image: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]
     out = np.zeros(image.shape, dtype=np.float64)
     stats = []
     for first, last in CHANNEL_GROUPS:
-        group = image[first:last].astype(np.float64)
+        group = image[first:last]
         finite = np.isfinite(group)
         if not finite.any():
             stats.append((math.nan, math.nan))
             continue
-        low, high = float(group[finite].min()), float(group[finite].max())
+        # min/max ignoring NaN (and +-inf, replaced by NaN first when present).
+        values = (
+            group
+            if finite.all() or not np.isinf(group).any()
+            else (np.where(finite, group, np.nan))
+        )
+        low, high = float(np.nanmin(values)), float(np.nanmax(values))
         scale = high - low if high > low else 1.0
-        out[first:last] = np.where(finite, (group - low) / scale, 0.0)
+        target = out[first:last]
+        np.subtract(group, low, out=target, dtype=np.float64)
+        target /= scale
+        target[~finite] = 0.0
         stats.append((low, high))
     return out, stats
 
