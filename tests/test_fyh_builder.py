@@ -569,6 +569,7 @@ def test_cli_build_test_split(
             str(out),
             '--split',
             'test',
+            '--progress',
         ]
     )
     assert status == 0

@@ -57,6 +57,9 @@ def add_parser(subparsers: Any) -> None:
         metavar='M',
         help='widen each scan window by M minutes when pairing (default: 0)',
     )
+    parser.add_argument(
+        '--progress', action='store_true', help='show a progress bar over the scans'
+    )
     parser.set_defaults(run=run)
 
 
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             geotiff=args.geotiff,
             max_fill=args.max_fill,
             tolerance=dt.timedelta(minutes=args.tolerance_minutes),
+            progress=args.progress,
         )
     print(report.summary())
     return 0 if report.scenes else 1

@@ -54,7 +54,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -912,6 +912,7 @@ def build_fyh(
     geotiff: bool = False,
     max_fill: int = MAX_FILL,
     tolerance: dt.timedelta = dt.timedelta(0),
+    progress: bool = False,
 ) -> BuildReport:
     """Build the FYH ``.mat`` tiles (and optional scene GeoTIFFs) from raw files.
 
@@ -923,6 +924,7 @@ def build_fyh(
         geotiff: Also write one image + label GeoTIFF per scene.
         max_fill: Largest number of fill pixels of a kept tile (paper: 1250).
         tolerance: Widening of each scan's window when pairing (default none).
+        progress: Show a progress bar over the scans (tqdm, on stderr).
 
     Returns:
         What was built and what was skipped, with reasons.
@@ -946,7 +948,12 @@ def build_fyh(
             'no Himawari L2 cloud files (NC_H08_YYYYMMDD_HHMM_L2CLP*.nc) found',
         )
     report = BuildReport()
-    for path in agri_files:
+    iterator: Iterable[str] = agri_files
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(agri_files, desc='FYH scenes', unit='scan')
+    for path in iterator:
         try:
             build_scene(
                 path, products, out, split, geotiff, max_fill, tolerance, report
