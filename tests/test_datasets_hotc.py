@@ -287,3 +287,10 @@ def test_datamodule() -> None:
     dm.setup('test')
     seqs = dm.test_sequences()
     assert [s.name for s in seqs] == ['vis-kite']
+
+
+def test_2020_test_folder_named_validation(tmp_path: Path) -> None:
+    root = tmp_path / 'hotc2020'
+    shutil.copytree(R2020 / 'test', root / 'validation')
+    ds = HOTC(root, split='test')
+    assert [s.name for s in ds.sequences] == ['kangaroo']

@@ -239,3 +239,30 @@ def test_plain_tif_has_no_crs(tmp_path: Path) -> None:
     assert scene.crs is None
     assert scene.transform is None
     assert 'crs' not in scene.to_sample()
+
+
+@pytest.mark.filterwarnings('ignore::rasterio.errors.NotGeoreferencedWarning')
+@pytest.mark.parametrize('interleave', ['bsq', 'bil', 'bip'])
+def test_envi_reader_matches_gdal(tmp_path: Path, interleave: str) -> None:
+    rng = np.random.default_rng(0)
+    cube = rng.random((5, 3, 4)).astype('>f4')  # C x H x W, big-endian
+    order = {'bsq': (0, 1, 2), 'bil': (1, 0, 2), 'bip': (1, 2, 0)}[interleave]
+    data = tmp_path / 'cube.img'
+    data.write_bytes(b'\0' * 8 + np.ascontiguousarray(cube.transpose(order)).tobytes())
+    (tmp_path / 'cube.hdr').write_text(
+        'ENVI\nsamples = 4\nlines = 3\nbands = 5\nheader offset = 8\n'
+        f'data type = 4\ninterleave = {interleave}\nbyte order = 1\n'
+    )
+    scene = HyperspectralScene(tmp_path / 'cube.hdr', bands=[4, 1])
+    np.testing.assert_array_equal(scene.image, cube[[4, 1]].astype(np.float32))
+    with rasterio.open(data) as src:
+        np.testing.assert_array_equal(src.read([5, 2]), scene.image)
+    assert scene.crs is None
+
+
+def test_envi_truncated_data(tmp_path: Path) -> None:
+    src = TARGET / 'ang20170821t183707_1'
+    shutil.copy(src.with_suffix('.hdr'), tmp_path / 'cut.hdr')
+    (tmp_path / 'cut.dat').write_bytes(src.with_suffix('.dat').read_bytes()[:-4])
+    with pytest.raises(InvalidInputError, match=r'cut\.dat.*bytes'):
+        HyperspectralScene(tmp_path / 'cut.hdr')

@@ -167,7 +167,7 @@ class HOTC(NonGeoDataset):
 
     Split folder names tried, in order: ``train`` -> ``training``, ``train``;
     ``val`` -> ``validation``, ``val``; ``test`` -> ``test``, ``testing``,
-    ``ranking`` (2020: ``train``/``training`` and ``test``/``testing``).
+    ``ranking`` (2020: ``training``/``train`` and ``test``/``testing``/``validation``).
 
     Hyperspectral frames are demosaiced (band ``k`` of cube pixel ``(i, j)``
     is ``frame[c*i + k//c, c*j + k%c]``, ``c`` = 4 for VIS and RedNIR, 5 for
@@ -280,7 +280,8 @@ class HOTC(NonGeoDataset):
     def _split_dir(self) -> Path | None:
         names = self.split_folders[self.split]
         if self.year == 2020:
-            names = tuple(n for n in names if n != 'ranking')
+            # some 2020 copies name the test set "validation"
+            names = tuple('validation' if n == 'ranking' else n for n in names)
         for name in names:
             if (self.root / name).is_dir():
                 return self.root / name

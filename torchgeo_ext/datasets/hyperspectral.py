@@ -212,6 +212,76 @@ def _parse_floats(value: str) -> list[float]:
     return out
 
 
+_ENVI_DTYPES = {
+    '1': 'u1',
+    '2': 'i2',
+    '3': 'i4',
+    '4': 'f4',
+    '5': 'f8',
+    '12': 'u2',
+    '13': 'u4',
+    '14': 'i8',
+    '15': 'u8',
+}
+
+
+def read_envi_data(
+    path: str | os.PathLike[str],
+    fields: dict[str, str],
+    bands: Sequence[int] | None = None,
+) -> np.ndarray | None:
+    """Read an ENVI cube's values directly (memory-mapped) as C x H x W.
+
+    Much faster than GDAL's per-band reads of BIL/BIP files. Only the
+    requested bands are copied.
+
+    Args:
+        path: The data file.
+        fields: Its parsed header (:func:`read_envi_header`).
+        bands: 0-based band indices, or None for all.
+
+    Returns:
+        The cube in the file's data type, or None if the header uses a
+        feature this reader does not handle (the caller then uses GDAL).
+
+    Raises:
+        InvalidInputError: If the data file is smaller than the header says.
+    """
+    try:
+        samples, lines, count = (int(fields[k]) for k in ('samples', 'lines', 'bands'))
+        kind = _ENVI_DTYPES[fields['data type'].strip()]
+        offset = int(fields.get('header offset', '0') or 0)
+        order = '>' if fields.get('byte order', '0').strip() == '1' else '<'
+        interleave = fields.get('interleave', 'bsq').strip().lower()
+    except (KeyError, ValueError):
+        return None
+    if interleave not in ('bsq', 'bil', 'bip'):
+        return None
+    dtype = np.dtype(order + kind)
+    needed = offset + samples * lines * count * dtype.itemsize
+    size = Path(path).stat().st_size
+    if size < needed:
+        raise InvalidInputError(
+            path, f'data file has {size} bytes, its header needs {needed}'
+        )
+    shape = {
+        'bsq': (count, lines, samples),
+        'bil': (lines, count, samples),
+        'bip': (lines, samples, count),
+    }[interleave]
+    raw = np.memmap(path, dtype=dtype, mode='r', offset=offset, shape=shape)
+    index = slice(None) if bands is None else list(bands)
+    if interleave == 'bsq':
+        cube = raw[index]
+    elif interleave == 'bil':
+        cube = raw[:, index].transpose(1, 0, 2)
+    else:
+        cube = raw[:, :, index].transpose(2, 0, 1)
+    out = np.ascontiguousarray(cube, dtype=dtype.newbyteorder('='))
+    del raw
+    return out
+
+
 def nodata_mask(
     image: np.ndarray, nodata: Sequence[float] = NODATA_VALUES
 ) -> np.ndarray:
@@ -225,11 +295,16 @@ def nodata_mask(
     Returns:
         bool C x H x W array, True where a value is no-data or not finite.
     """
+    if image.dtype.kind in 'iu':
+        bad = np.zeros(image.shape, dtype=bool)
+        for value in nodata:
+            if value == int(value):
+                bad |= image == int(value)
+        return bad
     bad = ~np.isfinite(image)
     for value in nodata:
-        if image.dtype.kind in 'iu' and value != int(value):
-            continue
-        bad |= np.isclose(image, value, rtol=1e-6, atol=0.0)
+        tol = abs(value) * 1e-6
+        bad |= (image >= value - tol) & (image <= value + tol)
     return bad
 
 
@@ -373,6 +448,7 @@ class HyperspectralScene:
 
         extra: list[float] = []
         header: Path | None = None
+        fields: dict[str, str] = {}
         if path.suffix.lower() == '.hdr':
             header = path
             path = envi_data_file(path)
@@ -394,7 +470,6 @@ class HyperspectralScene:
                         raise InvalidInputError(
                             header or path, f'has {count} bands, expected {expected}'
                         )
-                    indexes: list[int] | None = None
                     if bands is not None:
                         bands = list(bands)
                         wrong = [b for b in bands if not 0 <= b < count]
@@ -404,8 +479,12 @@ class HyperspectralScene:
                                 f'band index {wrong[0]} out of range: the file '
                                 f'has {count} bands',
                             )
-                        indexes = [b + 1 for b in bands]
-                    image = src.read(indexes) if indexes else src.read()
+                    image = None
+                    if header is not None and src.driver == 'ENVI':
+                        image = read_envi_data(path, fields, bands)
+                    if image is None:
+                        indexes = [b + 1 for b in bands] if bands is not None else None
+                        image = src.read(indexes) if indexes else src.read()
                     if src.nodata is not None and not math.isnan(src.nodata):
                         extra.append(float(src.nodata))
                     if self.interleave is None:
