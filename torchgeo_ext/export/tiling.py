@@ -193,8 +193,12 @@ class _Accumulator:
         self.acc = np.zeros((channels, 0, width), dtype=np.float32)
         self.wsum = np.zeros((0, width), dtype=np.float32)
         self.valid = np.zeros((0, width), dtype=np.bool_)
+        self.used = 0  # buffer rows touched so far
+        self._scratch = np.empty((0,), dtype=np.float32)
+        self._windows: dict[tuple[bytes, bytes], NDArray[np.float32]] = {}
 
     def _ensure(self, rows: int) -> None:
+        self.used = max(self.used, rows)
         have = self.wsum.shape[0]
         if rows <= have:
             return
@@ -205,21 +209,31 @@ class _Accumulator:
         acc[:, :have], wsum[:have], valid[:have] = self.acc, self.wsum, self.valid
         self.acc, self.wsum, self.valid = acc, wsum, valid
 
+    def _window(
+        self, wy: NDArray[np.float32], wx: NDArray[np.float32]
+    ) -> NDArray[np.float32]:
+        key = (wy.tobytes(), wx.tobytes())
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = np.outer(wy, wx)
+        return window
+
     def add(
         self,
         row: int,
         col: int,
         out: NDArray[np.float32],
-        weight: NDArray[np.float32],
+        wy: NDArray[np.float32],
+        wx: NDArray[np.float32],
         valid: NDArray[np.bool_],
         crop: bool,
     ) -> None:
+        """Add one tile output with the weights ``outer(wy, wx)``."""
         t_h, t_w = out.shape[1:]
         r, c = row - self.base, col
         self._ensure(r + t_h)
         if crop:  # weights are 0/1: copy the core only
-            nz_r = np.flatnonzero(weight.any(axis=1))
-            nz_c = np.flatnonzero(weight.any(axis=0))
+            nz_r, nz_c = np.flatnonzero(wy), np.flatnonzero(wx)
             ys = slice(int(nz_r[0]), int(nz_r[-1]) + 1)
             xs = slice(int(nz_c[0]), int(nz_c[-1]) + 1)
             dy, dx = slice(r + ys.start, r + ys.stop), slice(c + xs.start, c + xs.stop)
@@ -227,8 +241,12 @@ class _Accumulator:
             self.wsum[dy, dx] = 1
             self.valid[dy, dx] = valid[ys, xs]
             return
+        weight = self._window(wy, wx)
         dy, dx = slice(r, r + t_h), slice(c, c + t_w)
-        self.acc[:, dy, dx] += out * weight
+        if self._scratch.shape != out.shape:
+            self._scratch = np.empty_like(out, dtype=np.float32)
+        np.multiply(out, weight, out=self._scratch)
+        self.acc[:, dy, dx] += self._scratch
         self.wsum[dy, dx] += weight
         self.valid[dy, dx] |= valid
 
@@ -241,13 +259,15 @@ class _Accumulator:
         acc = self.acc[:, i0:i1].copy()
         wsum = self.wsum[i0:i1].copy()
         valid = self.valid[i0:i1].copy()
-        keep = self.wsum.shape[0] - i1
-        self.acc[:, :keep] = self.acc[:, i1:]
-        self.wsum[:keep] = self.wsum[i1:]
-        self.valid[:keep] = self.valid[i1:]
-        self.acc[:, keep:] = 0
-        self.wsum[keep:] = 0
-        self.valid[keep:] = False
+        keep = max(self.used - i1, 0)
+        if keep:
+            self.acc[:, :keep] = self.acc[:, i1 : i1 + keep]
+            self.wsum[:keep] = self.wsum[i1 : i1 + keep]
+            self.valid[:keep] = self.valid[i1 : i1 + keep]
+        self.acc[:, keep : self.used] = 0
+        self.wsum[keep : self.used] = 0
+        self.valid[keep : self.used] = False
+        self.used = keep
         self.base = stop
         return acc, wsum, valid
 
@@ -418,7 +438,7 @@ def _predict_tiles(
                 acc = _Accumulator(channels, width)
             assert acc is not None
             for (r, c, i, j), tile_out, tile_valid in zip(batch, out, valid_np):
-                acc.add(r, c, tile_out, np.outer(wy[i], wx[j]), tile_valid, crop)
+                acc.add(r, c, tile_out, wy[i], wx[j], tile_valid, crop)
             bar.update(len(batch))
             # rows before the next pending tile row are final
             done = height if index + 1 == len(batches) else batches[index + 1][0][0]
