@@ -110,6 +110,16 @@ def test_segment_georeferencing(tmp_path: Path, checkpoint: Path) -> None:
     assert gdf.area.sum() == pytest.approx(
         (classes != 255).sum() * pixel_area, rel=1e-9
     )
+    # Scores: mean probability of the polygon's class, at least 1 / 10 (argmax of
+    # 10 possible classes) and at most 1.
+    assert ((gdf['score'] > 0.1 - 1e-6) & (gdf['score'] <= 1 + 1e-6)).all()
+    # Without --vector the class raster is the same.
+    plain = tmp_path / 'plain.tif'
+    args = ['segment', str(scene), '-o', str(plain), '--checkpoint', str(checkpoint)]
+    assert main([*args, '--overlap', '16']) == 0
+    with rasterio.open(plain) as dst:
+        np.testing.assert_array_equal(dst.read(1), classes)
+        assert json.loads(dst.tags()['class_names']) == list(FYH.classes)
 
 
 def test_single_tile_matches_model(tmp_path: Path, checkpoint: Path) -> None:
@@ -129,6 +139,27 @@ def test_single_tile_matches_model(tmp_path: Path, checkpoint: Path) -> None:
         np.testing.assert_array_equal(dst.read(1), expected)
     assert sum(result.counts.values()) == 40 * 50 - 15
     assert result.vector is None
+    # Polygon scores: the mean probability of the class over each region.
+    vector = tmp_path / 'regions.geojson'
+    result = segment_raster(
+        scene, out, checkpoint, tile_size=64, overlap=0, vector=vector
+    )
+    with torch.no_grad():
+        logits = task.predict_logits(torch.from_numpy(image)[None])
+    confidence = logits.softmax(1).max(1).values[0].numpy()
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    gdf = gpd.read_file(vector)
+    assert len(gdf) == result.polygons > 0
+    for geom, class_id, score in zip(
+        gdf.geometry, gdf['class_id'], gdf['score'], strict=True
+    ):
+        inside = (
+            rasterize([(geom, 1)], out_shape=(40, 50), transform=grid_transform()) == 1
+        )
+        assert (expected[inside] == class_id).all()
+        assert score == pytest.approx(confidence[inside].mean(), rel=1e-5)
 
 
 def test_stacked_inputs(tmp_path: Path, checkpoint: Path) -> None:

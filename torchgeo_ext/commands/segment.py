@@ -12,13 +12,16 @@ the model's bands, preprocessed as in training (FYH: the builder's scene
 GeoTIFFs, already normalised). The output is a uint8 class GeoTIFF with the
 input's CRS, transform and size, the class names in its ``class_names`` tag
 and 255 where the input is nodata; ``--vector`` adds one polygon per
-connected region of a class (columns ``class_id``, ``class_name``, ``area``).
+connected region of a class (columns ``class_id``, ``class_name``, ``area``
+and ``score``, the mean probability of the class over the region).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +154,7 @@ def segment_raster(
     import torch
 
     from ..errors import InvalidInputError
+    from ..export.atomic import check_writable
     from ..export.geometry import mask_to_polygons
     from ..export.raster import open_inputs
     from ..export.tiling import predict_raster
@@ -158,8 +162,11 @@ def segment_raster(
     from ..trainers.base import load_task
 
     paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    # Fail on unwritable outputs or a bad vector extension before the long run.
+    check_writable(output)
     if vector is not None:
-        vector_driver(vector)  # fail on a bad extension before the long run
+        vector_driver(vector)
+        check_writable(vector)
     task = load_task(checkpoint, map_location=device)
     in_channels = _hparam(task, 'in_channels')
     with open_inputs(paths) as stack:
@@ -208,34 +215,124 @@ def segment_raster(
         else [f'class_{k}' for k in range(num_classes)]
     )
 
-    out = predict_raster(
-        predict_logits,
-        paths,
-        output,
-        tile_size=tile,
-        overlap=over,
-        batch_size=batch_size,
-        blend=blend,  # type: ignore[arg-type]
-        output_kind='classes',
-        nodata=NODATA,
-        class_names=class_names,
-        device=device,
-        progress=progress,
-    )
-    with rasterio.open(out) as src:
-        classes = src.read(1)
-        transform, crs = src.transform, src.crs
+    options: dict[str, Any] = {
+        'tile_size': tile,
+        'overlap': over,
+        'batch_size': batch_size,
+        'blend': blend,
+        'class_names': class_names,
+        'device': device,
+        'progress': progress,
+    }
+    if vector is None:
+        out = predict_raster(
+            predict_logits,
+            paths,
+            output,
+            output_kind='classes',
+            nodata=NODATA,
+            **options,
+        )
+        with rasterio.open(out) as src:
+            classes = src.read(1)
+        confidence = None
+    else:
+        # The polygons' scores need the class probabilities: predict them, then
+        # derive the class raster from them (the argmax predict_raster would take).
+        target = Path(output)
+        with tempfile.TemporaryDirectory(dir=target.parent or None) as tmp:
+            probabilities = predict_raster(
+                predict_logits,
+                paths,
+                Path(tmp) / 'probabilities.tif',
+                output_kind='probabilities',
+                cog=False,
+                **options,
+            )
+            out, classes, confidence = _classes_from_probabilities(
+                probabilities, target, class_names
+            )
     ids, pixels = np.unique(classes[classes != NODATA], return_counts=True)
     counts = {int(k): int(n) for k, n in zip(ids, pixels, strict=True)}
     vector_path = None
     polygons = 0
     if vector is not None:
+        assert confidence is not None
+        with rasterio.open(out) as src:
+            transform, crs = src.transform, src.crs
         gdf = mask_to_polygons(
             classes, transform, crs, class_names, min_area=min_area, ignore_index=NODATA
         )
+        gdf['score'] = _zonal_mean(gdf, confidence, transform)
         vector_path = write_vector(vector, gdf)
         polygons = len(gdf)
     return SegmentResult(out, vector_path, class_names, counts, polygons)
+
+
+def _classes_from_probabilities(
+    probabilities: Path, output: Path, class_names: list[str]
+) -> tuple[Path, Any, Any]:
+    """Write the class GeoTIFF (argmax) of a probability GeoTIFF, streaming by rows.
+
+    Returns:
+        The output path, the class ids (H, W) uint8 and the probability of
+        the chosen class (H, W) float32 (NaN at nodata).
+    """
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+
+    from ..export.raster import BLOCKSIZE, RasterWriter
+
+    with rasterio.open(probabilities) as src:
+        height, width = src.height, src.width
+        classes = np.full((height, width), NODATA, dtype=np.uint8)
+        confidence = np.full((height, width), np.nan, dtype=np.float32)
+        writer = RasterWriter(
+            output,
+            width=width,
+            height=height,
+            count=1,
+            dtype='uint8',
+            crs=src.crs,
+            transform=src.transform,
+            nodata=NODATA,
+            band_names=['class'],
+            tags={'output_kind': 'classes', 'class_names': json.dumps(class_names)},
+        )
+        with writer:
+            for row in range(0, height, BLOCKSIZE):
+                window = Window(0, row, width, min(BLOCKSIZE, height - row))
+                block = src.read(window=window)
+                valid = ~np.isnan(block).any(axis=0)
+                rows = slice(row, row + block.shape[1])
+                filled = np.where(np.isnan(block), -1, block)
+                ids = filled.argmax(axis=0).astype(np.uint8)
+                ids[~valid] = NODATA
+                classes[rows] = ids
+                confidence[rows] = np.where(valid, filled.max(axis=0), np.nan)
+                writer.write(window, ids)
+    return writer.path, classes, confidence
+
+
+def _zonal_mean(gdf: Any, values: Any, transform: Any) -> Any:
+    """Mean of *values* over the pixels of each polygon (pixel-exact polygons)."""
+    import numpy as np
+    from rasterio.features import rasterize
+
+    if len(gdf) == 0:
+        return np.zeros(0, dtype=np.float64)
+    zones = rasterize(
+        ((geom, i + 1) for i, geom in enumerate(gdf.geometry)),
+        out_shape=values.shape,
+        transform=transform,
+        fill=0,
+        dtype='int32',
+    )
+    inside = (zones > 0) & ~np.isnan(values)
+    sums = np.bincount(zones[inside], weights=values[inside], minlength=len(gdf) + 1)
+    counts = np.bincount(zones[inside], minlength=len(gdf) + 1)
+    return sums[1:] / np.maximum(counts[1:], 1)
 
 
 def run(args: argparse.Namespace) -> int:
