@@ -200,6 +200,10 @@ def _parse_time(date: str, time: str) -> dt.datetime:
     raise ValueError(f'unrecognised date/time {text!r}')
 
 
+#: What the HDF5/NetCDF readers raise on a file they cannot read.
+_OPEN_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError)
+
+
 def _open(path: str) -> Any:
     import xarray as xr
 
@@ -213,10 +217,14 @@ def _open(path: str) -> Any:
         )
     except FileNotFoundError:
         raise MissingInputError(path, 'file not found') from None
-    except Exception as error:
-        raise InvalidInputError(
-            path, f'not a readable HDF5/NetCDF file ({error})'
-        ) from error
+    except _OPEN_ERRORS as error:
+        # NetCDF3 (classic) files are not HDF5: let xarray pick another engine.
+        try:
+            return xr.open_dataset(path, mask_and_scale=False, decode_times=False)
+        except _OPEN_ERRORS:
+            raise InvalidInputError(
+                path, f'not a readable HDF5/NetCDF file ({error})'
+            ) from error
 
 
 # ------------------------------------------------------------------ calibration
