@@ -294,3 +294,40 @@ def test_2020_test_folder_named_validation(tmp_path: Path) -> None:
     shutil.copytree(R2020 / 'test', root / 'validation')
     ds = HOTC(root, split='test')
     assert [s.name for s in ds.sequences] == ['kangaroo']
+
+
+@pytest.mark.parametrize(
+    ('root', 'year', 'camera'), [(R2020, 2020, 'vis'), (R2023, 2023, 'nir')]
+)
+def test_stacked_modalities(root: Path, year: int, camera: str) -> None:
+    ds = HOTC(root, year=year, camera=camera, modality=('falsecolor', 'hsi'))
+    bands = HOTC.num_bands[camera]
+    assert ds.modalities == {'falsecolor': [0, 1, 2], 'hsi': list(range(3, 3 + bands))}
+    sample = ds[1]
+    assert sample['image'].shape == (3 + bands, 12, 16)
+    hsi = HOTC(root, year=year, camera=camera)
+    fc = HOTC(root, year=year, camera=camera, modality='falsecolor')
+    torch.testing.assert_close(sample['image'][3:], hsi[1]['image'])
+    torch.testing.assert_close(sample['image'][:3], fc[1]['image'])
+    torch.testing.assert_close(sample['bbox_xyxy'], fc[1]['bbox_xyxy'])
+    ds.plot(sample)
+    plt.close()
+
+
+def test_stacked_modalities_size_mismatch() -> None:
+    ds = HOTC(R2020, modality=['hsi', 'rgb'])
+    with pytest.raises(InvalidInputError, match=r'RGB/0001\.jpg.*cannot stack'):
+        ds[0]
+    with pytest.raises(ValueError, match='invalid modality'):
+        HOTC(R2020, modality=['hsi', 'hsi'])
+
+
+def test_stacked_modalities_missing_partner(tmp_path: Path) -> None:
+    root = copy(tmp_path, R2023)
+    shutil.rmtree(root / 'training' / 'HSI-VIS-FalseColor' / 'vis-duck')
+    with pytest.raises(InvalidInputError, match="'vis-duck' has no 'falsecolor'"):
+        HOTC(root, year=2023, modality=('hsi', 'falsecolor'))
+    (root / 'training' / 'HSI-VIS-FalseColor' / 'vis-bus' / '0003.jpg').unlink()
+    shutil.rmtree(root / 'training' / 'HSI-VIS' / 'vis-duck')
+    with pytest.raises(InvalidInputError, match='2 falsecolor frames, 3'):
+        HOTC(root, year=2023, modality=('hsi', 'falsecolor'))

@@ -129,12 +129,15 @@ class HOTCSequence:
             coordinates (cube coordinates for ``'hsi'``), one per frame, or
             only the first frame's box for ranking sets (``init_rect.txt``).
         annotation: The box file read.
+        sources: Frame files of every requested modality (same order and
+            length as ``frames``, which are those of the first modality).
     """
 
     name: str
     frames: list[Path]
     boxes: Tensor
     annotation: Path
+    sources: dict[str, list[Path]]
 
     def __len__(self) -> int:
         """Number of frames."""
@@ -180,6 +183,10 @@ class HOTC(NonGeoDataset):
     (often a trailing tab), commas or spaces; boxes are in the coordinates of
     the modality's frames (cube coordinates for ``'hsi'``).
 
+    Several modalities can be stacked into one ``image``
+    (``modality=('falsecolor', 'hsi')``, frames must have the same size);
+    ``modalities`` maps each to its band indices.
+
     Access patterns:
 
     * ``dataset[i]``: frame ``i`` of all frames of all sequences, with
@@ -202,7 +209,7 @@ class HOTC(NonGeoDataset):
 
     years = (2020, 2023, 2024)
     cameras = ('vis', 'nir', 'rednir')
-    modalities = ('hsi', 'falsecolor', 'rgb')
+    modality_names = ('hsi', 'falsecolor', 'rgb')
     classes = ('target',)
 
     mosaic_factors: ClassVar[dict[str, int]] = {'vis': 4, 'nir': 5, 'rednir': 4}
@@ -229,7 +236,7 @@ class HOTC(NonGeoDataset):
         year: int = 2020,
         split: str = 'train',
         camera: str = 'vis',
-        modality: str = 'hsi',
+        modality: str | Sequence[str] = 'hsi',
         transforms: Callable[[Sample], Sample] | None = None,
         normalize: bool = True,
     ) -> None:
@@ -240,7 +247,10 @@ class HOTC(NonGeoDataset):
             year: 2020, 2023 or 2024.
             split: ``'train'``, ``'val'`` (2023/2024) or ``'test'``.
             camera: ``'vis'``, ``'nir'`` or ``'rednir'`` (2020: ``'vis'`` only).
-            modality: ``'hsi'``, ``'falsecolor'`` or ``'rgb'`` (2020 only).
+            modality: ``'hsi'``, ``'falsecolor'`` or ``'rgb'`` (2020 only), or
+                several of them, stacked in the given order into one ``image``
+                (e.g. ``('falsecolor', 'hsi')``: 3 + 16 bands); boxes come
+                from the first one. :attr:`modalities` gives the band indices.
             transforms: A function/transform that takes a sample and returns a
                 transformed version.
             normalize: Scale each frame as described above (else raw values).
@@ -257,14 +267,25 @@ class HOTC(NonGeoDataset):
             raise ValueError(f'invalid split {split!r} for HOTC {year}')
         if camera not in self.cameras:
             raise ValueError(f'camera must be one of {self.cameras}, got {camera!r}')
-        if modality not in self.modalities:
-            raise ValueError(
-                f'modality must be one of {self.modalities}, got {modality!r}'
-            )
+        names = (modality,) if isinstance(modality, str) else tuple(modality)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f'invalid modality {modality!r}')
+        for name in names:
+            if name not in self.modality_names:
+                raise ValueError(
+                    f'modality must be one of {self.modality_names}, got {name!r}'
+                )
         if year == 2020 and camera != 'vis':
             raise ValueError('HOTC 2020 has the VIS camera only')
-        if year != 2020 and modality == 'rgb':
+        if year != 2020 and 'rgb' in names:
             raise ValueError('RGB videos exist for HOTC 2020 only')
+        self.modality_list = names
+        self.modalities: dict[str, list[int]] = {}
+        start = 0
+        for name in names:
+            count = self.num_bands[camera] if name == 'hsi' else 3
+            self.modalities[name] = list(range(start, start + count))
+            start += count
         self.root = Path(root)
         self.year = year
         self.split = split
@@ -287,31 +308,55 @@ class HOTC(NonGeoDataset):
                 return self.root / name
         return None
 
-    def _sequence_dirs(self) -> list[Path]:
+    def _sequence_dirs(self, modality: str) -> list[Path]:
         split_dir = self._split_dir()
         if split_dir is None:
             return []
         if self.year == 2020:
-            sub = self.folders_2020[self.modality]
+            sub = self.folders_2020[modality]
             return [d / sub for d in sorted(split_dir.iterdir()) if (d / sub).is_dir()]
         folder = self.camera_folders[self.camera]
-        if self.modality == 'falsecolor':
+        if modality == 'falsecolor':
             folder += '-FalseColor'
         base = split_dir / folder
         if not base.is_dir():
             return []
         return [d for d in sorted(base.iterdir()) if d.is_dir()]
 
+    def _sequence_name(self, folder: Path) -> str:
+        return folder.parent.name if self.year == 2020 else folder.name
+
+    @staticmethod
+    def _frames(folder: Path) -> list[Path]:
+        return sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES),
+            key=lambda p: (int(p.stem) if p.stem.isdigit() else 0, p.name),
+        )
+
     def _find_sequences(self) -> list[HOTCSequence]:
         sequences = []
-        for folder in self._sequence_dirs():
-            frames = sorted(
-                (p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES),
-                key=lambda p: (int(p.stem) if p.stem.isdigit() else 0, p.name),
-            )
+        others = {
+            m: {self._sequence_name(d): d for d in self._sequence_dirs(m)}
+            for m in self.modality_list[1:]
+        }
+        for folder in self._sequence_dirs(self.modality_list[0]):
+            frames = self._frames(folder)
             if not frames:
                 continue
-            name = folder.parent.name if self.year == 2020 else folder.name
+            name = self._sequence_name(folder)
+            sources = {self.modality_list[0]: frames}
+            for modality, dirs in others.items():
+                if name not in dirs:
+                    raise InvalidInputError(
+                        folder, f'sequence {name!r} has no {modality!r} counterpart'
+                    )
+                partner = self._frames(dirs[name])
+                if len(partner) != len(frames):
+                    raise InvalidInputError(
+                        dirs[name],
+                        f'{len(partner)} {modality} frames, {len(frames)} in {folder}',
+                    )
+                sources[modality] = partner
             candidates = [folder / 'groundtruth_rect.txt', folder / 'init_rect.txt']
             if self.year == 2020:
                 candidates.insert(1, folder.parent / 'groundtruth_rect.txt')
@@ -339,7 +384,7 @@ class HOTC(NonGeoDataset):
                 )
                 boxes = boxes[: len(frames)]
             sequences.append(
-                HOTCSequence(name, frames, torch.from_numpy(boxes), annotation)
+                HOTCSequence(name, frames, torch.from_numpy(boxes), annotation, sources)
             )
         return sequences
 
@@ -375,11 +420,29 @@ class HOTC(NonGeoDataset):
             frame: Frame index within the sequence.
 
         Returns:
-            The (demosaiced, normalised) frame.
+            The (demosaiced, normalised) frame, modalities stacked.
         """
-        path = self.sequences[sequence].frames[frame]
+        record = self.sequences[sequence]
+        parts: list[Tensor] = []
+        for modality in self.modality_list:
+            path = record.sources[modality][frame]
+            part = self._load(path, modality)
+            if parts and part.shape[1:] != parts[0].shape[1:]:
+                first = record.sources[self.modality_list[0]][frame]
+                raise InvalidInputError(
+                    path,
+                    f'{modality} frame is {tuple(part.shape[1:])} px, '
+                    f'{first.name} ({self.modality_list[0]}) is '
+                    f'{tuple(parts[0].shape[1:])}: cannot stack',
+                )
+            parts.append(part)
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts)
+
+    def _load(self, path: Path, modality: str) -> Tensor:
         array = read_frame(path)
-        if self.modality == 'hsi':
+        if modality == 'hsi':
             if array.ndim == 3:  # a mosaic saved as RGB(A): channels are copies
                 array = array[..., 0]
             cube = demosaic(array, self.mosaic_factors[self.camera], path)
@@ -480,8 +543,9 @@ class HOTC(NonGeoDataset):
             A matplotlib Figure with the rendered sample.
         """
         image = np.asarray(sample['image'], dtype=np.float64)
-        if image.shape[0] == 3 and rgb_bands is None:
-            rgb = image
+        colour = self.modalities.get('falsecolor', self.modalities.get('rgb'))
+        if rgb_bands is None and colour is not None and image.shape[0] > max(colour):
+            rgb = image[colour]
         else:
             c = image.shape[0]
             rgb = image[list(rgb_bands or (c - 1, c // 2, 0))]
@@ -489,7 +553,7 @@ class HOTC(NonGeoDataset):
         rgb = (rgb - lo) / (hi - lo) if hi > lo else np.zeros_like(rgb)
         fig, ax = plt.subplots(figsize=(6, 6))
         ax.imshow(np.transpose(rgb, (1, 2, 0)))
-        for key, colour in (('bbox_xyxy', 'lime'), ('prediction_bbox_xyxy', 'red')):
+        for key, edge in (('bbox_xyxy', 'lime'), ('prediction_bbox_xyxy', 'red')):
             for x1, y1, x2, y2 in np.asarray(sample.get(key, np.zeros((0, 4)))).reshape(
                 -1, 4
             ):
@@ -499,7 +563,7 @@ class HOTC(NonGeoDataset):
                         x2 - x1,
                         y2 - y1,
                         fill=False,
-                        edgecolor=colour,
+                        edgecolor=edge,
                         linewidth=2,
                     )
                 )
