@@ -20,6 +20,7 @@ import kornia.augmentation as K
 import torch
 from kornia.geometry.transform import warp_perspective
 from torch import Tensor, nn
+from torch.utils.data import default_collate
 
 from ..datasets.detection import corners_to_xyxy, xyxy_to_corners
 
@@ -35,6 +36,32 @@ LIST_KEYS = (
     'prediction_label',
     'prediction_score',
 )
+
+
+def _batch_base(values: Sequence[Tensor]) -> Tensor | None:
+    """The B x ... tensor whose consecutive slices ``values`` are, if any.
+
+    Datasets that decode a whole batch into one buffer (``__getitems__``)
+    return such views; handing over the buffer saves stacking a copy.
+    """
+    first = values[0]
+    if not first.is_contiguous():
+        return None
+    storage = first.untyped_storage()
+    numel = first.numel()
+    for k, value in enumerate(values):
+        if (
+            not value.is_contiguous()
+            or value.dtype != first.dtype
+            or value.untyped_storage().data_ptr() != storage.data_ptr()
+            or value.storage_offset() != first.storage_offset() + k * numel
+        ):
+            return None
+    if storage.nbytes() != len(values) * numel * first.element_size():
+        return None  # the buffer holds more than these samples
+    shape = (len(values), *first.shape)
+    stride = (numel, *first.stride())
+    return first.new_empty(0).set_(storage, first.storage_offset(), shape, stride)
 
 
 def collate_detection(samples: Sequence[Batch]) -> Batch:
@@ -60,7 +87,9 @@ def collate_detection(samples: Sequence[Batch]) -> Batch:
         elif all(isinstance(v, Tensor) for v in values) and (
             len({tuple(v.shape) for v in values}) == 1
         ):
-            batch[key] = torch.stack(values)
+            base = _batch_base(values)
+            # default_collate stacks straight into shared memory in workers
+            batch[key] = base if base is not None else default_collate(values)
         else:
             batch[key] = values
     return batch

@@ -19,6 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from ..errors import InvalidInputError, MissingInputError
 
@@ -131,43 +132,144 @@ def clip_xyxy(xyxy: Tensor, width: float, height: float) -> tuple[Tensor, Tensor
     return clipped, changed
 
 
-def read_image(path: str, channels: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
-    """Decode an 8-bit image file to a C x H x W array.
+_CONVERTIBLE_MODES = frozenset(
+    {'L', 'LA', 'RGB', 'RGBA', 'RGBX', 'P', 'PA', 'CMYK', 'YCbCr'}
+)
+
+
+def decode_image(path: str, channels: int, border: int = 0) -> Tensor:
+    """Decode an 8-bit image file to a uint8 C x H x W tensor view.
+
+    The result is a (possibly non-contiguous, read-only) view of the decoded
+    pixels: copy it (e.g. into a float32 tensor with ``Tensor.copy_``), never
+    write to it. Copying once is all the conversion costs.
 
     Args:
         path: PNG or JPEG file.
         channels: 3 for colour (the first three bands of RGB/RGBA images; a
             grey image is repeated), 1 for single-band (the first band of a
             colour image, e.g. IR frames stored as three identical channels).
+        border: Pixels removed from every side.
 
     Returns:
-        uint8 array C x H x W.
+        uint8 tensor C x H x W.
 
     Raises:
         MissingInputError: If the file does not exist.
-        InvalidInputError: If the file cannot be decoded.
+        InvalidInputError: If the file cannot be decoded or is not 8-bit.
     """
     if not os.path.exists(path):
         raise MissingInputError(path, 'image file does not exist')
     try:
-        with Image.open(path) as img:
-            if img.mode in ('L', 'RGB', 'RGBA', 'LA'):
-                array = np.asarray(img)
-            else:
-                array = np.asarray(img.convert('RGB'))
+        with Image.open(path) as opened:
+            img: Image.Image = opened
+            if img.mode not in _CONVERTIBLE_MODES:
+                raise InvalidInputError(
+                    path, f'expected an 8-bit image, got mode {img.mode}'
+                )
+            if channels == 1:
+                if img.mode not in ('L', 'RGB', 'RGBA', 'LA'):
+                    img = img.convert('RGB')
+                if img.mode != 'L':
+                    img = img.getchannel(0)
+            elif img.mode != 'RGB':
+                img = img.convert('RGB')
+            array = np.asarray(img)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, InvalidInputError):
+            raise
         raise InvalidInputError(path, f'cannot decode image ({error})') from error
-    if array.dtype != np.uint8:
-        raise InvalidInputError(path, f'expected an 8-bit image, got {array.dtype}')
-    if array.ndim == 2:
-        array = array[None]
+    if border:
+        array = array[border:-border, border:-border]
+    with warnings.catch_warnings():
+        # the array is read-only; callers only copy from the tensor
+        warnings.simplefilter('ignore', UserWarning)
+        tensor = torch.from_numpy(array)
+    if tensor.ndim == 2:
+        return tensor[None]
+    return tensor.permute(2, 0, 1)
+
+
+def stack_modalities(
+    paths: Sequence[str], channels: Sequence[int], border: int = 0
+) -> Tensor:
+    """Decode co-registered images and stack them into one float32 tensor.
+
+    Args:
+        paths: One image file per modality.
+        channels: Bands taken from each file (3 or 1, see :func:`decode_image`).
+        border: Pixels removed from every side.
+
+    Returns:
+        float32 tensor (sum of channels) x H x W, raw 0-255 values.
+
+    Raises:
+        InvalidInputError: If an image cannot be decoded or the images differ
+            in size.
+    """
+    return stack_modalities_batch([paths], channels, [border])[0]
+
+
+def stack_modalities_batch(
+    paths: Sequence[Sequence[str]], channels: Sequence[int], borders: Sequence[int]
+) -> list[Tensor]:
+    """Decode the images of several samples straight into one batch buffer.
+
+    When all samples have the same size, the returned images are consecutive
+    views of one B x C x H x W float32 tensor, allocated in shared memory inside
+    DataLoader workers: :func:`~torchgeo_ext.datamodules.detection.collate_detection`
+    then hands that tensor over without stacking (a copy of the whole batch
+    saved). Otherwise each image is its own tensor.
+
+    Args:
+        paths: Per sample, one image file per modality.
+        channels: Bands taken from each modality's file.
+        borders: Per sample, pixels removed from every side.
+
+    Returns:
+        One float32 C x H x W tensor per sample, raw 0-255 values.
+
+    Raises:
+        InvalidInputError: If an image cannot be decoded or a sample's images
+            differ in size.
+    """
+    decoded = []
+    for sample_paths, border in zip(paths, borders, strict=True):
+        views = [
+            decode_image(p, c, border)
+            for p, c in zip(sample_paths, channels, strict=True)
+        ]
+        size = views[0].shape[1:]
+        for path, view in zip(sample_paths, views, strict=True):
+            if view.shape[1:] != size:
+                raise InvalidInputError(
+                    path,
+                    f'size {tuple(view.shape[1:])} differs from its partner '
+                    f'modality {tuple(size)}',
+                )
+        decoded.append(views)
+    bands = sum(channels)
+    sizes = {tuple(views[0].shape[1:]) for views in decoded}
+    if len(sizes) == 1:
+        shape = (len(decoded), bands, *next(iter(sizes)))
+        if get_worker_info() is not None:
+            numel = int(np.prod(shape))
+            storage = torch.empty(0)._typed_storage()._new_shared(numel, device='cpu')
+            buffer = torch.empty(0).new(storage).resize_(shape)
+        else:
+            buffer = torch.empty(shape, dtype=torch.float32)
+        images = list(buffer.unbind(0))
     else:
-        array = array.transpose(2, 0, 1)
-    if channels == 1:
-        return np.ascontiguousarray(array[:1])
-    if array.shape[0] == 1:
-        return np.repeat(array, 3, axis=0)
-    return np.ascontiguousarray(array[:3])
+        images = [
+            torch.empty((bands, *views[0].shape[1:]), dtype=torch.float32)
+            for views in decoded
+        ]
+    for image, views in zip(images, decoded, strict=True):
+        start = 0
+        for view in views:
+            image[start : start + view.shape[0]].copy_(view)
+            start += view.shape[0]
+    return images
 
 
 def _display_band(image: Tensor) -> np.ndarray[Any, np.dtype[np.float64]]:

@@ -7,7 +7,6 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
@@ -20,7 +19,7 @@ from .detection import (
     corners_to_xyxy,
     count_issue,
     plot_detection_sample,
-    read_image,
+    stack_modalities_batch,
     warn_annotation_issues,
 )
 
@@ -404,21 +403,29 @@ class DroneVehicle(NonGeoDataset):
             InvalidInputError: If an image cannot be decoded or the modalities
                 differ in size.
         """
-        arrays: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
-        for modality, path in self._paths[index].items():
-            array = read_image(path, self.modality_bands[modality])
-            if arrays and array.shape[1:] != arrays[0].shape[1:]:
-                raise InvalidInputError(
-                    path,
-                    f'size {array.shape[1:]} differs from its partner modality '
-                    f'{arrays[0].shape[1:]}',
-                )
-            arrays.append(array)
-        stacked = np.concatenate(arrays, axis=0)
-        if self._crop[index]:
-            b = self.border
-            stacked = stacked[:, b:-b, b:-b]
-        image = torch.from_numpy(np.ascontiguousarray(stacked)).float()
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """Return several samples (DataLoader batches), decoded into one buffer.
+
+        Args:
+            indices: Indices of the samples.
+
+        Returns:
+            The samples, as :meth:`__getitem__` returns them.
+        """
+        images = stack_modalities_batch(
+            [list(self._paths[i].values()) for i in indices],
+            [self.modality_bands[m] for m in self.modalities],
+            [self.border if self._crop[i] else 0 for i in indices],
+        )
+        return [
+            self._sample(index, image)
+            for index, image in zip(indices, images, strict=True)
+        ]
+
+    def _sample(self, index: int, image: Tensor) -> Sample:
+        """Assemble sample ``index`` around its decoded image."""
         boxes = self._boxes[index]
         sample: Sample = {
             'image': image,

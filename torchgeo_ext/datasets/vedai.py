@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
@@ -20,7 +19,7 @@ from .detection import (
     corners_to_xyxy,
     count_issue,
     plot_detection_sample,
-    read_image,
+    stack_modalities_batch,
     warn_annotation_issues,
 )
 
@@ -402,19 +401,32 @@ class VEDAI(NonGeoDataset):
             InvalidInputError: If an image cannot be decoded or the modalities
                 differ in size.
         """
-        image_id = self.ids[index]
-        arrays: list[np.ndarray[Any, np.dtype[np.uint8]]] = []
-        for modality in self.modalities:
-            path = self._image_path(image_id, modality)
-            array = read_image(path, self.modality_files[modality][1])
-            if arrays and array.shape[1:] != arrays[0].shape[1:]:
-                raise InvalidInputError(
-                    path,
-                    f'size {array.shape[1:]} differs from its partner modality '
-                    f'{arrays[0].shape[1:]}',
-                )
-            arrays.append(array)
-        image = torch.from_numpy(np.concatenate(arrays, axis=0)).float()
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """Return several samples (DataLoader batches), decoded into one buffer.
+
+        Args:
+            indices: Indices of the samples.
+
+        Returns:
+            The samples, as :meth:`__getitem__` returns them.
+        """
+        images = stack_modalities_batch(
+            [
+                [self._image_path(self.ids[i], m) for m in self.modalities]
+                for i in indices
+            ],
+            [self.modality_files[m][1] for m in self.modalities],
+            [0] * len(indices),
+        )
+        return [
+            self._sample(index, image)
+            for index, image in zip(indices, images, strict=True)
+        ]
+
+    def _sample(self, index: int, image: Tensor) -> Sample:
+        """Assemble sample ``index`` around its decoded image."""
         sample: Sample = {
             'image': image,
             'label': self._labels[index].clone(),
