@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from torchgeo_ext.datamodules.detection import (
     DetectionAugmentation,
@@ -16,6 +17,7 @@ from torchgeo_ext.datamodules.detection import (
 from torchgeo_ext.datamodules.dronevehicle import DroneVehicleDataModule
 from torchgeo_ext.datamodules.vedai import SuperResolutionPair, VEDAIDataModule
 from torchgeo_ext.datasets.detection import corners_to_xyxy
+from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.datasets.vedai import VEDAI
 
 DATA = os.path.join(os.path.dirname(__file__), 'data')
@@ -296,3 +298,51 @@ class TestDroneVehicleDataModule:
         batch = next(iter(dm.test_dataloader()))
         assert batch['image'].shape == (2, 4, 512, 640)
         assert 'bbox' not in batch
+
+
+class TestBatchedDecoding:
+    def test_getitems_matches_getitem(self) -> None:
+        ds = VEDAI(os.path.join(DATA, 'vedai'), bbox_orientation='oriented')
+        samples = ds.__getitems__([3, 0, 4])
+        for index, sample in zip([3, 0, 4], samples, strict=True):
+            single = ds[index]
+            assert torch.equal(sample['image'], single['image'])
+            assert torch.equal(sample['bbox'], single['bbox'])
+            assert torch.equal(sample['label'], single['label'])
+
+    def test_collate_hands_over_the_buffer(self) -> None:
+        ds = VEDAI(os.path.join(DATA, 'vedai'))
+        samples = ds.__getitems__([0, 1, 2])
+        batch = collate_detection(samples)
+        assert batch['image'].data_ptr() == samples[0]['image'].data_ptr()
+        for k in range(3):
+            assert torch.equal(batch['image'][k], ds[k]['image'])
+        # separately decoded samples, or a part of a buffer, get stacked
+        separate = collate_detection([ds[0], ds[1]])
+        assert separate['image'].data_ptr() != ds[0]['image'].data_ptr()
+        part = collate_detection(samples[:2])
+        assert part['image'].shape == (2, 4, 64, 64)
+        assert part['image'].data_ptr() != samples[0]['image'].data_ptr()
+        assert torch.equal(part['image'], batch['image'][:2])
+
+    def test_mixed_sizes(self) -> None:
+        root = os.path.join(DATA, 'dronevehicle')
+        ds = DroneVehicle(root, split='test', crop_border=False)
+        cropped = DroneVehicle(root, split='test')
+        ds._crop[1] = True  # one sample cropped: sizes differ within the batch
+        samples = ds.__getitems__([0, 1])
+        assert samples[0]['image'].shape == (4, 712, 840)
+        assert torch.equal(samples[1]['image'], cropped[1]['image'])
+        batch = collate_detection(samples)
+        assert isinstance(batch['image'], list)
+
+    def test_worker_process(self) -> None:
+        ds = DroneVehicle(os.path.join(DATA, 'dronevehicle'), split='val')
+        loader = DataLoader(
+            ds, batch_size=2, num_workers=1, collate_fn=collate_detection
+        )
+        batches = list(loader)
+        assert [len(b['image']) for b in batches] == [2, 1]
+        assert batches[0]['image'].is_shared()
+        assert torch.equal(batches[1]['image'][0], ds[2]['image'])
+        assert torch.equal(batches[0]['bbox'][1], ds[1]['bbox'])
