@@ -192,6 +192,20 @@ def test_wrong_shape(tmp_path: Path) -> None:
         ds[ds.files.index(str(root / 'mattrain' / f'{STEM_B}_89.mat'))]
 
 
+def test_tolerated_layouts(tmp_path: Path) -> None:
+    root = copy_split(tmp_path)
+    name = f'{STEM_A}_45.mat'
+    original = FYH(ROOT)[FYH(ROOT).files.index(str(ROOT / 'mattrain' / name))]
+    image = scipy.io.loadmat(root / 'mattrain' / name)['data']
+    mask = scipy.io.loadmat(root / 'matmasktrain' / name)['data']
+    scipy.io.savemat(root / 'mattrain' / name, {'data': image.transpose(2, 0, 1)})
+    scipy.io.savemat(root / 'matmasktrain' / name, {'data': mask[..., None] * 1.0})
+    ds = FYH(root)
+    sample = ds[ds.files.index(str(root / 'mattrain' / name))]
+    torch.testing.assert_close(sample['image'], original['image'])
+    torch.testing.assert_close(sample['mask'], original['mask'])
+
+
 def test_no_data_variable(tmp_path: Path) -> None:
     root = copy_split(tmp_path)
     path = root / 'mattrain' / f'{STEM_A}_0.mat'

@@ -318,6 +318,8 @@ class FYH(NonGeoDataset):
       to [0, 1] per scene (channels 1-6 jointly, channels 7-14 jointly)
     * ``matmasktrain/``, ``matmasktest/``: labels with the same file names,
       variable ``data``, uint8 100 x 100
+    * tolerated variants: channel-first images (14 x 100 x 100), masks
+      100 x 100 x 1, masks stored as floating point, MATLAB v7.3 files
     * ``k = 10 i + j`` is the tile's position in the 900 x 1000 scene window
       (row block i in 0..8, column block j in 0..9); each tile's georeferencing
       is reconstructed from it (see the module docstring for the grid)
@@ -411,6 +413,8 @@ class FYH(NonGeoDataset):
         """
         path = self.files[index]
         image = load_mat(path)
+        if image.shape == (len(CHANNELS), TILE_SIZE, TILE_SIZE):
+            image = image.transpose(1, 2, 0)  # tolerate channel-first tiles
         if image.shape != (TILE_SIZE, TILE_SIZE, len(CHANNELS)):
             raise InvalidInputError(
                 path,
@@ -418,6 +422,8 @@ class FYH(NonGeoDataset):
                 f'expected ({TILE_SIZE}, {TILE_SIZE}, {len(CHANNELS)})',
             )
         mask = load_mat(self.mask_files[index])
+        if mask.shape == (TILE_SIZE, TILE_SIZE, 1):
+            mask = mask[..., 0]
         if mask.shape != (TILE_SIZE, TILE_SIZE):
             raise InvalidInputError(
                 self.mask_files[index],
