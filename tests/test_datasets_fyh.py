@@ -395,3 +395,15 @@ def test_prediction_exports_to_geotiff(tmp_path: Path) -> None:
         lon, lat = src.xy(99, 99)
         assert (lat, lon) == pytest.approx((50 - 5 * i - 4.95, 85 + 5 * j + 4.95))
         np.testing.assert_array_equal(src.read(1), sample['mask'].numpy())
+
+
+def test_scenes_missing_partner(scenes_dir: Path, tmp_path: Path) -> None:
+    shutil.copy(scenes_dir / f'{STEM_A}_image.tif', tmp_path)
+    shutil.copy(scenes_dir / f'{STEM_A}_label.tif', tmp_path)
+    shutil.copy(scenes_dir / f'{STEM_B}_image.tif', tmp_path)
+    with pytest.raises(MissingInputError, match='label partner'):
+        FYHScenes(tmp_path)
+    os.remove(tmp_path / f'{STEM_B}_image.tif')
+    shutil.copy(scenes_dir / f'{STEM_B}_label.tif', tmp_path)
+    with pytest.raises(MissingInputError, match='image partner'):
+        FYHScenes(tmp_path)

@@ -539,10 +539,21 @@ class FYHScenes(IntersectionDataset):
 
         Raises:
             DatasetNotFoundError: If no scene image or label is found.
+            MissingInputError: If a scene image has no label or vice versa.
         """
         crs = CRS.from_user_input(GRID_CRS)
         self.image = FYHScenesImage(paths, crs, GRID_RES, bands, None, cache)
         self.label = FYHScenesLabel(paths, crs, GRID_RES, None, None, cache)
+        images = {f[: -len('_image.tif')]: f for f in self.image.index.filepath}
+        labels = {f[: -len('_label.tif')]: f for f in self.label.index.filepath}
+        for stem in sorted(images.keys() ^ labels.keys()):
+            if stem in images:
+                raise MissingInputError(
+                    images[stem], f'label partner {stem}_label.tif missing'
+                )
+            raise MissingInputError(
+                labels[stem], f'image partner {stem}_image.tif missing'
+            )
         super().__init__(
             self.image, self.label, collate_fn=_merge_samples, transforms=transforms
         )
