@@ -203,6 +203,31 @@ def test_read_agri_times_from_file_name(tmp_path: Path) -> None:
     np.testing.assert_array_equal(scene.data[4], 5)
 
 
+def test_read_agri_file_latlon(tmp_path: Path) -> None:
+    path = tmp_path / f'{PREFIX}20200101120000_20200101121459_4000M_V0001.HDF'
+    write_agri(path, {})
+    lat, lon = np.meshgrid(
+        30 - 0.05 * np.arange(3), 120 + 0.05 * np.arange(4), indexing='ij'
+    )
+    with h5py.File(path, 'a') as f:
+        f['Latitude'] = lat
+        f['Longitude'] = lon
+    scene = read_agri(str(path))
+    assert scene.lat is not None
+    np.testing.assert_array_equal(scene.lat, lat)
+    grid = regrid_agri(scene)
+    np.testing.assert_array_equal(grid[6, 400:403, 700:704], 7)
+    assert int(np.isfinite(grid[6]).sum()) == 12
+    with h5py.File(path, 'a') as f:
+        del f['Longitude']
+        f['Longitude'] = lon[:2]
+    with pytest.raises(
+        InvalidInputError,
+        match=r'Longitude \(2, 4\) do not match the channels \(3, 4\)',
+    ):
+        read_agri(str(path))
+
+
 def test_read_agri_no_times(tmp_path: Path) -> None:
     path = tmp_path / 'scan.HDF'
     write_agri(path, {})

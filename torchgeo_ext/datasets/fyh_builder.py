@@ -381,8 +381,8 @@ def read_agri(path: str) -> AGRIScene:
                 if lat.shape != shape or lon.shape != shape:
                     raise InvalidInputError(
                         path,
-                        f'{lat_name}/{lon_name} have shape {lat.shape}, '
-                        f'the channels {shape}',
+                        f'{lat_name} {lat.shape} / {lon_name} {lon.shape} do not '
+                        f'match the channels {shape}',
                     )
                 break
 
