@@ -29,7 +29,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     task = SegmentationTask(
         model='dianet_w8',
-        model_kwargs={'layer1_planes': 4},
+        model_kwargs={'layer1_planes': 4, 'attention_channels': 8},
         class_names=list(FYH.classes),
         tile_size=64,
     )

@@ -146,3 +146,11 @@ def test_backward() -> None:
     out = model(torch.rand(2, 14, 24, 24))
     out.mean().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_attention_channels() -> None:
+    model: Any = dianet_w8(attention_channels=8)
+    assert model.attention.non_local.theta.out_channels == 8
+    assert dianet_w8().attention.non_local.inter_channels == 60  # 15 * 8 / 2
+    with torch.no_grad():
+        assert model.eval()(torch.rand(1, 14, 20, 20)).shape == (1, 11, 20, 20)

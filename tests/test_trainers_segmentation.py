@@ -372,7 +372,9 @@ def test_predicted_tiles_mosaic_seamlessly(tmp_path: Path) -> None:
     trainer = lightning.Trainer(
         logger=False, enable_progress_bar=False, callbacks=[writer], accelerator='cpu'
     )
-    task = SegmentationTask(model='dianet_w8', model_kwargs={'layer1_planes': 4})
+    task = SegmentationTask(
+        model='dianet_w8', model_kwargs={'layer1_planes': 4, 'attention_channels': 8}
+    )
     predictions = trainer.predict(task, datamodule=datamodule)
     assert predictions is not None
     paths = sorted(writer.raster_paths)

@@ -324,18 +324,25 @@ class InteractiveAttention(nn.Module):
     concatenated and refined by :class:`PatchNonLocal`.
     """
 
-    def __init__(self, widths: list[int], reduction: int = 16, splits: int = 2) -> None:
+    def __init__(
+        self,
+        widths: list[int],
+        reduction: int = 16,
+        splits: int = 2,
+        inter_channels: int | None = None,
+    ) -> None:
         """Initialize a new InteractiveAttention.
 
         Args:
             widths: Channels of each branch, highest resolution first.
             reduction: Channel-gate bottleneck ratio.
             splits: Non-local patches per side.
+            inter_channels: Non-local embedding width (default half the channels).
         """
         super().__init__()
         self.channels = sum(widths)
         self.channel_gate = SoftmaxChannelGate(widths[0], reduction)
-        self.non_local = PatchNonLocal(self.channels, splits=splits)
+        self.non_local = PatchNonLocal(self.channels, inter_channels, splits=splits)
 
     def forward(self, xs: list[Tensor]) -> Tensor:
         """Forward pass.
@@ -373,6 +380,7 @@ class DIANet(nn.Module):
         num_modules: tuple[int, int, int] = NUM_MODULES,
         reduction: int = 16,
         splits: int = 2,
+        attention_channels: int | None = None,
     ) -> None:
         """Initialize a new DIANet.
 
@@ -387,6 +395,8 @@ class DIANet(nn.Module):
             num_modules: Fusion modules of stages 2, 3 and 4.
             reduction: Channel-gate bottleneck ratio.
             splits: Non-local patches per side (2: four quadrants).
+            attention_channels: Non-local embedding width (default: half the
+                ``15 * width`` fused channels, 360 for W48).
         """
         super().__init__()
         self.in_channels = in_channels
@@ -427,7 +437,9 @@ class DIANet(nn.Module):
                 )
             )
             previous = current
-        self.attention = InteractiveAttention(widths, reduction, splits)
+        self.attention = InteractiveAttention(
+            widths, reduction, splits, attention_channels
+        )
         channels = self.attention.channels
         self.head = nn.Sequential(
             nn.Conv2d(channels, channels, 1, bias=False),
