@@ -37,6 +37,7 @@ def test_paper_size_rgb_only() -> None:
     assert macs.gmacs == pytest.approx(16.61, rel=0.03)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ('model', 'channels', 'bands'),
     [
@@ -87,6 +88,7 @@ def test_unknown_variant() -> None:
         build_superyolo('thermal')
 
 
+@pytest.mark.slow
 def test_fuse_preserves_outputs() -> None:
     torch.manual_seed(0)
     model = superyolo_mf(2)
@@ -122,6 +124,7 @@ def test_postprocess_nms() -> None:
     assert result['scores'].tolist() == pytest.approx([0.9, 0.8])
 
 
+@pytest.mark.slow
 def test_onnx_export(tmp_path: Path) -> None:
     pytest.importorskip('onnx')
     torch.manual_seed(0)

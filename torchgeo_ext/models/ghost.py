@@ -304,6 +304,8 @@ def quantize_superyolo(
     fixed_bits: int | None = None,
     activation_bits: int | None = None,
     threshold: float = 0.1,
+    bit_widths: dict[str, int] | None = None,
+    max_samples: int = 16384,
 ) -> dict[str, int]:
     """Replace every YOLO :class:`Conv`'s convolution and activation by quantised ones.
 
@@ -313,6 +315,9 @@ def quantize_superyolo(
         fixed_bits: One bit width for all layers instead of k-means.
         activation_bits: Activation bit width (default: the layer's weight bits).
         threshold: k-means criterion threshold (:func:`allocate_bits`).
+        bit_widths: Known weight bit widths by layer name (as returned by an
+            earlier call); layers not listed are allocated by k-means.
+        max_samples: Weights subsampled per layer for k-means.
 
     Returns:
         Weight bit width per quantised convolution (qualified name).

@@ -738,6 +738,7 @@ class GHOSTTask(SuperYOLOTask):
         in_channels: int = 4,
         teacher: str | None = None,
         fixed_bits: int | None = None,
+        bit_widths: dict[str, int] | None = None,
         activation_bits: int | None = None,
         kmeans_threshold: float = 0.1,
         det_weight: float = 2.0,
@@ -781,6 +782,9 @@ class GHOSTTask(SuperYOLOTask):
                 student starts from the same weights. Without it, both start
                 from the same random initialisation (for tests only).
             fixed_bits: Use this weight bit width everywhere instead of k-means.
+            bit_widths: Weight bit widths by layer (e.g. from :meth:`report`);
+                saved checkpoints record them here so that loading needs no
+                k-means.
             activation_bits: Activation bit width (default: each layer's weight
                 bit width).
             kmeans_threshold: Threshold of the k-means allocation criterion.
@@ -860,6 +864,7 @@ class GHOSTTask(SuperYOLOTask):
             fixed_bits=h['fixed_bits'],
             activation_bits=h['activation_bits'],
             threshold=h['kmeans_threshold'],
+            bit_widths=h['bit_widths'],
         )
         teacher.eval().requires_grad_(False)
         self.teacher = teacher
@@ -930,6 +935,7 @@ class GHOSTTask(SuperYOLOTask):
         if isinstance(hparams, dict):
             hparams['teacher'] = None
             hparams['weights'] = None
+            hparams['bit_widths'] = dict(self.bit_widths)
 
     def report(self, input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
         """Per-layer bit widths, model size in MB and BOPs of the student.
