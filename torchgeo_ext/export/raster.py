@@ -7,7 +7,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -28,6 +28,7 @@ __all__ = [
     'RasterStack',
     'RasterWriter',
     'crs_to_string',
+    'gdal_cache_limit',
     'open_inputs',
     'to_affine',
     'to_crs',
@@ -399,6 +400,35 @@ def write_raster(
     ) as dst:
         dst.write(Window(0, 0, width, height), arr)
     return dst.path
+
+
+@contextlib.contextmanager
+def gdal_cache_limit(megabytes: int | None) -> Iterator[None]:
+    """Cap GDAL's raster block cache while streaming, then restore it.
+
+    GDAL keeps decoded and dirty blocks in a process-wide cache (by default 5 %
+    of the RAM); streaming a large raster through it makes the resident memory
+    grow up to that cap. A small cap keeps memory flat: full blocks are flushed
+    to disk early. The setting is process-wide for the duration of the block.
+
+    Args:
+        megabytes: The cap (None: leave the cache alone). A larger current cap
+            is lowered; a smaller one is kept.
+
+    Yields:
+        Nothing.
+    """
+    if megabytes is None:
+        yield
+        return
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    previous = int(get_gdal_config('GDAL_CACHEMAX'))
+    set_gdal_config('GDAL_CACHEMAX', min(previous, megabytes * 2**20))
+    try:
+        yield
+    finally:
+        set_gdal_config('GDAL_CACHEMAX', previous)
 
 
 def _close_enough(a: Affine, b: Affine) -> bool:

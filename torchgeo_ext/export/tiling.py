@@ -41,7 +41,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from .geometry import detections_to_geodataframe
-from .raster import BLOCKSIZE, RasterStack, RasterWriter, open_inputs
+from .raster import BLOCKSIZE, RasterStack, RasterWriter, gdal_cache_limit, open_inputs
 
 #: A tile: start row, start column, tile-row index, tile-column index.
 type Tile = tuple[int, int, int, int]
@@ -301,6 +301,7 @@ def predict_raster(
     device: str | torch.device = 'cpu',
     progress: bool = True,
     cog: bool = True,
+    gdal_cache_mb: int | None = 256,
 ) -> Path:
     """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
 
@@ -328,6 +329,8 @@ def predict_raster(
         device: Torch device of the model.
         progress: Show a tqdm progress bar.
         cog: Convert the result to a Cloud-Optimized GeoTIFF.
+        gdal_cache_mb: Cap on GDAL's block cache while running (see
+            :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
 
     Returns:
         The output path.
@@ -341,7 +344,7 @@ def predict_raster(
     blend_weights(tile_size, overlap, blend)  # validates the options
     dev = torch.device(device)
 
-    with open_inputs(inputs) as stack:
+    with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
         rows, wy = axis_weights(stack.height, tile_size, overlap, blend)
         cols, wx = axis_weights(stack.width, tile_size, overlap, blend)
         th, tw = len(wy[0]), len(wx[0])
