@@ -293,7 +293,10 @@ class TestDroneVehicleDataModule:
             os.path.join(DATA, 'dronevehicle', 'dota'),
             batch_size=2,
             bbox_orientation='horizontal',
+            val_split='test',
         )
+        dm.setup('fit')
+        assert len(dm.val_dataset) == 2  # type: ignore[arg-type]
         dm.setup('test')
         batch = next(iter(dm.test_dataloader()))
         assert batch['image'].shape == (2, 4, 512, 640)
@@ -336,6 +339,7 @@ class TestBatchedDecoding:
         batch = collate_detection(samples)
         assert isinstance(batch['image'], list)
 
+    @pytest.mark.filterwarnings('ignore:This process .* is multi-threaded')
     def test_worker_process(self) -> None:
         ds = DroneVehicle(os.path.join(DATA, 'dronevehicle'), split='val')
         loader = DataLoader(

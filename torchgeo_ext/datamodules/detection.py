@@ -38,6 +38,21 @@ LIST_KEYS = (
 )
 
 
+def _share_one_storage(values: list[Any]) -> list[Any]:
+    """Per-image tensors as views of one concatenated tensor.
+
+    A DataLoader worker then sends one shared-memory block for the whole batch
+    instead of one per image (cheaper to pass between processes).
+    """
+    if len(values) < 2 or not all(isinstance(v, Tensor) for v in values):
+        return values
+    tails = {tuple(v.shape[1:]) for v in values}
+    if len(tails) != 1 or len({v.dtype for v in values}) != 1 or values[0].ndim == 0:
+        return values
+    counts = [len(v) for v in values]
+    return list(torch.cat(values).split(counts))
+
+
 def _batch_base(values: Sequence[Tensor]) -> Tensor | None:
     """The B x ... tensor whose consecutive slices ``values`` are, if any.
 
@@ -83,7 +98,7 @@ def collate_detection(samples: Sequence[Batch]) -> Batch:
         if key in LIST_KEYS:
             if 'bbox' in key:
                 values = [v.float() for v in values]
-            batch[key] = values
+            batch[key] = _share_one_storage(values)
         elif all(isinstance(v, Tensor) for v in values) and (
             len({tuple(v.shape) for v in values}) == 1
         ):
@@ -192,9 +207,12 @@ class DetectionAugmentation(nn.Module):
                     batch['image_hr'].float(), matrix, width
                 )
             self._move_boxes(batch, matrix, width, height)
-        batch['image'] = (image - self.mean) / self.std
+        # the module is not moved with the batch: follow the batch's device
+        mean = self.mean.to(image.device)
+        std = self.std.to(image.device)
+        batch['image'] = (image - mean) / std
         if 'image_hr' in batch:
-            batch['image_hr'] = (batch['image_hr'].float() - self.mean) / self.std
+            batch['image_hr'] = (batch['image_hr'].float() - mean) / std
         return batch
 
     @staticmethod

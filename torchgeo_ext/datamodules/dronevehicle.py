@@ -19,7 +19,8 @@ from .detection import (
 class DroneVehicleDataModule(NonGeoDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.dronevehicle.DroneVehicle`.
 
-    Splits ``train``, ``val``, ``test``; ``predict`` uses ``test``.
+    Splits ``train``, ``val`` (or ``val_split``), ``test``; ``predict`` uses
+    ``test``.
 
     Batches (after :func:`collate_detection` and the batch augmentation on the
     device): ``image`` float32 B x C x 512 x 640 divided by 255 (RGB bands 0-2,
@@ -39,6 +40,7 @@ class DroneVehicleDataModule(NonGeoDataModule):
         crop_border: bool = True,
         bbox_orientation: Literal['oriented', 'horizontal'] = 'oriented',
         augment: bool = True,
+        val_split: Literal['val', 'test'] = 'val',
         **kwargs: Any,
     ) -> None:
         """Initialise a new DroneVehicleDataModule.
@@ -52,6 +54,8 @@ class DroneVehicleDataModule(NonGeoDataModule):
             crop_border: Remove the 100 px white border.
             bbox_orientation: ``'oriented'`` (adds ``bbox``) or ``'horizontal'``.
             augment: Apply random flips when training.
+            val_split: Split used for validation: ``'test'`` for copies
+                without a validation split (the DOTA-style layout of E2E-MFD).
             **kwargs: More arguments for :class:`DroneVehicle`.
         """
         super().__init__(
@@ -65,6 +69,7 @@ class DroneVehicleDataModule(NonGeoDataModule):
             bbox_orientation=bbox_orientation,
             **kwargs,
         )
+        self.val_split = val_split
         self.collate_fn = collate_detection
         self.aug = DetectionAugmentation()
         self.train_aug = default_train_augmentation(square=False) if augment else None
@@ -78,7 +83,7 @@ class DroneVehicleDataModule(NonGeoDataModule):
         if stage == 'fit':
             self.train_dataset = DroneVehicle(split='train', **self.kwargs)
         if stage in ('fit', 'validate'):
-            self.val_dataset = DroneVehicle(split='val', **self.kwargs)
+            self.val_dataset = DroneVehicle(split=self.val_split, **self.kwargs)
         if stage == 'test':
             self.test_dataset = DroneVehicle(split='test', **self.kwargs)
         if stage == 'predict':
