@@ -150,9 +150,9 @@ class FusionNetwork(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv2d(c2, c1, 3, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(c1, 32, 3, padding=1),
+            nn.Conv2d(c1, c1 // 2, 3, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(32, 2, 1),
+            nn.Conv2d(c1 // 2, 2, 1),
         )
 
     def forward(self, image: Tensor, region_feats: Sequence[Tensor]) -> Tensor:
@@ -209,6 +209,7 @@ class E2EMFD(nn.Module):
         depth: float = 0.33,
         max_channels: int = 1024,
         reg_max: int = 16,
+        fusion_channels: Sequence[int] = (64, 128),
     ) -> None:
         """Initialise a new E2EMFD.
 
@@ -220,6 +221,7 @@ class E2EMFD(nn.Module):
             depth: Depth multiple.
             max_channels: Channel cap.
             reg_max: DFL bins per side.
+            fusion_channels: Channels of the two pixel-path fusion blocks.
 
         Raises:
             ValueError: If the layout lacks ``rgb`` (3 bands) or ``ir``.
@@ -236,7 +238,7 @@ class E2EMFD(nn.Module):
         self.neck = YOLOv8Neck(self.backbone.channels[1:], depth)
         self.head = OBBHead(num_classes, self.neck.channels, reg_max)
         in_ch = sum(len(v) for v in self.modalities.values())
-        self.fusion = FusionNetwork(self.backbone.channels[:3], in_ch)
+        self.fusion = FusionNetwork(self.backbone.channels[:3], in_ch, fusion_channels)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters shared by fusion and detection (the backbone).

@@ -353,7 +353,13 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
     polys = polygons[order]
     i, j = _candidate_pairs(poly_to_xyxy(polys))
     if i.numel():
-        ious = poly_iou_pairwise(polys[i], polys[j])
+        step = 1 << 16  # bounds the memory of the exact IoU
+        ious = torch.cat(
+            [
+                poly_iou_pairwise(polys[i[k : k + step]], polys[j[k : k + step]])
+                for k in range(0, i.numel(), step)
+            ]
+        )
         over = ious > iou_threshold
         i, j = i[over], j[over]
     removed = torch.zeros(n, dtype=torch.bool)
