@@ -268,3 +268,16 @@ def test_open_inputs_closes_on_error(tmp_path: Path) -> None:
     os.remove(
         a
     )  # would fail on some platforms if a handle leaked; at least it must not raise here
+
+
+def test_gdal_cache_limit_restores() -> None:
+    from rasterio.env import get_gdal_config
+
+    from torchgeo_ext.export.raster import gdal_cache_limit
+
+    before = int(get_gdal_config('GDAL_CACHEMAX'))
+    with gdal_cache_limit(1):
+        assert int(get_gdal_config('GDAL_CACHEMAX')) == min(before, 2**20)
+    assert int(get_gdal_config('GDAL_CACHEMAX')) == before
+    with gdal_cache_limit(None):
+        assert int(get_gdal_config('GDAL_CACHEMAX')) == before

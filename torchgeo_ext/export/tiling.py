@@ -646,6 +646,7 @@ def detect_raster(
     score_threshold: float = 0.0,
     device: str | torch.device = 'cpu',
     progress: bool = True,
+    gdal_cache_mb: int | None = 256,
 ) -> gpd.GeoDataFrame:
     """Run a detector over a raster of any size and merge objects across tiles.
 
@@ -670,6 +671,8 @@ def detect_raster(
         score_threshold: Drop detections scoring below this.
         device: Torch device of the model.
         progress: Show a tqdm progress bar.
+        gdal_cache_mb: Cap on GDAL's block cache while reading (see
+            :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
 
     Returns:
         GeoDataFrame with ``class_id``, ``class_name``, ``score`` and polygon
@@ -685,7 +688,7 @@ def detect_raster(
     all_scores: list[Tensor] = []
     all_labels: list[Tensor] = []
     all_border: list[Tensor] = []
-    with open_inputs(inputs) as stack:
+    with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
         height, width = stack.height, stack.width
         tiles = [
             (r, c)
