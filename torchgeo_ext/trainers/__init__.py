@@ -2,3 +2,4 @@
 
 from .base import PluginTask, load_task
 from .segmentation import SegmentationTask
+from .detection import GHOSTTask, SuperYOLOTask
