@@ -269,3 +269,22 @@ class TestVEDAI:
             f.write('image7\n')
         with pytest.raises(InvalidInputError, match=r'line 6: expected an image id'):
             VEDAI(root)
+
+    def test_partner_size_mismatch(self, tmp_path: Path) -> None:
+        from PIL import Image
+
+        root = copy_root(tmp_path)
+        Image.new('RGB', (32, 32)).save(root / 'Vehicules512' / '00000002_ir.png')
+        with pytest.raises(InvalidInputError, match='modalities differ in size'):
+            VEDAI(root)
+
+    def test_sixteen_bit_image(self, tmp_path: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        root = copy_root(tmp_path)
+        path = root / 'Vehicules512' / '00000002_ir.png'
+        Image.fromarray(np.zeros((64, 64), dtype=np.uint16)).save(path)
+        ds = VEDAI(root)
+        with pytest.raises(InvalidInputError, match='expected an 8-bit image'):
+            ds[2]
