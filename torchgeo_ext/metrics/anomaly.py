@@ -1,0 +1,127 @@
+"""Anomaly-detection metrics: ROC AUC(D,F), AUC(F,tau) and background suppression.
+
+* **AUC(D,F)**, the area under the ROC curve of detection probability
+  against false-alarm probability, computed with torchmetrics. Scores are
+  first replaced by their dense ranks scaled to [0, 1]: torchmetrics squashes
+  scores outside [0, 1] with a sigmoid, which would tie all large RX scores;
+  ranks keep the order (and the ties) exactly, so the AUC is unchanged.
+* **AUC(F,tau)** and **AUC(D,tau)** from 3D ROC analysis (Chang, 2021): the
+  areas under false-alarm and detection probability as functions of the
+  threshold ``tau`` over min-max normalised scores. Since
+  ``P_F(tau) = P(s_background > tau)``, the area is exactly the mean
+  normalised background score (and the mean normalised anomaly score for
+  ``D``): no threshold sweep is needed.
+* Background suppression measures derived from them:
+  ``AUC_BS = AUC(D,F) - AUC(F,tau)`` (higher is better suppression),
+  ``AUC_SNPR = AUC(D,tau) / AUC(F,tau)`` (signal-to-noise probability ratio),
+  ``AUC_ODP = AUC(D,F) + AUC(D,tau) - AUC(F,tau)`` (overall detection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics.functional.classification import binary_auroc
+
+__all__ = ('anomaly_metrics', 'auc_d_f', 'auc_tau', 'rank_normalise')
+
+
+def _flatten(
+    scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None
+) -> tuple[Tensor, Tensor]:
+    s = torch.as_tensor(scores).reshape(-1).to(torch.float64)
+    t = torch.as_tensor(target).reshape(-1).to(torch.long)
+    if s.shape != t.shape:
+        raise ValueError(
+            f'scores ({s.numel()}) and target ({t.numel()}) differ in size'
+        )
+    keep = torch.isfinite(s)
+    if valid is not None:
+        keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1)
+    return s[keep], (t[keep] > 0).long()
+
+
+def rank_normalise(scores: Tensor) -> Tensor:
+    """Dense ranks of the scores scaled to [0, 1] (ties keep equal values).
+
+    Args:
+        scores: Any shape.
+
+    Returns:
+        float64 tensor of the same shape.
+    """
+    values, ranks = torch.unique(scores.reshape(-1), return_inverse=True)
+    return (ranks.to(torch.float64) / max(len(values) - 1, 1)).view(scores.shape)
+
+
+def auc_d_f(
+    scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None = None
+) -> float:
+    """ROC AUC(D,F) of a score map against a binary anomaly mask.
+
+    Args:
+        scores: Score map (higher is more anomalous); NaN pixels are ignored.
+        target: Mask of the same size (non-zero = anomaly).
+        valid: Optional mask of pixels to evaluate.
+
+    Returns:
+        The AUC in [0, 1].
+
+    Raises:
+        ValueError: If the evaluated pixels hold only one class.
+    """
+    s, t = _flatten(scores, target, valid)
+    if t.numel() == 0 or bool(t.all()) or not bool(t.any()):
+        raise ValueError('AUC needs both anomaly and background pixels')
+    return float(binary_auroc(rank_normalise(s), t))
+
+
+def auc_tau(
+    scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None = None
+) -> tuple[float, float]:
+    """AUC(D,tau) and AUC(F,tau) over min-max normalised scores.
+
+    Args:
+        scores: Score map; NaN pixels are ignored.
+        target: Binary anomaly mask.
+        valid: Optional mask of pixels to evaluate.
+
+    Returns:
+        ``(AUC(D,tau), AUC(F,tau))``.
+
+    Raises:
+        ValueError: If the evaluated pixels hold only one class.
+    """
+    s, t = _flatten(scores, target, valid)
+    if t.numel() == 0 or bool(t.all()) or not bool(t.any()):
+        raise ValueError('AUC needs both anomaly and background pixels')
+    low, high = s.min(), s.max()
+    norm = (s - low) / (high - low) if high > low else torch.zeros_like(s)
+    return float(norm[t == 1].mean()), float(norm[t == 0].mean())
+
+
+def anomaly_metrics(
+    scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None = None
+) -> dict[str, float]:
+    """Every anomaly measure of one scene.
+
+    Args:
+        scores: Score map.
+        target: Binary anomaly mask.
+        valid: Optional mask of pixels to evaluate.
+
+    Returns:
+        ``auc_df``, ``auc_dtau``, ``auc_ftau``, ``auc_bs``, ``auc_snpr``, ``auc_odp``.
+    """
+    df = auc_d_f(scores, target, valid)
+    dtau, ftau = auc_tau(scores, target, valid)
+    return {
+        'auc_df': df,
+        'auc_dtau': dtau,
+        'auc_ftau': ftau,
+        'auc_bs': df - ftau,
+        'auc_snpr': dtau / ftau if ftau > 0 else float('inf'),
+        'auc_odp': df + dtau - ftau,
+    }
