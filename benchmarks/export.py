@@ -62,23 +62,24 @@ def bench_model(cheap: bool = False) -> nn.Module:
     ).eval()
 
 
-def make_raster(path: Path, size: int) -> Path:
-    """Write a size x size x 3 uint8 GeoTIFF block by block (bounded memory)."""
+def make_raster(path: Path, size: int, height: int | None = None) -> Path:
+    """Write a size (wide) x height x 3 uint8 GeoTIFF block by block (bounded memory)."""
+    height = size if height is None else height
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 32, (3, 256, size), dtype=np.uint8)
     x = np.arange(size, dtype=np.int64)
     with RasterWriter(
         path,
         width=size,
-        height=size,
+        height=height,
         count=3,
         dtype='uint8',
         crs=CRS,
-        transform=from_origin(500000, 5000000 + size, 1, 1),
+        transform=from_origin(500000, 5000000 + height, 1, 1),
         cog=False,
     ) as dst:
-        for row in range(0, size, 256):
-            h = min(256, size - row)
+        for row in range(0, height, 256):
+            h = min(256, height - row)
             y = np.arange(row, row + h, dtype=np.int64)[:, None]
             base = ((x[None] // 7 + y // 5) % 200).astype(np.uint8)
             block = base[None] + noise[:, :h]
@@ -290,6 +291,14 @@ def main() -> None:
             (f'peak RSS, TorchGeo loop {a.size}^2 (RSS before the run)', f'{mem_tg["peak_rss_mb"]:.0f} MiB ({mem_tg["rss_before_mb"]:.0f} MiB), {mem_tg["seconds"]:.1f} s'),
         ]  # fmt: skip
         if a.big:
+            tall = make_raster(work / 'tall.tif', a.size, a.big)
+            mem_tall = run_child(
+                'predict', tall, work / 'm_tall.tif', a, cheap=True, kind='classes'
+            )
+            rows.append((
+                f'peak RSS, predict_raster {a.size} wide x {a.big} tall (RSS before the run)',
+                f'{mem_tall["peak_rss_mb"]:.0f} MiB ({mem_tall["rss_before_mb"]:.0f} MiB), {mem_tall["seconds"]:.1f} s',
+            ))  # fmt: skip
             t0 = time.perf_counter()
             big = make_raster(work / 'big.tif', a.big)
             gen = time.perf_counter() - t0

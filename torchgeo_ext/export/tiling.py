@@ -202,7 +202,7 @@ class _Accumulator:
         have = self.wsum.shape[0]
         if rows <= have:
             return
-        grow = max(rows, 2 * have)
+        grow = rows + BLOCKSIZE // 4  # needs are bounded: grow rarely, never double
         acc = np.zeros((self.channels, grow, self.width), dtype=np.float32)
         wsum = np.zeros((grow, self.width), dtype=np.float32)
         valid = np.zeros((grow, self.width), dtype=np.bool_)
@@ -301,7 +301,7 @@ def predict_raster(
     device: str | torch.device = 'cpu',
     progress: bool = True,
     cog: bool = True,
-    gdal_cache_mb: int | None = 256,
+    gdal_cache_mb: int | None = 128,
 ) -> Path:
     """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
 
@@ -646,7 +646,7 @@ def detect_raster(
     score_threshold: float = 0.0,
     device: str | torch.device = 'cpu',
     progress: bool = True,
-    gdal_cache_mb: int | None = 256,
+    gdal_cache_mb: int | None = 128,
 ) -> gpd.GeoDataFrame:
     """Run a detector over a raster of any size and merge objects across tiles.
 
