@@ -284,11 +284,12 @@ class PatchNonLocal(nn.Module):
     def _attend(self, x: Tensor) -> Tensor:
         b, _, h, w = x.shape
         theta = self.theta(x).flatten(2).transpose(1, 2)  # B x N x C'
-        phi = self.phi(x).flatten(2)  # B x C' x N
+        phi = self.phi(x).flatten(2).transpose(1, 2)  # B x N x C'
         g = self.g(x).flatten(2).transpose(1, 2)  # B x N x C'
-        attention = torch.softmax(theta @ phi, dim=-1)  # B x N x N
-        y = (attention @ g).transpose(1, 2).reshape(b, self.inter_channels, h, w)
-        return y
+        # softmax(theta phi^T) g without materialising the N x N matrix where
+        # PyTorch has a fused kernel (embedded Gaussian: no 1/sqrt(C') scaling).
+        y = F.scaled_dot_product_attention(theta, phi, g, scale=1.0)
+        return y.transpose(1, 2).reshape(b, self.inter_channels, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         """Forward pass.
