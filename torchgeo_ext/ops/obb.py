@@ -310,25 +310,33 @@ def probiou(obb1: Tensor, obb2: Tensor, eps: float = 1e-7) -> Tensor:
     return 1 - hd
 
 
-def _candidate_pairs(boxes: Tensor, chunk: int = 1 << 22) -> tuple[Tensor, Tensor]:
-    """Index pairs i < j whose axis-aligned boxes overlap, in chunks."""
+def _candidate_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
+    """Index pairs i < j whose axis-aligned boxes overlap (sort and sweep on x).
+
+    Returns the pairs sorted by ``i``.
+    """
     n = boxes.shape[0]
-    rows = max(1, chunk // max(n, 1))
-    firsts, seconds = [], []
-    cols = torch.arange(n, device=boxes.device)
-    for start in range(0, n, rows):
-        b = boxes[start : start + rows]
-        overlap = (
-            (b[:, None, 0] < boxes[None, :, 2])
-            & (boxes[None, :, 0] < b[:, None, 2])
-            & (b[:, None, 1] < boxes[None, :, 3])
-            & (boxes[None, :, 1] < b[:, None, 3])
-        )
-        overlap &= cols[None] > (cols[start : start + rows, None])
-        i, j = overlap.nonzero(as_tuple=True)
-        firsts.append(i + start)
-        seconds.append(j)
-    return torch.cat(firsts), torch.cat(seconds)
+    device = boxes.device
+    order = boxes[:, 0].argsort(stable=True)
+    sorted_boxes = boxes[order]
+    x1 = sorted_boxes[:, 0].contiguous()
+    # boxes after position p in x order that start before p ends
+    ends = torch.searchsorted(x1, sorted_boxes[:, 2].contiguous(), side='left')
+    positions = torch.arange(n, device=device)
+    counts = (ends - positions - 1).clamp(min=0)
+    total = int(counts.sum())
+    if total == 0:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty
+    first = torch.repeat_interleave(positions, counts)
+    starts = torch.cumsum(counts, 0) - counts
+    second = first + 1 + torch.arange(total, device=device) - starts[first]
+    a, b = sorted_boxes[first], sorted_boxes[second]
+    overlap = (a[:, 1] < b[:, 3]) & (b[:, 1] < a[:, 3]) & (b[:, 0] < a[:, 2])
+    i, j = order[first[overlap]], order[second[overlap]]
+    lo, hi = torch.minimum(i, j), torch.maximum(i, j)
+    by_first = (lo * n + hi).argsort()
+    return lo[by_first], hi[by_first]
 
 
 def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
