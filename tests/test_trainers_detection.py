@@ -131,7 +131,7 @@ def test_task_options_and_predict() -> None:
 
 
 def fake_batch() -> dict[str, Any]:
-    dm = VEDAIDataModule(root=DATA, batch_size=4, super_resolution=True, augment=False)
+    dm = VEDAIDataModule(root=DATA, batch_size=2, super_resolution=True, augment=False)
     dm.setup('fit')
     batch = next(iter(dm.train_dataloader()))
     return dm.aug(batch)
@@ -147,7 +147,7 @@ def test_loss_decreases_on_fake_vedai() -> None:
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
     losses = []
     task.train()
-    for _ in range(6):
+    for _ in range(4):
         loss, parts, _ = task.compute_loss(batch, task.model)
         assert 'loss_sr' in parts
         optimizer.zero_grad()

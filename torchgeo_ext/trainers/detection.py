@@ -441,19 +441,8 @@ class SuperYOLOTask(PluginTask):
             Optimizer and a per-step learning-rate scheduler.
         """
         h = self.hparams
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (decay if p.ndim > 1 else no_decay).append(p)
         optimizer = SGD(
-            [
-                {'params': decay, 'weight_decay': h['weight_decay']},
-                {'params': no_decay, 'weight_decay': 0.0},
-            ],
-            lr=h['lr'],
-            momentum=h['momentum'],
-            nesterov=True,
+            self.param_groups(), lr=h['lr'], momentum=h['momentum'], nesterov=True
         )
         total = 1
         warmup = 0
@@ -474,6 +463,22 @@ class SuperYOLOTask(PluginTask):
             'optimizer': optimizer,
             'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
         }
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Optimiser parameter groups: decayed weights, undecayed biases/norms.
+
+        Returns:
+            The groups.
+        """
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.model.parameters():
+            if p.requires_grad:
+                (decay if p.ndim > 1 else no_decay).append(p)
+        return [
+            {'params': decay, 'weight_decay': self.hparams['weight_decay']},
+            {'params': no_decay, 'weight_decay': 0.0},
+        ]
 
     # -- helpers ----------------------------------------------------------------
 
@@ -879,18 +884,14 @@ class GHOSTTask(SuperYOLOTask):
             self.ema_model.requires_grad_(False)
         self.ema = ModelEMA(h['ema_decay'], h['ema_tau'])
 
-    def configure_optimizers(self) -> OptimizerLRScheduler:
-        """SGD over the student and the OST gate (teacher frozen).
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The student's groups plus the OST gates (the teacher stays frozen).
 
         Returns:
-            Optimizer and scheduler.
+            The groups.
         """
-        config = super().configure_optimizers()
-        assert isinstance(config, dict)
-        optimizer = config['optimizer']
-        ost_params = [p for p in self.ost.parameters() if p.requires_grad]
-        optimizer.add_param_group({'params': ost_params, 'weight_decay': 0.0})
-        return config
+        ost = [p for p in self.ost.parameters() if p.requires_grad]
+        return [*super().param_groups(), {'params': ost, 'weight_decay': 0.0}]
 
     def on_train_epoch_start(self) -> None:
         """Keep the teacher in eval mode (frozen batch-norm statistics)."""
