@@ -165,3 +165,29 @@ def test_paper_configs_build() -> None:
         assert task.class_names == ['car', 'truck', 'bus', 'van', 'freight car']
         data = config['data']['class_path']
         assert data == 'torchgeo_ext.datamodules.dronevehicle.DroneVehicleDataModule'
+
+
+@pytest.mark.slow
+def test_loss_decreases_on_fake_dronevehicle() -> None:
+    from torchgeo_ext.datamodules.dronevehicle import DroneVehicleDataModule
+
+    torch.manual_seed(0)
+    datamodule = DroneVehicleDataModule(
+        root=ROOT / 'data' / 'dronevehicle', batch_size=2
+    )
+    with pytest.warns(UserWarning, match='skipped'):
+        datamodule.setup('fit')
+    raw = next(iter(datamodule.train_dataloader()))
+    b = datamodule.aug(raw)
+    assert b['image'].shape[1] == 4
+    assert sum(len(x) for x in b['bbox']) > 0
+    task = OrientedDetectionTask(model='lma', width=0.0625, adaptive_rank=False)
+    opt = torch.optim.Adam(task.parameters(), 2e-3)
+    losses = []
+    for _ in range(5):
+        loss = task.training_step(b, 0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
