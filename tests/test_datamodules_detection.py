@@ -5,6 +5,7 @@ import kornia.augmentation as K
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import LightningModule, Trainer
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -350,3 +351,49 @@ class TestBatchedDecoding:
         assert batches[0]['image'].is_shared()
         assert torch.equal(batches[1]['image'][0], ds[2]['image'])
         assert torch.equal(batches[0]['bbox'][1], ds[1]['bbox'])
+
+
+class _Probe(LightningModule):
+    """Records the batches Lightning hands to the steps (after the augmentations)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[dict] = []  # type: ignore[type-arg]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:  # type: ignore[type-arg]
+        self.seen.append(batch)
+        return (self.weight**2).sum()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:  # type: ignore[type-arg]
+        self.seen.append(batch)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.filterwarnings('ignore::UserWarning', 'ignore::DeprecationWarning')
+def test_lightning_fit_applies_augmentations() -> None:
+    dm = VEDAIDataModule(
+        os.path.join(DATA, 'vedai'), batch_size=2, super_resolution=True
+    )
+    probe = _Probe()
+    trainer = Trainer(
+        accelerator='cpu',
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(probe, datamodule=dm)
+    assert len(probe.seen) == 3
+    for batch in probe.seen:
+        assert batch['image'].shape == (2, 4, 64, 64)
+        assert batch['image_hr'].shape == (2, 4, 128, 128)
+        assert 0 <= batch['image'].min() <= batch['image'].max() <= 1
+        assert isinstance(batch['bbox_xyxy'], list)
+        assert [len(b) for b in batch['bbox_xyxy']] == [len(x) for x in batch['label']]
