@@ -1,7 +1,7 @@
 # Set-up and everyday commands. `make demo` and `make test` work on a fresh machine:
 # each creates the Python 3.12 virtual environment on first use.
 
-PYTHON ?= $(shell command -v python3.12 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.12*/bin/python 2>/dev/null | tail -n 1)
+PYTHON ?= $(shell for py in $$HOME/.pyenv/versions/3.12*/bin/python python3.12; do $$py -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo $$py; break; }; done)
 VENV ?= .venv
 BIN := $(VENV)/bin
 
