@@ -1,0 +1,123 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from torchgeo_ext.cli import main
+from torchgeo_ext.models.bsdm import BSDM
+from torchgeo_ext.models.stad import STADTeacher
+from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
+from torchgeo_ext.trainers.base import load_task
+
+ROOT = Path(__file__).parent
+CONFIGS = {
+    'bsdm': ROOT / 'conf' / 'bsdm_had100.yaml',
+    'stad': ROOT / 'conf' / 'stad_had100.yaml',
+}
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('method', ['bsdm', 'stad'])
+def test_cli_fit_test_predict(method: str, tmp_path: Path) -> None:
+    common = [
+        '--config',
+        str(CONFIGS[method]),
+        '--trainer.default_root_dir',
+        str(tmp_path),
+    ]
+    assert main(['fit', *common]) == 0
+    (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    task = load_task(checkpoint)
+    assert isinstance(task, AnomalyDetectionTask)
+    assert isinstance(task.model, BSDM if method == 'bsdm' else STADTeacher)
+    assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
+
+
+def test_predict_step_scores_and_georeferencing() -> None:
+    task = AnomalyDetectionTask(
+        method='stad',
+        in_channels=4,
+        model_kwargs={'stages': 1, 'ffn': 8},
+        student_width=4,
+        window=4,
+    )
+    batch = {
+        'image': torch.rand(1, 6, 6, 5),  # 6 bands -> aligned to 4
+        'valid_mask': torch.ones(1, 6, 5, dtype=torch.bool),
+        'crs': ['EPSG:32611'],
+        'transform': torch.tensor([[5.0, 0, 7e5, 0, -5.0, 4e6]], dtype=torch.float64),
+    }
+    out = task.predict_step(batch, 0)
+    assert out['prediction'].shape == (1, 6, 5)
+    assert out['crs'] == ['EPSG:32611']
+    torch.testing.assert_close(out['transform'], batch['transform'])
+
+
+def test_training_steps_and_ema() -> None:
+    task = AnomalyDetectionTask(
+        method='stad',
+        in_channels=4,
+        model_kwargs={'stages': 2, 'ffn': 8},
+        student_width=4,
+        blob_count=(1, 2),
+        blob_area=(1, 3),
+        ema_decay=0.5,
+    )
+    data = [{'image': torch.rand(4, 8, 8)} for _ in range(4)]
+    loader: DataLoader[dict[str, torch.Tensor]] = DataLoader(data, batch_size=2)  # type: ignore[arg-type]
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator='cpu',
+    )
+    before = [p.clone() for p in task.ema_teacher.parameters()]
+    trainer.fit(task, loader)
+    after = list(task.ema_teacher.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert all(not p.requires_grad for p in after)
+
+    bsdm = AnomalyDetectionTask(
+        method='bsdm',
+        in_channels=4,
+        model_kwargs={
+            'embed_dim': 8,
+            'time_dim': 4,
+            'time_hidden': 8,
+            'stats_hidden': 8,
+            'blocks': [(8, 8, 8)],
+        },
+        scene_iterations=2,
+        repeats=1,
+    )
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator='cpu',
+    )
+    trainer.fit(bsdm, loader)
+    # per-scene fitting on a 5-band scene (aligned to the model's 4 bands)
+    scores = bsdm.score_scene(torch.rand(5, 8, 8))
+    assert scores.shape == (8, 8)
+    assert torch.isfinite(scores).all()
+
+
+def test_bad_method() -> None:
+    with pytest.raises(ValueError, match='method'):
+        AnomalyDetectionTask(method='rx')
