@@ -245,6 +245,8 @@ class RasterWriter:
                 'nodata': self.nodata,
                 'compress': 'deflate',
                 'predictor': _predictor(self.dtype),
+                # the COG conversion recompresses: stream fast, compress well once
+                'zlevel': 1 if self.cog else 6,
                 'bigtiff': 'IF_SAFER',
                 'interleave': 'band',
             }

@@ -405,7 +405,20 @@ def _predict_tiles(
     channels = 0
     out_nodata: float = 0.0
     bar = tqdm(total=total, disable=not progress, desc='predict', unit='tile')
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # reads ahead
+    # finishes and writes (compresses) rows while the model runs; one job in flight
+    write_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    pending: concurrent.futures.Future[None] | None = None
+
+    def finish_and_write(
+        dst: RasterWriter,
+        row: int,
+        popped: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]],
+        nodata_value: float,
+    ) -> None:
+        block = _finish_rows(*popped, output_kind, nodata_value)
+        dst.write(Window(0, row, width, block.shape[1]), block)
+
     try:
         for index, (batch, (x_np, valid_np)) in enumerate(
             _prefetch(read, batches, pool)
@@ -449,16 +462,25 @@ def _predict_tiles(
             if stop < height:
                 stop = written + (stop - written) // BLOCKSIZE * BLOCKSIZE
             if stop > written:
-                block = _finish_rows(*acc.pop(written, stop), output_kind, out_nodata)
-                writer.write(Window(0, written, width, stop - written), block)
+                popped = acc.pop(written, stop)
+                if pending is not None:
+                    pending.result()
+                pending = write_pool.submit(
+                    finish_and_write, writer, written, popped, out_nodata
+                )
                 written = stop
+        if pending is not None:
+            pending.result()
     except BaseException as err:
+        if pending is not None:
+            concurrent.futures.wait([pending])
         if writer is not None:
             writer.close(err)
         raise
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)
+        write_pool.shutdown(wait=True)
     assert writer is not None
     writer.close()
     return writer.path
