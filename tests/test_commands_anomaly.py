@@ -1,12 +1,16 @@
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.demo_scene import make_demo_scene
+from torchgeo_ext.demo_scene import make_demo_scene, synthetic_anomaly_scene
+from torchgeo_ext.metrics.anomaly import auc_d_f
 
 
 @pytest.fixture(scope='module')
@@ -98,3 +102,134 @@ def test_bad_threshold(
     ]
     assert main(['anomaly', *argv, '--threshold', '1.5']) == 2
     assert 'threshold' in capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def stad_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import lightning
+    from torch.utils.data import DataLoader
+
+    from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
+
+    task = AnomalyDetectionTask(
+        method='stad',
+        in_channels=6,
+        model_kwargs={'stages': 2, 'ffn': 16},
+        student_width=4,
+        blob_count=(1, 2),
+        blob_area=(1, 4),
+        window=16,
+    )
+    data = [{'image': torch.rand(6, 8, 8)} for _ in range(2)]
+    loader: DataLoader[dict[str, torch.Tensor]] = DataLoader(data, batch_size=2)  # type: ignore[arg-type]
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator='cpu',
+    )
+    trainer.fit(task, loader)
+    path = tmp_path_factory.mktemp('stad') / 'stad.ckpt'
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.mark.parametrize('method', ['lrx', 'crd', 'bsdm', 'stad'])
+def test_every_method_with_vector(
+    method: str, scene: tuple[Path, np.ndarray], stad_checkpoint: Path, tmp_path: Path
+) -> None:
+    path, truth = scene
+    out, vec = tmp_path / f'{method}.tif', tmp_path / f'{method}.geojson'
+    argv = [
+        'anomaly',
+        str(path),
+        '-o',
+        str(out),
+        '--method',
+        method,
+        '--vector',
+        str(vec),
+    ]
+    if method == 'bsdm':
+        argv += ['--iterations', '5']
+    if method == 'stad':
+        argv += ['--checkpoint', str(stad_checkpoint)]
+    if method == 'lrx':
+        argv += ['--inner', '3', '--outer', '7']
+    assert main([*argv, '--threshold', '0.98']) == 0
+    with rasterio.open(path) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert dst.transform == src.transform
+        scores = dst.read(1)
+    assert scores.shape == truth.shape
+    assert np.isfinite(scores).all()
+    gdf = gpd.read_file(vec)
+    assert gdf.crs.to_epsg() == 32633
+    assert len(gdf) >= 1
+    if method in ('lrx', 'crd'):
+        assert auc_d_f(torch.from_numpy(scores), torch.from_numpy(truth)) > 0.8
+
+
+def test_stad_needs_checkpoint(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'o.tif'), '--method', 'stad']
+    assert main(argv) == 2
+    assert 'checkpoint' in capsys.readouterr().err
+
+
+def test_option_for_wrong_method(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    assert (
+        main(['anomaly', str(path), '-o', str(tmp_path / 'o.tif'), '--inner', '3']) == 2
+    )
+    assert 'lrx and crd' in capsys.readouterr().err
+
+
+def test_mat_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scipy.io import savemat
+
+    cube, truth = synthetic_anomaly_scene(24, 8, abundance=(0.3, 0.5), targets=3)
+    mat = tmp_path / 'scene.mat'
+    savemat(mat, {'data': cube.transpose(1, 2, 0), 'map': truth.astype(np.uint8)})
+    out = tmp_path / 'scores.tif'
+    assert main(['anomaly', str(mat), '-o', str(out), '--method', 'rx']) == 0
+    assert 'no georeferencing' in capsys.readouterr().out
+    with rasterio.open(out) as dst:
+        assert dst.crs is None
+        scores = dst.read(1)
+    assert auc_d_f(torch.from_numpy(scores), torch.from_numpy(truth)) > 0.9
+    vec = tmp_path / 'v.gpkg'
+    assert main(['anomaly', str(mat), '-o', str(out), '--vector', str(vec)]) == 2
+    assert 'no CRS' in capsys.readouterr().err
+    assert not vec.exists()
+
+
+def test_envi_input(tmp_path: Path) -> None:
+    source = Path(__file__).parent / 'data' / 'had100' / 'data' / 'aviris_ng_target'
+    for file in source.glob('ang20170821t183707_1.*'):
+        shutil.copy(file, tmp_path / file.name)
+    data = tmp_path / 'ang20170821t183707_1.dat'
+    for method in ('rx', 'lrx'):
+        out = tmp_path / f'{method}.tif'
+        argv = ['anomaly', str(data), '-o', str(out), '--method', method]
+        if method == 'lrx':
+            argv += ['--inner', '1', '--outer', '3']
+        assert main(argv) == 0
+        with rasterio.open(data) as src, rasterio.open(out) as dst:
+            assert dst.crs == src.crs
+            assert dst.transform.almost_equals(src.transform)
+            assert dst.shape == src.shape
