@@ -30,17 +30,24 @@ from torchgeo_ext.models.obb_detector import OBBDetector
 from torchgeo_ext.ops.obb import obb_to_poly, poly_to_xyxy, rotated_nms
 
 
-def latency(model: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median forward time in milliseconds."""
-    model.eval()
-    times = []
+def latencies(
+    models: dict[str, nn.Module], x: torch.Tensor, repeats: int
+) -> dict[str, float]:
+    """Median forward time (ms) of each model, runs interleaved across models.
+
+    Interleaving exposes every model to the same machine load over time.
+    """
+    times: dict[str, list[float]] = {name: [] for name in models}
     with torch.no_grad():
-        model(x)  # warm-up
+        for model in models.values():
+            model.eval()
+            model(x)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(x)
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def nms_boxes(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,11 +68,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument(
+        '--skip-e2emfd', action='store_true', help='leave out the slow E2E-MFD latency'
+    )
+    parser.add_argument('--skip-nms', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(
         f'CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, '
-        f'{args.threads} thread(s), median of {args.repeats}\n'
+        f'{args.threads} thread(s), median of {args.repeats} interleaved runs\n'
     )
     models = {
         'LMA (shared backbone + adaptors, r = 9)': lma_yolov8n_obb(5),
@@ -78,10 +89,17 @@ def main() -> None:
     x = torch.rand(1, 4, 512, 640)
     print('| model | latency 640 x 512 (ms) | vs two-stream |')
     print('| --- | ---: | ---: |')
-    results = {name: latency(m, x, args.repeats) for name, m in models.items()}
+    timed = {
+        name: m
+        for name, m in models.items()
+        if not (args.skip_e2emfd and name.startswith('E2E-MFD'))
+    }
+    results = latencies(timed, x, args.repeats)
     ref = results['two-stream (separate backbones)']
     for name, ms in results.items():
         print(f'| {name} | {ms:.1f} | {ms / ref:.2f} |')
+    if args.skip_nms:
+        return
     print()
     print('| NMS | boxes | kept | time (ms) |')
     print('| --- | ---: | ---: | ---: |')

@@ -157,3 +157,20 @@ def test_rank_allocator_reaches_budget() -> None:
     # E is zero where masked
     for _, layer in allocator.layers:
         assert (layer.lora_E[layer.rank_mask == 0] == 0).all()
+
+
+def test_inference_weight_cache_follows_updates() -> None:
+    layer = make_conv()
+    layer.modality = 1
+    x = torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        first = layer(x)
+        torch.testing.assert_close(layer(x), first)
+        layer.lora_E.fill_(1.0)  # in-place update invalidates the cache
+        updated = layer(x)
+    expected = F.conv2d(x, layer.modal_weight(1), padding=1)
+    torch.testing.assert_close(updated, expected)
+    assert not torch.allclose(updated, first)
+    # with gradients on, the weight is rebuilt (and differentiable)
+    layer(x).sum().backward()
+    assert layer.lora_E.grad is not None

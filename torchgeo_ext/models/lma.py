@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,6 +99,7 @@ class ModalConv2d(nn.Module):
         self.register_buffer('rank_mask', torch.ones(rank))
         #: Index of the modality used by :meth:`forward`.
         self.modality = 0
+        self._cache: dict[int, tuple[Any, Tensor]] = {}
 
     def delta(self, modality: int) -> Tensor:
         """The adaptor's weight update for a modality.
@@ -123,6 +125,29 @@ class ModalConv2d(nn.Module):
         """
         return self.weight + self.delta(modality)
 
+    def _weight_for_forward(self) -> Tensor:
+        """The current modality's weight, cached while gradients are off.
+
+        Without autograd (inference), the merged weight is reused until any of
+        its inputs changes (tracked by tensor identity and version counters).
+        """
+        m = self.modality
+        if torch.is_grad_enabled():
+            return self.modal_weight(m)
+        sources = (
+            self.weight,
+            self.lora_A[m],
+            self.lora_B[m],
+            self.lora_E,
+            self.rank_mask,
+        )
+        key = (m, *((t.data_ptr(), t._version) for t in sources))
+        cached = self._cache.get(m)
+        if cached is None or cached[0] != key:
+            cached = (key, self.modal_weight(m))
+            self._cache[m] = cached
+        return cached[1]
+
     def forward(self, x: Tensor) -> Tensor:
         """Convolve with the current modality's weight.
 
@@ -134,7 +159,7 @@ class ModalConv2d(nn.Module):
         """
         return F.conv2d(
             x,
-            self.modal_weight(self.modality),
+            self._weight_for_forward(),
             None,
             self.stride,
             self.padding,  # type: ignore[arg-type]
