@@ -146,6 +146,7 @@ def test_loss_decreases_on_fake_vedai() -> None:
     task = SuperYOLOTask(ema=False)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
     losses = []
+    cls_losses = []
     task.train()
     for _ in range(4):
         loss, parts, _ = task.compute_loss(batch, task.model)
@@ -153,8 +154,12 @@ def test_loss_decreases_on_fake_vedai() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
+        losses.append(parts['loss_det'].item())
+        cls_losses.append(parts['loss_cls'].item())
+    # The detection loss (the objectness targets move with the IoU, so it is
+    # not monotonic step by step) and the class loss go down.
     assert losses[-1] < losses[0]
+    assert cls_losses[-1] < cls_losses[0]
     # Without image_hr the SR branch is off.
     batch.pop('image_hr')
     _, parts, _ = task.compute_loss(batch, task.model)
