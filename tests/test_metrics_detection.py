@@ -134,3 +134,22 @@ def test_metric_perfect_and_empty() -> None:
         assert empty.compute()['map'].item() == 0.0
     with pytest.raises(ValueError, match='unknown'):
         OrientedMeanAveragePrecision(num_classes=2, method='x')
+
+
+def test_duplicates_and_best_match_rule() -> None:
+    # two GT side by side; det 1 (best) and det 2 (duplicate) both claim GT A;
+    # det 3 overlaps GT B best. Duplicates are false positives even though GT B
+    # is free (VOC rule: only the best-overlapping box counts).
+    gt = torch.tensor([poly(10, 10), poly(30, 10)])
+    dets = torch.tensor([poly(10, 10), poly(11, 10), poly(30, 10)])
+    preds = [
+        {
+            'prediction_bbox': dets,
+            'prediction_score': torch.tensor([0.9, 0.8, 0.7]),
+            'prediction_label': torch.zeros(3, dtype=torch.long),
+        }
+    ]
+    targets = [{'bbox': gt, 'label': torch.zeros(2, dtype=torch.long)}]
+    # ranked: tp, fp, tp -> precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1
+    ap = oriented_average_precision(preds, targets, 1, 0.5, 'auc')
+    assert ap[0].item() == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)

@@ -113,16 +113,18 @@ def oriented_average_precision(
             boxes, score = boxes[order], score[order]
             result = torch.zeros(boxes.shape[0], dtype=torch.int64)
             if gt.shape[0]:
-                iou = poly_iou(boxes, gt)
-                taken = torch.zeros(gt.shape[0], dtype=torch.bool)
-                for k in range(boxes.shape[0]):
-                    best, j = iou[k].max(0)
-                    if best > iou_threshold:
-                        if hard[j]:
-                            result[k] = -1
-                        elif not taken[j]:
-                            taken[j] = True
-                            result[k] = 1
+                # each detection is judged against its best-overlapping box
+                # (taken or not, VOC rule): ignored if that box is difficult,
+                # a hit if it is the first (highest-scoring) detection to claim it
+                best, j = poly_iou(boxes, gt).max(1)
+                matched = best > iou_threshold
+                result[matched & hard[j]] = -1
+                claim = (matched & ~hard[j]).nonzero(as_tuple=True)[0]
+                if claim.numel():
+                    gt_idx = j[claim]
+                    first = torch.full((gt.shape[0],), boxes.shape[0], dtype=torch.long)
+                    first.scatter_reduce_(0, gt_idx, claim, reduce='amin')
+                    result[claim[first[gt_idx] == claim]] = 1
             scores.append(score)
             outcome.append(result)
         if npos == 0:
