@@ -191,3 +191,18 @@ def test_loss_decreases_on_fake_dronevehicle() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
+
+
+def test_detect_protocol() -> None:
+    # `torchgeo-ext detect` reads `oriented`, `detector.bands` and lowers
+    # hparams['score_threshold'] to its --score-threshold
+    task = OrientedDetectionTask(model='lma', width=0.0625)
+    assert task.detector.bands == [0, 1, 2, 3]
+    task.hparams['score_threshold'] = 0.0
+    task.eval()
+    with torch.no_grad():
+        out = task.predict_step({'image': torch.rand(1, 4, 64, 64)}, 0)
+    # no score threshold: the candidates survive (up to max_det after NMS)
+    assert out['prediction_bbox'][0].shape[0] > 0
+    e2e = E2EMFDTask(width=0.0625, fusion_channels=[4, 8])
+    assert e2e.detector.bands == [0, 1, 2, 3]

@@ -232,6 +232,8 @@ class E2EMFD(nn.Module):
         }
         if len(self.modalities.get('rgb', [])) != 3 or 'ir' not in self.modalities:
             raise ValueError("E2E-MFD needs modalities 'rgb' (3 bands) and 'ir'")
+        #: Input bands read, sorted.
+        self.bands = sorted(b for v in self.modalities.values() for b in v)
         self.num_classes = num_classes
         self.reg_max = reg_max
         self.backbone = YOLOv8Backbone(3, width, depth, max_channels)

@@ -342,6 +342,8 @@ class LMADetector(nn.Module):
         self.modalities = {
             k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()
         }
+        #: Input bands read, sorted.
+        self.bands = sorted(b for v in self.modalities.values() for b in v)
         self.num_classes = num_classes
         self.reg_max = reg_max
         stem = max(len(v) for v in self.modalities.values())
@@ -392,6 +394,8 @@ class TwoStreamOBBDetector(nn.Module):
         self.modalities = {
             k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()
         }
+        #: Input bands read, sorted.
+        self.bands = sorted(b for v in self.modalities.values() for b in v)
         self.num_classes = num_classes
         self.reg_max = reg_max
         self.backbones = nn.ModuleDict(

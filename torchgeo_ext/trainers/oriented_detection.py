@@ -102,7 +102,7 @@ class OrientedDetectionTask(PluginTask):
         cls_gain: float = 0.5,
         dfl_gain: float = 1.5,
         conf_threshold: float = 0.001,
-        predict_conf_threshold: float = 0.25,
+        score_threshold: float = 0.25,
         iou_threshold: float = 0.7,
         max_det: int = 300,
         ap_method: str = 'voc07',
@@ -134,7 +134,7 @@ class OrientedDetectionTask(PluginTask):
             cls_gain: Class BCE gain.
             dfl_gain: DFL gain.
             conf_threshold: Score threshold for evaluation.
-            predict_conf_threshold: Score threshold for prediction.
+            score_threshold: Score threshold for prediction.
             iou_threshold: Rotated NMS IoU threshold.
             max_det: Detections kept per image.
             ap_method: ``'voc07'`` or ``'auc'`` for the reported mAP.
@@ -171,6 +171,11 @@ class OrientedDetectionTask(PluginTask):
         if self.hparams['num_classes'] == len(DRONEVEHICLE_CLASSES):
             return list(DRONEVEHICLE_CLASSES)
         return [str(i) for i in range(self.hparams['num_classes'])]
+
+    @property
+    def detector(self) -> nn.Module:
+        """The detection model (its ``bands`` tell ``torchgeo-ext detect`` what it reads)."""
+        return self.model
 
     def configure_models(self) -> None:
         """Build the detector."""
@@ -305,7 +310,7 @@ class OrientedDetectionTask(PluginTask):
         """
         h = self.hparams
         reg_max = int(getattr(self.model, 'reg_max', 16))
-        conf = h['predict_conf_threshold'] if predict else h['conf_threshold']
+        conf = h['score_threshold'] if predict else h['conf_threshold']
         return postprocess(out, reg_max, conf, h['iou_threshold'], h['max_det'])
 
     def detection_output(self, image: Tensor) -> OBBOutput:
@@ -454,7 +459,7 @@ class E2EMFDTask(OrientedDetectionTask):
         cls_gain: float = 0.5,
         dfl_gain: float = 1.5,
         conf_threshold: float = 0.001,
-        predict_conf_threshold: float = 0.25,
+        score_threshold: float = 0.25,
         iou_threshold: float = 0.7,
         max_det: int = 300,
         ap_method: str = 'voc07',
@@ -482,7 +487,7 @@ class E2EMFDTask(OrientedDetectionTask):
             cls_gain: Class BCE gain.
             dfl_gain: DFL gain.
             conf_threshold: Score threshold for evaluation.
-            predict_conf_threshold: Score threshold for prediction.
+            score_threshold: Score threshold for prediction.
             iou_threshold: Rotated NMS IoU threshold.
             max_det: Detections kept per image.
             ap_method: ``'voc07'`` or ``'auc'``.
