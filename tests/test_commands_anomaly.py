@@ -218,7 +218,9 @@ def test_mat_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert not vec.exists()
 
 
-def test_envi_input(tmp_path: Path) -> None:
+def test_envi_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As left behind by TorchGeo's CLI: ENVI sidecar headers must still be found.
+    monkeypatch.setenv('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
     source = Path(__file__).parent / 'data' / 'had100' / 'data' / 'aviris_ng_target'
     for file in source.glob('ang20170821t183707_1.*'):
         shutil.copy(file, tmp_path / file.name)
@@ -229,7 +231,11 @@ def test_envi_input(tmp_path: Path) -> None:
         if method == 'lrx':
             argv += ['--inner', '1', '--outer', '3']
         assert main(argv) == 0
-        with rasterio.open(data) as src, rasterio.open(out) as dst:
+        with (
+            rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'),
+            rasterio.open(data) as src,
+            rasterio.open(out) as dst,
+        ):
             assert dst.crs == src.crs
             assert dst.transform.almost_equals(src.transform)
             assert dst.shape == src.shape

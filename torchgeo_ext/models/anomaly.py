@@ -280,10 +280,41 @@ def anomaly_raster(
         InvalidInputError: If the input is not a readable scene, has no CRS
             (GeoTIFF/ENVI), or an output cannot be written.
     """
+    import rasterio
+
+    # ENVI headers are sidecar files: GDAL must be allowed to list the folder
+    # (TorchGeo's CLI sets GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR process-wide).
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'):
+        return _anomaly_raster(
+            Path(input),
+            Path(output),
+            method=method,
+            checkpoint=checkpoint,
+            vector=vector,
+            threshold=threshold,
+            min_area=min_area,
+            tile_size=tile_size,
+            progress=progress,
+            **options,
+        )
+
+
+def _anomaly_raster(
+    source: Path,
+    out: Path,
+    *,
+    method: str,
+    checkpoint: str | os.PathLike[str] | None,
+    vector: str | os.PathLike[str] | None,
+    threshold: float,
+    min_area: float,
+    tile_size: int,
+    progress: bool,
+    **options: Any,
+) -> AnomalyResult:
+    """:func:`anomaly_raster` inside its GDAL environment."""
     from ..export.atomic import check_writable
 
-    source = Path(input)
-    out = Path(output)
     if method not in METHODS:
         raise InvalidInputError(
             None, f'unknown method {method!r}; choose from {", ".join(METHODS)}'
