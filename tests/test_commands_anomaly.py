@@ -239,3 +239,16 @@ def test_envi_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             assert dst.crs == src.crs
             assert dst.transform.almost_equals(src.transform)
             assert dst.shape == src.shape
+
+
+def test_checkpoint_of_wrong_model(
+    scene: tuple[Path, np.ndarray],
+    stad_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'o.tif'), '--method', 'bsdm']
+    assert main([*argv, '--checkpoint', str(stad_checkpoint)]) == 2
+    assert 'not a BSDM checkpoint' in capsys.readouterr().err
+    assert not (tmp_path / 'o.tif').exists()
