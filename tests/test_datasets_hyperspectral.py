@@ -95,6 +95,14 @@ def test_envi_georeferencing() -> None:
     assert scene.transform == pytest.approx((5, 0, 724522.127, 0, -5, 4074620.759))
 
 
+def test_envi_read_under_torchgeo_cli_gdal_settings() -> None:
+    # TorchGeo's CLI forbids GDAL folder listing process-wide; the ENVI header
+    # is a sidecar file that must still be found.
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='EMPTY_DIR'):
+        scene = HyperspectralScene(TARGET / 'ang20170821t183707_1.hdr')
+    assert scene.crs == 'EPSG:32611'
+
+
 def test_envi_rotated_map_info() -> None:
     # map info rotation=75: the tie point stays the corner, the pixel size is
     # 5 m along both rotated axes.

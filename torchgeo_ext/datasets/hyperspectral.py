@@ -463,7 +463,13 @@ class HyperspectralScene:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore', NotGeoreferencedWarning)
-                with rasterio.open(path) as src:
+                # ENVI headers are sidecar files: GDAL must be allowed to list the
+                # folder, which TorchGeo's CLI forbids process-wide
+                # (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR).
+                with (
+                    rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'),
+                    rasterio.open(path) as src,
+                ):
                     count = src.count
                     self.num_bands_in_file = count
                     if expected is not None and count != expected:
