@@ -330,11 +330,13 @@ def quantize_superyolo(
         if isinstance(conv, QuantConv2d):
             bits_by_layer[f'{name}.conv'] = conv.num_bits
             continue
-        bits = (
-            fixed_bits
-            if fixed_bits is not None
-            else allocate_bits(conv.weight, threshold)
-        )
+        key = f'{name}.conv'
+        if bit_widths is not None and key in bit_widths:
+            bits = int(bit_widths[key])
+        elif fixed_bits is not None:
+            bits = fixed_bits
+        else:
+            bits = allocate_bits(conv.weight, threshold, max_samples=max_samples)
         module.conv = QuantConv2d.from_conv(conv, bits)
         module.act = QuantAct(module.act, activation_bits or bits)
         bits_by_layer[f'{name}.conv'] = bits
