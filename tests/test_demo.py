@@ -1,27 +1,10 @@
 from pathlib import Path
 
 import geopandas as gpd
-import numpy as np
 import pytest
 import rasterio
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.demo import roc_auc
-
-
-def test_roc_auc_rank_statistic() -> None:
-    truth = np.array([True, False, False, True, False])
-    # Perfect ranking, unbounded scores (a sigmoid would saturate these).
-    assert roc_auc(np.array([900.0, 3.0, 1.0, 1000.0, 2.0]), truth) == 1.0
-    # Fully inverted ranking.
-    assert roc_auc(np.array([-5.0, 3.0, 1.0, -9.0, 2.0]), truth) == 0.0
-    # A positive tied with a negative counts half: (3 + 2.5) / (2 * 3).
-    assert roc_auc(np.array([5.0, 3.0, 1.0, 3.0, 2.0]), truth) == pytest.approx(5.5 / 6)
-    # NaN scores (input nodata) are left out.
-    scores = np.array([5.0, np.nan, 1.0, 4.0, 2.0])
-    assert roc_auc(scores, truth) == 1.0
-    with pytest.raises(ValueError, match='both'):
-        roc_auc(np.ones(3), np.zeros(3, dtype=bool))
 
 
 def test_demo_command_end_to_end(

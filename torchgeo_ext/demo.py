@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+#: Target abundances of the demo scene: faint enough that the methods differ.
+DEMO_ABUNDANCE = (0.05, 0.2)
+
 #: Methods the demo runs by default: every method that needs no trained checkpoint.
 DEFAULT_METHODS = ('rx', 'lrx', 'crd', 'bsdm')
 
@@ -46,31 +49,6 @@ class DemoResult:
     quicklook: Path
     table: Path
     methods: list[MethodResult] = field(default_factory=list)
-
-
-def roc_auc(scores: NDArray[np.floating], truth: NDArray[np.bool_]) -> float:
-    """ROC AUC of anomaly scores against a boolean truth mask, ignoring NaN scores.
-
-    Args:
-        scores: Score map.
-        truth: Boolean map of the same shape, True on anomalies.
-
-    Returns:
-        The area under the ROC curve, AUC(D, F).
-    """
-    from scipy.stats import rankdata
-
-    # Rank statistic (Mann-Whitney U): exact with ties, and unlike
-    # torchmetrics' binary_auroc it never squashes unbounded scores through a sigmoid.
-    valid = np.isfinite(scores)
-    values = scores[valid].astype(np.float64)
-    positive = truth[valid]
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError('ROC AUC needs both anomalous and background pixels')
-    ranks = rankdata(values)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def run_demo(
@@ -98,11 +76,14 @@ def run_demo(
     import rasterio
 
     from .demo_scene import make_demo_scene
+    from .metrics.anomaly import auc_d_f
     from .models.anomaly import anomaly_raster
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    scene, truth = make_demo_scene(out / 'scene.tif', size=size, bands=bands, seed=seed)
+    scene, truth = make_demo_scene(
+        out / 'scene.tif', size=size, bands=bands, seed=seed, abundance=DEMO_ABUNDANCE
+    )
     result = DemoResult(
         scene=scene, quicklook=out / 'quicklook.png', table=out / 'methods.csv'
     )
@@ -127,7 +108,7 @@ def run_demo(
             MethodResult(
                 method=method,
                 scores=written.scores,
-                auc=roc_auc(scores, truth),
+                auc=auc_d_f(scores, truth),
                 seconds=seconds,
                 vector=written.vector,
                 regions=written.regions,

@@ -147,7 +147,12 @@ def synthetic_anomaly_scene(
 
 
 def make_demo_scene(
-    path: str | os.PathLike[str], *, size: int = 128, bands: int = 50, seed: int = 0
+    path: str | os.PathLike[str],
+    *,
+    size: int = 128,
+    bands: int = 50,
+    seed: int = 0,
+    abundance: tuple[float, float] = (0.2, 0.6),
 ) -> tuple[Path, NDArray[np.bool_]]:
     """Write the demo scene as a georeferenced GeoTIFF (EPSG:32633, 30 m pixels).
 
@@ -156,11 +161,12 @@ def make_demo_scene(
         size: Height and width in pixels.
         bands: Number of bands.
         seed: Random seed.
+        abundance: Range of the targets' sub-pixel abundances.
 
     Returns:
         The written path and the ``size x size`` boolean truth mask.
     """
-    cube, truth = synthetic_anomaly_scene(size, bands, seed=seed)
+    cube, truth = synthetic_anomaly_scene(size, bands, seed=seed, abundance=abundance)
     return _write_scene(Path(path), cube), truth
 
 
