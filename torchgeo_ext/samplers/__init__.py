@@ -1,1 +1,5 @@
 """Samplers: georeferenced patch samplers and tracking pair samplers."""
+
+from .tracking import TrackingPairDataset, TrackingPairSampler
+
+__all__ = ('TrackingPairDataset', 'TrackingPairSampler')

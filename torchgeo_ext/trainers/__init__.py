@@ -1,7 +1,18 @@
 """Lightning tasks (TorchGeo ``BaseTask`` subclasses), one module per task family."""
 
+from .anomaly import AnomalyDetectionTask
 from .base import PluginTask, load_task
-from .segmentation import SegmentationTask
 from .detection import GHOSTTask, SuperYOLOTask
 from .oriented_detection import E2EMFDTask, OrientedDetectionTask
-from .anomaly import AnomalyDetectionTask
+from .segmentation import SegmentationTask
+
+__all__ = (
+    'AnomalyDetectionTask',
+    'E2EMFDTask',
+    'GHOSTTask',
+    'OrientedDetectionTask',
+    'PluginTask',
+    'SegmentationTask',
+    'SuperYOLOTask',
+    'load_task',
+)
