@@ -1,9 +1,12 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from torchgeo_ext.cli import build_parser, command_modules, main
+
+CONF = Path(__file__).parent / 'conf'
 
 
 def test_help_imports_no_heavy_modules() -> None:
@@ -40,3 +43,19 @@ def test_unknown_command_exits_with_usage() -> None:
     with pytest.raises(SystemExit) as info:
         main(['no-such-command'])
     assert info.value.code == 2
+
+
+def test_configs_accept_short_class_names(tmp_path: Path) -> None:
+    # `torchgeo-ext fit` knows this library's tasks and data modules by short name.
+    config = (CONF / 'dianet_fyh.yaml').read_text()
+    config = config.replace(
+        'torchgeo_ext.trainers.segmentation.SegmentationTask', 'SegmentationTask'
+    )
+    config = config.replace(
+        'torchgeo_ext.datamodules.fyh.FYHDataModule', 'FYHDataModule'
+    )
+    assert 'torchgeo_ext.' not in config
+    short = tmp_path / 'short.yaml'
+    short.write_text(config)
+    args = ['--config', str(short), '--trainer.default_root_dir', str(tmp_path)]
+    assert main(['fit', *args, '--trainer.fast_dev_run', 'true']) == 0
