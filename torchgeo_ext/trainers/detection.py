@@ -33,6 +33,7 @@ from torch.optim import SGD
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.detection import MeanAveragePrecision
 
+from ..datasets.vedai import VEDAI
 from ..errors import InvalidInputError, MissingInputError
 from ..models.ghost import (
     SELF_TEACHING_LAYERS,
@@ -47,17 +48,8 @@ from .base import PluginTask
 
 Batch = dict[str, Any]
 
-#: VEDAI's 8 classes in SuperYOLO's label order.
-VEDAI_CLASSES = (
-    'car',
-    'pickup',
-    'camping car',
-    'truck',
-    'other',
-    'tractor',
-    'boat',
-    'van',
-)
+#: VEDAI's 8 classes in SuperYOLO's label order (the default class names).
+VEDAI_CLASSES = VEDAI.superyolo_classes
 
 
 class YOLOv5Loss(nn.Module):
