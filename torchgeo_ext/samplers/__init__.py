@@ -2,4 +2,5 @@
 
 from .tracking import TrackingPairDataset, TrackingPairSampler
 
-__all__ = ('TrackingPairDataset', 'TrackingPairSampler')
+__all__ = ('TrackingPairDataset', 'TrackingPairSampler', 'ValidAreaGeoSampler')
+from .geo import ValidAreaGeoSampler
