@@ -9,6 +9,7 @@ import pytest
 import rasterio
 import shapely
 import torch
+from pyproj import CRS
 from rasterio.transform import from_origin
 from torch.utils.data import DataLoader
 from torchgeo.datasets import RasterDataset, stack_samples
@@ -195,3 +196,19 @@ def test_custom_validity(label_dataset: _Label) -> None:
         mask = label_dataset[x, y, t]['mask']
         valid = (mask != 10) & (mask != 0)
         assert float(valid.float().mean()) >= 0.5
+
+
+def test_reprojected_dataset(tmp_path: Path) -> None:
+    # The dataset warps to a neighbouring UTM zone: validity is read through a
+    # WarpedVRT in the dataset CRS.
+    data = np.full((SIZE, SIZE), 7, np.uint8)
+    data[:, :CUT] = 0
+    _write(tmp_path / 'image.tif', data, nodata=0)
+    dataset = _Image(tmp_path, crs=CRS.from_epsg(32632))
+    sampler = ValidAreaGeoSampler(
+        dataset, 16, 20, min_valid=0.9, generator=torch.Generator().manual_seed(0)
+    )
+    for x, y, t in sampler:
+        image = dataset[x, y, t]['image']
+        # Warping blurs the coarse estimate at the boundary only slightly.
+        assert float((image != 0).float().mean()) >= 0.8
