@@ -1,5 +1,4 @@
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -102,14 +101,6 @@ def test_bad_threshold(
     ]
     assert main(['anomaly', *argv, '--threshold', '1.5']) == 2
     assert 'threshold' in capsys.readouterr().err
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

@@ -1,4 +1,3 @@
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,6 @@ from torch import Tensor, nn
 from torchgeo_ext.cli import main
 from torchgeo_ext.trainers.base import PluginTask
 from torchgeo_ext.trainers.detection import VEDAI_CLASSES, SuperYOLOTask
-
-
-@pytest.fixture(autouse=True, scope='module')
-def single_thread() -> Iterator[None]:
-    # Intra-op threads on a shared, oversubscribed CPU slow these small
-    # models down by more than an order of magnitude.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CRS = 'EPSG:32612'
 

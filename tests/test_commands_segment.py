@@ -1,5 +1,4 @@
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,6 @@ from torchgeo_ext.commands.segment import segment_raster
 from torchgeo_ext.datasets.fyh import FYH, grid_transform
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 from torchgeo_ext.trainers.segmentation import SegmentationTask
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='module')

@@ -1,5 +1,3 @@
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -25,14 +23,6 @@ TINY = {
     'stats_hidden': 32,
     'blocks': [(16, 32, 16), (16, 32, 16)],
 }
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def auc(scores: torch.Tensor, truth: np.ndarray) -> float:

@@ -1,7 +1,5 @@
 """Tests of E2E-MFD in torchgeo_ext.models.e2emfd."""
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -16,14 +14,6 @@ from torchgeo_ext.models.e2emfd import (
 )
 from torchgeo_ext.models.obb_detector import OBBLoss
 from torchgeo_ext.ops.obb import obb_to_poly
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_forward_and_fusion_rule() -> None:

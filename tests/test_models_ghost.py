@@ -1,5 +1,3 @@
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -22,16 +20,6 @@ from torchgeo_ext.models.ghost import (
 )
 from torchgeo_ext.models.superyolo import superyolo_early
 from torchgeo_ext.models.yolo_layers import Conv
-
-
-@pytest.fixture(autouse=True, scope='module')
-def single_thread() -> Iterator[None]:
-    # Intra-op threads on a shared, oversubscribed CPU slow these small
-    # models down by more than an order of magnitude.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_weight_quantizer_arithmetic() -> None:

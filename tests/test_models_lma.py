@@ -1,7 +1,6 @@
 """Tests of FoRA/LMA in torchgeo_ext.models.lma."""
 
 import itertools
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -21,14 +20,6 @@ from torchgeo_ext.models.lma import (
 )
 from torchgeo_ext.models.obb_detector import OBBLoss
 from torchgeo_ext.ops.obb import obb_to_poly
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_conv() -> ModalConv2d:

@@ -1,7 +1,6 @@
 """Tests of the YOLOv8-OBB-style detector in torchgeo_ext.models.obb_detector."""
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -16,15 +15,6 @@ from torchgeo_ext.models.obb_detector import (
     yolov8n_obb,
 )
 from torchgeo_ext.ops.obb import obb_to_poly
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    # the shared 2-core test machine is much faster without intra-op threads
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_scaling_rules() -> None:

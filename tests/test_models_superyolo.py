@@ -1,4 +1,3 @@
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from torchgeo_ext.models.superyolo import (
     superyolo_mf,
     superyolo_rgb,
 )
-
-
-@pytest.fixture(autouse=True, scope='module')
-def single_thread() -> Iterator[None]:
-    # Intra-op threads on a shared, oversubscribed CPU slow these small
-    # models down by more than an order of magnitude.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_paper_size_multimodal() -> None:

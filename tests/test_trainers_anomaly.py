@@ -1,4 +1,3 @@
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightning
@@ -17,14 +16,6 @@ CONFIGS = {
     'bsdm': ROOT / 'conf' / 'bsdm_had100.yaml',
     'stad': ROOT / 'conf' / 'stad_had100.yaml',
 }
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

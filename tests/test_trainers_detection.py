@@ -1,6 +1,5 @@
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,6 @@ from torchgeo_ext.trainers.detection import (
     YOLOv5Loss,
     warmup_cosine,
 )
-
-
-@pytest.fixture(autouse=True, scope='module')
-def single_thread() -> Iterator[None]:
-    # Intra-op threads on a shared, oversubscribed CPU slow these small
-    # models down by more than an order of magnitude.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 ROOT = Path(__file__).resolve().parent
 CONF = ROOT / 'conf'

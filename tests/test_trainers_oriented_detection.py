@@ -1,6 +1,5 @@
 """Tests of the oriented-detection tasks in torchgeo_ext.trainers.oriented_detection."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from torchgeo_ext.trainers.oriented_detection import (
 ROOT = Path(__file__).parent
 LMA_CONFIG = ROOT / 'conf' / 'lma_dronevehicle.yaml'
 E2EMFD_CONFIG = ROOT / 'conf' / 'e2emfd_dronevehicle.yaml'
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def batch() -> dict[str, object]:

@@ -1,5 +1,4 @@
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from torchgeo_ext.trainers.segmentation_losses import (
 ROOT = Path(__file__).parent
 FYH_ROOT = ROOT / 'data' / 'fyh'
 CONFIG = ROOT / 'conf' / 'dianet_fyh.yaml'
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    # Two threads on a loaded 2-core machine are many times slower than one.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def f(e: float) -> float:
