@@ -1,0 +1,31 @@
+from pathlib import Path
+
+import pytest
+
+from torchgeo_ext.cli import main
+
+CONFIGS = sorted((Path(__file__).parents[1] / 'configs').glob('*.yaml'))
+
+
+def test_every_paper_model_has_a_config() -> None:
+    names = {path.stem for path in CONFIGS}
+    expected = {
+        'superyolo_vedai',
+        'ghost_vedai',
+        'lma_dronevehicle',
+        'e2emfd_dronevehicle',
+        'bsdm_had100',
+        'stad_had100',
+        'dianet_fyh',
+    }
+    assert expected <= names
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=[path.stem for path in CONFIGS])
+def test_paper_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Class paths and every init argument are checked against the signatures.
+    with pytest.raises(SystemExit) as info:
+        main(['fit', '--config', str(config), '--print_config'])
+    assert info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert 'class_path: torchgeo_ext.' in printed
