@@ -27,6 +27,7 @@ __all__ = (
     'E2EMFD',
     'RX',
     'DIANet',
+    'HyATracker',
     'LMADetector',
     'OBBDetector',
     'STADStudent',
@@ -41,6 +42,8 @@ __all__ = (
     'dianet_w18',
     'dianet_w48',
     'e2emfd_yolov8n_obb',
+    'hyat_base',
+    'hyat_tiny',
     'lma_yolov8n_obb',
     'lrx_scores',
     'rx_raster',
@@ -53,3 +56,4 @@ __all__ = (
     'two_stream_yolov8n_obb',
     'yolov8n_obb',
 )
+from .hyat import HyATracker, hyat_base, hyat_tiny

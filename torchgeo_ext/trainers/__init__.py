@@ -14,5 +14,7 @@ __all__ = (
     'PluginTask',
     'SegmentationTask',
     'SuperYOLOTask',
+    'TrackingTask',
     'load_task',
 )
+from .tracking import TrackingTask

@@ -1,0 +1,515 @@
+"""HyA-T: a one-stream ViT tracker with hyperspectral adapters.
+
+A small OSTrack-style tracker: template and search crops are patch-embedded,
+their tokens are concatenated and processed by joint self-attention blocks,
+and a centre head (score map, box size, sub-cell offset) runs on the search
+tokens. The HyA-T parts bring the hyperspectral cube into a backbone made for
+colour images:
+
+* HEI (hyperspectral enhancement of the input): the HSI cube projected by a
+  1x1 convolution to 3 channels and added to the false-colour input before
+  the patch embedding.
+* HAS (hyperspectral adapter for self-attention): a low-rank adapter added to
+  each attention output, computed from the block's (normalised) tokens and
+  the hyperspectral tokens (a patch embedding of the HSI cube).
+* HAM (hyperspectral adapter for the MLP): a bottleneck adapter parallel to
+  each block's MLP.
+
+The adapters' up-projections and the HEI projection start at zero, so a fresh
+model gives exactly the output of its backbone;
+:meth:`HyATracker.freeze_backbone` leaves only the adapters, HEI, the
+hyperspectral token embedding and the head trainable.
+
+Inputs stack the colour bands first and the HSI bands after them (HOTC with
+``modality=('falsecolor', 'hsi')``), any number of HSI bands.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import InvalidInputError, MissingInputError
+
+
+class LowRankAdapter(nn.Module):
+    """``up(act(down(x)))`` with a zero-initialised up-projection."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        """Initialize a new LowRankAdapter.
+
+        Args:
+            dim: Token dimension.
+            hidden: Bottleneck dimension (rank).
+        """
+        super().__init__()
+        self.down = nn.Linear(dim, hidden)
+        self.up = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: Tensor, extra: Tensor | None = None) -> Tensor:
+        """Adapt tokens.
+
+        Args:
+            x: B x N x dim tokens.
+            extra: Optional B x N x hidden term added in the bottleneck.
+
+        Returns:
+            B x N x dim adapter output.
+        """
+        z = self.down(x)
+        if extra is not None:
+            z = z + extra
+        return self.up(F.gelu(z))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding (timm ``PatchEmbed`` names)."""
+
+    def __init__(self, channels: int, dim: int, patch_size: int) -> None:
+        """Initialize a new PatchEmbed.
+
+        Args:
+            channels: Input channels.
+            dim: Token dimension.
+            patch_size: Patch side.
+        """
+        super().__init__()
+        self.proj = nn.Conv2d(channels, dim, patch_size, patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Embed patches.
+
+        Args:
+            x: B x C x H x W.
+
+        Returns:
+            B x N x dim tokens, row-major.
+        """
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention (timm ``Attention`` parameter names)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        """Initialize a new Attention.
+
+        Args:
+            dim: Token dimension.
+            heads: Number of heads.
+        """
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Attend over all tokens.
+
+        Args:
+            x: B x N x dim.
+
+        Returns:
+            B x N x dim.
+        """
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP (timm ``Mlp`` parameter names)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        """Initialize a new Mlp.
+
+        Args:
+            dim: Token dimension.
+            hidden: Hidden dimension.
+        """
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the MLP.
+
+        Args:
+            x: B x N x dim.
+
+        Returns:
+            B x N x dim.
+        """
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class HyABlock(nn.Module):
+    """Pre-norm transformer block with HAS and HAM adapters."""
+
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float, rank: int, bottleneck: int
+    ) -> None:
+        """Initialize a new HyABlock.
+
+        Args:
+            dim: Token dimension.
+            heads: Attention heads.
+            mlp_ratio: MLP hidden size relative to ``dim``.
+            rank: HAS rank.
+            bottleneck: HAM bottleneck size.
+        """
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.has = LowRankAdapter(dim, rank)
+        self.has_spectral = nn.Linear(dim, rank, bias=False)
+        self.ham = LowRankAdapter(dim, bottleneck)
+
+    def forward(self, x: Tensor, spectral: Tensor) -> Tensor:
+        """Run the block.
+
+        Args:
+            x: B x N x dim joint template + search tokens.
+            spectral: B x N x dim hyperspectral tokens.
+
+        Returns:
+            B x N x dim.
+        """
+        h = self.norm1(x)
+        x = x + self.attn(h) + self.has(h, self.has_spectral(spectral))
+        h = self.norm2(x)
+        return x + self.mlp(h) + self.ham(h)
+
+
+class CenterHead(nn.Module):
+    """Centre head: score map, normalised box size and sub-cell offset."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        """Initialize a new CenterHead.
+
+        Args:
+            dim: Token dimension.
+            hidden: Channels of the convolutional branches.
+        """
+        super().__init__()
+
+        def branch(out: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(dim, hidden, 3, padding=1),
+                nn.BatchNorm2d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, out, 1),
+            )
+
+        self.score = branch(1)
+        self.size = branch(2)
+        self.offset = branch(2)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """Predict the maps.
+
+        Args:
+            x: B x dim x H x W search features.
+
+        Returns:
+            ``score`` (B x 1 x H x W logits), ``size`` (B x 2 x H x W, w/h over
+            the search side, in (0, 1)) and ``offset`` (B x 2 x H x W, in (0, 1)).
+        """
+        return {
+            'score': self.score(x),
+            'size': self.size(x).sigmoid(),
+            'offset': self.offset(x).sigmoid(),
+        }
+
+
+class HyATracker(nn.Module):
+    """One-stream ViT tracker with HEI, HAS and HAM hyperspectral adapters."""
+
+    #: Parameter-name prefixes of the colour backbone (frozen by
+    #: :meth:`freeze_backbone`, loaded by :meth:`load_backbone`).
+    backbone_prefixes = ('patch_embed.', 'pos_embed_', 'norm.')
+    backbone_block_parts = ('norm1.', 'attn.', 'norm2.', 'mlp.')
+
+    def __init__(
+        self,
+        hsi_bands: int = 16,
+        colour_bands: int = 3,
+        template_size: int = 128,
+        search_size: int = 256,
+        patch_size: int = 16,
+        dim: int = 768,
+        depth: int = 12,
+        heads: int = 12,
+        mlp_ratio: float = 4.0,
+        has_rank: int = 16,
+        ham_bottleneck: int = 32,
+        head_hidden: int = 256,
+    ) -> None:
+        """Initialize a new HyATracker.
+
+        Args:
+            hsi_bands: HSI bands (16 VIS, 25 NIR, 15 RedNIR).
+            colour_bands: Colour bands before the HSI bands in the input.
+            template_size: Side of the template crops.
+            search_size: Side of the search crops.
+            patch_size: ViT patch size (must divide both sizes).
+            dim: Token dimension.
+            depth: Number of blocks.
+            heads: Attention heads.
+            mlp_ratio: MLP hidden size relative to ``dim``.
+            has_rank: Rank of the HAS adapters.
+            ham_bottleneck: Bottleneck of the HAM adapters.
+            head_hidden: Channels of the centre head.
+
+        Raises:
+            ValueError: If the sizes are not multiples of ``patch_size``.
+        """
+        super().__init__()
+        if template_size % patch_size or search_size % patch_size:
+            raise ValueError(
+                f'template_size ({template_size}) and search_size ({search_size}) '
+                f'must be multiples of patch_size ({patch_size})'
+            )
+        self.hsi_bands = hsi_bands
+        self.colour_bands = colour_bands
+        self.template_size = template_size
+        self.search_size = search_size
+        self.patch_size = patch_size
+        self.template_grid = template_size // patch_size
+        self.search_grid = search_size // patch_size
+        # Colour backbone.
+        self.patch_embed = PatchEmbed(colour_bands, dim, patch_size)
+        self.pos_embed_template = nn.Parameter(
+            torch.randn(1, self.template_grid**2, dim) * 0.02
+        )
+        self.pos_embed_search = nn.Parameter(
+            torch.randn(1, self.search_grid**2, dim) * 0.02
+        )
+        self.blocks = nn.ModuleList(
+            HyABlock(dim, heads, mlp_ratio, has_rank, ham_bottleneck)
+            for _ in range(depth)
+        )
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        # Hyperspectral parts.
+        self.hei = nn.Conv2d(hsi_bands, colour_bands, 1)
+        nn.init.zeros_(self.hei.weight)
+        if self.hei.bias is not None:
+            nn.init.zeros_(self.hei.bias)
+        self.spectral_embed = nn.Conv2d(hsi_bands, dim, patch_size, patch_size)
+        self.head = CenterHead(dim, head_hidden)
+
+    def _is_backbone(self, name: str) -> bool:
+        if name.startswith(self.backbone_prefixes):
+            return True
+        if name.startswith('blocks.'):
+            part = name.split('.', 2)[2]
+            return part.startswith(self.backbone_block_parts)
+        return False
+
+    def backbone_state_dict(self) -> dict[str, Tensor]:
+        """The colour-backbone weights (what :meth:`load_backbone` reads).
+
+        Returns:
+            The state dict restricted to the backbone.
+        """
+        return {k: v for k, v in self.state_dict().items() if self._is_backbone(k)}
+
+    def freeze_backbone(self) -> None:
+        """Freeze the colour backbone; adapters, HEI and head stay trainable."""
+        for name, param in self.named_parameters():
+            param.requires_grad_(not self._is_backbone(name))
+
+    def load_backbone(self, path: str | os.PathLike[str]) -> list[str]:
+        """Load pretrained backbone weights from a user-given file.
+
+        The file is a state dict (possibly under ``state_dict``, ``model`` or
+        ``net``) with this model's backbone names, which follow timm's ViT
+        (``patch_embed.proj``, ``blocks.i.attn.qkv``, ``blocks.i.mlp.fc1``,
+        ...). A ``pos_embed_template``/``pos_embed_search`` of another grid is
+        resized bicubically; other shape mismatches and non-backbone keys are
+        skipped. Nothing is downloaded.
+
+        Args:
+            path: The checkpoint file.
+
+        Returns:
+            The backbone keys that were loaded.
+
+        Raises:
+            MissingInputError: If the file does not exist.
+            InvalidInputError: If it is unreadable or matches no backbone key.
+        """
+        if not os.path.isfile(path):
+            raise MissingInputError(path, 'backbone weights not found')
+        try:
+            state: Any = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as error:  # torch raises many types for corrupt files
+            raise InvalidInputError(path, f'unreadable weights ({error})') from error
+        for key in ('state_dict', 'model', 'net'):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+        if not isinstance(state, dict):
+            raise InvalidInputError(path, 'not a state dict')
+        own = self.backbone_state_dict()
+        loaded: dict[str, Tensor] = {}
+        for key, value in state.items():
+            key = key.removeprefix('model.').removeprefix('backbone.')
+            if key not in own or not isinstance(value, Tensor):
+                continue
+            if key.startswith('pos_embed_') and value.shape != own[key].shape:
+                value = _resize_pos_embed(value, own[key].shape[1])
+            if value.shape == own[key].shape:
+                loaded[key] = value
+        if not loaded:
+            raise InvalidInputError(path, 'no backbone weights of matching shape')
+        self.load_state_dict(loaded, strict=False)
+        return sorted(loaded)
+
+    def forward(self, template: Tensor, search: Tensor) -> dict[str, Tensor]:
+        """Track: locate the template's target in the search crops.
+
+        Args:
+            template: B x (colour + hsi) x t x t template crops.
+            search: B x (colour + hsi) x s x s search crops.
+
+        Returns:
+            The head's ``score``, ``size`` and ``offset`` maps (see
+            :class:`CenterHead`) and ``bbox_xyxy`` (B x 4, search-crop pixels,
+            decoded at the score maximum).
+        """
+        tokens, spectral = [], []
+        for crop, pos in (
+            (template, self.pos_embed_template),
+            (search, self.pos_embed_search),
+        ):
+            colour = crop[:, : self.colour_bands]
+            hsi = crop[:, self.colour_bands : self.colour_bands + self.hsi_bands]
+            colour = colour + self.hei(hsi)
+            tokens.append(self.patch_embed(colour) + pos)
+            spectral.append(self.spectral_embed(hsi).flatten(2).transpose(1, 2))
+        x = torch.cat(tokens, dim=1)
+        h = torch.cat(spectral, dim=1)
+        for block in self.blocks:
+            x = block(x, h)
+        x = self.norm(x)
+        n_t = self.template_grid**2
+        g = self.search_grid
+        feat = x[:, n_t:].transpose(1, 2).reshape(x.shape[0], -1, g, g)
+        out = self.head(feat)
+        out['bbox_xyxy'] = self.decode(out)
+        return out
+
+    def decode(self, out: dict[str, Tensor]) -> Tensor:
+        """Boxes at the score maximum.
+
+        Args:
+            out: The head's maps.
+
+        Returns:
+            B x 4 ``x1, y1, x2, y2`` in search-crop pixels.
+        """
+        score = out['score'].flatten(1)
+        index = score.argmax(dim=1)
+        return self.box_at(out, index)
+
+    def box_at(self, out: dict[str, Tensor], index: Tensor) -> Tensor:
+        """Boxes decoded at given score-map cells.
+
+        Args:
+            out: The head's maps.
+            index: B flat cell indices (``row * grid + col``).
+
+        Returns:
+            B x 4 ``x1, y1, x2, y2`` in search-crop pixels.
+        """
+        g = self.search_grid
+        b = index.shape[0]
+        rows = torch.arange(b, device=index.device)
+        size = out['size'].flatten(2)[rows, :, index]
+        offset = out['offset'].flatten(2)[rows, :, index]
+        cx = ((index % g).to(size.dtype) + offset[:, 0]) / g
+        cy = ((index // g).to(size.dtype) + offset[:, 1]) / g
+        w, h = size[:, 0], size[:, 1]
+        box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+        return box * self.search_size
+
+
+def _resize_pos_embed(pos: Tensor, tokens: int) -> Tensor:
+    """Bicubically resize a 1 x N x dim square-grid position embedding."""
+    n = pos.shape[1]
+    side, new = round(n**0.5), round(tokens**0.5)
+    if side * side != n or new * new != tokens:
+        return pos
+    grid = pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(new, new), mode='bicubic', align_corners=False)
+    return grid.permute(0, 2, 3, 1).reshape(1, tokens, -1)
+
+
+def hyat_tiny(
+    hsi_bands: int = 16, template_size: int = 32, search_size: int = 64, **kwargs: Any
+) -> HyATracker:
+    """A tiny HyA-T for tests and CPU runs (patch 8, dim 32, depth 2).
+
+    Args:
+        hsi_bands: HSI bands.
+        template_size: Side of the template crops.
+        search_size: Side of the search crops.
+        **kwargs: Override any other :class:`HyATracker` argument.
+
+    Returns:
+        The model.
+    """
+    args: dict[str, Any] = {
+        'patch_size': 8,
+        'dim': 32,
+        'depth': 2,
+        'heads': 2,
+        'mlp_ratio': 2.0,
+        'has_rank': 4,
+        'ham_bottleneck': 8,
+        'head_hidden': 16,
+    }
+    args.update(kwargs)
+    return HyATracker(
+        hsi_bands, template_size=template_size, search_size=search_size, **args
+    )
+
+
+def hyat_base(
+    hsi_bands: int = 16, template_size: int = 128, search_size: int = 256, **kwargs: Any
+) -> HyATracker:
+    """HyA-T on a ViT-B/16 backbone (depth 12, dim 768, 12 heads).
+
+    Args:
+        hsi_bands: HSI bands.
+        template_size: Side of the template crops.
+        search_size: Side of the search crops.
+        **kwargs: Override any other :class:`HyATracker` argument.
+
+    Returns:
+        The model.
+    """
+    args: dict[str, Any] = {
+        'patch_size': 16,
+        'dim': 768,
+        'depth': 12,
+        'heads': 12,
+        'mlp_ratio': 4.0,
+        'has_rank': 16,
+        'ham_bottleneck': 32,
+        'head_hidden': 256,
+    }
+    args.update(kwargs)
+    return HyATracker(
+        hsi_bands, template_size=template_size, search_size=search_size, **args
+    )

@@ -1,0 +1,425 @@
+"""Lightning task for single-object hyperspectral tracking (HyA-T on HOTC).
+
+:class:`TrackingTask` trains :class:`~torchgeo_ext.models.hyat.HyATracker`
+on template/search pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule`
+fit batches: ``template``, ``search``, ``search_bbox_xyxy``) with a focal loss
+on the centre score map (Gaussian target around the box centre's cell) plus
+L1 and GIoU losses on the box decoded at the ground-truth centre cell.
+Validation logs the loss and the success AUC / DP@20 of the boxes decoded at
+the score maximum, over the validation pairs (in search-crop pixels).
+
+Test and predict batches are single frames in temporal order (``image``,
+``bbox_xyxy``, ``sequence``, ``frame``); the task keeps a tracker state:
+the first frame of a sequence sets the template from its box, later frames
+are searched around the previous box. Test computes the OTB success AUC and
+DP@20 per sequence (:class:`~torchgeo_ext.metrics.tracking.OTBMetric`);
+predict returns ``prediction_bbox_xyxy``. :meth:`TrackingTask.track` runs
+the same loop over a whole sequence view.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from torch import Tensor
+from torch.optim import AdamW
+from torch.optim.lr_scheduler import CosineAnnealingLR
+
+from ..metrics.tracking import OTBMetric, precision_at, success_auc
+from ..models.hyat import HyATracker, hyat_base, hyat_tiny
+from ..ops.boxes import bbox_iou, xyxy_to_cxcywh
+from ..samplers.tracking import crop_around_box
+from .base import PluginTask
+
+MODELS = {'hyat_tiny': hyat_tiny, 'hyat_base': hyat_base}
+
+
+def _xyxy_to_xywh(box: Tensor) -> Tensor:
+    return torch.cat([box[..., :2], box[..., 2:] - box[..., :2]], dim=-1)
+
+
+class FrameSequence(Protocol):
+    """Frames of one video (e.g. :class:`~torchgeo_ext.datasets.hotc.HOTCSequenceView`)."""
+
+    def __len__(self) -> int:
+        """Number of frames."""
+        ...
+
+    def __getitem__(self, frame: int) -> dict[str, Any]:
+        """Frame sample with ``image`` (C x H x W) and ``bbox_xyxy`` (1 x 4 or 0 x 4)."""
+        ...
+
+
+def focal_loss(logits: Tensor, target: Tensor, alpha: int = 2, beta: int = 4) -> Tensor:
+    """CornerNet/CenterNet focal loss on a Gaussian heat map.
+
+    Args:
+        logits: B x 1 x H x W score logits.
+        target: B x 1 x H x W target in [0, 1], exactly 1 at each centre.
+        alpha: Exponent of the prediction-confidence modulation.
+        beta: Exponent of the negative down-weighting near centres.
+
+    Returns:
+        The loss, normalised by the number of centres.
+    """
+    pred = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    pos_loss = -torch.log(pred) * (1 - pred) ** alpha * pos
+    neg_loss = -torch.log(1 - pred) * pred**alpha * (1 - target) ** beta * (1 - pos)
+    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1)
+
+
+class TrackingTask(PluginTask):
+    """Train and run a HyA-T tracker on template/search pairs."""
+
+    monitor = 'val_loss'
+
+    def __init__(
+        self,
+        model: str = 'hyat_tiny',
+        hsi_bands: int = 16,
+        colour_bands: int = 3,
+        template_size: int = 128,
+        search_size: int = 256,
+        template_factor: float = 2.0,
+        search_factor: float = 4.0,
+        model_kwargs: dict[str, Any] | None = None,
+        freeze_backbone: bool = False,
+        backbone_weights: str | None = None,
+        focal_weight: float = 1.0,
+        l1_weight: float = 5.0,
+        giou_weight: float = 2.0,
+        lr: float = 4e-4,
+        weight_decay: float = 1e-4,
+        max_epochs: int = 100,
+    ) -> None:
+        """Initialize a new TrackingTask.
+
+        Args:
+            model: ``'hyat_tiny'`` or ``'hyat_base'``.
+            hsi_bands: HSI bands (16 VIS, 25 NIR, 15 RedNIR).
+            colour_bands: Colour bands stacked before the HSI bands.
+            template_size: Template crop side (as in the data module).
+            search_size: Search crop side (as in the data module).
+            template_factor: Template context used by :meth:`track`.
+            search_factor: Search context used by :meth:`track`.
+            model_kwargs: Extra :class:`~torchgeo_ext.models.hyat.HyATracker`
+                arguments.
+            freeze_backbone: Train only adapters, HEI and head (the paper).
+            backbone_weights: Path of pretrained backbone weights (no download).
+            focal_weight: Weight of the score-map focal loss.
+            l1_weight: Weight of the L1 box loss (normalised coordinates).
+            giou_weight: Weight of the GIoU box loss.
+            lr: AdamW learning rate.
+            weight_decay: AdamW weight decay.
+            max_epochs: Length of the cosine learning-rate schedule.
+
+        Raises:
+            ValueError: If ``model`` is unknown.
+        """
+        if model not in MODELS:
+            raise ValueError(f'model must be one of {sorted(MODELS)}, got {model!r}')
+        self._state: dict[str, Any] = {}
+        super().__init__()
+
+    def configure_models(self) -> None:
+        """Build the tracker, load and freeze its backbone if asked."""
+        h = self.hparams
+        self.model: HyATracker = MODELS[h['model']](
+            h['hsi_bands'],
+            template_size=h['template_size'],
+            search_size=h['search_size'],
+            colour_bands=h['colour_bands'],
+            **(h['model_kwargs'] or {}),
+        )
+        if h['backbone_weights']:
+            self.model.load_backbone(h['backbone_weights'])
+        if h['freeze_backbone']:
+            self.model.freeze_backbone()
+
+    def configure_metrics(self) -> None:
+        """Initialize the OTB metric of the test sequences."""
+        self.test_otb = OTBMetric()
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """AdamW on the trainable parameters with a cosine schedule.
+
+        Returns:
+            Optimizer and scheduler.
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = AdamW(
+            params, lr=self.hparams['lr'], weight_decay=self.hparams['weight_decay']
+        )
+        scheduler = CosineAnnealingLR(
+            optimizer, T_max=max(1, self.hparams['max_epochs'])
+        )
+        return {'optimizer': optimizer, 'lr_scheduler': scheduler}
+
+    def forward(self, template: Tensor, search: Tensor) -> dict[str, Tensor]:  # type: ignore[override]
+        """Run the tracker on crops.
+
+        Args:
+            template: B x C x t x t template crops.
+            search: B x C x s x s search crops.
+
+        Returns:
+            The model outputs (maps and ``bbox_xyxy`` in search-crop pixels).
+        """
+        out: dict[str, Tensor] = self.model(template, search)
+        return out
+
+    def compute_loss(
+        self, out: dict[str, Tensor], target_xyxy: Tensor
+    ) -> dict[str, Tensor]:
+        """Focal + L1 + GIoU losses.
+
+        Args:
+            out: Model outputs.
+            target_xyxy: B x 4 target boxes in search-crop pixels.
+
+        Returns:
+            ``loss`` and its parts ``focal``, ``l1``, ``giou``.
+        """
+        g = self.model.search_grid
+        s = float(self.model.search_size)
+        target = target_xyxy / s
+        centre = xyxy_to_cxcywh(target)
+        col = (centre[:, 0] * g).floor().clamp(0, g - 1)
+        row = (centre[:, 1] * g).floor().clamp(0, g - 1)
+        ys = torch.arange(g, device=target.device, dtype=target.dtype)
+        sigma = (centre[:, 2:].prod(dim=1).sqrt() * g / 6).clamp(min=0.5)
+        dy = (ys[None, :] - row[:, None]) ** 2
+        dx = (ys[None, :] - col[:, None]) ** 2
+        heat = torch.exp(
+            -(dy[:, :, None] + dx[:, None, :]) / (2 * sigma[:, None, None] ** 2)
+        )[:, None]
+        focal = focal_loss(out['score'], heat)
+        index = (row * g + col).long()
+        box = self.model.box_at(out, index) / s
+        l1 = F.l1_loss(box, target)
+        giou = (1 - bbox_iou(box, target, kind='giou')).mean()
+        h = self.hparams
+        loss = h['focal_weight'] * focal + h['l1_weight'] * l1 + h['giou_weight'] * giou
+        return {'loss': loss, 'focal': focal, 'l1': l1, 'giou': giou}
+
+    def _pair_step(self, batch: dict[str, Any], prefix: str) -> Tensor:
+        out = self(batch['template'], batch['search'])
+        target = batch['search_bbox_xyxy'].reshape(-1, 4)
+        losses = self.compute_loss(out, target)
+        n = target.shape[0]
+        for name, value in losses.items():
+            key = f'{prefix}_loss' if name == 'loss' else f'{prefix}_{name}'
+            self.log(key, value, batch_size=n)
+        if prefix == 'val':
+            pred = _xyxy_to_xywh(out['bbox_xyxy'].detach())
+            gt = _xyxy_to_xywh(target)
+            self.log('val_success_auc', success_auc(pred, gt), batch_size=n)
+            self.log('val_precision_20', precision_at(pred, gt), batch_size=n)
+        return losses['loss']
+
+    def training_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute the training loss of a pair batch.
+
+        Args:
+            batch: Pair batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+
+        Returns:
+            The loss.
+        """
+        return self._pair_step(batch, 'train')
+
+    def validation_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Log validation loss, success AUC and DP@20 on a pair batch.
+
+        Args:
+            batch: Pair batch.
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+        """
+        self._pair_step(batch, 'val')
+
+    # Tracking.
+
+    @torch.no_grad()
+    def init_tracker(self, image: Tensor, box_xywh: Tensor) -> None:
+        """Start tracking: crop the template from the first frame.
+
+        Args:
+            image: C x H x W first frame.
+            box_xywh: Its ``x, y, w, h`` target box.
+        """
+        h = self.hparams
+        template, _, _ = crop_around_box(
+            image, box_xywh.cpu(), h['template_factor'], h['template_size']
+        )
+        self._state = {
+            'template': template[None].to(self.device),
+            'box': box_xywh.cpu().double(),
+        }
+
+    @torch.no_grad()
+    def update_tracker(self, image: Tensor) -> Tensor:
+        """Locate the target in the next frame, searching around the last box.
+
+        Args:
+            image: C x H x W frame.
+
+        Returns:
+            The ``x, y, w, h`` box in frame pixels (float32).
+
+        Raises:
+            RuntimeError: If :meth:`init_tracker` was not called.
+        """
+        if 'template' not in self._state:
+            raise RuntimeError('call init_tracker first')
+        h = self.hparams
+        previous = self._state['box']
+        search, _, window = crop_around_box(
+            image, previous.float(), h['search_factor'], h['search_size']
+        )
+        out = self(self._state['template'], search[None].to(self.device))
+        side = float(window[2] - window[0])
+        xyxy = out['bbox_xyxy'][0].double().cpu() * side / h['search_size']
+        xyxy = xyxy + window[:2].double().repeat(2)
+        height, width = image.shape[-2:]
+        x1 = xyxy[0].clamp(0, width - 1)
+        y1 = xyxy[1].clamp(0, height - 1)
+        x2 = torch.maximum(xyxy[2].clamp(max=width), x1 + 1)
+        y2 = torch.maximum(xyxy[3].clamp(max=height), y1 + 1)
+        box = torch.stack([x1, y1, x2 - x1, y2 - y1])
+        self._state['box'] = box
+        return box.float()
+
+    @torch.no_grad()
+    def track(self, sequence: FrameSequence) -> Tensor:
+        """Track through a sequence view, template from frame 1's box.
+
+        Args:
+            sequence: A sequence of frame samples (``image``, ``bbox_xyxy``),
+                e.g. a :class:`~torchgeo_ext.datasets.hotc.HOTCSequenceView`;
+                its first frame must have a box.
+
+        Returns:
+            N x 4 ``x, y, w, h`` boxes, one per frame (the first is the given
+            box).
+
+        Raises:
+            ValueError: If the first frame has no box.
+        """
+        was_training = self.training
+        self.eval()
+        first = sequence[0]
+        if len(first['bbox_xyxy']) == 0:
+            raise ValueError('the first frame has no box to initialise the tracker')
+        init = _xyxy_to_xywh(first['bbox_xyxy'][0].float())
+        self.init_tracker(first['image'], init)
+        boxes = [init]
+        for i in range(1, len(sequence)):
+            boxes.append(self.update_tracker(sequence[i]['image']))
+        self.train(was_training)
+        return torch.stack(boxes)
+
+    def _stream_step(self, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """Track one frame of a temporal-order batch (batch size 1).
+
+        Returns:
+            The predicted and ground-truth ``x, y, w, h`` boxes (NaN if unknown).
+        """
+        image = batch['image'][0]
+        seq = int(batch['sequence'].reshape(-1)[0])
+        frame = int(batch['frame'].reshape(-1)[0])
+        gt_xyxy = batch['bbox_xyxy'][0].reshape(-1, 4)
+        gt = (
+            _xyxy_to_xywh(gt_xyxy[0].float())
+            if len(gt_xyxy)
+            else torch.full((4,), float('nan'))
+        )
+        new = self._state.get('sequence') != seq or frame == 0
+        if new:
+            self._finish_sequence()
+            self._state = {'sequence': seq, 'pred': [], 'gt': []}
+        if 'template' not in self._state:
+            if not torch.isfinite(gt).all():
+                pred = torch.full((4,), float('nan'))
+            else:
+                state = {k: self._state[k] for k in ('sequence', 'pred', 'gt')}
+                self.init_tracker(image, gt)
+                self._state.update(state)
+                pred = gt.clone()
+        else:
+            pred = self.update_tracker(image)
+        self._state['pred'].append(pred.cpu())
+        self._state['gt'].append(gt.cpu())
+        return pred, gt
+
+    def _finish_sequence(self) -> None:
+        if self._state.get('pred') and self._testing:
+            self.test_otb.update(
+                torch.stack(self._state['pred']), torch.stack(self._state['gt'])
+            )
+        self._state = {}
+
+    _testing = False
+
+    def on_test_epoch_start(self) -> None:
+        """Reset the tracker state."""
+        self._state = {}
+        self._testing = True
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Track one test frame; sequences are scored when they end.
+
+        Args:
+            batch: One frame (batch size 1).
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+        """
+        self._stream_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        """Score the last sequence and log OTB success AUC and DP@20."""
+        self._finish_sequence()
+        self._testing = False
+        result = self.test_otb.compute()
+        self.log('test_success_auc', result['success_auc'].float())
+        self.log('test_precision_20', result['precision_20'].float())
+        self.test_otb.reset()
+
+    def on_predict_epoch_start(self) -> None:
+        """Reset the tracker state."""
+        self._state = {}
+
+    def predict_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Track one frame.
+
+        Args:
+            batch: One frame (batch size 1).
+            batch_idx: Batch index.
+            dataloader_idx: Data loader index.
+
+        Returns:
+            ``prediction_bbox_xyxy`` (1 x 4 frame pixels, 0 x 4 before the
+            tracker is initialised), ``sequence`` and ``frame``.
+        """
+        pred, _ = self._stream_step(batch)
+        boxes = pred[None]
+        boxes = torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)
+        if not torch.isfinite(boxes).all():
+            boxes = boxes.new_zeros((0, 4))
+        return {
+            'prediction_bbox_xyxy': [boxes],
+            'sequence': batch['sequence'],
+            'frame': batch['frame'],
+        }
