@@ -11,7 +11,8 @@ the score maximum, over the validation pairs (in search-crop pixels).
 Test and predict batches are single frames in temporal order (``image``,
 ``bbox_xyxy``, ``sequence``, ``frame``); the task keeps a tracker state:
 the first frame of a sequence sets the template from its box, later frames
-are searched around the previous box. Test computes the OTB success AUC and
+are searched around the previous box (score map weighted by a Hanning
+window). Test computes the OTB success AUC and
 DP@20 per sequence (:class:`~torchgeo_ext.metrics.tracking.OTBMetric`);
 predict returns ``prediction_bbox_xyxy``. :meth:`TrackingTask.track` runs
 the same loop over a whole sequence view.
@@ -288,8 +289,13 @@ class TrackingTask(PluginTask):
             image, previous.float(), h['search_factor'], h['search_size']
         )
         out = self(self._state['template'], search[None].to(self.device))
+        # Hanning-window penalty: prefer peaks near the previous position.
+        g = self.model.search_grid
+        hann = torch.hann_window(g + 2, periodic=False, device=self.device)[1:-1]
+        score = out['score'][:, 0].sigmoid() * (hann[:, None] * hann[None, :])
+        index = score.flatten(1).argmax(dim=1)
         side = float(window[2] - window[0])
-        xyxy = out['bbox_xyxy'][0].double().cpu() * side / h['search_size']
+        xyxy = self.model.box_at(out, index)[0].double().cpu() * side / h['search_size']
         xyxy = xyxy + window[:2].double().repeat(2)
         height, width = image.shape[-2:]
         x1 = xyxy[0].clamp(0, width - 1)
