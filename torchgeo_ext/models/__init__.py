@@ -4,6 +4,7 @@ from .anomaly import anomaly_raster, detect_anomalies
 from .bsdm import BSDM, bsdm_scores
 from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
 from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
+from .hyat import HyATracker, hyat_base, hyat_tiny
 from .lma import (
     LMADetector,
     TwoStreamOBBDetector,
@@ -56,4 +57,3 @@ __all__ = (
     'two_stream_yolov8n_obb',
     'yolov8n_obb',
 )
-from .hyat import HyATracker, hyat_base, hyat_tiny

@@ -5,6 +5,7 @@ from .base import PluginTask, load_task
 from .detection import GHOSTTask, SuperYOLOTask
 from .oriented_detection import E2EMFDTask, OrientedDetectionTask
 from .segmentation import SegmentationTask
+from .tracking import TrackingTask
 
 __all__ = (
     'AnomalyDetectionTask',
@@ -17,4 +18,3 @@ __all__ = (
     'TrackingTask',
     'load_task',
 )
-from .tracking import TrackingTask
