@@ -1,6 +1,10 @@
 """Shared pytest configuration."""
 
+import os
+from collections.abc import Iterator
+
 import matplotlib
+import pytest
 import torch
 
 # Plots in tests render off-screen.
@@ -10,3 +14,18 @@ matplotlib.use('Agg')
 # under pytest-xdist (one process per core) or on a shared CPU they oversubscribe
 # the cores and make small ops many times slower.
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _restore_gdal_readdir() -> Iterator[None]:
+    """Undo TorchGeo's CLI setting GDAL_DISABLE_READDIR_ON_OPEN process-wide.
+
+    ``torchgeo.main`` sets it to ``EMPTY_DIR`` in ``os.environ``; a later test in the
+    same worker would then fail to find ENVI sidecar headers with plain rasterio.
+    """
+    before = os.environ.get('GDAL_DISABLE_READDIR_ON_OPEN')
+    yield
+    if before is None:
+        os.environ.pop('GDAL_DISABLE_READDIR_ON_OPEN', None)
+    else:
+        os.environ['GDAL_DISABLE_READDIR_ON_OPEN'] = before

@@ -212,7 +212,7 @@ def test_mat_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_envi_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # As left behind by TorchGeo's CLI: ENVI sidecar headers must still be found.
     monkeypatch.setenv('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
-    source = Path(__file__).parent / 'data' / 'had100' / 'data' / 'aviris_ng_target'
+    source = Path(__file__).parents[1] / 'data' / 'had100' / 'data' / 'aviris_ng_target'
     for file in source.glob('ang20170821t183707_1.*'):
         shutil.copy(file, tmp_path / file.name)
     data = tmp_path / 'ang20170821t183707_1.dat'

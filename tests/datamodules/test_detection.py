@@ -21,7 +21,7 @@ from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.datasets.vedai import VEDAI
 
-DATA = os.path.join(os.path.dirname(__file__), 'data')
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 
 pytestmark = pytest.mark.filterwarnings(
     'ignore:VEDAI. :UserWarning', 'ignore:DroneVehicle. :UserWarning'

@@ -13,7 +13,7 @@ from torchgeo_ext.trainers.oriented_detection import (
     warmup_cosine,
 )
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).parents[1]
 LMA_CONFIG = ROOT / 'conf' / 'lma_dronevehicle.yaml'
 E2EMFD_CONFIG = ROOT / 'conf' / 'e2emfd_dronevehicle.yaml'
 

@@ -18,7 +18,7 @@ from torchgeo_ext.datasets.hyperspectral import (
 )
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-ROOT = Path(__file__).parent / 'data' / 'had100'
+ROOT = Path(__file__).parents[1] / 'data' / 'had100'
 TARGET = ROOT / 'data' / 'aviris_ng_target'
 
 
@@ -263,7 +263,9 @@ def test_envi_reader_matches_gdal(tmp_path: Path, interleave: str) -> None:
     )
     scene = HyperspectralScene(tmp_path / 'cube.hdr', bands=[4, 1])
     np.testing.assert_array_equal(scene.image, cube[[4, 1]].astype(np.float32))
-    with rasterio.open(data) as src:
+    # GDAL needs the folder listing to find the .hdr sidecar; an earlier test may have
+    # left the config option at TorchGeo's EMPTY_DIR.
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'), rasterio.open(data) as src:
         np.testing.assert_array_equal(src.read([5, 2]), scene.image)
     assert scene.crs is None
 

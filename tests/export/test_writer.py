@@ -91,7 +91,7 @@ def test_writer_ddp_two_processes_equals_one(tmp_path: Path) -> None:
     run_single(single)
     env = {
         **os.environ,
-        'PYTHONPATH': str(Path(__file__).parents[1]),
+        'PYTHONPATH': str(Path(__file__).parents[2]),
         'OMP_NUM_THREADS': '1',
     }
     proc = subprocess.run(

@@ -38,7 +38,7 @@ from torchgeo_ext.datasets.fyh_builder import (
 )
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-DATA = Path(__file__).parent / 'data' / 'fyh'
+DATA = Path(__file__).parents[1] / 'data' / 'fyh'
 RAW = DATA / 'raw'
 PREFIX = 'FY4A-_AGRI--_N_REGC_1047E_L1-_FDI-_MULT_NOM_'
 GOOD = (

@@ -27,7 +27,7 @@ from torchgeo_ext.datasets.fyh import (
 from torchgeo_ext.datasets.fyh_builder import write_scene_geotiffs
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-ROOT = Path(__file__).parent / 'data' / 'fyh'
+ROOT = Path(__file__).parents[1] / 'data' / 'fyh'
 STEM_A = 'FY4A-_AGRI--_N_REGC_1047E_L1-_FDI-_MULT_NOM_20190807040000_20190807041459_4000M_V0001'
 STEM_B = 'FY4A-_AGRI--_N_REGC_1047E_L1-_FDI-_MULT_NOM_20190807060000_20190807061459_4000M_V0001'
 

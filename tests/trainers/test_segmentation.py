@@ -15,7 +15,7 @@ from torchgeo_ext.trainers.segmentation_losses import (
     OhemCrossEntropyLoss,
 )
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).parents[1]
 FYH_ROOT = ROOT / 'data' / 'fyh'
 CONFIG = ROOT / 'conf' / 'dianet_fyh.yaml'
 

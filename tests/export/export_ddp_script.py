@@ -1,6 +1,6 @@
-"""Run GeoPredictionWriter under Lightning on CPU (helper for tests/test_export_writer.py).
+"""Run GeoPredictionWriter under Lightning on CPU (helper for tests/export/test_writer.py).
 
-Usage: python tests/export_ddp_script.py OUTPUT_DIR DEVICES [STRATEGY]
+Usage: python tests/export/export_ddp_script.py OUTPUT_DIR DEVICES [STRATEGY]
 """
 
 import sys

@@ -11,7 +11,7 @@ from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.vedai import VEDAI
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-ROOT = os.path.join(os.path.dirname(__file__), 'data', 'vedai')
+ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'vedai')
 
 pytestmark = pytest.mark.filterwarnings('ignore:VEDAI. :UserWarning')
 

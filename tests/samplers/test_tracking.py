@@ -15,7 +15,7 @@ from torchgeo_ext.samplers.tracking import (
     valid_frames,
 )
 
-ROOT = Path(__file__).parent / 'data' / 'hotc'
+ROOT = Path(__file__).parents[1] / 'data' / 'hotc'
 
 
 def coordinate_image(height: int = 40, width: int = 50) -> Tensor:

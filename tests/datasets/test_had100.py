@@ -18,7 +18,7 @@ from torchgeo_ext.datasets.hyperspectral import (
 )
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-ROOT = Path(__file__).parent / 'data' / 'had100'
+ROOT = Path(__file__).parents[1] / 'data' / 'had100'
 
 
 @pytest.mark.parametrize(

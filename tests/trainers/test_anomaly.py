@@ -11,7 +11,7 @@ from torchgeo_ext.models.stad import STADTeacher
 from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
 from torchgeo_ext.trainers.base import load_task
 
-ROOT = Path(__file__).parent
+ROOT = Path(__file__).parents[1]
 CONFIGS = {
     'bsdm': ROOT / 'conf' / 'bsdm_had100.yaml',
     'stad': ROOT / 'conf' / 'stad_had100.yaml',

@@ -12,7 +12,7 @@ from torchgeo_ext.datamodules.hotc import HOTCDataModule
 from torchgeo_ext.datasets.hotc import HOTC, demosaic, parse_boxes
 from torchgeo_ext.errors import InvalidInputError
 
-ROOT = Path(__file__).parent / 'data' / 'hotc'
+ROOT = Path(__file__).parents[1] / 'data' / 'hotc'
 R2020 = ROOT / 'hotc2020'
 R2023 = ROOT / 'hotc2023'
 

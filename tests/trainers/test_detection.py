@@ -21,7 +21,7 @@ from torchgeo_ext.trainers.detection import (
     warmup_cosine,
 )
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / 'conf'
 DATA = ROOT / 'data' / 'vedai'
 ANCHORS = torch.tensor([[10.0, 13.0], [16.0, 30.0], [33.0, 23.0]])

@@ -13,7 +13,7 @@ from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
-ROOT = os.path.join(os.path.dirname(__file__), 'data', 'dronevehicle')
+ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'dronevehicle')
 DOTA = os.path.join(ROOT, 'dota')
 
 pytestmark = pytest.mark.filterwarnings('ignore:DroneVehicle. :UserWarning')

@@ -1,0 +1,83 @@
+"""The model registry: every builder function of this library by name.
+
+In the style of TorchGeo's ``torchgeo.models.api``: :func:`get_model` builds a model
+by its builder's name and :func:`list_models` lists the names. Builders are recorded
+as ``'module:function'`` strings so that looking a name up imports only the one
+model module it needs (the command line must start fast).
+
+A new model adds one line per builder to :data:`_BUILDERS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+#: Builder name -> ``module:function`` (module relative to :mod:`torchgeo_ext.models`).
+_BUILDERS: dict[str, str] = {
+    # SuperYOLO (Zhang et al. 2023): RGB + IR, single-modality and early-fusion variants.
+    'superyolo_mf': 'superyolo:superyolo_mf',
+    'superyolo_rgb': 'superyolo:superyolo_rgb',
+    'superyolo_ir': 'superyolo:superyolo_ir',
+    'superyolo_early': 'superyolo:superyolo_early',
+    # Oriented detection: YOLOv8n-OBB, FoRA/LMA, the two-stream baseline, E2E-MFD.
+    'yolov8n_obb': 'obb_detector:yolov8n_obb',
+    'lma_yolov8n_obb': 'lma:lma_yolov8n_obb',
+    'two_stream_yolov8n_obb': 'lma:two_stream_yolov8n_obb',
+    'e2emfd_yolov8n_obb': 'e2emfd:e2emfd_yolov8n_obb',
+    # DIAnet (cloud recognition).
+    'dianet_w48': 'dianet:dianet_w48',
+    'dianet_w18': 'dianet:dianet_w18',
+    'dianet_w8': 'dianet:dianet_w8',
+    # Hyperspectral object tracking.
+    'hyat_base': 'hyat:hyat_base',
+    'hyat_tiny': 'hyat:hyat_tiny',
+}
+
+
+def list_models() -> list[str]:
+    """List the names :func:`get_model` accepts.
+
+    Returns:
+        The builder names, sorted.
+    """
+    return sorted(_BUILDERS)
+
+
+def get_model_builder(name: str) -> Callable[..., Any]:
+    """Look up a model's builder function by name.
+
+    Args:
+        name: A name from :func:`list_models`.
+
+    Returns:
+        The builder function.
+
+    Raises:
+        ValueError: If *name* is not a registered builder (the message lists them).
+    """
+    try:
+        target = _BUILDERS[name]
+    except KeyError:
+        raise ValueError(
+            f'unknown model {name!r}; choose one of {", ".join(list_models())}'
+        ) from None
+    module, function = target.split(':')
+    builder: Callable[..., Any] = getattr(
+        importlib.import_module(f'{__package__}.{module}'), function
+    )
+    return builder
+
+
+def get_model(name: str, **kwargs: Any) -> Any:
+    """Build a model by its builder's name.
+
+    Args:
+        name: A name from :func:`list_models`.
+        **kwargs: Passed to the builder (e.g. ``num_classes``).
+
+    Returns:
+        The model (an ``nn.Module``).
+    """
+    return get_model_builder(name)(**kwargs)
