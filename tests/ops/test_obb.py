@@ -93,10 +93,14 @@ def test_poly_iou_hand_computed() -> None:
             [0.0, 2, 2, 2, 2, 0, 0, 0],  # identical, other orientation
             [0.5, 0.5, 1.5, 0.5, 1.5, 1.5, 0.5, 1.5],  # inside: 1 / 4
             [2.0, 0, 4, 0, 4, 2, 2, 2],  # touching edge
+            [2.0, 2, 4, 2, 4, 4, 2, 4],  # touching corner
+            [0.0, 0, 1, 0, 1, 2, 0, 2],  # inside, sharing three edges: 1 / 2
+            [2.0, 0, 2, 2, 0, 2, 0, 0],  # identical, corners rolled
+            [1.0, -1, 2, 0, 1, 1, 0, 0],  # diamond on the edge: 1 / 2 in, 1 / 5
         ]
     )
     iou = poly_iou(a, b)
-    expected = torch.tensor([[1 / 7, 0.0, 1.0, 1.0, 0.25, 0.0]])
+    expected = torch.tensor([[1 / 7, 0.0, 1.0, 1.0, 0.25, 0.0, 0.0, 0.5, 1.0, 0.2]])
     torch.testing.assert_close(iou, expected, atol=1e-6, rtol=0)
     # a diamond inside the square: area 2 of 4
     diamond = torch.tensor([[1.0, 0, 2, 1, 1, 2, 0, 1]])
@@ -179,6 +183,27 @@ def test_rotated_nms_matches_reference() -> None:
         if all(iou[i, k] <= 0.3 for k in ref):
             ref.append(i)
     assert keep.tolist() == ref
+
+
+@pytest.mark.parametrize('offset', [0.0, 4_000_000.0])
+def test_rotated_nms_clustered_matches_reference(offset: float) -> None:
+    # Detector-like clusters (jittered copies of each object): most candidate pairs
+    # overlap, so the area bound and the exact IoU both decide; at UTM-sized offsets
+    # in float32 the bound must not drop a pair the exact IoU suppresses.
+    g = torch.Generator().manual_seed(1)
+    base = random_obbs(30, seed=8, spread=200).repeat_interleave(8, 0)
+    jitter = torch.randn(240, 5, generator=g, dtype=torch.float64)
+    obbs = base + jitter * torch.tensor([1.5, 1.5, 1.0, 1.0, 0.05], dtype=torch.float64)
+    obbs[:, 2:4] = obbs[:, 2:4].abs() + 0.5
+    polys = (obb_to_poly(obbs) + offset).float()
+    scores = torch.rand(240, generator=g)
+    for threshold in (0.3, 0.5, 0.7):
+        iou = poly_iou(polys, polys)
+        ref: list[int] = []
+        for i in scores.argsort(descending=True).tolist():
+            if all(iou[i, k] <= threshold for k in ref):
+                ref.append(i)
+        assert rotated_nms(polys, scores, threshold).tolist() == ref
 
 
 def test_batched_rotated_nms() -> None:

