@@ -4,18 +4,61 @@ Each subcommand lives in :mod:`torchgeo_ext.commands` as a module exposing
 ``add_parser(subparsers)`` and ``run(args) -> int``. Parsers are built from
 argparse alone; torch, lightning and torchgeo are imported only inside the
 command that runs, so ``torchgeo-ext --help`` starts in well under a second.
+
+Every subcommand runs inside one error boundary (:func:`run_guarded`):
+
+* SIGINT and SIGTERM raise :class:`~torchgeo_ext.errors.Interrupted`, so every
+  writer on the way up cleans up; the command prints one line
+  (``interrupted``) and exits 130 / 143.
+* The command's outputs form one
+  :func:`~torchgeo_ext.export.atomic.output_transaction`: on any failure,
+  outputs already renamed into place are removed (files they replaced are
+  restored) and no temporary file or folder is left.
+* Bad input (:class:`~torchgeo_ext.errors.InputError`, a file system error
+  naming a file, a GDAL read error) is one line on stderr, exit status 2.
+* Before ``run`` is called, the outputs a subcommand declares
+  (``parser.set_defaults(io_outputs=..., io_inputs=...)``) are checked by
+  :func:`~torchgeo_ext.export.outputs.check_outputs` and ``--device`` by
+  :func:`~torchgeo_ext.options.check_device`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import importlib
+import os
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
 
 from . import __version__
-from .errors import InputError
+from .errors import InputError, Interrupted
+
+#: Signals turned into :class:`~torchgeo_ext.errors.Interrupted`.
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: File-system errors that are the user's to fix, reported in one line.
+_USER_ERRNOS = frozenset(
+    {
+        errno.ENOENT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.EIO,
+        errno.EFBIG,
+    }
+)
 
 
 def command_modules() -> list[str]:
@@ -26,7 +69,11 @@ def command_modules() -> list[str]:
     """
     from . import commands
 
-    names = sorted(info.name for info in pkgutil.iter_modules(commands.__path__))
+    names = sorted(
+        info.name
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith('_')
+    )
     return sorted(names, key=lambda name: name != 'lightning')
 
 
@@ -47,6 +94,140 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def interrupts_raise() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into :class:`~torchgeo_ext.errors.Interrupted` in the block.
+
+    The first signal raises; later ones are ignored so that the cleanup it
+    starts is not itself interrupted. Child processes (data loader workers)
+    keep the default behaviour. Previous handlers are restored on exit.
+    Outside the main thread this does nothing (Python allows handlers there only).
+
+    Yields:
+        Nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+    received: list[int] = []
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != pid:
+            # A forked worker: behave as if no handler were installed.
+            signal.signal(signum, signal.SIG_DFL)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)
+            return
+        if received:
+            return
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
+    for signum in SIGNALS:
+        signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _one_line(error: BaseException) -> str | None:
+    """The one-line message for an error that is the user's to fix, else None."""
+    if isinstance(error, InputError):
+        return str(error)
+    if isinstance(error, OSError) and error.errno in _USER_ERRNOS:
+        name = error.filename
+        problem = error.strerror or str(error)
+        return f'{name}: {problem}' if name else problem
+    rasterio = sys.modules.get('rasterio.errors')
+    cple = sys.modules.get('rasterio._err')
+    if (rasterio is not None and isinstance(error, rasterio.RasterioError)) or (
+        cple is not None and isinstance(error, cple.CPLE_BaseError)
+    ):
+        # GDAL's messages name the file (and the block) it failed on.
+        return ' '.join(str(error).split())
+    return None
+
+
+def run_guarded(command: str, job: Callable[[], int]) -> int:
+    """Run one subcommand inside the error boundary (see the module docs).
+
+    Args:
+        command: The subcommand's name, for messages.
+        job: What to run; returns the exit status.
+
+    Returns:
+        The exit status: the job's, 2 for bad input, 130/143 when interrupted.
+    """
+    from .export.atomic import output_transaction, remove_registered_temporaries
+
+    with interrupts_raise():
+        try:
+            try:
+                with output_transaction():
+                    return job()
+            finally:
+                remove_registered_temporaries()
+        except Interrupted as error:
+            print('interrupted', file=sys.stderr)
+            return error.exit_status
+        except KeyboardInterrupt:
+            print('interrupted', file=sys.stderr)
+            return 128 + signal.SIGINT
+        except Exception as error:
+            message = _one_line(error)
+            if message is None:
+                raise
+            # Bad input is a user problem: one clear line, no traceback.
+            print(f'torchgeo-ext {command}: error: {message}', file=sys.stderr)
+            return 2
+
+
+def check_declared(args: argparse.Namespace) -> None:
+    """Check what a subcommand declared about its files and device, before it runs.
+
+    Subcommands declare ``io_outputs``, a sequence of ``(dest, kind)`` pairs
+    (kind as in :class:`~torchgeo_ext.export.outputs.Output`), and
+    ``io_inputs``, the dests of the files they read, with
+    ``parser.set_defaults``.
+
+    Args:
+        args: Parsed arguments.
+
+    Raises:
+        InvalidInputError: For an unsafe output or an unavailable device.
+    """
+    declared: Sequence[tuple[str, str]] = getattr(args, 'io_outputs', ())
+    if declared:
+        from .export.outputs import Output, check_outputs
+
+        outputs = []
+        for dest, kind in declared:
+            value = getattr(args, dest, None)
+            if value is not None:
+                label = (
+                    '-o/--output' if dest == 'output' else f'--{dest.replace("_", "-")}'
+                )
+                outputs.append(Output(Path(value), cast(Any, kind), label))
+        inputs: list[Any] = []
+        for dest in getattr(args, 'io_inputs', ()):
+            value = getattr(args, dest, None)
+            if isinstance(value, list | tuple):
+                inputs.extend(value)
+            elif value is not None:
+                inputs.append(value)
+        check_outputs(outputs, inputs)
+    device = getattr(args, 'device', None)
+    if isinstance(device, str):
+        from .options import check_device
+
+        check_device(device)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``torchgeo-ext`` command line.
 
@@ -60,20 +241,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Lightning subcommands hand their arguments to LightningCLI untouched.
     lightning = importlib.import_module('torchgeo_ext.commands.lightning')
     if argv and argv[0] in lightning.SUBCOMMANDS:
-        return lightning.run_lightning(argv)
+        return run_guarded(argv[0], lambda: int(lightning.run_lightning(argv)))
 
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    try:
+
+    def job() -> int:
+        check_declared(args)
         status: int = args.run(args)
-    except InputError as error:
-        # Bad input is a user problem: one clear line, no traceback.
-        print(f'torchgeo-ext {args.command}: error: {error}', file=sys.stderr)
-        return 2
-    return status
+        return status
+
+    return run_guarded(args.command, job)
 
 
 if __name__ == '__main__':

@@ -32,3 +32,27 @@ class InvalidInputError(InputError, ValueError):
 
 class MissingInputError(InputError, FileNotFoundError):
     """A file that is needed does not exist."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while a command ran.
+
+    Raised from the command line's signal handler so that every ``with`` block
+    on the way up (atomic outputs, temporary folders, open rasters) cleans up
+    as for any other error. It derives from :class:`BaseException`, like
+    :class:`KeyboardInterrupt`, so ``except Exception`` does not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        """Initialise a new Interrupted.
+
+        Args:
+            signum: The signal number received.
+        """
+        self.signum = int(signum)
+        super().__init__(f'interrupted by signal {self.signum}')
+
+    @property
+    def exit_status(self) -> int:
+        """The conventional shell exit status, 128 + the signal number (130, 143)."""
+        return 128 + self.signum

@@ -1,20 +1,113 @@
-"""Atomic file output: write to a temporary sibling, rename on success."""
+"""Atomic file output: write to a temporary sibling, rename on success.
+
+Three layers, from the single file up to a whole command:
+
+* :func:`atomic_output` writes one file through a temporary sibling that is
+  renamed onto the final path only when the writer succeeded.
+* Every temporary path handed out (and every :func:`temporary_directory`) is
+  kept in a process-wide registry until it is gone, so that whoever catches an
+  interruption can remove what is left (:func:`remove_registered_temporaries`).
+* :func:`output_transaction` groups the outputs of one command: if the command
+  fails or is interrupted after some outputs were already renamed into place,
+  they are removed again, files they replaced are restored and folders created
+  for them are removed. The command line runs every subcommand inside one.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import InvalidInputError
 
-__all__ = ['atomic_output', 'check_writable', 'remove_temporaries']
+__all__ = [
+    'OutputTransaction',
+    'atomic_output',
+    'check_writable',
+    'check_writable_dir',
+    'make_output_dir',
+    'output_transaction',
+    'register_temporary',
+    'registered_temporaries',
+    'remove_registered_temporaries',
+    'remove_temporaries',
+    'temporary_directory',
+    'unregister_temporary',
+]
+
+#: Temporary files and folders that exist right now (insertion ordered).
+_TEMPORARIES: dict[Path, None] = {}
+
+
+def register_temporary(path: str | os.PathLike[str]) -> Path:
+    """Record a temporary file or folder (and its side files) for cleanup.
+
+    Args:
+        path: The temporary path.
+
+    Returns:
+        The path as an absolute :class:`~pathlib.Path`.
+    """
+    tmp = Path(path).absolute()
+    _TEMPORARIES[tmp] = None
+    return tmp
+
+
+def unregister_temporary(path: str | os.PathLike[str]) -> None:
+    """Forget a temporary path (after it was renamed into place or removed).
+
+    Args:
+        path: A path given to :func:`register_temporary`.
+    """
+    _TEMPORARIES.pop(Path(path).absolute(), None)
+
+
+def registered_temporaries() -> list[Path]:
+    """The temporary paths registered now.
+
+    Returns:
+        The paths, oldest first.
+    """
+    return list(_TEMPORARIES)
+
+
+def remove_registered_temporaries() -> None:
+    """Remove every registered temporary path and its side files, then forget them."""
+    for tmp in reversed(list(_TEMPORARIES)):
+        remove_temporaries(tmp)
+        unregister_temporary(tmp)
+
+
+def _nearest_existing(path: Path) -> Path:
+    """The path itself or its closest existing ancestor."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_folder(folder: Path, out: Path) -> None:
+    """Check that a file can really be created in *folder*."""
+    # os.access is not enough (root, ACLs, read-only mounts): really create a file.
+    probe = folder / f'.{out.name}.probe-{secrets.token_hex(4)}'
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except OSError as err:
+        raise InvalidInputError(
+            out, f'cannot write the output: {err.strerror or err} in {folder}'
+        ) from err
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Check up front that *path* can be written, creating missing parent folders.
+    """Check up front that *path* can be written, without creating anything.
+
+    Missing parent folders are fine as long as the closest existing ancestor
+    is a writable folder (:func:`atomic_output` creates them when it writes).
 
     Args:
         path: The output file.
@@ -23,28 +116,21 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         The output path as an absolute :class:`~pathlib.Path`.
 
     Raises:
-        InvalidInputError: If the path is a folder, its parent cannot be created,
-            or nothing can be written in the parent folder.
+        InvalidInputError: If the path is a folder, an ancestor is a file, or
+            nothing can be written where the file would go, or the file
+            exists and is read-only.
     """
     out = Path(path).expanduser().absolute()
     if out.is_dir():
-        raise InvalidInputError(out, 'cannot write the output: this is a folder')
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
         raise InvalidInputError(
-            out, f'cannot write the output: cannot create its folder ({err.strerror})'
-        ) from err
-    # os.access is not enough (root, ACLs, read-only mounts): really create a file.
-    probe = out.parent / f'.{out.name}.probe-{secrets.token_hex(4)}'
-    try:
-        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except OSError as err:
+            out, 'cannot write the output: this is an existing folder, not a file'
+        )
+    folder = _nearest_existing(out.parent)
+    if not folder.is_dir():
         raise InvalidInputError(
-            out, f'cannot write the output: {err.strerror or err} in {out.parent}'
-        ) from err
-    os.close(fd)
-    os.unlink(probe)
+            out, f'cannot write the output: {folder} is a file, not a folder'
+        )
+    _probe_folder(folder, out)
     if out.exists() and not os.access(out, os.W_OK) and os.name != 'nt':
         # Renaming onto a read-only file works on POSIX, but the user asked for
         # it to be read-only: respect that.
@@ -52,20 +138,193 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     return out
 
 
+def check_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Check up front that files can be written into the folder *path*.
+
+    Args:
+        path: The output folder (it may not exist yet).
+
+    Returns:
+        The folder as an absolute :class:`~pathlib.Path`.
+
+    Raises:
+        InvalidInputError: If *path* or an ancestor is an existing file, or
+            nothing can be written there.
+    """
+    out = Path(path).expanduser().absolute()
+    folder = _nearest_existing(out)
+    if not folder.is_dir():
+        what = 'this is an existing file' if folder == out else f'{folder} is a file'
+        raise InvalidInputError(out, f'cannot write the output folder: {what}')
+    _probe_folder(folder, out)
+    return out
+
+
 def remove_temporaries(tmp: Path) -> None:
-    """Remove a temporary file and its side files (``.aux.xml``, ``-journal``, ...).
+    """Remove a temporary file or folder and its side files (``.aux.xml``, ...).
 
     Args:
         tmp: The temporary path handed out by :func:`atomic_output`.
     """
     for leftover in tmp.parent.glob(f'{tmp.name}*'):
         with contextlib.suppress(OSError):
-            if leftover.is_dir():
-                for child in leftover.iterdir():
-                    child.unlink()
-                leftover.rmdir()
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink()
+
+
+class OutputTransaction:
+    """The outputs one command has renamed into place so far, for rollback."""
+
+    def __init__(self) -> None:
+        """Initialise a new, empty OutputTransaction."""
+        #: (output, backup of the file it replaced or None), in commit order.
+        self.committed: list[tuple[Path, Path | None]] = []
+        #: Folders created for outputs, outermost first.
+        self.created_dirs: list[Path] = []
+
+    def make_dirs(self, folder: Path) -> None:
+        """Create *folder* and its missing parents, remembering which were created.
+
+        Args:
+            folder: The folder to create.
+        """
+        missing: list[Path] = []
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            missing.append(probe)
+            probe = probe.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        self.created_dirs.extend(reversed(missing))
+
+    def replace(self, tmp: Path, out: Path) -> None:
+        """Rename *tmp* onto *out*, keeping what *out* held until the end.
+
+        Args:
+            tmp: The finished temporary file.
+            out: The final path.
+        """
+        backup: Path | None = None
+        if out.is_file() and not out.is_symlink():
+            backup = register_temporary(
+                out.parent / f'.{out.name}.backup-{os.getpid()}-{secrets.token_hex(4)}'
+            )
+            try:
+                # A hard link keeps *out* in place all along; copy where links fail.
+                os.link(out, backup)
+            except OSError:
+                shutil.copy2(out, backup)
+        os.replace(tmp, out)
+        self.committed.append((out, backup))
+
+    def commit(self) -> None:
+        """Keep every output: drop the backups."""
+        for _, backup in self.committed:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    backup.unlink()
+                unregister_temporary(backup)
+        self.committed.clear()
+        self.created_dirs.clear()
+
+    def rollback(self) -> None:
+        """Undo every output: remove it, restore what it replaced, remove new folders."""
+        for out, backup in reversed(self.committed):
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, out)
+                    unregister_temporary(backup)
+                else:
+                    out.unlink()
+        self.committed.clear()
+        for folder in reversed(self.created_dirs):
+            # Only folders left empty: never delete what someone else put there.
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        self.created_dirs.clear()
+
+
+#: The transaction of the running command, if any.
+_TRANSACTION: OutputTransaction | None = None
+
+
+@contextlib.contextmanager
+def output_transaction() -> Iterator[OutputTransaction]:
+    """Group the outputs written inside the block: all are kept, or none.
+
+    On an exception (including :class:`~torchgeo_ext.errors.Interrupted` and
+    :class:`KeyboardInterrupt`) every output already renamed into place by
+    :func:`atomic_output` is removed (or the file it replaced restored),
+    folders created for them are removed when empty, and every registered
+    temporary file is removed. Nested blocks join the outer transaction.
+
+    Yields:
+        The transaction.
+    """
+    global _TRANSACTION
+    if _TRANSACTION is not None:
+        yield _TRANSACTION
+        return
+    transaction = _TRANSACTION = OutputTransaction()
+    try:
+        yield transaction
+    except BaseException:
+        transaction.rollback()
+        remove_registered_temporaries()
+        raise
+    else:
+        transaction.commit()
+    finally:
+        _TRANSACTION = None
+
+
+def make_output_dir(path: str | os.PathLike[str]) -> Path:
+    """Create an output folder (and parents); removed again if the command fails.
+
+    Args:
+        path: The folder.
+
+    Returns:
+        The folder as a :class:`~pathlib.Path`.
+
+    Raises:
+        InvalidInputError: If it cannot be created.
+    """
+    folder = Path(path)
+    try:
+        if _TRANSACTION is not None:
+            _TRANSACTION.make_dirs(folder.absolute())
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            folder, f'cannot create the output folder ({err.strerror or err})'
+        ) from err
+    return folder
+
+
+@contextlib.contextmanager
+def temporary_directory(
+    dir: str | os.PathLike[str] | None = None, prefix: str = '.torchgeo-ext-'
+) -> Iterator[Path]:
+    """A registered temporary folder, removed on exit (even on interruption).
+
+    Args:
+        dir: Where to create it (default: the system temporary folder).
+        prefix: Its name prefix (hidden by default).
+
+    Yields:
+        The folder.
+    """
+    import tempfile
+
+    folder = register_temporary(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        unregister_temporary(folder)
 
 
 @contextlib.contextmanager
@@ -76,7 +335,8 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     is atomic) and keeps the suffix of *path* (so format detection by extension
     still works). If the ``with`` block raises, the temporary file and any side
     files a writer left beside it are removed and nothing appears under *path*;
-    an existing file under *path* is left untouched.
+    an existing file under *path* is left untouched. Inside an
+    :func:`output_transaction` the rename is undone if the transaction fails.
 
     Args:
         path: The final output file.
@@ -88,16 +348,22 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         InvalidInputError: If *path* cannot be written (checked before yielding).
     """
     out = check_writable(path)
-    tmp = (
+    make_output_dir(out.parent)
+    tmp = register_temporary(
         out.parent / f'.{out.stem}.tmp-{os.getpid()}-{secrets.token_hex(4)}{out.suffix}'
     )
     try:
         yield tmp
         if not tmp.exists():
             raise InvalidInputError(out, 'the writer produced no file')
-        os.replace(tmp, out)
+        if _TRANSACTION is not None:
+            _TRANSACTION.replace(tmp, out)
+        else:
+            os.replace(tmp, out)
     except BaseException:
         remove_temporaries(tmp)
+        unregister_temporary(tmp)
         raise
     # GDAL may leave an .aux.xml beside the temporary name.
     remove_temporaries(tmp)
+    unregister_temporary(tmp)
