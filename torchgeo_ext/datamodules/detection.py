@@ -149,7 +149,9 @@ class DetectionAugmentation(nn.Module):
     (``bbox_xyxy``, ``bbox``, ``label``). ``image_hr`` (an integer multiple of
     ``image``'s size) is warped with the same transformation rescaled.
 
-    Normalisation is ``(x - mean) / std`` on ``image`` and ``image_hr``.
+    Normalisation is ``(x - mean) / std`` on ``image`` and ``image_hr``, in
+    float32 whatever the batch's type (data modules pass uint8 images between
+    worker processes: a quarter of the bytes).
     """
 
     def __init__(
@@ -182,6 +184,14 @@ class DetectionAugmentation(nn.Module):
             self.augmentation = K.AugmentationSequential(
                 *augmentations, data_keys=['input']
             )
+
+    @property
+    def normalisation(self) -> dict[str, list[float]]:
+        """What this augmentation normalises with, as per-band offset and scale."""
+        return {
+            'offset': [float(v) for v in self.get_buffer('mean').reshape(-1).tolist()],
+            'scale': [float(v) for v in self.get_buffer('std').reshape(-1).tolist()],
+        }
 
     def forward(self, batch: Batch) -> Batch:
         """Augment and normalise a batch.

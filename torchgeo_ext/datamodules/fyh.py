@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch.utils.data import Subset
@@ -28,6 +28,9 @@ class FYHDataModule(NonGeoDataModule):
 
     mean = torch.tensor(0.0)
     std = torch.tensor(1.0)
+    #: Identity: the builder stores the tiles normalised (the FYH format, see
+    #: :mod:`torchgeo_ext.datasets.fyh_builder`); tasks record it as such.
+    normalisation: ClassVar[dict[str, float]] = {'offset': 0.0, 'scale': 1.0}
 
     def __init__(
         self,

@@ -115,6 +115,10 @@ class HAD100DataModule(NonGeoDataModule):
         """
         super().__init__(HAD100, batch_size, num_workers, **kwargs)
         self.patch_size = patch_size
+        #: Identity: radiance/reflectance go to the task raw; BSDM and STAD
+        #: min-max scale each scene themselves (part of the methods, applied
+        #: alike in training, scoring and ``torchgeo-ext anomaly``).
+        self.normalisation = {'offset': 0.0, 'scale': 1.0}
         self.val_batch_size = 1
         self.test_batch_size = 1
         self.predict_batch_size = 1

@@ -74,6 +74,9 @@ class HOTCDataModule(NonGeoDataModule):
         self.samples_per_epoch = samples_per_epoch
         self.test_batch_size = 1
         self.predict_batch_size = 1
+        #: Identity after the transfer: HOTC scales each frame when reading it
+        #: (``normalize``, by the frame's own peak: it must precede cropping).
+        self.normalisation = {'offset': 0.0, 'scale': 1.0}
 
     def setup(self, stage: str) -> None:
         """Set up datasets.

@@ -76,7 +76,8 @@ class VEDAIDataModule(NonGeoDataModule):
 
     Batches (after :func:`collate_detection` and the batch augmentation on the
     device): ``image`` float32 B x C x H x W divided by 255 (RGB bands 0-2, IR
-    band 3 by default), ``bbox_xyxy`` / ``label`` (and ``bbox`` when oriented)
+    band 3 by default; passed between worker processes as uint8 and converted
+    after the transfer unless sample transforms are given), ``bbox_xyxy`` / ``label`` (and ``bbox`` when oriented)
     as lists of per-image tensors. Training applies random horizontal and
     vertical flips and 90 degree rotations that move the boxes with the image
     and transform all modalities identically.
@@ -127,6 +128,9 @@ class VEDAIDataModule(NonGeoDataModule):
         if super_resolution:
             pair = SuperResolutionPair(1024 // resolution)
             transforms = pair if transforms is None else _Compose(pair, transforms)
+        # uint8 between worker processes (4x fewer bytes), float32 after the
+        # transfer (DetectionAugmentation); sample transforms get float32.
+        kwargs.setdefault('dtype', 'uint8' if transforms is None else 'float32')
         super().__init__(
             VEDAI,
             batch_size,
@@ -146,6 +150,8 @@ class VEDAIDataModule(NonGeoDataModule):
         self.collate_fn = collate_detection
         self.aug = DetectionAugmentation()
         self.train_aug = default_train_augmentation(square=True) if augment else None
+        #: Per-band offset and scale applied after the transfer (recorded by tasks).
+        self.normalisation = self.aug.normalisation
 
     def setup(self, stage: str) -> None:
         """Set up the datasets of a stage.

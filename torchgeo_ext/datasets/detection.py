@@ -211,7 +211,10 @@ def stack_modalities(
 
 
 def stack_modalities_batch(
-    paths: Sequence[Sequence[str]], channels: Sequence[int], borders: Sequence[int]
+    paths: Sequence[Sequence[str]],
+    channels: Sequence[int],
+    borders: Sequence[int],
+    dtype: torch.dtype = torch.float32,
 ) -> list[Tensor]:
     """Decode the images of several samples straight into one batch buffer.
 
@@ -225,9 +228,11 @@ def stack_modalities_batch(
         paths: Per sample, one image file per modality.
         channels: Bands taken from each modality's file.
         borders: Per sample, pixels removed from every side.
+        dtype: Type of the images: float32 (the sample contract) or uint8
+            (4x fewer bytes between worker processes; data modules convert).
 
     Returns:
-        One float32 C x H x W tensor per sample, raw 0-255 values.
+        One C x H x W tensor of ``dtype`` per sample, raw 0-255 values.
 
     Raises:
         InvalidInputError: If an image cannot be decoded or a sample's images
@@ -254,15 +259,15 @@ def stack_modalities_batch(
         shape = (len(decoded), bands, *next(iter(sizes)))
         if get_worker_info() is not None:
             numel = int(np.prod(shape))
-            storage = torch.empty(0)._typed_storage()._new_shared(numel, device='cpu')
-            buffer = torch.empty(0).new(storage).resize_(shape)
+            empty = torch.empty(0, dtype=dtype)
+            storage = empty._typed_storage()._new_shared(numel, device='cpu')
+            buffer = empty.set_(storage).view(shape)
         else:
-            buffer = torch.empty(shape, dtype=torch.float32)
+            buffer = torch.empty(shape, dtype=dtype)
         images = list(buffer.unbind(0))
     else:
         images = [
-            torch.empty((bands, *views[0].shape[1:]), dtype=torch.float32)
-            for views in decoded
+            torch.empty((bands, *views[0].shape[1:]), dtype=dtype) for views in decoded
         ]
     for image, views in zip(images, decoded, strict=True):
         start = 0

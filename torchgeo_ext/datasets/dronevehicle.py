@@ -70,7 +70,7 @@ class DroneVehicle(NonGeoDataset):
     Samples:
 
     * ``image``: float32 C x H x W raw 0-255 values (TorchGeo convention;
-      data modules normalise), modalities stacked in the given order (RGB 3
+      data modules normalise; uint8 with ``dtype='uint8'``), modalities stacked in the given order (RGB 3
       bands, IR 1 band): 4 x 512 x 640 after border cropping.
     * ``label``: int64 (N,); ``bbox_xyxy``: float32 (N, 4), always;
       ``bbox``: float32 (N, 8), DOTA corner order, when
@@ -121,6 +121,7 @@ class DroneVehicle(NonGeoDataset):
         crop_border: bool = True,
         bbox_orientation: Literal['oriented', 'horizontal'] = 'oriented',
         transforms: Callable[[Sample], Sample] | None = None,
+        dtype: Literal['float32', 'uint8'] = 'float32',
     ) -> None:
         """Initialise a new DroneVehicle dataset.
 
@@ -133,6 +134,10 @@ class DroneVehicle(NonGeoDataset):
             crop_border: Remove the 100 px white border and shift the boxes.
             bbox_orientation: ``'oriented'`` adds ``bbox`` (N x 8) to samples.
             transforms: A function applied to each sample.
+            dtype: Type of ``image``: ``'float32'`` (the sample contract) or
+                ``'uint8'`` (the same values in a quarter of the bytes; data
+                modules use it to pass batches between worker processes
+                and convert to float32 after the transfer).
 
         Raises:
             ValueError: If an argument is invalid.
@@ -153,6 +158,8 @@ class DroneVehicle(NonGeoDataset):
                 )
         if label_source not in ('ir', 'rgb'):
             raise ValueError(f"label_source must be 'ir' or 'rgb': {label_source!r}")
+        if dtype not in ('float32', 'uint8'):
+            raise ValueError(f"dtype must be 'float32' or 'uint8': {dtype!r}")
         if bbox_orientation not in ('horizontal', 'oriented'):
             raise ValueError(
                 "bbox_orientation must be 'horizontal' or 'oriented': "
@@ -164,6 +171,7 @@ class DroneVehicle(NonGeoDataset):
         self.crop_border = crop_border
         self.bbox_orientation = bbox_orientation
         self.transforms = transforms
+        self.dtype = dtype
         self.modalities: dict[str, list[int]] = {}
         start = 0
         for name in modalities:
@@ -418,6 +426,7 @@ class DroneVehicle(NonGeoDataset):
             [list(self._paths[i].values()) for i in indices],
             [self.modality_bands[m] for m in self.modalities],
             [self.border if self._crop[i] else 0 for i in indices],
+            torch.uint8 if self.dtype == 'uint8' else torch.float32,
         )
         return [
             self._sample(index, image)

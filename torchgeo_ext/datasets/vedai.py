@@ -56,7 +56,7 @@ class VEDAI(NonGeoDataset):
     Samples:
 
     * ``image``: float32 C x H x W, raw 0-255 values (TorchGeo convention;
-      data modules normalise), modalities stacked in the order given, RGB 3
+      data modules normalise; uint8 with ``dtype='uint8'``), modalities stacked in the order given, RGB 3
       bands and IR 1 band; :attr:`modalities` gives each one's band indices.
     * ``label``: int64 (N,) class indices into :attr:`classes`.
     * ``bbox_xyxy``: float32 (N, 4), the oriented box's envelope clipped to the
@@ -136,6 +136,7 @@ class VEDAI(NonGeoDataset):
         classes: Literal['superyolo', 'original'] = 'superyolo',
         bbox_orientation: Literal['horizontal', 'oriented'] = 'horizontal',
         transforms: Callable[[Sample], Sample] | None = None,
+        dtype: Literal['float32', 'uint8'] = 'float32',
     ) -> None:
         """Initialise a new VEDAI dataset.
 
@@ -149,6 +150,10 @@ class VEDAI(NonGeoDataset):
             classes: ``'superyolo'`` (8 classes) or ``'original'`` (11).
             bbox_orientation: ``'oriented'`` adds ``bbox`` (N x 8) to samples.
             transforms: A function applied to each sample.
+            dtype: Type of ``image``: ``'float32'`` (the sample contract) or
+                ``'uint8'`` (the same values in a quarter of the bytes; data
+                modules use it to pass batches between worker processes
+                and convert to float32 after the transfer).
 
         Raises:
             ValueError: If an argument is invalid.
@@ -176,6 +181,8 @@ class VEDAI(NonGeoDataset):
                 )
         if classes not in ('superyolo', 'original'):
             raise ValueError(f"classes must be 'superyolo' or 'original': {classes!r}")
+        if dtype not in ('float32', 'uint8'):
+            raise ValueError(f"dtype must be 'float32' or 'uint8': {dtype!r}")
         if bbox_orientation not in ('horizontal', 'oriented'):
             raise ValueError(
                 "bbox_orientation must be 'horizontal' or 'oriented': "
@@ -189,6 +196,7 @@ class VEDAI(NonGeoDataset):
         self.class_set = classes
         self.bbox_orientation = bbox_orientation
         self.transforms = transforms
+        self.dtype = dtype
         self.classes: list[str] = list(
             self.superyolo_classes if classes == 'superyolo' else self.original_classes
         )
@@ -419,6 +427,7 @@ class VEDAI(NonGeoDataset):
             ],
             [self.modality_files[m][1] for m in self.modalities],
             [0] * len(indices),
+            torch.uint8 if self.dtype == 'uint8' else torch.float32,
         )
         return [
             self._sample(index, image)

@@ -4,21 +4,126 @@ Every task of :mod:`torchgeo_ext.trainers` derives from :class:`PluginTask`,
 which records its own class path in each checkpoint. The command-line tools
 (``detect``, ``segment``, ``anomaly``) can then rebuild the right task from a
 checkpoint alone with :func:`load_task`.
+
+Input normalisation (one layer, TorchGeo's convention): datasets return raw
+values, data modules normalise, and a :class:`PluginTask` records at fit time
+what its data module used, as per-band ``offset`` and ``scale``
+(``normalised = (raw - offset) / scale``), in its ``normalisation``
+hyperparameter. The record travels in every checkpoint, so
+:meth:`PluginTask.normalise` (used by ``detect``, ``segment``,
+``detect_images`` and the prediction writer) applies to raw rasters exactly
+what training applied.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+import math
 import os
+import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 from torchgeo.tasks import BaseTask
 
 from ..errors import InvalidInputError, MissingInputError
 
 #: Checkpoint key holding the task's import path.
 TASK_CLASS_KEY = 'torchgeo_ext_task_class'
+#: Hyperparameter holding the input normalisation recorded at fit time.
+NORMALISATION_KEY = 'normalisation'
+#: Checkpoint key holding the same record (read back whatever the task's
+#: ``__init__`` accepts).
+NORMALISATION_CHECKPOINT_KEY = 'torchgeo_ext_normalisation'
+
+#: A recorded normalisation: per-band (or one shared) ``offset`` and ``scale``.
+NormalisationRecord = dict[str, list[float]]
+
+
+def _floats(value: Any, what: str) -> list[float]:
+    """A scalar, sequence or tensor as a non-empty list of finite floats."""
+    if isinstance(value, Tensor):
+        values = [float(v) for v in value.detach().cpu().reshape(-1).tolist()]
+    elif isinstance(value, int | float):
+        values = [float(value)]
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        values = [float(v) for v in value]
+    else:
+        raise TypeError(f'normalisation {what} must be numbers, got {value!r}')
+    if not values or not all(math.isfinite(v) for v in values):
+        raise ValueError(f'normalisation {what} must be finite numbers: {values}')
+    return values
+
+
+def normalisation_record(value: Any) -> NormalisationRecord | None:
+    """Convert a data module's normalisation to the form tasks record.
+
+    Accepted: ``None`` (nothing recorded); a mapping or an object with
+    ``offset`` and ``scale`` (this library's form), or with ``mean`` and
+    ``std`` (TorchGeo / Kornia's ``Normalize``); each a number (all bands) or
+    one number per band.
+
+    Args:
+        value: The normalisation.
+
+    Returns:
+        ``{'offset': [...], 'scale': [...]}`` (lists of equal length, or one of
+        them of length 1), or None.
+
+    Raises:
+        ValueError: If the value has neither form, or a scale is not positive.
+        TypeError: If a value is not numbers.
+    """
+    if value is None:
+        return None
+
+    def get(name: str) -> Any:
+        if isinstance(value, Mapping):
+            return value.get(name)
+        return getattr(value, name, None)
+
+    for offset_name, scale_name in (('offset', 'scale'), ('mean', 'std')):
+        offset, scale = get(offset_name), get(scale_name)
+        if offset is not None and scale is not None:
+            break
+    else:
+        raise ValueError(
+            f'a normalisation needs offset and scale (or mean and std), got {value!r}'
+        )
+    offsets = _floats(offset, 'offset')
+    scales = _floats(scale, 'scale')
+    if any(s <= 0 for s in scales):
+        raise ValueError(f'normalisation scale must be positive: {scales}')
+    if len(offsets) != len(scales) and 1 not in (len(offsets), len(scales)):
+        raise ValueError(
+            f'normalisation has {len(offsets)} offsets but {len(scales)} scales'
+        )
+    return {'offset': offsets, 'scale': scales}
+
+
+def datamodule_normalisation(datamodule: Any) -> NormalisationRecord | None:
+    """The normalisation a data module applies, as a record.
+
+    A data module of this library says it with its ``normalisation``
+    attribute (None: it normalises nothing it can describe). Other TorchGeo
+    data modules normalise with their ``mean`` and ``std``.
+
+    Args:
+        datamodule: A LightningDataModule (or None).
+
+    Returns:
+        The record, or None if the data module does not say.
+    """
+    if datamodule is None:
+        return None
+    if hasattr(datamodule, 'normalisation'):
+        return normalisation_record(datamodule.normalisation)
+    if hasattr(datamodule, 'mean') and hasattr(datamodule, 'std'):
+        return normalisation_record({'mean': datamodule.mean, 'std': datamodule.std})
+    return None
 
 
 class PluginTask(BaseTask):
@@ -26,16 +131,115 @@ class PluginTask(BaseTask):
 
     Subclasses define ``configure_models`` etc. as for any TorchGeo task and
     may set ``class_names`` (an hparam) so outputs can name their classes.
+
+    At ``fit`` the data module's normalisation is recorded in the
+    ``normalisation`` hyperparameter (see :func:`datamodule_normalisation`);
+    :meth:`normalise` applies it to raw inputs.
     """
 
+    @property
+    def normalisation(self) -> NormalisationRecord | None:
+        """The recorded input normalisation (None: none recorded)."""
+        record = self.hparams.get(NORMALISATION_KEY)
+        return None if record is None else normalisation_record(record)
+
+    def record_normalisation(self, normalisation: Any) -> None:
+        """Record the normalisation the inputs of this task get.
+
+        Called at fit time with the data module's; call it yourself when
+        training from plain data loaders that normalise in another way.
+
+        Args:
+            normalisation: Anything :func:`normalisation_record` accepts.
+        """
+        record = normalisation_record(normalisation)
+        old = self.hparams.get(NORMALISATION_KEY)
+        if old is not None and record is not None and old != record:
+            warnings.warn(
+                f'{type(self).__name__}: the data module normalises with {record}, '
+                f'the loaded weights were trained with {old}; recording the new one',
+                UserWarning,
+                stacklevel=2,
+            )
+        self.hparams[NORMALISATION_KEY] = record
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """Apply the recorded normalisation to raw images.
+
+        Args:
+            x: Raw images (..., C, H, W), as the dataset or raster holds them.
+
+        Returns:
+            ``(x - offset) / scale`` per band in float32; ``x`` unchanged when
+            no normalisation is recorded.
+
+        Raises:
+            InvalidInputError: If the record has per-band values for another
+                number of bands.
+        """
+        record = self.normalisation
+        if record is None:
+            return x
+        bands = int(x.shape[-3])
+        values = []
+        for name in ('offset', 'scale'):
+            v = torch.tensor(record[name], dtype=torch.float32, device=x.device)
+            if len(v) not in (1, bands):
+                raise InvalidInputError(
+                    None,
+                    f'the input has {bands} bands but the recorded normalisation has '
+                    f'{len(v)} {name} values',
+                )
+            values.append(v.reshape(-1, 1, 1))
+        return (x.to(torch.float32) - values[0]) / values[1]
+
+    def setup(self, stage: str) -> None:
+        """Record the data module's normalisation when fitting.
+
+        Args:
+            stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
+        """
+        super().setup(stage)
+        trainer = self._trainer
+        if stage != 'fit' or trainer is None:
+            return
+        record = datamodule_normalisation(getattr(trainer, 'datamodule', None))
+        if record is not None:
+            self.record_normalisation(record)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store this task's class path in the checkpoint.
+        """Store this task's class path and normalisation in the checkpoint.
 
         Args:
             checkpoint: The checkpoint dictionary Lightning is about to save.
         """
         cls = type(self)
         checkpoint[TASK_CLASS_KEY] = f'{cls.__module__}.{cls.__qualname__}'
+        record = self.normalisation
+        checkpoint[NORMALISATION_CHECKPOINT_KEY] = record
+        hparams = checkpoint.get('hyper_parameters')
+        parameters = inspect.signature(cls.__init__).parameters
+        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        if (
+            isinstance(hparams, dict)
+            and takes_kwargs
+            and NORMALISATION_KEY not in parameters
+        ):
+            # Lightning would pass it to an __init__ taking **kwargs on loading;
+            # the copy under NORMALISATION_CHECKPOINT_KEY restores it instead.
+            hparams.pop(NORMALISATION_KEY, None)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the recorded normalisation.
+
+        Args:
+            checkpoint: The loaded checkpoint dictionary.
+        """
+        record = checkpoint.get(NORMALISATION_CHECKPOINT_KEY)
+        if record is None:
+            record = checkpoint.get('hyper_parameters', {}).get(NORMALISATION_KEY)
+        if record is not None:
+            self.hparams[NORMALISATION_KEY] = normalisation_record(record)
 
 
 def task_class_path(path: str | os.PathLike[str]) -> str:
