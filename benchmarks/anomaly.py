@@ -28,13 +28,14 @@ from torchgeo_ext.export.raster import write_raster
 from torchgeo_ext.metrics.anomaly import auc_d_f
 from torchgeo_ext.models.bsdm import bsdm_scores
 from torchgeo_ext.models.local_anomaly import crd_scores, lrx_scores
-from torchgeo_ext.models.rx import rx_raster, rx_scores
+from torchgeo_ext.models.rx import rx_scores
 from torchgeo_ext.models.stad import (
     STADTeacher,
     stad_scores,
     synthetic_blobs,
     teacher_loss,
 )
+from torchgeo_ext.pipelines.anomaly import rx_raster
 
 
 def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:

@@ -89,8 +89,8 @@ def scene(models: list[str], size: tuple[int, int], rounds: int) -> None:
     import lightning
     import rasterio
 
-    from torchgeo_ext.commands.segment import segment_raster
     from torchgeo_ext.datasets.fyh import grid_transform
+    from torchgeo_ext.pipelines.segmentation import segment_raster
     from torchgeo_ext.trainers.segmentation import SegmentationTask
 
     height, width = size

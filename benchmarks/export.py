@@ -1,4 +1,4 @@
-"""Benchmark tiled prediction (torchgeo_ext.export.tiling.predict_raster).
+"""Benchmark tiled prediction (torchgeo_ext.pipelines.tiling.predict_raster).
 
 Measures, in one run:
 
@@ -37,7 +37,7 @@ from rasterio.windows import Window
 from torch import nn
 
 from torchgeo_ext.export.raster import RasterWriter, open_inputs, write_raster
-from torchgeo_ext.export.tiling import predict_raster, tile_grid
+from torchgeo_ext.pipelines.tiling import predict_raster, tile_grid
 
 CRS = 'EPSG:32633'
 

@@ -80,7 +80,7 @@ def run_demo(
 
     from .demo_scene import make_demo_scene
     from .metrics.anomaly import auc_d_f
-    from .models.anomaly import anomaly_raster
+    from .pipelines.anomaly import anomaly_raster
 
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)

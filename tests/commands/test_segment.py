@@ -9,9 +9,9 @@ import rasterio
 import torch
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.commands.segment import segment_raster
 from torchgeo_ext.datasets.fyh import FYH, grid_transform
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
+from torchgeo_ext.pipelines.segmentation import segment_raster
 from torchgeo_ext.trainers.segmentation import SegmentationTask
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-#: Mirrors :data:`torchgeo_ext.models.anomaly.METHODS` (kept here so ``--help`` imports no torch).
+#: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (kept here so ``--help`` imports no torch).
 METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
 
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
-    from ..models.anomaly import anomaly_raster
+    from ..pipelines.anomaly import anomaly_raster
 
     options: dict[str, Any] = {}
     for name in ('inner', 'outer'):

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InvalidInputError
     from ..export.raster import open_inputs
-    from ..export.tiling import detect_raster
+    from ..pipelines.detection import detect_raster
     from ..trainers.base import load_task
 
     if args.scale <= 0:

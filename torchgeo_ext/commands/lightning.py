@@ -1,7 +1,7 @@
 """``torchgeo-ext fit|validate|test|predict``: TorchGeo's LightningCLI with this library's classes.
 
 These behave exactly like ``torchgeo fit --config ...``. Importing
-:mod:`torchgeo_ext.trainers` and :mod:`torchgeo_ext.datamodules` first makes
+:mod:`torchgeo_ext.trainers` and :mod:`torchgeo_ext.datamodules` (every export) first makes
 their classes known to jsonargparse, so configs may name them by short name
 (``class_path: SuperYOLOTask``) as well as by full path.
 """
@@ -45,7 +45,12 @@ def run_lightning(argv: list[str]) -> int:
     import torchgeo.main
 
     import torchgeo_ext.datamodules
-    import torchgeo_ext.trainers  # noqa: F401
+    import torchgeo_ext.trainers
 
+    # The packages export lazily: resolve every name so that jsonargparse sees
+    # each subclass (short class names in configs).
+    for package in (torchgeo_ext.datamodules, torchgeo_ext.trainers):
+        for name in package.__all__:
+            getattr(package, name)
     torchgeo.main.main(argv)
     return 0

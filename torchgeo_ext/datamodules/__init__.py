@@ -1,15 +1,37 @@
 """Lightning data modules, one per dataset."""
 
-from .dronevehicle import DroneVehicleDataModule
-from .fyh import FYHDataModule
-from .had100 import HAD100DataModule
-from .hotc import HOTCDataModule
-from .vedai import VEDAIDataModule
+from __future__ import annotations
 
-__all__ = (
-    'DroneVehicleDataModule',
-    'FYHDataModule',
-    'HAD100DataModule',
-    'HOTCDataModule',
-    'VEDAIDataModule',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .dronevehicle import DroneVehicleDataModule
+    from .fyh import FYHDataModule
+    from .had100 import HAD100DataModule
+    from .hotc import HOTCDataModule
+    from .vedai import VEDAIDataModule
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'DroneVehicleDataModule': 'torchgeo_ext.datamodules.dronevehicle',
+    'FYHDataModule': 'torchgeo_ext.datamodules.fyh',
+    'HAD100DataModule': 'torchgeo_ext.datamodules.had100',
+    'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
+    'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

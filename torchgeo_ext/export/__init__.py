@@ -1,30 +1,55 @@
-"""Georeferenced outputs: raster and vector writers, tiled prediction, the prediction writer."""
+"""Georeferenced outputs: raster and vector writers, geometry conversion, the prediction writer."""
 
-from .atomic import atomic_output
-from .geometry import (
-    boxes_to_polygons,
-    detections_to_geodataframe,
-    mask_to_polygons,
-    oriented_boxes_to_polygons,
-)
-from .raster import RasterStack, RasterWriter, crs_to_string, open_inputs, write_raster
-from .tiling import detect_raster, predict_raster
-from .vector import write_vector
-from .writer import GeoPredictionWriter
+from __future__ import annotations
 
-__all__ = (
-    'GeoPredictionWriter',
-    'RasterStack',
-    'RasterWriter',
-    'atomic_output',
-    'boxes_to_polygons',
-    'crs_to_string',
-    'detect_raster',
-    'detections_to_geodataframe',
-    'mask_to_polygons',
-    'open_inputs',
-    'oriented_boxes_to_polygons',
-    'predict_raster',
-    'write_raster',
-    'write_vector',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .atomic import atomic_output
+    from .geometry import (
+        boxes_to_polygons,
+        detections_to_geodataframe,
+        mask_to_polygons,
+        oriented_boxes_to_polygons,
+    )
+    from .raster import (
+        RasterStack,
+        RasterWriter,
+        crs_to_string,
+        open_inputs,
+        write_raster,
+    )
+    from .vector import write_vector
+    from .writer import GeoPredictionWriter
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'atomic_output': 'torchgeo_ext.export.atomic',
+    'boxes_to_polygons': 'torchgeo_ext.export.geometry',
+    'detections_to_geodataframe': 'torchgeo_ext.export.geometry',
+    'mask_to_polygons': 'torchgeo_ext.export.geometry',
+    'oriented_boxes_to_polygons': 'torchgeo_ext.export.geometry',
+    'RasterStack': 'torchgeo_ext.export.raster',
+    'RasterWriter': 'torchgeo_ext.export.raster',
+    'crs_to_string': 'torchgeo_ext.export.raster',
+    'open_inputs': 'torchgeo_ext.export.raster',
+    'write_raster': 'torchgeo_ext.export.raster',
+    'write_vector': 'torchgeo_ext.export.vector',
+    'GeoPredictionWriter': 'torchgeo_ext.export.writer',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,13 +1,35 @@
 """Evaluation metrics not provided by torchmetrics: oriented mAP, tracking, anomaly scores."""
 
-from .anomaly import anomaly_metrics, auc_d_f, auc_tau
-from .detection import OrientedMeanAveragePrecision
-from .tracking import OTBMetric
+from __future__ import annotations
 
-__all__ = (
-    'OTBMetric',
-    'OrientedMeanAveragePrecision',
-    'anomaly_metrics',
-    'auc_d_f',
-    'auc_tau',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .anomaly import anomaly_metrics, auc_d_f, auc_tau
+    from .detection import OrientedMeanAveragePrecision
+    from .tracking import OTBMetric
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'anomaly_metrics': 'torchgeo_ext.metrics.anomaly',
+    'auc_d_f': 'torchgeo_ext.metrics.anomaly',
+    'auc_tau': 'torchgeo_ext.metrics.anomaly',
+    'OrientedMeanAveragePrecision': 'torchgeo_ext.metrics.detection',
+    'OTBMetric': 'torchgeo_ext.metrics.tracking',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,59 +1,77 @@
 """Paper models, one module each, and their shared building blocks."""
 
-from .anomaly import anomaly_raster, detect_anomalies
-from .bsdm import BSDM, bsdm_scores
-from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
-from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
-from .hyat import HyATracker, hyat_base, hyat_tiny
-from .lma import (
-    LMADetector,
-    TwoStreamOBBDetector,
-    lma_yolov8n_obb,
-    two_stream_yolov8n_obb,
-)
-from .local_anomaly import crd_scores, lrx_scores
-from .obb_detector import OBBDetector, yolov8n_obb
-from .rx import RX, rx_raster, rx_scores
-from .stad import STADStudent, STADTeacher, stad_scores
-from .superyolo import (
-    SuperYOLO,
-    superyolo_early,
-    superyolo_ir,
-    superyolo_mf,
-    superyolo_rgb,
-)
+from __future__ import annotations
 
-__all__ = (
-    'BSDM',
-    'E2EMFD',
-    'RX',
-    'DIANet',
-    'HyATracker',
-    'LMADetector',
-    'OBBDetector',
-    'STADStudent',
-    'STADTeacher',
-    'SuperYOLO',
-    'TwoStreamOBBDetector',
-    'anomaly_raster',
-    'bsdm_scores',
-    'crd_scores',
-    'detect_anomalies',
-    'dianet_w8',
-    'dianet_w18',
-    'dianet_w48',
-    'e2emfd_yolov8n_obb',
-    'hyat_base',
-    'hyat_tiny',
-    'lma_yolov8n_obb',
-    'lrx_scores',
-    'rx_raster',
-    'rx_scores',
-    'stad_scores',
-    'superyolo_early',
-    'superyolo_ir',
-    'superyolo_mf',
-    'superyolo_rgb',
-    'two_stream_yolov8n_obb',
-    'yolov8n_obb',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .bsdm import BSDM, bsdm_scores
+    from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
+    from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
+    from .hyat import HyATracker, hyat_base, hyat_tiny
+    from .lma import (
+        LMADetector,
+        TwoStreamOBBDetector,
+        lma_yolov8n_obb,
+        two_stream_yolov8n_obb,
+    )
+    from .local_anomaly import crd_scores, lrx_scores
+    from .obb_detector import OBBDetector, yolov8n_obb
+    from .rx import RX, rx_scores
+    from .stad import STADStudent, STADTeacher, stad_scores
+    from .superyolo import (
+        SuperYOLO,
+        superyolo_early,
+        superyolo_ir,
+        superyolo_mf,
+        superyolo_rgb,
+    )
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'BSDM': 'torchgeo_ext.models.bsdm',
+    'bsdm_scores': 'torchgeo_ext.models.bsdm',
+    'DIANet': 'torchgeo_ext.models.dianet',
+    'dianet_w8': 'torchgeo_ext.models.dianet',
+    'dianet_w18': 'torchgeo_ext.models.dianet',
+    'dianet_w48': 'torchgeo_ext.models.dianet',
+    'E2EMFD': 'torchgeo_ext.models.e2emfd',
+    'e2emfd_yolov8n_obb': 'torchgeo_ext.models.e2emfd',
+    'HyATracker': 'torchgeo_ext.models.hyat',
+    'hyat_base': 'torchgeo_ext.models.hyat',
+    'hyat_tiny': 'torchgeo_ext.models.hyat',
+    'LMADetector': 'torchgeo_ext.models.lma',
+    'TwoStreamOBBDetector': 'torchgeo_ext.models.lma',
+    'lma_yolov8n_obb': 'torchgeo_ext.models.lma',
+    'two_stream_yolov8n_obb': 'torchgeo_ext.models.lma',
+    'crd_scores': 'torchgeo_ext.models.local_anomaly',
+    'lrx_scores': 'torchgeo_ext.models.local_anomaly',
+    'OBBDetector': 'torchgeo_ext.models.obb_detector',
+    'yolov8n_obb': 'torchgeo_ext.models.obb_detector',
+    'RX': 'torchgeo_ext.models.rx',
+    'rx_scores': 'torchgeo_ext.models.rx',
+    'STADStudent': 'torchgeo_ext.models.stad',
+    'STADTeacher': 'torchgeo_ext.models.stad',
+    'stad_scores': 'torchgeo_ext.models.stad',
+    'SuperYOLO': 'torchgeo_ext.models.superyolo',
+    'superyolo_early': 'torchgeo_ext.models.superyolo',
+    'superyolo_ir': 'torchgeo_ext.models.superyolo',
+    'superyolo_mf': 'torchgeo_ext.models.superyolo',
+    'superyolo_rgb': 'torchgeo_ext.models.superyolo',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

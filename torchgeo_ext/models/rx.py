@@ -10,12 +10,12 @@ with the mean :math:`\mu` and covariance :math:`\Sigma` of the whole scene.
 Two ways to use it:
 
 * in memory: :func:`rx_scores` on a ``C x H x W`` array or tensor;
-* on rasters of any size: :func:`raster_statistics` streams the scene once in
-  windows and accumulates the mean and covariance in float64 (Chan et al.'s
-  pairwise update, so no sum of squares ever loses precision), then
-  :func:`rx_raster` scores it in a second streamed pass through
-  :func:`torchgeo_ext.export.tiling.predict_raster`. Memory stays bounded by
-  one window, never by the raster.
+* on rasters of any size: :func:`torchgeo_ext.pipelines.raster_statistics`
+  streams the scene once in windows into :class:`RXStatistics` (mean and
+  covariance in float64, Chan et al.'s pairwise update, so no sum of squares
+  ever loses precision), then :func:`torchgeo_ext.pipelines.rx_raster` scores
+  it in a second streamed pass with the :class:`RX` module. Memory stays
+  bounded by one window, never by the raster.
 
 The covariance is inverted by a regularised eigen-decomposition (a ridge of
 ``regularization`` times the mean band variance, eigenvalues below
@@ -25,25 +25,13 @@ break the detector.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from ..errors import InvalidInputError
-
-__all__ = (
-    'RX',
-    'RXStatistics',
-    'raster_statistics',
-    'rx_raster',
-    'rx_scores',
-    'whitening_matrix',
-)
+__all__ = ('RX', 'RXStatistics', 'rx_scores', 'whitening_matrix')
 
 
 class RXStatistics:
@@ -265,92 +253,3 @@ def rx_scores(
     if mask is not None:
         invalid |= ~torch.as_tensor(mask, dtype=torch.bool)
     return scores.masked_fill(invalid, float('nan'))
-
-
-def _windows(height: int, width: int, size: int) -> Iterator[tuple[int, int, int, int]]:
-    """Row-major ``(row, col, rows, cols)`` windows covering a raster."""
-    for row in range(0, height, size):
-        for col in range(0, width, size):
-            yield row, col, min(size, height - row), min(size, width - col)
-
-
-def raster_statistics(
-    path: str | os.PathLike[str], window_size: int = 512
-) -> RXStatistics:
-    """Mean and covariance of a raster's valid pixels in one streamed pass.
-
-    A pixel is valid when every band is finite and differs from the band's
-    nodata value. Memory is one window of
-    ``window_size x window_size`` pixels.
-
-    Args:
-        path: Raster file.
-        window_size: Side of the square read windows.
-
-    Returns:
-        The accumulated statistics.
-
-    Raises:
-        MissingInputError: If the file does not exist.
-        InvalidInputError: If it is not a raster, has no CRS or no valid pixels.
-    """
-    from rasterio.windows import Window
-
-    from ..export.raster import open_inputs
-
-    with open_inputs(path) as stack:
-        stats = RXStatistics(stack.count)
-        for row, col, rows, cols in _windows(stack.height, stack.width, window_size):
-            data, valid = stack.read(Window(col, row, cols, rows))  # type: ignore[call-arg]
-            stats.update(_valid_pixels(torch.from_numpy(data), torch.from_numpy(valid)))
-    if stats.count < 2:
-        raise InvalidInputError(path, 'fewer than two valid (non-nodata) pixels')
-    return stats
-
-
-def rx_raster(
-    input: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    tile_size: int = 512,
-    regularization: float = 1e-6,
-    rcond: float = 1e-10,
-    progress: bool = False,
-) -> Path:
-    """Global RX over a raster of any size, written as a score GeoTIFF.
-
-    First pass: :func:`raster_statistics`. Second pass:
-    :func:`torchgeo_ext.export.tiling.predict_raster` with the :class:`RX`
-    module (RX is per pixel, so tiles need no overlap). The output has the
-    input's CRS, transform and size; input nodata pixels are nodata in the
-    output.
-
-    Args:
-        input: Hyperspectral or multispectral raster.
-        output: Score GeoTIFF to write (atomically).
-        tile_size: Window side for both passes.
-        regularization: Relative ridge (see :func:`whitening_matrix`).
-        rcond: Pseudo-inverse cut-off (see :func:`whitening_matrix`).
-        progress: Show a progress bar while scoring.
-
-    Returns:
-        The output path.
-    """
-    from ..export.tiling import predict_raster
-
-    stats = raster_statistics(input, tile_size)
-    detector = RX.from_statistics(stats.mean, stats.covariance, regularization, rcond)
-    detector.eval()
-    with torch.inference_mode():
-        result = predict_raster(
-            detector,
-            input,
-            output,
-            tile_size=tile_size,
-            overlap=0,
-            blend='crop',
-            output_kind='scores',
-            band_names=['rx_score'],
-            progress=progress,
-        )
-    return Path(result) if result is not None else Path(output)

@@ -1,19 +1,41 @@
 """Tensor operations shared by models, trainers and export: box geometry and NMS."""
 
-from .obb import (
-    batched_rotated_nms,
-    obb_to_poly,
-    poly_iou,
-    poly_to_obb,
-    probiou,
-    rotated_nms,
-)
+from __future__ import annotations
 
-__all__ = (
-    'batched_rotated_nms',
-    'obb_to_poly',
-    'poly_iou',
-    'poly_to_obb',
-    'probiou',
-    'rotated_nms',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .obb import (
+        batched_rotated_nms,
+        obb_to_poly,
+        poly_iou,
+        poly_to_obb,
+        probiou,
+        rotated_nms,
+    )
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'batched_rotated_nms': 'torchgeo_ext.ops.obb',
+    'obb_to_poly': 'torchgeo_ext.ops.obb',
+    'poly_iou': 'torchgeo_ext.ops.obb',
+    'poly_to_obb': 'torchgeo_ext.ops.obb',
+    'probiou': 'torchgeo_ext.ops.obb',
+    'rotated_nms': 'torchgeo_ext.ops.obb',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

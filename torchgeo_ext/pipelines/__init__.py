@@ -1,26 +1,53 @@
 """Raster pipelines: run a model over rasters of any size and write georeferenced results.
 
-This is the one place where a model runs over a raster: tiled prediction
-(:func:`predict_raster`), tiled detection with cross-tile merging
-(:func:`detect_raster`), segmentation (:func:`segment_raster`) and anomaly scoring
-(:func:`anomaly_raster`, :func:`rx_raster`). Names resolve lazily (PEP 562) so that
-importing the package pulls in only what is used.
+This is the one place where a model runs over a raster: tiled dense prediction
+(:func:`predict_raster`, :mod:`.tiling`), tiled detection with cross-tile
+merging (:func:`detect_raster`, :mod:`.detection`), segmentation with a
+checkpoint (:func:`segment_raster`, :mod:`.segmentation`) and hyperspectral
+anomaly scoring (:func:`anomaly_raster`, :func:`detect_anomalies`,
+:func:`rx_raster`, :mod:`.anomaly`). The generic pipelines (tiling, detection)
+take any callable and import neither models nor trainers; segmentation loads a
+task checkpoint and anomaly scoring dispatches to its detectors.
+
+Names resolve lazily (PEP 562), so that importing the package pulls in only
+what is used (``torchgeo-ext anomaly --method rx`` must not import Lightning).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# Public name -> module that defines it (absolute). Moved implementations update this map.
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .anomaly import (
+        AnomalyResult,
+        anomaly_raster,
+        detect_anomalies,
+        raster_statistics,
+        rx_raster,
+        score_threshold,
+    )
+    from .detection import detect_raster, merge_tile_detections
+    from .segmentation import SegmentResult, segment_raster
+    from .tiling import axis_weights, blend_weights, predict_raster, tile_grid
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
-    'predict_raster': 'torchgeo_ext.export.tiling',
-    'detect_raster': 'torchgeo_ext.export.tiling',
-    'segment_raster': 'torchgeo_ext.commands.segment',
-    'anomaly_raster': 'torchgeo_ext.models.anomaly',
-    'detect_anomalies': 'torchgeo_ext.models.anomaly',
-    'rx_raster': 'torchgeo_ext.models.rx',
-    'raster_statistics': 'torchgeo_ext.models.rx',
+    'AnomalyResult': 'torchgeo_ext.pipelines.anomaly',
+    'anomaly_raster': 'torchgeo_ext.pipelines.anomaly',
+    'detect_anomalies': 'torchgeo_ext.pipelines.anomaly',
+    'raster_statistics': 'torchgeo_ext.pipelines.anomaly',
+    'rx_raster': 'torchgeo_ext.pipelines.anomaly',
+    'score_threshold': 'torchgeo_ext.pipelines.anomaly',
+    'detect_raster': 'torchgeo_ext.pipelines.detection',
+    'merge_tile_detections': 'torchgeo_ext.pipelines.detection',
+    'SegmentResult': 'torchgeo_ext.pipelines.segmentation',
+    'segment_raster': 'torchgeo_ext.pipelines.segmentation',
+    'axis_weights': 'torchgeo_ext.pipelines.tiling',
+    'blend_weights': 'torchgeo_ext.pipelines.tiling',
+    'predict_raster': 'torchgeo_ext.pipelines.tiling',
+    'tile_grid': 'torchgeo_ext.pipelines.tiling',
 }
 
 __all__ = tuple(sorted(_EXPORTS))
@@ -29,4 +56,10 @@ __all__ = tuple(sorted(_EXPORTS))
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

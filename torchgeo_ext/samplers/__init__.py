@@ -1,6 +1,32 @@
 """Samplers: georeferenced patch samplers and tracking pair samplers."""
 
-from .geo import ValidAreaGeoSampler
-from .tracking import TrackingPairDataset, TrackingPairSampler
+from __future__ import annotations
 
-__all__ = ('TrackingPairDataset', 'TrackingPairSampler', 'ValidAreaGeoSampler')
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .geo import ValidAreaGeoSampler
+    from .tracking import TrackingPairDataset, TrackingPairSampler
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'ValidAreaGeoSampler': 'torchgeo_ext.samplers.geo',
+    'TrackingPairDataset': 'torchgeo_ext.samplers.tracking',
+    'TrackingPairSampler': 'torchgeo_ext.samplers.tracking',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -9,7 +9,8 @@ Methods (see ``docs/models/anomaly.md``):
 
 ==========  =================================================================
 ``rx``      global RX (:mod:`torchgeo_ext.models.rx`); on GeoTIFF/ENVI input
-            both passes are streamed in windows (rasters larger than memory)
+            both passes are streamed in windows (rasters larger than memory,
+            :func:`rx_raster`)
 ``lrx``     local RX in a ring of guard/outer windows
             (:mod:`torchgeo_ext.models.local_anomaly`)
 ``crd``     collaborative representation detector
@@ -20,7 +21,9 @@ Methods (see ``docs/models/anomaly.md``):
             (:mod:`torchgeo_ext.models.stad`)
 ==========  =================================================================
 
-Every method except streamed RX holds the scene in memory.
+Every method except streamed RX holds the scene in memory. This pipeline is
+method-specific: it imports the detectors of :mod:`torchgeo_ext.models`, each
+only when its method runs.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,11 +41,16 @@ from torch import Tensor
 
 from ..errors import InvalidInputError, MissingInputError
 
+if TYPE_CHECKING:
+    from ..models.rx import RXStatistics
+
 __all__ = (
     'METHODS',
     'AnomalyResult',
     'anomaly_raster',
     'detect_anomalies',
+    'raster_statistics',
+    'rx_raster',
     'score_threshold',
 )
 
@@ -80,20 +88,20 @@ def detect_anomalies(
     x = x.to(torch.float32)
     mask = None if valid_mask is None else torch.as_tensor(valid_mask, dtype=torch.bool)
     if method == 'rx':
-        from .rx import rx_scores
+        from ..models.rx import rx_scores
 
         return rx_scores(x, mask, **options)
     if method in ('lrx', 'crd'):
-        from .local_anomaly import crd_scores, lrx_scores
+        from ..models.local_anomaly import crd_scores, lrx_scores
 
         fn = lrx_scores if method == 'lrx' else crd_scores
         scores = fn(x, valid_mask=mask, **options)
     elif method == 'bsdm':
-        from .bsdm import bsdm_scores
+        from ..models.bsdm import bsdm_scores
 
         scores = bsdm_scores(x, valid_mask=mask, checkpoint=checkpoint, **options)
     elif method == 'stad':
-        from .stad import stad_scores
+        from ..models.stad import stad_scores
 
         if checkpoint is None:
             raise ValueError(
@@ -343,7 +351,6 @@ def _anomaly_raster(
     crs: str | None
     if method == 'rx' and _is_streamable(source):
         from ..export.raster import crs_to_string, open_inputs
-        from .rx import rx_raster
 
         with open_inputs(source) as stack:  # checks readability and CRS up front
             crs = crs_to_string(stack.crs)
@@ -373,3 +380,89 @@ def _anomaly_raster(
             out, Path(vector), threshold, min_area
         )
     return result
+
+
+def raster_statistics(
+    path: str | os.PathLike[str], window_size: int = 512
+) -> RXStatistics:
+    """Mean and covariance of a raster's valid pixels in one streamed pass.
+
+    A pixel is valid when every band is finite and differs from the band's
+    nodata value. Memory is one window of
+    ``window_size x window_size`` pixels.
+
+    Args:
+        path: Raster file.
+        window_size: Side of the square read windows.
+
+    Returns:
+        The accumulated statistics.
+
+    Raises:
+        MissingInputError: If the file does not exist.
+        InvalidInputError: If it is not a raster, has no CRS or no valid pixels.
+    """
+    from rasterio.windows import Window, subdivide
+
+    from ..export.raster import open_inputs
+    from ..models.rx import RXStatistics, _valid_pixels
+
+    with open_inputs(path) as stack:
+        stats = RXStatistics(stack.count)
+        whole = Window(0, 0, stack.width, stack.height)  # type: ignore[call-arg]
+        for window in subdivide(whole, window_size, window_size):
+            data, valid = stack.read(window)
+            stats.update(_valid_pixels(torch.from_numpy(data), torch.from_numpy(valid)))
+    if stats.count < 2:
+        raise InvalidInputError(path, 'fewer than two valid (non-nodata) pixels')
+    return stats
+
+
+def rx_raster(
+    input: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    tile_size: int = 512,
+    regularization: float = 1e-6,
+    rcond: float = 1e-10,
+    progress: bool = False,
+) -> Path:
+    """Global RX over a raster of any size, written as a score GeoTIFF.
+
+    First pass: :func:`raster_statistics`. Second pass:
+    :func:`~torchgeo_ext.pipelines.tiling.predict_raster` with the
+    :class:`~torchgeo_ext.models.rx.RX`
+    module (RX is per pixel, so tiles need no overlap). The output has the
+    input's CRS, transform and size; input nodata pixels are nodata in the
+    output.
+
+    Args:
+        input: Hyperspectral or multispectral raster.
+        output: Score GeoTIFF to write (atomically).
+        tile_size: Window side for both passes.
+        regularization: Relative ridge (see :func:`~torchgeo_ext.models.rx.whitening_matrix`).
+        rcond: Pseudo-inverse cut-off (see :func:`~torchgeo_ext.models.rx.whitening_matrix`).
+        progress: Show a progress bar while scoring.
+
+    Returns:
+        The output path.
+    """
+    from ..models.rx import RX
+    from .tiling import predict_raster
+
+    stats = raster_statistics(input, tile_size)
+    detector = RX.from_statistics(stats.mean, stats.covariance, regularization, rcond)
+    detector.eval()
+    with torch.inference_mode():
+        result = predict_raster(
+            detector,
+            input,
+            output,
+            tile_size=tile_size,
+            overlap=0,
+            blend='crop',
+            output_kind='scores',
+            band_names=['rx_score'],
+            progress=progress,
+        )
+    return Path(result) if result is not None else Path(output)

@@ -1,4 +1,4 @@
-"""Tiled prediction and detection over georeferenced rasters of any size.
+"""Tiled dense prediction over georeferenced rasters of any size.
 
 Tiling scheme: along each axis of length ``L``, tiles of size
 ``T' = min(T, L)`` start at ``0, S, 2S, ...`` (stride ``S = T - O`` for the
@@ -32,7 +32,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import geopandas as gpd
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -40,22 +39,26 @@ from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
 
-from .geometry import detections_to_geodataframe
-from .raster import BLOCKSIZE, RasterStack, RasterWriter, gdal_cache_limit, open_inputs
-
-#: A tile: start row, start column, tile-row index, tile-column index.
-type Tile = tuple[int, int, int, int]
-from .vector import write_vector
+from ..export.raster import (
+    BLOCKSIZE,
+    RasterStack,
+    RasterWriter,
+    gdal_cache_limit,
+    open_inputs,
+)
 
 __all__ = [
+    'Blend',
+    'InputPaths',
+    'OutputKind',
     'axis_weights',
     'blend_weights',
-    'detect_raster',
-    'detection_grid',
-    'merge_tile_detections',
     'predict_raster',
     'tile_grid',
 ]
+
+#: A tile: start row, start column, tile-row index, tile-column index.
+type Tile = tuple[int, int, int, int]
 
 Blend = Literal['cosine', 'linear', 'crop']
 OutputKind = Literal['scores', 'probabilities', 'classes']
@@ -551,247 +554,3 @@ def _finish_rows(
         return classes[None]
     values[:, ~ok] = nodata
     return values
-
-
-# --------------------------------------------------------------------------- detection
-
-
-def detection_grid(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Tile start offsets along one axis for :func:`detect_raster` (see :func:`tile_grid`).
-
-    Args:
-        length: Raster size along the axis.
-        tile_size: Tile size.
-        overlap: Minimum overlap between neighbouring tiles.
-
-    Returns:
-        Offsets ``0, S, 2S, ...`` with the last tile flush with the raster edge.
-    """
-    return tile_grid(length, tile_size, overlap)
-
-
-def _border_flags(
-    xyxy: Tensor,
-    row: int,
-    col: int,
-    tile_size: int,
-    height: int,
-    width: int,
-    margin: float,
-) -> Tensor:
-    """Whether boxes touch a tile edge that lies inside the raster."""
-    flags = torch.zeros(xyxy.shape[0], dtype=torch.bool)
-    if col > 0:
-        flags |= xyxy[:, 0] <= col + margin
-    if col + tile_size < width:
-        flags |= xyxy[:, 2] >= col + tile_size - margin
-    if row > 0:
-        flags |= xyxy[:, 1] <= row + margin
-    if row + tile_size < height:
-        flags |= xyxy[:, 3] >= row + tile_size - margin
-    return flags
-
-
-def merge_tile_detections(
-    boxes: Tensor,
-    scores: Tensor,
-    labels: Tensor,
-    at_border: Tensor,
-    iou_threshold: float,
-    oriented: bool = False,
-) -> Tensor:
-    """Merge detections from overlapping tiles so that each object is kept once.
-
-    Class-wise NMS ranks boxes that touch no interior tile edge first (they
-    are complete), then by score; a box cut by a tile edge that survives NMS
-    is still dropped when at least ``iou_threshold`` of its area lies inside a
-    kept box of the same class (the same object, seen whole in another tile).
-
-    Args:
-        boxes: (N, 4) xyxy or (N, 8) polygons in raster pixel coordinates.
-        scores: (N,) confidences.
-        labels: (N,) class ids.
-        at_border: (N,) whether each box touches an interior tile edge.
-        iou_threshold: IoU threshold of NMS, and the containment threshold.
-        oriented: Boxes are (N, 8) polygons.
-
-    Returns:
-        Indices of the kept boxes (int64), by decreasing score.
-    """
-    if boxes.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.long)
-    boxes, scores = boxes.double(), scores.double()
-    rank = scores - 2 * at_border.double() * (scores.abs().max() + 1)
-    if oriented:
-        from ..ops.obb import batched_rotated_nms, poly_area, poly_iou
-
-        keep = batched_rotated_nms(boxes, rank, labels, iou_threshold)
-    else:
-        from torchvision.ops import batched_nms, box_area, box_iou
-
-        keep = batched_nms(boxes, rank, labels, iou_threshold)
-    keep = keep[torch.argsort(scores[keep], descending=True, stable=True)]
-    cut = at_border[keep]
-    if cut.any():
-        kb, kl = boxes[keep], labels[keep]
-        if oriented:
-            iou = poly_iou(kb[cut], kb)
-            a_cut, a_all = poly_area(kb[cut]), poly_area(kb)
-        else:
-            iou = box_iou(kb[cut], kb)
-            a_cut, a_all = box_area(kb[cut]), box_area(kb)
-        inter = iou * (a_cut[:, None] + a_all[None]) / (1 + iou)
-        contained = inter / a_cut.clamp_min(1e-12)[:, None] >= iou_threshold
-        contained &= kl[cut][:, None] == kl[None]
-        cut_idx = torch.nonzero(cut).flatten()
-        contained[torch.arange(len(cut_idx)), cut_idx] = False
-        # a cut box only yields to boxes that are complete or score higher
-        pos = torch.arange(len(keep))
-        contained &= (~cut[None]) | (pos[None] < cut_idx[:, None])
-        drop = torch.zeros(len(keep), dtype=torch.bool)
-        drop[cut_idx] = contained.any(dim=1)
-        keep = keep[~drop]
-    return keep
-
-
-def detect_raster(
-    model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
-    inputs: InputPaths,
-    output: str | os.PathLike[str] | None = None,
-    *,
-    tile_size: int = 512,
-    overlap: int = 128,
-    batch_size: int = 4,
-    iou_threshold: float = 0.5,
-    class_names: Sequence[str] | None = None,
-    oriented: bool = False,
-    score_threshold: float = 0.0,
-    device: str | torch.device = 'cpu',
-    progress: bool = True,
-    gdal_cache_mb: int | None = 128,
-) -> gpd.GeoDataFrame:
-    """Run a detector over a raster of any size and merge objects across tiles.
-
-    Tiles overlap by at least *overlap* pixels (objects smaller than that are
-    seen whole in some tile); the last tile of a row or column is flush with
-    the raster edge. Tile boxes are shifted to raster pixels and merged by
-    :func:`merge_tile_detections`.
-
-    Args:
-        model: Callable mapping a float32 batch (B, C, T, T) to B dicts with
-            ``prediction_bbox_xyxy`` (N, 4) (or ``prediction_bbox`` (N, 8)
-            when *oriented*), ``prediction_label`` (N,) and
-            ``prediction_score`` (N,), in tile pixel coordinates.
-        inputs: One raster or several co-registered rasters (modalities).
-        output: Optional vector file (.gpkg, .geojson, .parquet) to write.
-        tile_size: Tile size.
-        overlap: Minimum overlap between tiles.
-        batch_size: Tiles per model call.
-        iou_threshold: Class-wise NMS IoU threshold.
-        class_names: Names of the class ids.
-        oriented: Use oriented boxes.
-        score_threshold: Drop detections scoring below this.
-        device: Torch device of the model.
-        progress: Show a tqdm progress bar.
-        gdal_cache_mb: Cap on GDAL's block cache while reading (see
-            :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
-
-    Returns:
-        GeoDataFrame with ``class_id``, ``class_name``, ``score`` and polygon
-        geometry in the raster's CRS, by decreasing score.
-
-    Raises:
-        ValueError: For inconsistent options or malformed model outputs.
-    """
-    _check_tiling(tile_size, overlap, batch_size)
-    key = 'prediction_bbox' if oriented else 'prediction_bbox_xyxy'
-    dev = torch.device(device)
-    all_boxes: list[Tensor] = []
-    all_scores: list[Tensor] = []
-    all_labels: list[Tensor] = []
-    all_border: list[Tensor] = []
-    with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
-        height, width = stack.height, stack.width
-        tiles = [
-            (r, c)
-            for r in detection_grid(height, tile_size, overlap)
-            for c in detection_grid(width, tile_size, overlap)
-        ]
-        batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
-
-        def read(batch: list[tuple[int, int]]) -> NDArray[Any]:
-            return np.stack(
-                [stack.read(Window(c, r, tile_size, tile_size))[0] for r, c in batch]
-            )
-
-        restore = _as_module_eval(model)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        bar = tqdm(total=len(tiles), disable=not progress, desc='detect', unit='tile')
-        try:
-            for batch, x_np in _prefetch(read, batches, pool):
-                with torch.inference_mode():
-                    results = model(torch.from_numpy(x_np).to(dev))
-                if len(results) != len(batch):
-                    raise ValueError(
-                        f'the model returned {len(results)} results for {len(batch)} tiles'
-                    )
-                for (r, c), res in zip(batch, results):
-                    if key not in res:
-                        raise ValueError(
-                            f'the model output has no {key!r} (got {sorted(res)})'
-                        )
-                    boxes = (
-                        res[key]
-                        .detach()
-                        .double()
-                        .cpu()
-                        .reshape(-1, 8 if oriented else 4)
-                    )
-                    scores = res['prediction_score'].detach().double().cpu().reshape(-1)
-                    labels = res['prediction_label'].detach().long().cpu().reshape(-1)
-                    sel = scores >= score_threshold
-                    boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
-                    boxes[:, 0::2] += c
-                    boxes[:, 1::2] += r
-                    if oriented:
-                        from ..ops.obb import poly_to_xyxy
-
-                        xyxy = poly_to_xyxy(boxes)
-                    else:
-                        xyxy = boxes
-                    all_border.append(
-                        _border_flags(xyxy, r, c, tile_size, height, width, margin=1.0)
-                    )
-                    all_boxes.append(boxes)
-                    all_scores.append(scores)
-                    all_labels.append(labels)
-                bar.update(len(batch))
-        finally:
-            bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
-            restore()
-        crs, transform = stack.crs, stack.transform
-
-    width_b = 8 if oriented else 4
-    boxes = (
-        torch.cat(all_boxes)
-        if all_boxes
-        else torch.zeros((0, width_b), dtype=torch.float64)
-    )
-    scores = (
-        torch.cat(all_scores) if all_scores else torch.zeros(0, dtype=torch.float64)
-    )
-    labels = torch.cat(all_labels) if all_labels else torch.zeros(0, dtype=torch.long)
-    border = torch.cat(all_border) if all_border else torch.zeros(0, dtype=torch.bool)
-    keep = merge_tile_detections(boxes, scores, labels, border, iou_threshold, oriented)
-    gdf = detections_to_geodataframe(
-        boxes[keep].numpy(),
-        labels[keep].numpy(),
-        scores[keep].numpy(),
-        transform,
-        crs,
-        class_names,
-    )
-    if output is not None:
-        write_vector(output, gdf)
-    return gdf

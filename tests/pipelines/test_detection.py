@@ -1,0 +1,168 @@
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.transform import from_origin
+from scipy import ndimage
+from torch import Tensor
+
+from torchgeo_ext.export.raster import write_raster
+from torchgeo_ext.pipelines.detection import detect_raster
+from torchgeo_ext.pipelines.tiling import tile_grid
+
+UTM = from_origin(500000, 5000000, 10, 10)
+
+
+def make_raster(path: Path, array: np.ndarray) -> Path:
+    return write_raster(path, array, crs='EPSG:32633', transform=UTM, cog=False)
+
+
+def blob_detector(oriented: bool = False, partial_bonus: bool = True) -> Any:
+    """Boxes around bright blobs of band 0, clipped to the tile (cut objects give partial boxes)."""
+
+    def detect(x: Tensor) -> list[dict[str, Tensor]]:
+        results = []
+        for img in x:
+            labels, _ = ndimage.label(img[0].numpy() > 0.5)
+            boxes, classes, scores = [], [], []
+            for sl in ndimage.find_objects(labels):
+                y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+                boxes.append([x0, y0, x1, y1])
+                classes.append(int(img[1, y0, x0] > 0.5))
+                # partial boxes score higher: merging must not prefer them
+                scores.append(
+                    0.9 - 0.001 * (x1 - x0) * (y1 - y0) if partial_bonus else 0.9
+                )
+            b = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+            if oriented:
+                x0_, y0_, x1_, y1_ = b.unbind(-1)
+                b = torch.stack([x0_, y0_, x1_, y0_, x1_, y1_, x0_, y1_], dim=-1)
+            key = 'prediction_bbox' if oriented else 'prediction_bbox_xyxy'
+            results.append(
+                {
+                    key: b,
+                    'prediction_label': torch.tensor(classes, dtype=torch.long),
+                    'prediction_score': torch.tensor(scores),
+                }
+            )
+        return results
+
+    return detect
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Path:
+    array = np.zeros((2, 100, 100), np.float32)
+    array[0, 10:20, 36:48] = 1  # cut by the border at x = 40 of the first tile column
+    array[0, 36:46, 70:80] = 1  # cut by the border at y = 40 of the first tile row
+    array[1, 36:46, 70:80] = 1  # class 1
+    array[0, 90:100, 0:6] = 1  # touches the raster edge only
+    array[0, 60:64, 60:64] = 1
+    return make_raster(tmp_path / 'scene.tif', array)
+
+
+EXPECTED = [
+    (36, 10, 48, 20, 0),
+    (70, 36, 80, 46, 1),
+    (0, 90, 6, 100, 0),
+    (60, 60, 64, 64, 0),
+]
+
+
+def pixel_boxes(gdf: gpd.GeoDataFrame) -> list[tuple[int, ...]]:
+    out = []
+    for geom, cls in zip(gdf.geometry, gdf['class_id']):
+        minx, miny, maxx, maxy = geom.bounds
+        out.append(
+            (
+                round((minx - 500000) / 10),
+                round((5000000 - maxy) / 10),
+                round((maxx - 500000) / 10),
+                round((5000000 - miny) / 10),
+                int(cls),
+            )
+        )
+    return sorted(out)
+
+
+@pytest.mark.parametrize('oriented', [False, True])
+def test_cross_tile_merge_keeps_one_object(
+    tmp_path: Path, scene: Path, oriented: bool
+) -> None:
+    # tiles of 40 with overlap 16 start at 0, 24, 48, 60: the first object is seen whole
+    # in the tile at x = 24 and cut (4 px wide, IoU 0.33) in the tile at x = 0
+    gdf = detect_raster(
+        blob_detector(oriented),
+        scene,
+        tmp_path / 'dets.gpkg',
+        tile_size=40,
+        overlap=16,
+        class_names=['car', 'van'],
+        oriented=oriented,
+        progress=False,
+    )
+    assert pixel_boxes(gdf) == sorted(EXPECTED)
+    assert gdf.crs.to_epsg() == 32633
+    assert list(gdf.columns) == ['class_id', 'class_name', 'score', 'geometry']
+    assert set(gdf['class_name']) == {'car', 'van'}
+    assert list(gdf['score']) == sorted(gdf['score'], reverse=True)
+    back = gpd.read_file(tmp_path / 'dets.gpkg')
+    assert len(back) == 4
+
+
+def test_plain_nms_would_keep_cut_duplicates(scene: Path) -> None:
+    from torchvision.ops import batched_nms
+
+    # the same tiles, merged by NMS alone: the cut object survives twice
+    boxes, scores, labels = [], [], []
+    for r in tile_grid(100, 40, 16):
+        for c in tile_grid(100, 40, 16):
+            with rasterio.open(scene) as src:
+                x = torch.from_numpy(
+                    src.read(window=rasterio.windows.Window(c, r, 40, 40))
+                )
+            (res,) = blob_detector()(x[None])
+            b = res['prediction_bbox_xyxy'] + torch.tensor([c, r, c, r])
+            boxes.append(b)
+            scores.append(res['prediction_score'])
+            labels.append(res['prediction_label'])
+    keep = batched_nms(torch.cat(boxes), torch.cat(scores), torch.cat(labels), 0.5)
+    assert len(keep) > len(EXPECTED)
+
+
+def test_detect_score_threshold_and_single_tile(tmp_path: Path, scene: Path) -> None:
+    gdf = detect_raster(
+        blob_detector(partial_bonus=False),
+        scene,
+        tile_size=128,
+        overlap=16,
+        score_threshold=0.95,
+        progress=False,
+    )
+    assert len(gdf) == 0
+    assert gdf.crs.to_epsg() == 32633
+    gdf = detect_raster(
+        blob_detector(partial_bonus=False),
+        scene,
+        tile_size=128,
+        overlap=16,
+        progress=False,
+    )
+    assert pixel_boxes(gdf) == sorted(EXPECTED)
+
+
+def test_detect_bad_model_output(scene: Path) -> None:
+    with pytest.raises(ValueError, match='prediction_bbox_xyxy'):
+        detect_raster(
+            lambda x: [{'boxes': torch.zeros(0, 4)}] * len(x),
+            scene,
+            tile_size=64,
+            overlap=16,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match='results'):
+        detect_raster(lambda x: [], scene, tile_size=64, overlap=16, progress=False)
