@@ -1,0 +1,428 @@
+"""Mamba (S6) selective state-space blocks in plain PyTorch.
+
+The selective scan of Mamba (Gu and Dao, 2023) is the recurrence, per channel
+``d`` and state ``n``::
+
+    h[t] = exp(delta[t, d] * A[d, n]) * h[t - 1] + delta[t, d] * B[t, n] * x[t, d]
+    y[t, d] = sum_n C[t, n] * h[t, n] + D[d] * x[t, d]
+
+with input-dependent ``delta``, ``B`` and ``C``. The upstream kernels
+(``mamba-ssm``) are CUDA-only; :func:`selective_scan` computes the same thing
+with ordinary tensor operations on any device, as a chunked parallel scan:
+
+* inside a chunk of ``T`` steps every state is computed at once from the
+  cumulative log-decay ``c[t] = sum_{s <= t} delta[s] A`` as
+  ``h[t] = exp(c[t]) * (h[-1] + cumsum_s(exp(-c[s]) u[s]))``, which needs the
+  decay over one chunk to stay inside float32's exponent range: the chunk is
+  halved until the largest decay over a chunk is below ``max_log_decay``;
+* the chunks are then chained by a short loop over their final states (``L/T``
+  steps instead of ``L``).
+
+:func:`selective_scan_reference` is the step-by-step recurrence it is tested
+against. When ``mamba-ssm`` is installed and the tensors are on a GPU,
+:func:`selective_scan` uses its fused kernel instead (``use_kernel``).
+
+:class:`MambaBlock` is the Mamba mixer (input projection, causal depthwise
+convolution, SiLU, input-dependent ``delta``/``B``/``C``, scan, SiLU gate,
+output projection); :class:`SS2D` scans an image in four directions as in
+VMamba, the layer used by M3amba and HyMamba.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Largest decay (in log units) allowed over one chunk: exp(60) ~ 1e26 stays far
+#: below float32's maximum (3e38) even when multiplied by the inputs.
+MAX_LOG_DECAY = 60.0
+
+
+def _load_kernel() -> Callable[..., Tensor] | None:
+    """The ``mamba-ssm`` CUDA kernel, or None when the package is not installed."""
+    try:
+        module = importlib.import_module('mamba_ssm.ops.selective_scan_interface')
+    except (ImportError, OSError, RuntimeError):  # absent, or built for another CUDA
+        return None
+    kernel: Callable[..., Tensor] = module.selective_scan_fn
+    return kernel
+
+
+_KERNEL: list[Callable[..., Tensor] | None] = []
+
+
+def mamba_kernel() -> Callable[..., Tensor] | None:
+    """Return the ``mamba-ssm`` selective-scan kernel if it can be imported (cached).
+
+    Returns:
+        ``selective_scan_fn`` or None.
+    """
+    if not _KERNEL:
+        _KERNEL.append(_load_kernel())
+    return _KERNEL[0]
+
+
+def selective_scan_reference(
+    x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
+) -> Tensor:
+    """Step-by-step selective scan (the definition; slow, for tests).
+
+    Args:
+        x: Inputs, batch x length x channels.
+        delta: Positive step sizes, batch x length x channels.
+        A: State matrix (negative entries), channels x states.
+        B: Input matrices, batch x length x states.
+        C: Output matrices, batch x length x states.
+        D: Skip weights per channel (None: no skip).
+
+    Returns:
+        Outputs, batch x length x channels (float32 unless inputs are float64).
+    """
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))
+    batch, length, channels = x.shape
+    h = x.new_zeros(batch, channels, A.shape[1])
+    ys = []
+    for t in range(length):
+        decay = torch.exp(delta[:, t, :, None] * A)
+        h = decay * h + (delta[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, dim=1)
+    if D is not None:
+        y = y + x * D.to(dtype)
+    return y
+
+
+def _chunk_size(log_decay: Tensor, chunk: int, max_log_decay: float) -> int:
+    """Largest power-of-two divisor of ``chunk`` whose per-chunk decay is bounded."""
+    length = log_decay.shape[1]
+    while chunk > 1:
+        pad = (-length) % chunk
+        ld = F.pad(log_decay, (0, 0, 0, 0, 0, pad)) if pad else log_decay
+        per_chunk = ld.reshape(ld.shape[0], -1, chunk, *ld.shape[2:]).sum(2)
+        if float(per_chunk.min()) > -max_log_decay:
+            return chunk
+        chunk //= 2
+    return 1
+
+
+def selective_scan(
+    x: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    *,
+    chunk_size: int = 64,
+    max_log_decay: float = MAX_LOG_DECAY,
+    use_kernel: bool = True,
+) -> Tensor:
+    """Selective scan as a chunked parallel scan (any device).
+
+    Args:
+        x: Inputs, batch x length x channels.
+        delta: Positive step sizes, batch x length x channels.
+        A: State matrix (negative entries), channels x states.
+        B: Input matrices, batch x length x states.
+        C: Output matrices, batch x length x states.
+        D: Skip weights per channel (None: no skip).
+        chunk_size: Steps computed in parallel per chunk (reduced automatically
+            when the decay over a chunk would overflow float32).
+        max_log_decay: Bound on the decay (log units) over one chunk.
+        use_kernel: Use the ``mamba-ssm`` CUDA kernel when it is installed and
+            the inputs are on a GPU.
+
+    Returns:
+        Outputs, batch x length x channels, float32 (float64 for float64
+        inputs).
+
+    Raises:
+        ValueError: If the shapes do not match.
+    """
+    batch, length, channels = x.shape
+    states = A.shape[1]
+    if delta.shape != x.shape or A.shape[0] != channels:
+        raise ValueError(
+            f'shapes do not match: x {tuple(x.shape)}, delta {tuple(delta.shape)}, '
+            f'A {tuple(A.shape)}'
+        )
+    if B.shape != (batch, length, states) or C.shape != (batch, length, states):
+        raise ValueError(
+            f'B and C must be {(batch, length, states)}, got {tuple(B.shape)} '
+            f'and {tuple(C.shape)}'
+        )
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    kernel = mamba_kernel() if use_kernel and x.is_cuda else None
+    if kernel is not None and dtype == torch.float32:
+        y = kernel(
+            x.transpose(1, 2).contiguous(),
+            delta.transpose(1, 2).contiguous(),
+            A.float().contiguous(),
+            B.transpose(1, 2).contiguous(),
+            C.transpose(1, 2).contiguous(),
+            None if D is None else D.float(),
+        )
+        return y.transpose(1, 2).float()
+    x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))
+    # log_decay[b, t, d, n] = delta[b, t, d] * A[d, n] <= 0.
+    log_decay = delta[..., None] * A
+    chunk = _chunk_size(
+        log_decay.detach(), max(1, min(chunk_size, length)), max_log_decay
+    )
+    pad = (-length) % chunk
+    u = (delta * x)[..., None] * B[:, :, None, :]
+    if pad:  # padded steps neither decay nor add anything
+        log_decay = F.pad(log_decay, (0, 0, 0, 0, 0, pad))
+        u = F.pad(u, (0, 0, 0, 0, 0, pad))
+    n_chunks = log_decay.shape[1] // chunk
+    shape = (batch, n_chunks, chunk, channels, states)
+    cum = log_decay.reshape(shape).cumsum(2)
+    # States inside each chunk as if it started from zero.
+    local = torch.exp(cum) * torch.cumsum(torch.exp(-cum) * u.reshape(shape), dim=2)
+    # Chain the chunks: the state entering chunk k, from chunk k-1's last state.
+    chunk_decay = torch.exp(cum[:, :, -1])
+    carry = x.new_zeros(batch, channels, states)
+    carries = []
+    for k in range(n_chunks):
+        carries.append(carry)
+        carry = chunk_decay[:, k] * carry + local[:, k, -1]
+    entering = torch.stack(carries, dim=1)
+    h = local + torch.exp(cum) * entering[:, :, None]
+    h = h.reshape(batch, n_chunks * chunk, channels, states)[:, :length]
+    y = torch.einsum('bldn,bln->bld', h, C)
+    if D is not None:
+        y = y + x * D.to(dtype)
+    return y
+
+
+class MambaBlock(nn.Module):
+    """The Mamba (S6) mixer: gated selective state-space layer over a sequence.
+
+    ``x -> in_proj -> (u, z)``; ``u -> causal depthwise conv -> SiLU ->``
+    input-dependent ``delta`` (low-rank, softplus), ``B``, ``C`` -> selective
+    scan; output ``out_proj(scan * SiLU(z))``. Sizes follow the reference
+    implementation (``expand=2``, ``d_state=16``, ``d_conv=4``,
+    ``dt_rank=ceil(d_model / 16)``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: float = 2.0,
+        dt_rank: int | None = None,
+        dt_min: float = 1e-3,
+        dt_max: float = 0.1,
+        chunk_size: int = 64,
+    ) -> None:
+        """Initialize a new MambaBlock.
+
+        Args:
+            d_model: Token dimension.
+            d_state: State size ``N`` per channel.
+            d_conv: Kernel of the causal depthwise convolution.
+            expand: Inner channels relative to ``d_model``.
+            dt_rank: Rank of the ``delta`` projection (default ``ceil(d_model/16)``).
+            dt_min: Smallest initial step size.
+            dt_max: Largest initial step size.
+            chunk_size: Chunk of :func:`selective_scan`.
+        """
+        super().__init__()
+        d_inner = int(expand * d_model)
+        self.d_inner = d_inner
+        self.d_state = d_state
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.chunk_size = chunk_size
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(
+            d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1
+        )
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        # Step sizes start log-uniform in [dt_min, dt_max] (softplus inverse in the bias).
+        dt = torch.exp(
+            torch.rand(d_inner) * (math.log(dt_max) - math.log(dt_min))
+            + math.log(dt_min)
+        )
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        # S4D-real initialisation: A = -(1, 2, ..., N) for every channel.
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+
+    def ssm(self, u: Tensor) -> Tensor:
+        """Selective scan of already convolved, activated inner channels.
+
+        Args:
+            u: batch x length x d_inner.
+
+        Returns:
+            batch x length x d_inner.
+        """
+        proj = self.x_proj(u)
+        dt, B, C = proj.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        return selective_scan(
+            u, delta, A, B, C, self.D.float(), chunk_size=self.chunk_size
+        ).to(u.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Mix a sequence.
+
+        Args:
+            x: batch x length x d_model.
+
+        Returns:
+            batch x length x d_model.
+        """
+        length = x.shape[1]
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u = self.conv1d(u.transpose(1, 2))[..., :length].transpose(1, 2)
+        y = self.ssm(F.silu(u))
+        return self.out_proj(y * F.silu(z))
+
+
+class SS2D(nn.Module):
+    """2-D selective scan (VMamba's SS2D) over a feature map.
+
+    The map is flattened in four orders (rows, columns, and both reversed);
+    each order gets its own ``delta``/``B``/``C`` projections and the four
+    scans are merged back onto the grid and summed. ``directions`` limits the
+    scan to the first 1-4 of these orders.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        d_state: int = 16,
+        expand: float = 2.0,
+        d_conv: int = 3,
+        directions: int = 4,
+        chunk_size: int = 64,
+    ) -> None:
+        """Initialize a new SS2D.
+
+        Args:
+            dim: Channels of the feature map.
+            d_state: State size per channel.
+            expand: Inner channels relative to ``dim``.
+            d_conv: Kernel of the depthwise 2-D convolution.
+            directions: Number of scan orders (1-4).
+            chunk_size: Chunk of :func:`selective_scan`.
+
+        Raises:
+            ValueError: If ``directions`` is not in 1-4.
+        """
+        super().__init__()
+        if not 1 <= directions <= 4:
+            raise ValueError(f'directions must be 1-4, got {directions}')
+        d_inner = int(expand * dim)
+        self.directions = directions
+        self.in_proj = nn.Linear(dim, 2 * d_inner, bias=False)
+        self.conv2d = nn.Conv2d(
+            d_inner, d_inner, d_conv, padding=d_conv // 2, groups=d_inner
+        )
+        self.scans = nn.ModuleList(
+            _Scan(d_inner, d_state, chunk_size) for _ in range(directions)
+        )
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.out_proj = nn.Linear(d_inner, dim, bias=False)
+
+    def scan_map(self, u: Tensor, context: Tensor | None = None) -> Tensor:
+        """Scan a B x C x H x W inner map in every direction and merge.
+
+        Args:
+            u: B x d_inner x H x W activated inner map.
+            context: Optional B x d_inner x H x W map whose tokens drive
+                ``delta``/``B``/``C`` (a cross-modal scan); default ``u``.
+
+        Returns:
+            B x H x W x d_inner.
+        """
+        b, c, h, w = u.shape
+        ctx = u if context is None else context
+        orders = _scan_orders(u)[: self.directions]
+        ctx_orders = _scan_orders(ctx)[: self.directions]
+        out = u.new_zeros(b, c, h * w)
+        for i, (seq, cseq, scan) in enumerate(
+            zip(orders, ctx_orders, self.scans, strict=True)
+        ):
+            y = scan(seq.transpose(1, 2), cseq.transpose(1, 2)).transpose(1, 2)
+            out = out + _unscan(y, i, h, w)
+        return out.reshape(b, c, h, w).permute(0, 2, 3, 1)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Mix a feature map.
+
+        Args:
+            x: B x H x W x dim (channels last, as in VMamba).
+            context: Optional B x H x W x dim map of another modality whose
+                tokens select ``delta``/``B``/``C`` (Cross-SS2D).
+
+        Returns:
+            B x H x W x dim.
+        """
+        u, z = self.in_proj(x).chunk(2, dim=-1)
+        u = F.silu(self.conv2d(u.permute(0, 3, 1, 2)))
+        ctx = None
+        if context is not None:
+            cu, _ = self.in_proj(context).chunk(2, dim=-1)
+            ctx = F.silu(self.conv2d(cu.permute(0, 3, 1, 2)))
+        y = self.out_norm(self.scan_map(u, ctx))
+        return self.out_proj(y * F.silu(z))
+
+
+class _Scan(nn.Module):
+    """``delta``/``B``/``C`` projections and state parameters of one scan order."""
+
+    def __init__(self, d_inner: int, d_state: int, chunk_size: int) -> None:
+        super().__init__()
+        self.dt_rank = math.ceil(d_inner / 16)
+        self.d_state = d_state
+        self.chunk_size = chunk_size
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
+        dt = torch.exp(
+            torch.rand(d_inner) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3)
+        )
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.D = nn.Parameter(torch.ones(d_inner))
+
+    def forward(self, u: Tensor, context: Tensor) -> Tensor:
+        proj = self.x_proj(context)
+        dt, B, C = proj.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        return selective_scan(
+            u, delta, A, B, C, self.D.float(), chunk_size=self.chunk_size
+        ).to(u.dtype)
+
+
+def _scan_orders(x: Tensor) -> list[Tensor]:
+    """Row-major, column-major and both reversed: four B x C x HW sequences."""
+    rows = x.flatten(2)
+    cols = x.transpose(2, 3).flatten(2)
+    return [rows, cols, rows.flip(-1), cols.flip(-1)]
+
+
+def _unscan(y: Tensor, order: int, h: int, w: int) -> Tensor:
+    """Map a B x C x HW sequence of scan ``order`` back to row-major order."""
+    if order >= 2:
+        y = y.flip(-1)
+    if order % 2 == 1:
+        b, c, _ = y.shape
+        y = y.reshape(b, c, w, h).transpose(2, 3).reshape(b, c, h * w)
+    return y
