@@ -36,15 +36,11 @@ from matplotlib.patches import Patch
 from pyproj import CRS
 from rasterio.transform import Affine
 from torch import Tensor
-from torchgeo.datasets import (
-    DatasetNotFoundError,
-    IntersectionDataset,
-    NonGeoDataset,
-    RasterDataset,
-)
+from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset, RasterDataset
 from torchgeo.datasets.utils import Path, Sample, percentile_normalization
 
 from ..errors import InvalidInputError, MissingInputError
+from .intersection import StackedIntersectionDataset
 
 #: Latitude of the centre of the first grid row (degrees north).
 GRID_NORTH = 50.0
@@ -495,15 +491,7 @@ class FYHScenesLabel(RasterDataset):
     nodata = float(IGNORE_INDEX)
 
 
-def _merge_samples(samples: Sequence[Sample]) -> Sample:
-    """Merge the image and label samples of one slice (one ``transform``, not two)."""
-    image, label = samples
-    merged = dict(image)
-    merged['mask'] = label['mask'].long()
-    return merged
-
-
-class FYHScenes(IntersectionDataset):
+class FYHScenes(StackedIntersectionDataset):
     """FYH whole scenes as a TorchGeo :class:`~torchgeo.datasets.GeoDataset`.
 
     Reads the scene GeoTIFFs written by ``torchgeo-ext fyh-build --geotiff``:
@@ -512,7 +500,9 @@ class FYHScenes(IntersectionDataset):
     types, nodata 10), both on the EPSG:4326 0.05 degree grid. Each scene's time
     interval is its FY-4A scan (start and end times from the stem), so
     samplers draw patches from one scan at a time. Samples carry ``image``,
-    ``mask``, ``bounds`` and ``transform`` (TorchGeo 0.10).
+    ``mask``, ``bounds`` and ``transform`` (TorchGeo 0.10's 9-value layout,
+    one copy, float64 from the query: see
+    :mod:`torchgeo_ext.datasets.intersection`).
 
     Dataset classes: as :class:`FYH` (10 is fill / ignore; areas outside a
     scene read as 10).
@@ -554,9 +544,7 @@ class FYHScenes(IntersectionDataset):
             raise MissingInputError(
                 labels[stem], f'image partner {stem}_image.tif missing'
             )
-        super().__init__(
-            self.image, self.label, collate_fn=_merge_samples, transforms=transforms
-        )
+        super().__init__(self.image, self.label, transforms=transforms)
 
     def plot(
         self,
