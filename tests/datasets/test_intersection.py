@@ -74,7 +74,8 @@ def test_other_crs_and_resolution_are_warped() -> None:
     ir = RasterDataset(IR)
     labels = VectorObjects(LABELS)
     ds = intersect(rgb, ir, labels)
-    assert ir.crs == rgb.crs and ir.res == rgb.res
+    assert ir.crs == rgb.crs
+    assert ir.res == rgb.res
     x, y, _ = rgb.bounds
     sample = ds[x.start : x.stop, y.start : y.stop]
     assert sample['image'].shape == (4, 512, 512)

@@ -75,7 +75,8 @@ def test_reads_and_classes(stack: tuple[RasterDataset, VectorObjects, object]) -
     # reprojected to the first modality by the intersection
     assert labels.crs == CRS.from_epsg(32633)
     assert labels.res == (RES, RES)
-    assert labels.skipped == {} and labels.repaired == {}
+    assert labels.skipped == {}
+    assert labels.repaired == {}
 
 
 def test_own_crs_and_mapping(tmp_path: Path) -> None:
@@ -112,7 +113,8 @@ def test_sample_keys(stack: tuple[RasterDataset, VectorObjects, object]) -> None
     assert sample['transform'].dtype == torch.float64
     assert sample['transform'].shape == (9,)
     assert sample['bounds'].dtype == torch.float64
-    assert (sample['bbox_xyxy'] >= 0).all() and (sample['bbox_xyxy'] <= PATCH).all()
+    assert (sample['bbox_xyxy'] >= 0).all()
+    assert (sample['bbox_xyxy'] <= PATCH).all()
 
 
 def test_boxes_map_back_to_labels(
@@ -294,7 +296,8 @@ def test_empty_and_invalid_geometries(tmp_path: Path) -> None:
     }
     assert len(ds.objects) == 2
     repaired = ds.objects.geometry.iloc[1]
-    assert repaired.is_valid and repaired.area == pytest.approx(2.0)
+    assert repaired.is_valid
+    assert repaired.area == pytest.approx(2.0)
 
 
 def test_points(tmp_path: Path) -> None:
