@@ -1,3 +1,4 @@
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from torchgeo_ext.cli import build_parser, command_modules, main
+from torchgeo_ext.demo_scene import make_demo_scene
 
 CONF = Path(__file__).parent / 'conf'
 
@@ -23,6 +25,55 @@ def test_help_imports_no_heavy_modules() -> None:
         [sys.executable, '-c', code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == '[]'
+
+
+#: Packages that only training, detection or the model zoo need.
+MODEL_ZOO = ('lightning', 'torchvision', 'torchgeo', 'timm', 'kornia', 'torchmetrics')
+
+
+def imported(code: str) -> list[str]:
+    """Run *code* in a fresh interpreter; the heavy packages it imported."""
+    heavy = ('torch', 'rasterio', 'geopandas', 'pandas', 'scipy', *MODEL_ZOO)
+    report = f'\nimport sys\nprint([m for m in {heavy!r} if m in sys.modules])\n'
+    result = subprocess.run(
+        [sys.executable, '-c', code + report],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    names: list[str] = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    return names
+
+
+def test_subpackages_import_lazily() -> None:
+    # Every subpackage resolves its names on first use (PEP 562): importing
+    # them all imports no third-party package.
+    packages = [
+        'commands',
+        'datamodules',
+        'datasets',
+        'export',
+        'losses',
+        'metrics',
+        'models',
+        'ops',
+        'pipelines',
+        'samplers',
+        'trainers',
+    ]
+    code = '\n'.join(f'import torchgeo_ext.{name}' for name in packages)
+    assert imported(code) == []
+
+
+def test_rx_path_imports_no_model_zoo(tmp_path: Path) -> None:
+    # `torchgeo-ext anomaly --method rx` needs torch and rasterio, nothing more.
+    scene, _ = make_demo_scene(tmp_path / 'scene.tif', size=16, bands=4)
+    code = (
+        'from torchgeo_ext.cli import main\n'
+        f"assert main(['anomaly', {str(scene)!r}, '-o', "
+        f"{str(tmp_path / 'out.tif')!r}, '--method', 'rx']) == 0\n"
+    )
+    assert imported(code) == ['torch', 'rasterio']
 
 
 def test_every_command_registers() -> None:
