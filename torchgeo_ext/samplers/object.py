@@ -1,0 +1,283 @@
+"""Object-aware patch sampling: every patch built around a labelled object.
+
+Random patches on sparse objects (a few vehicles in a city) are almost all
+empty; :class:`ObjectSampler` instead places each patch so that a randomly
+chosen object lies whole inside it, plus a fraction of background patches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import shapely
+from torchgeo.datasets import GeoDataset, IntersectionDataset, UnionDataset
+from torchgeo.samplers import GeoSampler
+
+from ..datasets.vector import VectorObjects
+
+#: Tolerance (map units, relative to the resolution) of the containment tests.
+_EPS = 1e-6
+
+
+def first_modality(dataset: GeoDataset) -> GeoDataset:
+    """The dataset that fixes CRS and resolution of an intersection (its first leaf).
+
+    Args:
+        dataset: A dataset, possibly an (nested) intersection or union.
+
+    Returns:
+        The first non-composite dataset.
+    """
+    while isinstance(dataset, IntersectionDataset | UnionDataset):
+        dataset = dataset.datasets[0]
+    return dataset
+
+
+def grid_origin(dataset: GeoDataset) -> tuple[float, float]:
+    """West and north edges of the pixel grid of a dataset's first modality.
+
+    Patches whose corners are on this grid read the first modality without
+    resampling.
+
+    Args:
+        dataset: A dataset, possibly an intersection.
+
+    Returns:
+        ``(west, north)`` in the dataset CRS.
+    """
+    x, y, _ = first_modality(dataset).bounds
+    return float(x.start), float(y.stop)
+
+
+def find_objects(dataset: GeoDataset) -> VectorObjects:
+    """The :class:`VectorObjects` inside a dataset (itself or in an intersection).
+
+    Args:
+        dataset: A dataset.
+
+    Returns:
+        The first :class:`VectorObjects` found, depth first.
+
+    Raises:
+        TypeError: If there is none.
+    """
+    if isinstance(dataset, VectorObjects):
+        return dataset
+    for child in getattr(dataset, 'datasets', []):
+        try:
+            return find_objects(child)
+        except TypeError:
+            continue
+    raise TypeError(f'{type(dataset).__name__} holds no VectorObjects dataset')
+
+
+def _snap(value: float, origin: float, res: float, lo: float, hi: float) -> float:
+    """``value`` moved onto the grid ``origin + k * res`` within ``[lo, hi]`` if possible."""
+    k = round((value - origin) / res)
+    for candidate in (k, k + 1, k - 1):
+        snapped = origin + candidate * res
+        if lo - _EPS * res <= snapped <= hi + _EPS * res:
+            return snapped
+    return value  # the feasible range holds no grid line: stay exact, unsnapped
+
+
+class ObjectSampler(GeoSampler):
+    """Patches that each hold one randomly chosen labelled object whole, plus background.
+
+    The dataset must contain a :class:`~torchgeo_ext.datasets.vector.VectorObjects`
+    (alone or intersected with rasters). Each region of the dataset's index
+    (one row: a file footprint, or one cell of a geographic split) bounds the
+    patches drawn in it: a patch never leaves the region it was drawn for.
+
+    * Object patches: an epoch walks through random permutations of the
+      objects that fit whole in a patch inside a region, so with the default
+      length every such object is placed whole at least once per epoch. The
+      patch is centred on the object and moved by a random offset of up to
+      ``jitter`` of the free room (``patch - object`` size) on each axis,
+      then kept inside the region and snapped to the pixel grid of the first
+      modality where that keeps the object inside.
+    * Background patches (``background_fraction`` of the epoch): anywhere in
+      a region (chosen by area), on the pixel grid, intersecting its footprint.
+
+    Objects larger than the patch or not wholly inside any region are never
+    the centre of a patch; they are counted in :attr:`unplaceable`.
+
+    Yields ``(x, y, t)`` slices, ``t`` the region's time interval.
+    """
+
+    def __init__(
+        self,
+        dataset: GeoDataset,
+        size: tuple[float, float] | float,
+        length: int | None = None,
+        background_fraction: float = 0.1,
+        jitter: float = 0.25,
+        *,
+        generator: int | np.random.Generator | None = None,
+    ) -> None:
+        """Initialise a new ObjectSampler.
+
+        Args:
+            dataset: A dataset holding a :class:`VectorObjects`.
+            size: Patch size in pixels, ``(height, width)`` or one value.
+            length: Patches per epoch (default: one per placeable object, plus
+                the background share).
+            background_fraction: Share of background patches, in ``[0, 1)``.
+            jitter: Largest offset from the centred position as a fraction of
+                the free room, in ``[0, 1]``.
+            generator: Seed or NumPy generator.
+
+        Raises:
+            ValueError: For arguments out of range, or when no object fits
+                whole in a patch.
+        """
+        if not 0 <= background_fraction < 1:
+            raise ValueError(
+                f'background_fraction must be in [0, 1): {background_fraction}'
+            )
+        if not 0 <= jitter <= 1:
+            raise ValueError(f'jitter must be in [0, 1]: {jitter}')
+        height, width = (size, size) if isinstance(size, int | float) else size
+        self.res = (float(dataset.res[0]), float(dataset.res[1]))
+        #: Patch extent (height, width) in map units.
+        self.size = (height * self.res[1], width * self.res[0])
+        self.background_fraction = background_fraction
+        self.jitter = jitter
+        self.generator = np.random.default_rng(generator)
+        self.origin = grid_origin(dataset)
+
+        index = dataset.index
+        h, w = self.size
+        self.regions: list[tuple[float, float, float, float]] = []
+        self.geometries: list[Any] = []
+        self.intervals = []
+        for geometry, interval in zip(index.geometry, index.index, strict=True):
+            minx, miny, maxx, maxy = geometry.bounds
+            if (
+                maxx - minx < w - _EPS * self.res[0]
+                or maxy - miny < h - _EPS * self.res[1]
+            ):
+                continue  # too small for one patch
+            self.regions.append((minx, miny, maxx, maxy))
+            self.geometries.append(geometry)
+            self.intervals.append(interval)
+
+        objects = find_objects(dataset).objects
+        bounds = objects.geometry.bounds.to_numpy()
+        #: Map bounds of each placeable object and the regions it fits in.
+        self.placeable: list[tuple[np.ndarray, list[int]]] = []
+        for b in bounds:
+            if b[2] - b[0] > w or b[3] - b[1] > h:
+                continue
+            fits = [
+                k
+                for k, r in enumerate(self.regions)
+                if r[0] <= b[0] + _EPS
+                and r[1] <= b[1] + _EPS
+                and b[2] <= r[2] + _EPS
+                and b[3] <= r[3] + _EPS
+            ]
+            if fits:
+                self.placeable.append((b, fits))
+        #: Objects that cannot be placed whole in a patch (too big, or cut by regions).
+        self.unplaceable = len(bounds) - len(self.placeable)
+        if not self.placeable:
+            raise ValueError(
+                f'no labelled object fits whole in a {height} x {width} pixel patch '
+                'inside the sampled area'
+            )
+        if length is None:
+            n = len(self.placeable)
+            length = n + round(n * background_fraction / (1 - background_fraction))
+        self.length = int(length)
+        areas = np.array([g.area for g in self.geometries], dtype=np.float64)
+        self._region_weights = areas / areas.sum()
+
+    def __len__(self) -> int:
+        """Number of patches per epoch.
+
+        Returns:
+            The length.
+        """
+        return self.length
+
+    def __iter__(self) -> Iterator[tuple[slice, slice, slice]]:
+        """Yield the patches of one epoch.
+
+        Yields:
+            ``[xmin:xmax, ymin:ymax, tmin:tmax]`` slices to index the dataset.
+        """
+        rng = self.generator
+        n_background = round(self.length * self.background_fraction)
+        n_objects = self.length - n_background
+        order: list[int] = []
+        while len(order) < n_objects:
+            order.extend(rng.permutation(len(self.placeable)).tolist())
+        kinds = np.array([True] * n_objects + [False] * n_background)
+        rng.shuffle(kinds)
+        objects = iter(order[:n_objects])
+        for is_object in kinds:
+            if is_object:
+                yield self._around(next(objects))
+            else:
+                yield self._background()
+
+    def _slices(
+        self, left: float, top: float, region: int
+    ) -> tuple[slice, slice, slice]:
+        h, w = self.size
+        interval = self.intervals[region]
+        return (
+            slice(left, left + w),
+            slice(top - h, top),
+            slice(interval.left, interval.right),
+        )
+
+    def _around(self, k: int) -> tuple[slice, slice, slice]:
+        """A patch holding object ``k`` whole, jittered."""
+        rng = self.generator
+        (minx, miny, maxx, maxy), fits = self.placeable[k]
+        region = fits[int(rng.integers(len(fits)))]
+        rminx, rminy, rmaxx, rmaxy = self.regions[region]
+        h, w = self.size
+        # feasible left edges / top edges: object inside, patch inside the region
+        lo_x, hi_x = max(rminx, maxx - w), min(rmaxx - w, minx)
+        lo_y, hi_y = max(rminy + h, maxy), min(rmaxy, miny + h)
+        free_x, free_y = w - (maxx - minx), h - (maxy - miny)
+        left = (minx + maxx - w) / 2 + rng.uniform(-1, 1) * self.jitter * free_x / 2
+        top = (miny + maxy + h) / 2 + rng.uniform(-1, 1) * self.jitter * free_y / 2
+        left = min(max(left, lo_x), hi_x)
+        top = min(max(top, lo_y), hi_y)
+        left = _snap(left, self.origin[0], self.res[0], lo_x, hi_x)
+        top = _snap(top, self.origin[1], self.res[1], lo_y, hi_y)
+        return self._slices(left, top, region)
+
+    def _background(self) -> tuple[slice, slice, slice]:
+        """A patch anywhere in a region (chosen by area), touching its footprint."""
+        rng = self.generator
+        region = int(rng.choice(len(self.regions), p=self._region_weights))
+        rminx, rminy, rmaxx, rmaxy = self.regions[region]
+        h, w = self.size
+        left = top = math.nan
+        for _ in range(20):
+            left = _snap(
+                rng.uniform(rminx, rmaxx - w),
+                self.origin[0],
+                self.res[0],
+                rminx,
+                rmaxx - w,
+            )
+            top = _snap(
+                rng.uniform(rminy + h, rmaxy),
+                self.origin[1],
+                self.res[1],
+                rminy + h,
+                rmaxy,
+            )
+            box = shapely.box(left, top - h, left + w, top)
+            if self.geometries[region].intersection(box).area > 0:
+                break
+        return self._slices(left, top, region)
