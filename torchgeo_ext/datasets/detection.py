@@ -190,26 +190,6 @@ def decode_image(path: str, channels: int, border: int = 0) -> Tensor:
     return tensor.permute(2, 0, 1)
 
 
-def stack_modalities(
-    paths: Sequence[str], channels: Sequence[int], border: int = 0
-) -> Tensor:
-    """Decode co-registered images and stack them into one float32 tensor.
-
-    Args:
-        paths: One image file per modality.
-        channels: Bands taken from each file (3 or 1, see :func:`decode_image`).
-        border: Pixels removed from every side.
-
-    Returns:
-        float32 tensor (sum of channels) x H x W, raw 0-255 values.
-
-    Raises:
-        InvalidInputError: If an image cannot be decoded or the images differ
-            in size.
-    """
-    return stack_modalities_batch([paths], channels, [border])[0]
-
-
 def stack_modalities_batch(
     paths: Sequence[Sequence[str]],
     channels: Sequence[int],

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from ..errors import InvalidInputError, MissingInputError
 
@@ -527,7 +526,3 @@ class HyperspectralScene:
         """The cube's (C, H, W)."""
         c, h, w = self.image.shape
         return c, h, w
-
-    def image_tensor(self) -> Tensor:
-        """The cube as a float32 tensor (C, H, W)."""
-        return torch.from_numpy(self.image)
