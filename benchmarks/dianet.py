@@ -40,13 +40,13 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
 from torchgeo_ext.models.complexity import count_macs
-from torchgeo_ext.models.dianet import dianet
+from torchgeo_ext.models.dianet import DIANet
 
 
 def tile_model(width: int) -> torch.nn.Module:
     if width >= 16:
-        return dianet(width=width)
-    return dianet(width=width, layer1_planes=16, num_blocks=1, num_modules=(1, 1, 1))
+        return DIANet(width=width)
+    return DIANet(width=width, layer1_planes=16, num_blocks=1, num_modules=(1, 1, 1))
 
 
 def attention_macs(width: int, size: int = 100, splits: int = 2) -> int:

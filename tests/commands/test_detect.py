@@ -11,8 +11,11 @@ from rasterio.transform import from_origin
 from torch import Tensor, nn
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.datasets.vedai import VEDAI
 from torchgeo_ext.trainers.base import PluginTask
-from torchgeo_ext.trainers.detection import VEDAI_CLASSES, SuperYOLOTask
+from torchgeo_ext.trainers.detection import SuperYOLOTask
+
+VEDAI_CLASSES = VEDAI.superyolo_classes
 
 CRS = 'EPSG:32612'
 
@@ -71,7 +74,9 @@ class OrientedDummyTask(PluginTask):
 @pytest.fixture(scope='module')
 def superyolo_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    task = SuperYOLOTask(super_resolution=False, ema=False, max_detections=20)
+    task = SuperYOLOTask(
+        class_names=VEDAI_CLASSES, super_resolution=False, ema=False, max_detections=20
+    )
     path = tmp_path_factory.mktemp('ckpt') / 'superyolo.ckpt'
     return save(task, path)
 

@@ -4,13 +4,12 @@ import pytest
 import torch
 from torch import nn
 
+from torchgeo_ext.models.api import get_model
 from torchgeo_ext.models.dianet import (
-    BUILDERS,
     DIANet,
     InteractiveAttention,
     PatchNonLocal,
     SoftmaxChannelGate,
-    dianet,
     dianet_w8,
     dianet_w48,
 )
@@ -30,7 +29,7 @@ def test_output_shape(size: tuple[int, int]) -> None:
 
 
 def test_custom_bands_and_classes() -> None:
-    model = dianet(
+    model = DIANet(
         width=4,
         in_channels=3,
         num_classes=5,
@@ -57,11 +56,10 @@ def test_paper_configuration() -> None:
 
 
 def test_builders_by_name() -> None:
-    assert set(BUILDERS) == {'dianet_w48', 'dianet_w18', 'dianet_w8'}
-    small = count(BUILDERS['dianet_w8']())
-    medium = count(BUILDERS['dianet_w18']())
+    small = count(get_model('dianet_w8'))
+    medium = count(get_model('dianet_w18'))
     assert small < medium < 15_000_000
-    assert isinstance(BUILDERS['dianet_w8'](), DIANet)
+    assert isinstance(get_model('dianet_w8'), DIANet)
 
 
 def test_full_resolution_high_branch() -> None:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchgeo_ext.losses.obb import OBBLoss
 from torchgeo_ext.models.lma import (
     ModalConv2d,
     RankAllocator,
@@ -18,7 +19,6 @@ from torchgeo_ext.models.lma import (
     split_modalities,
     two_stream_yolov8n_obb,
 )
-from torchgeo_ext.models.obb_detector import OBBLoss
 from torchgeo_ext.ops.obb import obb_to_poly
 
 

@@ -3,12 +3,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from torchgeo_ext.models.api import get_model
 from torchgeo_ext.models.complexity import count_macs, count_parameters
 from torchgeo_ext.models.superyolo import (
     ModalityPath,
     MultimodalFusion,
     SuperYOLO,
-    build_superyolo,
     export_onnx,
     postprocess,
     superyolo_early,
@@ -45,7 +45,7 @@ def test_paper_size_rgb_only() -> None:
         (superyolo_rgb(3), 4, 3),
         (superyolo_ir(3), 4, 1),
         (superyolo_early(3, in_channels=5), 5, 5),
-        (build_superyolo('rgb', num_classes=3, rgb_bands=(2, 1, 0)), 3, 3),
+        (get_model('superyolo_rgb', num_classes=3, rgb_bands=(2, 1, 0)), 3, 3),
     ],
 )
 def test_variant_shapes(model: SuperYOLO, channels: int, bands: int) -> None:
@@ -84,8 +84,8 @@ def test_mf_block_splits_modalities() -> None:
 
 
 def test_unknown_variant() -> None:
-    with pytest.raises(ValueError, match='unknown SuperYOLO variant'):
-        build_superyolo('thermal')
+    with pytest.raises(ValueError, match='unknown model'):
+        get_model('superyolo_thermal')
 
 
 @pytest.mark.slow

@@ -7,11 +7,7 @@ import torch
 
 from torchgeo_ext.ops.obb import obb_to_poly
 from torchgeo_ext.trainers.base import load_task, task_class_path
-from torchgeo_ext.trainers.oriented_detection import (
-    E2EMFDTask,
-    OrientedDetectionTask,
-    warmup_cosine,
-)
+from torchgeo_ext.trainers.oriented_detection import E2EMFDTask, OrientedDetectionTask
 
 ROOT = Path(__file__).parents[1]
 LMA_CONFIG = ROOT / 'conf' / 'lma_dronevehicle.yaml'
@@ -34,17 +30,16 @@ def batch() -> dict[str, object]:
     }
 
 
-def test_warmup_cosine() -> None:
-    assert warmup_cosine(0, 10, 100, 0.01) == pytest.approx(0.1)
-    assert warmup_cosine(10, 10, 100, 0.01) == pytest.approx(1.0)
-    assert warmup_cosine(100, 10, 100, 0.01) == pytest.approx(0.01)
-
-
-@pytest.mark.parametrize('model', ['lma', 'two_stream', 'yolov8n_obb'])
+@pytest.mark.parametrize(
+    'model', ['lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb']
+)
 def test_training_and_predict_steps(model: str) -> None:
-    task = OrientedDetectionTask(model=model, num_classes=5, width=0.0625)
+    names = ['car', 'truck', 'bus', 'van', 'freight car']
+    task = OrientedDetectionTask(
+        model=model, num_classes=5, class_names=names, width=0.0625
+    )
     assert task.oriented is True
-    assert task.class_names == ['car', 'truck', 'bus', 'van', 'freight car']
+    assert task.class_names == names
     b = batch()
     loss = task.training_step(b, 0)
     loss.backward()
@@ -74,9 +69,9 @@ def test_layouts_and_errors() -> None:
         model='yolov8n_obb', in_channels=3, num_classes=2, width=0.0625
     )
     assert task.modalities == {'image': [0, 1, 2]}
-    assert task.class_names == ['0', '1']
+    assert task.class_names == ['class_0', 'class_1']
     task = OrientedDetectionTask(
-        model='lma',
+        model='lma_yolov8n_obb',
         modalities={'ir': [0], 'rgb': [1, 2, 3]},
         class_names=['a'],
         num_classes=1,
@@ -86,7 +81,9 @@ def test_layouts_and_errors() -> None:
     with pytest.raises(ValueError, match='unknown model'):
         OrientedDetectionTask(model='yolo')
     with pytest.raises(ValueError, match='unknown model'):
-        E2EMFDTask(model='lma')
+        E2EMFDTask(model='lma_yolov8n_obb')
+    with pytest.raises(ValueError, match='unknown model'):
+        OrientedDetectionTask(model='e2emfd_yolov8n_obb', width=0.0625)
 
 
 def test_e2emfd_predicts_fused_image() -> None:
@@ -172,7 +169,9 @@ def test_loss_decreases_on_fake_dronevehicle() -> None:
     b = datamodule.aug(raw)
     assert b['image'].shape[1] == 4
     assert sum(len(x) for x in b['bbox']) > 0
-    task = OrientedDetectionTask(model='lma', width=0.0625, adaptive_rank=False)
+    task = OrientedDetectionTask(
+        model='lma_yolov8n_obb', width=0.0625, adaptive_rank=False
+    )
     opt = torch.optim.Adam(task.parameters(), 2e-3)
     losses = []
     for _ in range(5):
@@ -187,13 +186,13 @@ def test_loss_decreases_on_fake_dronevehicle() -> None:
 def test_detect_protocol() -> None:
     # `torchgeo-ext detect` reads `oriented`, `detector.bands` and lowers
     # hparams['score_threshold'] to its --score-threshold
-    task = OrientedDetectionTask(model='lma', width=0.0625)
+    task = OrientedDetectionTask(model='lma_yolov8n_obb', width=0.0625)
     assert task.detector.bands == [0, 1, 2, 3]
     task.hparams['score_threshold'] = 0.0
     task.eval()
     with torch.no_grad():
         out = task.predict_step({'image': torch.rand(1, 4, 64, 64)}, 0)
-    # no score threshold: the candidates survive (up to max_det after NMS)
+    # no score threshold: the candidates survive (up to max_detections after NMS)
     assert out['prediction_bbox'][0].shape[0] > 0
     e2e = E2EMFDTask(width=0.0625, fusion_channels=[4, 8])
     assert e2e.detector.bands == [0, 1, 2, 3]

@@ -12,7 +12,7 @@ from torchgeo_ext.cli import main
 from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.metrics.tracking import success_auc
 from torchgeo_ext.samplers.tracking import TrackingPairDataset, TrackingPairSampler
-from torchgeo_ext.trainers.tracking import TrackingTask, focal_loss
+from torchgeo_ext.trainers.tracking import TrackingTask
 
 ROOT = 'tests/data/hotc/hotc2020'
 CONFIG = 'tests/conf/hyat_hotc.yaml'
@@ -27,15 +27,6 @@ def _task(**kwargs: object) -> TrackingTask:
 def test_unknown_model() -> None:
     with pytest.raises(ValueError, match='model'):
         TrackingTask(model='nope')
-
-
-def test_focal_loss() -> None:
-    target = torch.zeros(1, 1, 4, 4)
-    target[0, 0, 1, 2] = 1
-    good = torch.full_like(target, -8.0)
-    good[0, 0, 1, 2] = 8.0
-    assert focal_loss(good, target) < 0.01
-    assert focal_loss(-good, target) > 1
 
 
 def test_loss_decreases_on_pairs() -> None:

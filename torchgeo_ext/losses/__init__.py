@@ -1,1 +1,71 @@
-"""Loss functions of the paper models, one module per family (as in TorchGeo)."""
+"""Loss functions of the paper models, one module per family (as in TorchGeo).
+
+* :mod:`.classification`: MIViT's focal, distillation, reconstruction and
+  mutual-information terms (patch classification);
+* :mod:`.yolo`: the YOLOv5 loss (SuperYOLO, GHOST);
+* :mod:`.obb`: the YOLOv8-OBB loss (YOLOv8n-OBB, FoRA/LMA, E2E-MFD detection);
+* :mod:`.fusion`: E2E-MFD's image-fusion loss;
+* :mod:`.fusionsam`: FusionSAM's VQ codebook/commitment terms, Dice and total loss;
+* :mod:`.segmentation`: DIAnet's distribution-aware loss and OHEM cross-entropy;
+* :mod:`.tracking`: the centre-based tracker's focal, L1 and GIoU losses.
+
+Names resolve lazily (PEP 562): importing the package imports no loss module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .classification import (
+        distillation_loss,
+        gaussian_mutual_information,
+        information_aggregation_loss,
+        mivit_class_weights,
+        reconstruction_loss,
+        softmax_focal_loss,
+    )
+    from .fusion import FusionLoss, laplacian_pyramid
+    from .fusionsam import FusionSAMLoss, dice_loss, vector_quantization_loss
+    from .obb import OBBLoss
+    from .segmentation import DistributionAwareLoss, OhemCrossEntropyLoss
+    from .tracking import TrackingLoss, centre_heatmap, focal_loss
+    from .yolo import YOLOv5Loss
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'distillation_loss': 'torchgeo_ext.losses.classification',
+    'gaussian_mutual_information': 'torchgeo_ext.losses.classification',
+    'information_aggregation_loss': 'torchgeo_ext.losses.classification',
+    'mivit_class_weights': 'torchgeo_ext.losses.classification',
+    'reconstruction_loss': 'torchgeo_ext.losses.classification',
+    'softmax_focal_loss': 'torchgeo_ext.losses.classification',
+    'FusionLoss': 'torchgeo_ext.losses.fusion',
+    'laplacian_pyramid': 'torchgeo_ext.losses.fusion',
+    'FusionSAMLoss': 'torchgeo_ext.losses.fusionsam',
+    'dice_loss': 'torchgeo_ext.losses.fusionsam',
+    'vector_quantization_loss': 'torchgeo_ext.losses.fusionsam',
+    'OBBLoss': 'torchgeo_ext.losses.obb',
+    'DistributionAwareLoss': 'torchgeo_ext.losses.segmentation',
+    'OhemCrossEntropyLoss': 'torchgeo_ext.losses.segmentation',
+    'TrackingLoss': 'torchgeo_ext.losses.tracking',
+    'centre_heatmap': 'torchgeo_ext.losses.tracking',
+    'focal_loss': 'torchgeo_ext.losses.tracking',
+    'YOLOv5Loss': 'torchgeo_ext.losses.yolo',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -22,7 +22,6 @@ exact size of the target branch.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any, cast
 
 import torch
@@ -34,7 +33,6 @@ __all__ = [
     'InteractiveAttention',
     'PatchNonLocal',
     'SoftmaxChannelGate',
-    'dianet',
     'dianet_w8',
     'dianet_w18',
     'dianet_w48',
@@ -479,19 +477,6 @@ class DIANet(nn.Module):
         return self.head(self.attention(self.features(x)))
 
 
-def dianet(width: int = 48, **kwargs: Any) -> DIANet:
-    """Build a DIAnet of a given width.
-
-    Args:
-        width: High-resolution branch width.
-        **kwargs: Further :class:`DIANet` arguments.
-
-    Returns:
-        The model.
-    """
-    return DIANet(width=width, **kwargs)
-
-
 def dianet_w48(**kwargs: Any) -> DIANet:
     """DIAnet-W48, the paper's configuration (branches 48/96/192/384, 720 fused channels).
 
@@ -532,11 +517,3 @@ def dianet_w8(**kwargs: Any) -> DIANet:
     }
     options.update(kwargs)
     return DIANet(width=8, **options)
-
-
-#: Builders by name, as the segmentation task's ``model`` argument accepts them.
-BUILDERS: dict[str, Callable[..., DIANet]] = {
-    'dianet_w48': dianet_w48,
-    'dianet_w18': dianet_w18,
-    'dianet_w8': dianet_w8,
-}

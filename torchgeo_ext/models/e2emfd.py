@@ -11,9 +11,7 @@
   ``conv(pixel) * hsigmoid(conv(region)) + conv(pixel)``, then convolutions
   down to two sigmoid weight maps; ``fused = w_ir * IR + w_v * V`` with ``V``
   the HSV brightness (max over R, G, B).
-* :class:`FusionLoss`: SSIM to V and IR, Laplacian-pyramid gradient L1 to the
-  larger of the IR and V gradients, box-aware pixel L1 (inside the boxes to
-  the max and the mean of IR and V, background to IR), times 10.
+* The fusion loss is :class:`torchgeo_ext.losses.fusion.FusionLoss`.
 * :func:`gmta_aligned_gradient` / :func:`gmta_backward`: GMTA aligns the two
   task gradients on the shared parameters (G = [g_fus, g_det];
   G^T G = V L V^T; W = V diag(sqrt(l_min / l_i)) V^T; update = G W summed
@@ -25,12 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops.obb import polygons_to_mask
 from .lma import DEFAULT_MODALITIES, split_modalities
 from .obb_detector import OBBHead, OBBOutput, YOLOv8Backbone, YOLOv8Neck, pad_to_stride
 
@@ -38,13 +34,11 @@ __all__ = [
     'E2EMFD',
     'E2EMFDOutput',
     'FusionBlock',
-    'FusionLoss',
     'FusionNetwork',
     'SelectiveKernel',
     'e2emfd_yolov8n_obb',
     'gmta_aligned_gradient',
     'gmta_backward',
-    'laplacian_pyramid',
 ]
 
 
@@ -274,102 +268,6 @@ class E2EMFD(nn.Module):
         return E2EMFDOutput(detection, fused, weights, ir, visible)
 
 
-def laplacian_pyramid(x: Tensor, levels: int = 3) -> list[Tensor]:
-    """Laplacian pyramid (band-pass levels, then the low-pass residual).
-
-    Args:
-        x: Image (B, C, H, W).
-        levels: Number of band-pass levels.
-
-    Returns:
-        ``levels`` band-pass images and the final low-pass image.
-    """
-    out = []
-    current = x
-    for _ in range(levels):
-        blurred = kornia.filters.gaussian_blur2d(current, (5, 5), (1.0, 1.0))
-        down = F.avg_pool2d(blurred, 2, ceil_mode=True)
-        up = F.interpolate(
-            down, size=current.shape[-2:], mode='bilinear', align_corners=False
-        )
-        out.append(current - up)
-        current = down
-    out.append(current)
-    return out
-
-
-class FusionLoss(nn.Module):
-    """Fusion loss: SSIM, Laplacian-pyramid gradient and box-aware pixel terms."""
-
-    def __init__(
-        self,
-        weight: float = 10.0,
-        ssim_weight: float = 1.0,
-        grad_weight: float = 1.0,
-        pixel_weight: float = 1.0,
-        levels: int = 3,
-    ) -> None:
-        """Initialise a new FusionLoss.
-
-        Args:
-            weight: Overall factor (10 in the paper).
-            ssim_weight: Weight of the SSIM terms.
-            grad_weight: Weight of the gradient term.
-            pixel_weight: Weight of the pixel terms.
-            levels: Laplacian pyramid levels.
-        """
-        super().__init__()
-        self.weight = weight
-        self.weights = (ssim_weight, grad_weight, pixel_weight)
-        self.levels = levels
-
-    def forward(
-        self,
-        fused: Tensor,
-        ir: Tensor,
-        visible: Tensor,
-        polygons: Sequence[Tensor] | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Compute the loss.
-
-        Args:
-            fused: Fused image (B, 1, H, W).
-            ir: IR image (B, 1, H, W).
-            visible: Visible brightness (B, 1, H, W).
-            polygons: Per image, object polygons (N_i, 8) in pixels.
-
-        Returns:
-            The weighted total and its detached parts.
-        """
-        b, _, h, w = fused.shape
-        ssim = (1 - kornia.metrics.ssim(fused, visible, 11).mean()) + (
-            1 - kornia.metrics.ssim(fused, ir, 11).mean()
-        )
-        grad = fused.new_zeros(())
-        pyramids = [laplacian_pyramid(t, self.levels) for t in (fused, ir, visible)]
-        for lf, li, lv in zip(*(p[: self.levels] for p in pyramids), strict=True):
-            grad = grad + F.l1_loss(lf.abs(), torch.maximum(li.abs(), lv.abs()))
-        if polygons is None:
-            mask = torch.zeros(b, 1, h, w, dtype=fused.dtype, device=fused.device)
-        else:
-            mask = torch.stack(
-                [polygons_to_mask(p.to(fused.device).float(), h, w) for p in polygons]
-            )[:, None].to(fused.dtype)
-        brightest = torch.maximum(ir, visible)
-        mean = (ir + visible) / 2
-        inside = (mask * ((fused - brightest).abs() + (fused - mean).abs())).mean()
-        outside = ((1 - mask) * (fused - ir).abs()).mean()
-        pixel = inside + outside
-        sw, gw, pw = self.weights
-        total = self.weight * (sw * ssim + gw * grad + pw * pixel)
-        parts = {
-            'loss_ssim': ssim.detach(),
-            'loss_grad': grad.detach(),
-            'loss_pixel': pixel.detach(),
-        }
-        return total, parts
-
-
 def gmta_aligned_gradient(grads: Tensor, eps: float = 1e-12) -> Tensor:
     """GMTA: combine task gradients after aligning them.
 
@@ -440,15 +338,24 @@ def gmta_backward(
 
 
 def e2emfd_yolov8n_obb(
-    num_classes: int = 5, modalities: Mapping[str, Sequence[int]] | None = None
+    num_classes: int = 5,
+    modalities: Mapping[str, Sequence[int]] | None = None,
+    width: float = 0.25,
+    depth: float = 0.33,
+    fusion_channels: Sequence[int] = (64, 128),
 ) -> E2EMFD:
     """E2E-MFD on a YOLOv8n-OBB detector (depth 0.33, width 0.25).
 
     Args:
         num_classes: Number of classes.
         modalities: Band layout (default RGB 0-2, IR 3).
+        width: Width multiple (other values: smaller or larger YOLOv8 sizes).
+        depth: Depth multiple.
+        fusion_channels: Channels of the fusion network's pixel path.
 
     Returns:
         The model.
     """
-    return E2EMFD(num_classes, modalities, 0.25, 0.33, 1024)
+    return E2EMFD(
+        num_classes, modalities, width, depth, 1024, fusion_channels=fusion_channels
+    )

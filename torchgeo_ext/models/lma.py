@@ -651,6 +651,8 @@ def lma_yolov8n_obb(
     modalities: Mapping[str, Sequence[int]] | None = None,
     rank: int = 9,
     alpha: float | None = None,
+    width: float = 0.25,
+    depth: float = 0.33,
 ) -> LMADetector:
     """FoRA/LMA on YOLOv8n-OBB (depth 0.33, width 0.25), initial rank 9.
 
@@ -659,23 +661,30 @@ def lma_yolov8n_obb(
         modalities: Band layout (default RGB 0-2, IR 3).
         rank: Initial adaptor rank.
         alpha: Adaptor scaling numerator (default ``rank``).
+        width: Width multiple (other values: smaller or larger YOLOv8 sizes).
+        depth: Depth multiple.
 
     Returns:
         The detector.
     """
-    return LMADetector(num_classes, modalities, 0.25, 0.33, 1024, rank, alpha)
+    return LMADetector(num_classes, modalities, width, depth, 1024, rank, alpha)
 
 
 def two_stream_yolov8n_obb(
-    num_classes: int = 5, modalities: Mapping[str, Sequence[int]] | None = None
+    num_classes: int = 5,
+    modalities: Mapping[str, Sequence[int]] | None = None,
+    width: float = 0.25,
+    depth: float = 0.33,
 ) -> TwoStreamOBBDetector:
     """The two-stream YOLOv8n-OBB baseline (separate backbones, addition).
 
     Args:
         num_classes: Number of classes.
         modalities: Band layout (default RGB 0-2, IR 3).
+        width: Width multiple (other values: smaller or larger YOLOv8 sizes).
+        depth: Depth multiple.
 
     Returns:
         The detector.
     """
-    return TwoStreamOBBDetector(num_classes, modalities, 0.25, 0.33, 1024)
+    return TwoStreamOBBDetector(num_classes, modalities, width, depth, 1024)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -349,6 +348,7 @@ class SuperYOLO(nn.Module):
         super_resolution: bool = True,
         anchors: Sequence[Sequence[float]] = ANCHORS,
         stem_channels: int = 64,
+        width: float = 1.0,
     ) -> None:
         """Initialise a new SuperYOLO.
 
@@ -360,28 +360,37 @@ class SuperYOLO(nn.Module):
             stem_channels: Output channels of the MF stem (64 for the
                 multimodal and early-fusion models, 32 for the paper's
                 single-modality models).
+            width: Channel multiplier of the stem, backbone and neck (1 is
+                the paper's model; 0.25 gives a small one, about 16x fewer
+                multiply-accumulates, for quick CPU training).
         """
         super().__init__()
+
+        def ch(channels: int) -> int:
+            return max(8, round(channels * width / 8) * 8)
+
         self.num_classes = num_classes
-        self.stem = MultimodalFusion(band_groups, stem_channels)
+        self.stem = MultimodalFusion(band_groups, ch(stem_channels))
         # Backbone (indices as in the paper's layer table).
-        self.b1 = Conv(stem_channels, 64, 3, 2)  # /2
-        self.b2 = C3(64, 64, 1)
-        self.b3 = Conv(64, 128, 3, 2)  # /4
-        self.b4 = C3(128, 128, 3)
-        self.b5 = Conv(128, 256, 3, 2)  # /8
-        self.b6 = C3(256, 256, 3)
-        self.b7 = Conv(256, 512, 3, 2)  # /16
-        self.b8 = SPP(512, 512, (5, 9, 13))
-        self.b9 = C3(512, 512, 1, shortcut=False)
+        self.b1 = Conv(ch(stem_channels), ch(64), 3, 2)  # /2
+        self.b2 = C3(ch(64), ch(64), 1)
+        self.b3 = Conv(ch(64), ch(128), 3, 2)  # /4
+        self.b4 = C3(ch(128), ch(128), 3)
+        self.b5 = Conv(ch(128), ch(256), 3, 2)  # /8
+        self.b6 = C3(ch(256), ch(256), 3)
+        self.b7 = Conv(ch(256), ch(512), 3, 2)  # /16
+        self.b8 = SPP(ch(512), ch(512), (5, 9, 13))
+        self.b9 = C3(ch(512), ch(512), 1, shortcut=False)
         # Two-level neck.
-        self.h10 = Conv(512, 256, 1)
-        self.h13 = C3(512, 256, 1, shortcut=False)
-        self.h14 = Conv(256, 128, 1)
-        self.h17 = C3(256, 128, 1, shortcut=False)
-        self.detect = Detect(num_classes, 128, anchors, stride=4)
+        self.h10 = Conv(ch(512), ch(256), 1)
+        self.h13 = C3(ch(512), ch(256), 1, shortcut=False)
+        self.h14 = Conv(ch(256), ch(128), 1)
+        self.h17 = C3(ch(256), ch(128), 1, shortcut=False)
+        self.detect = Detect(num_classes, ch(128), anchors, stride=4)
         self.sr: SRBranch | None = (
-            SRBranch(len(self.stem.bands)) if super_resolution else None
+            SRBranch(len(self.stem.bands), ch(128), ch(512))
+            if super_resolution
+            else None
         )
 
     @property
@@ -511,6 +520,7 @@ def superyolo_mf(
     rgb_bands: Sequence[int] = (0, 1, 2),
     ir_bands: Sequence[int] = (3,),
     super_resolution: bool = True,
+    width: float = 1.0,
 ) -> SuperYOLO:
     """SuperYOLO with the MF block over RGB + IR (the paper's model).
 
@@ -519,17 +529,21 @@ def superyolo_mf(
         rgb_bands: Indices of the RGB bands in the input.
         ir_bands: Indices of the infrared band(s).
         super_resolution: Build the training-time SR branch.
+        width: Channel multiplier (see :class:`SuperYOLO`).
 
     Returns:
         The model.
     """
-    return SuperYOLO(num_classes, [list(rgb_bands), list(ir_bands)], super_resolution)
+    return SuperYOLO(
+        num_classes, [list(rgb_bands), list(ir_bands)], super_resolution, width=width
+    )
 
 
 def superyolo_rgb(
     num_classes: int = 8,
     rgb_bands: Sequence[int] = (0, 1, 2),
     super_resolution: bool = True,
+    width: float = 1.0,
 ) -> SuperYOLO:
     """SuperYOLO on the RGB bands only.
 
@@ -537,15 +551,21 @@ def superyolo_rgb(
         num_classes: Number of object classes.
         rgb_bands: Indices of the RGB bands in the input.
         super_resolution: Build the training-time SR branch.
+        width: Channel multiplier (see :class:`SuperYOLO`).
 
     Returns:
         The model.
     """
-    return SuperYOLO(num_classes, [list(rgb_bands)], super_resolution, stem_channels=32)
+    return SuperYOLO(
+        num_classes, [list(rgb_bands)], super_resolution, stem_channels=32, width=width
+    )
 
 
 def superyolo_ir(
-    num_classes: int = 8, ir_bands: Sequence[int] = (3,), super_resolution: bool = True
+    num_classes: int = 8,
+    ir_bands: Sequence[int] = (3,),
+    super_resolution: bool = True,
+    width: float = 1.0,
 ) -> SuperYOLO:
     """SuperYOLO on the infrared band(s) only.
 
@@ -553,15 +573,21 @@ def superyolo_ir(
         num_classes: Number of object classes.
         ir_bands: Indices of the infrared band(s) in the input.
         super_resolution: Build the training-time SR branch.
+        width: Channel multiplier (see :class:`SuperYOLO`).
 
     Returns:
         The model.
     """
-    return SuperYOLO(num_classes, [list(ir_bands)], super_resolution, stem_channels=32)
+    return SuperYOLO(
+        num_classes, [list(ir_bands)], super_resolution, stem_channels=32, width=width
+    )
 
 
 def superyolo_early(
-    num_classes: int = 8, in_channels: int = 4, super_resolution: bool = True
+    num_classes: int = 8,
+    in_channels: int = 4,
+    super_resolution: bool = True,
+    width: float = 1.0,
 ) -> SuperYOLO:
     """SuperYOLO with plain early fusion of all ``in_channels`` bands.
 
@@ -569,42 +595,14 @@ def superyolo_early(
         num_classes: Number of object classes.
         in_channels: Number of input bands (any, e.g. 4 for RGB+NIR).
         super_resolution: Build the training-time SR branch.
+        width: Channel multiplier (see :class:`SuperYOLO`).
 
     Returns:
         The model.
     """
-    return SuperYOLO(num_classes, [list(range(in_channels))], super_resolution)
-
-
-#: Builders by variant name (for configs).
-VARIANTS = {
-    'mf': superyolo_mf,
-    'rgb': superyolo_rgb,
-    'ir': superyolo_ir,
-    'early': superyolo_early,
-}
-
-
-def build_superyolo(variant: str = 'mf', **kwargs: Any) -> SuperYOLO:
-    """Build a SuperYOLO variant by name.
-
-    Args:
-        variant: ``'mf'``, ``'rgb'``, ``'ir'`` or ``'early'``.
-        **kwargs: Passed to the builder.
-
-    Returns:
-        The model.
-
-    Raises:
-        ValueError: If the variant is unknown.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(
-            f'unknown SuperYOLO variant {variant!r}; use one of {list(VARIANTS)}'
-        )
-    builder: Any = VARIANTS[variant]
-    model: SuperYOLO = builder(**kwargs)
-    return model
+    return SuperYOLO(
+        num_classes, [list(range(in_channels))], super_resolution, width=width
+    )
 
 
 def export_onnx(

@@ -126,16 +126,115 @@ def datamodule_normalisation(datamodule: Any) -> NormalisationRecord | None:
     return None
 
 
+def datamodule_class_names(datamodule: Any) -> list[str] | None:
+    """The class names a data module's data use, if it says.
+
+    Looked up as the data module's ``class_names`` or ``classes``, then the
+    ``classes`` of its training dataset (TorchGeo datasets list their classes
+    there; a ``Subset`` is unwrapped).
+
+    Args:
+        datamodule: A LightningDataModule (or None).
+
+    Returns:
+        The names, or None.
+    """
+    if datamodule is None:
+        return None
+    candidates = [datamodule, getattr(datamodule, 'train_dataset', None)]
+    dataset = candidates[1]
+    while dataset is not None and hasattr(dataset, 'dataset'):
+        dataset = dataset.dataset
+        candidates.append(dataset)
+    for owner in candidates:
+        for name in ('class_names', 'classes'):
+            names = getattr(owner, name, None)
+            if (
+                isinstance(names, Sequence)
+                and not isinstance(names, str)
+                and names
+                and all(isinstance(n, str) for n in names)
+            ):
+                return list(names)
+    return None
+
+
 class PluginTask(BaseTask):
     """A TorchGeo task whose checkpoints know which class wrote them.
 
-    Subclasses define ``configure_models`` etc. as for any TorchGeo task and
-    may set ``class_names`` (an hparam) so outputs can name their classes.
+    Subclasses define ``configure_models`` etc. as for any TorchGeo task. The
+    conventions every task follows:
+
+    * **monitored metric**: ``monitor`` names a metric exactly as logged,
+      ``val_<metric>`` (mAP at IoU 0.5 is ``val_map_50`` for every detector,
+      as torchmetrics names it; ``mode`` says whether higher is better);
+    * **hyperparameter names**: ``max_detections`` (boxes kept per image),
+      ``final_lr_ratio`` (learning-rate factor at the end of the schedule),
+      ``val_score_threshold`` / ``score_threshold`` (evaluation / prediction),
+      ``model`` (a :func:`torchgeo_ext.models.api.get_model` name);
+    * **class names**: the ``class_names`` hyperparameter, else the data
+      module's (recorded at fit, see :func:`datamodule_class_names`), else
+      ``class_<i>``; never guessed from the number of classes
+      (:attr:`class_names`);
+    * **predictions** carry the batch's :attr:`passthrough_keys`
+      (:meth:`passthrough`);
+    * **logging** goes through Lightning (``self.log`` or
+      ``lightning.pytorch.utilities.rank_zero_info``), never ``print``.
 
     At ``fit`` the data module's normalisation is recorded in the
     ``normalisation`` hyperparameter (see :func:`datamodule_normalisation`);
     :meth:`normalise` applies it to raw inputs.
     """
+
+    #: Batch keys copied unchanged into the output of ``predict_step``.
+    passthrough_keys: tuple[str, ...] = (
+        'transform',
+        'crs',
+        'bounds',
+        'id',
+        'path',
+        'sequence',
+        'frame',
+    )
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names, indexed by label (see the class docstring)."""
+        names = self.hparams.get('class_names')
+        if names is not None:
+            return list(names)
+        return [f'class_{i}' for i in range(int(self.hparams.get('num_classes', 0)))]
+
+    def passthrough(
+        self, batch: Mapping[str, Any], out: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Copy the batch's :attr:`passthrough_keys` into a prediction.
+
+        Args:
+            batch: The batch.
+            out: The prediction (updated in place).
+
+        Returns:
+            ``out``.
+        """
+        for key in self.passthrough_keys:
+            if key in batch:
+                out[key] = batch[key]
+        return out
+
+    def record_class_names(self, names: Sequence[str] | None) -> None:
+        """Record the data's class names when the hyperparameters give none.
+
+        Args:
+            names: The names (ignored when None, or when their number is not
+                the task's ``num_classes``).
+        """
+        if names is None or self.hparams.get('class_names') is not None:
+            return
+        num_classes = self.hparams.get('num_classes')
+        if num_classes is not None and len(names) != int(num_classes):
+            return
+        self.hparams['class_names'] = list(names)
 
     @property
     def normalisation(self) -> NormalisationRecord | None:
@@ -194,7 +293,7 @@ class PluginTask(BaseTask):
         return (x.to(torch.float32) - values[0]) / values[1]
 
     def setup(self, stage: str) -> None:
-        """Record the data module's normalisation when fitting.
+        """Record the data module's normalisation and class names when fitting.
 
         Args:
             stage: ``'fit'``, ``'validate'``, ``'test'`` or ``'predict'``.
@@ -203,9 +302,11 @@ class PluginTask(BaseTask):
         trainer = self._trainer
         if stage != 'fit' or trainer is None:
             return
-        record = datamodule_normalisation(getattr(trainer, 'datamodule', None))
+        datamodule = getattr(trainer, 'datamodule', None)
+        record = datamodule_normalisation(datamodule)
         if record is not None:
             self.record_normalisation(record)
+        self.record_class_names(datamodule_class_names(datamodule))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store this task's class path and normalisation in the checkpoint.

@@ -20,7 +20,6 @@ under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -29,12 +28,11 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torch.optim import SGD
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.detection import MeanAveragePrecision
 
-from ..datasets.vedai import VEDAI
 from ..errors import InvalidInputError, MissingInputError
+from ..losses.yolo import YOLOv5Loss
+from ..models.api import get_model
 from ..models.ghost import (
     SELF_TEACHING_LAYERS,
     FeatureTap,
@@ -42,234 +40,17 @@ from ..models.ghost import (
     quantization_report,
     quantize_superyolo,
 )
-from ..models.superyolo import SuperYOLO, build_superyolo, postprocess
-from ..ops.boxes import bbox_ciou, cxcywh_to_xyxy, xyxy_to_cxcywh
+from ..models.superyolo import SuperYOLO, postprocess
 from .base import PluginTask
+from .optimization import (
+    ExponentialMovingAverage,
+    build_optimizer,
+    decay_groups,
+    schedule_steps,
+    warmup_cosine,
+)
 
 Batch = dict[str, Any]
-
-#: VEDAI's 8 classes in SuperYOLO's label order (the default class names).
-VEDAI_CLASSES = VEDAI.superyolo_classes
-
-
-class YOLOv5Loss(nn.Module):
-    """The YOLOv5 detection loss for one anchor-based output level.
-
-    Each ground-truth box is assigned to every anchor whose width and height
-    ratios to it are below ``anchor_threshold``, in its own grid cell and the
-    two nearest neighbouring cells. Box loss ``1 - CIoU`` on the assigned
-    predictions; objectness BCE against the (detached, clamped) CIoU at
-    assigned cells and 0 elsewhere; class BCE on assigned predictions. The
-    total is ``batch_size * (box_gain * l_box + obj_gain * l_obj + cls_gain *
-    l_cls)``.
-    """
-
-    #: Neighbour-cell offsets (self, left, up, right, down).
-    offsets = ((0, 0), (1, 0), (0, 1), (-1, 0), (0, -1))
-
-    def __init__(
-        self,
-        anchors: Tensor,
-        stride: int,
-        num_classes: int,
-        box_gain: float = 0.15,
-        obj_gain: float = 7.68,
-        cls_gain: float = 0.15,
-        anchor_threshold: float = 4.0,
-        label_smoothing: float = 0.0,
-    ) -> None:
-        """Initialise a new YOLOv5Loss.
-
-        Args:
-            anchors: Anchor sizes (A, 2) in input pixels.
-            stride: Stride of the output grid.
-            num_classes: Number of classes.
-            box_gain: Weight of the box term.
-            obj_gain: Weight of the objectness term.
-            cls_gain: Weight of the class term.
-            anchor_threshold: Maximum size ratio between a box and its anchor.
-            label_smoothing: Label smoothing of class targets.
-        """
-        super().__init__()
-        self.anchors: Tensor
-        self.register_buffer('anchors', anchors.detach().clone().float() / stride)
-        self.stride = stride
-        self.num_classes = num_classes
-        self.box_gain = box_gain
-        self.obj_gain = obj_gain
-        self.cls_gain = cls_gain
-        self.anchor_threshold = anchor_threshold
-        self.positive = 1.0 - 0.5 * label_smoothing
-        self.negative = 0.5 * label_smoothing
-
-    def build_targets(
-        self, raw: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor]
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Assign ground truth to anchors and cells.
-
-        Args:
-            raw: Raw outputs (B, A, H, W, 5 + classes).
-            boxes: Per image (N_i, 4) xyxy pixel boxes.
-            labels: Per image (N_i,) class indices.
-
-        Returns:
-            Image index, anchor index, grid y, grid x, target box (cx, cy
-            relative to the cell, w, h in grid units), the anchors (grid units)
-            and the class of every assignment.
-        """
-        device = raw.device
-        _, num_anchors, h, w, _ = raw.shape
-        rows = []
-        for i, (b, lab) in enumerate(zip(boxes, labels)):
-            if len(b):
-                cxcywh = xyxy_to_cxcywh(b.to(device).float()) / self.stride
-                idx = torch.full((len(b), 1), float(i), device=device)
-                rows.append(
-                    torch.cat((idx, lab.to(device).float()[:, None], cxcywh), 1)
-                )
-        if not rows:
-            empty = torch.zeros(0, dtype=torch.long, device=device)
-            return (
-                empty,
-                empty,
-                empty,
-                empty,
-                torch.zeros(0, 4, device=device),
-                torch.zeros(0, 2, device=device),
-                empty,
-            )
-        targets = torch.cat(rows)  # (M, 6): image, class, cx, cy, w, h (grid units)
-        m = len(targets)
-        anchor_idx = torch.arange(num_anchors, device=device).view(-1, 1).repeat(1, m)
-        t = targets[None].repeat(num_anchors, 1, 1)  # (A, M, 6)
-        ratio = t[..., 4:6] / self.anchors[:, None]
-        match = torch.max(ratio, 1 / ratio).max(dim=2).values < self.anchor_threshold
-        t, anchor_idx = t[match], anchor_idx[match]
-
-        g = 0.5
-        gxy = t[:, 2:4]
-        size = torch.tensor([w, h], device=device, dtype=gxy.dtype)
-        gxi = size - gxy
-        j, k = ((gxy % 1 < g) & (gxy > 1)).T
-        left, mm = ((gxi % 1 < g) & (gxi > 1)).T
-        select = torch.stack((torch.ones_like(j), j, k, left, mm))
-        offsets = torch.tensor(self.offsets, device=device, dtype=gxy.dtype) * g
-        t = t.repeat(5, 1, 1)[select]
-        anchor_idx = anchor_idx.repeat(5, 1)[select]
-        offs = (torch.zeros_like(gxy)[None] + offsets[:, None])[select]
-
-        gxy = t[:, 2:4]
-        gij = (gxy - offs).long()
-        gi = gij[:, 0].clamp(0, w - 1)
-        gj = gij[:, 1].clamp(0, h - 1)
-        tbox = torch.cat((gxy - torch.stack((gi, gj), 1), t[:, 4:6]), 1)
-        return (
-            t[:, 0].long(),
-            anchor_idx,
-            gj,
-            gi,
-            tbox,
-            self.anchors[anchor_idx],
-            t[:, 1].long(),
-        )
-
-    def forward(
-        self, raw: Tensor, boxes: Sequence[Tensor], labels: Sequence[Tensor]
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Compute the loss.
-
-        Args:
-            raw: Raw outputs (B, A, H, W, 5 + classes).
-            boxes: Per image (N_i, 4) xyxy pixel boxes.
-            labels: Per image (N_i,) class indices.
-
-        Returns:
-            The total loss and its (unweighted) box/obj/cls components.
-        """
-        b, a, gj, gi, tbox, anchors, cls = self.build_targets(raw, boxes, labels)
-        tobj = torch.zeros(raw.shape[:4], device=raw.device, dtype=raw.dtype)
-        lbox = raw.new_zeros(())
-        lcls = raw.new_zeros(())
-        if len(b):
-            ps = raw[b, a, gj, gi]
-            pxy = ps[:, :2].sigmoid() * 2 - 0.5
-            pwh = (ps[:, 2:4].sigmoid() * 2) ** 2 * anchors
-            pbox = torch.cat((pxy, pwh), 1)
-            iou = bbox_ciou(cxcywh_to_xyxy(pbox), cxcywh_to_xyxy(tbox))
-            lbox = (1.0 - iou).mean()
-            score = iou.detach().clamp(0).to(tobj.dtype)
-            order = score.argsort()  # the best match of a cell is written last
-            tobj[b[order], a[order], gj[order], gi[order]] = score[order]
-            if self.num_classes > 1:
-                tcls = torch.full_like(ps[:, 5:], self.negative)
-                tcls[torch.arange(len(cls)), cls] = self.positive
-                lcls = F.binary_cross_entropy_with_logits(ps[:, 5:], tcls)
-        lobj = F.binary_cross_entropy_with_logits(raw[..., 4], tobj)
-        total = (
-            self.box_gain * lbox + self.obj_gain * lobj + self.cls_gain * lcls
-        ) * raw.shape[0]
-        return total, {
-            'loss_box': lbox.detach(),
-            'loss_obj': lobj.detach(),
-            'loss_cls': lcls.detach(),
-        }
-
-
-class ModelEMA:
-    """Exponential moving average of a model's weights (YOLOv5 style).
-
-    ``decay_t = decay * (1 - exp(-t / tau))`` ramps the decay up over the
-    first updates so that the average follows the model closely early on.
-    Buffers (batch-norm statistics) are averaged too.
-    """
-
-    def __init__(self, decay: float = 0.9999, tau: float = 2000.0) -> None:
-        """Initialise a new ModelEMA.
-
-        Args:
-            decay: Final decay.
-            tau: Ramp-up time constant in updates.
-        """
-        self.decay = decay
-        self.tau = tau
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, ema: nn.Module, model: nn.Module) -> None:
-        """Move ``ema`` towards ``model``.
-
-        Args:
-            ema: The averaged copy (updated in place).
-            model: The trained model.
-        """
-        self.updates += 1
-        d = self.decay * (1 - math.exp(-self.updates / self.tau))
-        source = model.state_dict()
-        for name, value in ema.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
-
-
-def warmup_cosine(
-    step: int, warmup_steps: int, total_steps: int, final_ratio: float
-) -> float:
-    """Learning-rate factor: linear warm-up, then cosine decay to ``final_ratio``.
-
-    Args:
-        step: Current optimiser step.
-        warmup_steps: Length of the linear warm-up.
-        total_steps: Total number of steps.
-        final_ratio: Factor reached at the last step.
-
-    Returns:
-        The multiplier of the base learning rate.
-    """
-    cosine = (
-        (1 - math.cos(min(step, total_steps) * math.pi / max(total_steps, 1))) / 2
-    ) * (final_ratio - 1) + 1
-    if warmup_steps > 0 and step < warmup_steps:
-        return cosine * (step + 1) / warmup_steps
-    return cosine
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
@@ -281,7 +62,7 @@ def _load_state_dict(path: str) -> dict[str, Tensor]:
     if not isinstance(state, dict):
         raise InvalidInputError(path, 'not a state dict or Lightning checkpoint')
     # Prefer the EMA weights of a task checkpoint, then the raw model weights.
-    for prefix in ('ema_model.', 'model.'):
+    for prefix in ('ema_model.module.', 'model.'):
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if sub:
             return sub
@@ -292,7 +73,7 @@ class SuperYOLOTask(PluginTask):
     """SuperYOLO detection task (multimodal RGB+IR by default).
 
     Validation and test use the EMA weights (``ema=True``). Metrics:
-    ``val_map50``, ``val_map`` (mAP50:95), ``val_loss`` and their ``test_``
+    ``val_map_50``, ``val_map`` (mAP50:95), ``val_loss`` and their ``test_``
     counterparts.
     """
 
@@ -300,7 +81,7 @@ class SuperYOLOTask(PluginTask):
     oriented = False
     #: Keep every argument (``weights`` is a path, safe to record).
     ignore = None
-    monitor = 'val_map50'
+    monitor = 'val_map_50'
     mode = 'max'
 
     def __init__(
@@ -311,6 +92,7 @@ class SuperYOLOTask(PluginTask):
         rgb_bands: Sequence[int] = (0, 1, 2),
         ir_bands: Sequence[int] = (3,),
         in_channels: int = 4,
+        width: float = 1.0,
         super_resolution: bool = True,
         sr_weight: float = 0.1,
         box_gain: float = 0.15,
@@ -339,11 +121,13 @@ class SuperYOLOTask(PluginTask):
             variant: ``'mf'`` (RGB+IR), ``'rgb'``, ``'ir'`` or ``'early'``
                 (all ``in_channels`` bands fused at the input).
             num_classes: Number of object classes.
-            class_names: Names of the classes (default: VEDAI's 8 when
-                ``num_classes`` is 8, else ``class_<i>``).
+            class_names: Names of the classes (default: the data module's,
+                else ``class_<i>``).
             rgb_bands: RGB band indices of the input image.
             ir_bands: Infrared band indices of the input image.
             in_channels: Input bands of the ``'early'`` variant.
+            width: Channel multiplier of the model (1: the paper's; 0.25: a
+                small model for quick CPU training, as in the detection demo).
             super_resolution: Train the SR branch when batches hold ``image_hr``.
             sr_weight: Weight of the SR L1 loss.
             box_gain: YOLOv5 box loss gain.
@@ -386,13 +170,16 @@ class SuperYOLOTask(PluginTask):
             'num_classes': h['num_classes'],
             'super_resolution': h['super_resolution'],
         }
+        if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
+            kwargs['width'] = h['width']
         if h['variant'] in ('mf', 'rgb'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
         if h['variant'] in ('mf', 'ir'):
             kwargs['ir_bands'] = list(h['ir_bands'])
         if h['variant'] == 'early':
             kwargs['in_channels'] = h['in_channels']
-        return build_superyolo(h['variant'], **kwargs)
+        model: SuperYOLO = get_model(f'superyolo_{h["variant"]}', **kwargs)
+        return model
 
     def configure_models(self) -> None:
         """Build the model, its EMA copy and load initial weights."""
@@ -400,11 +187,11 @@ class SuperYOLOTask(PluginTask):
         weights = self.hparams['weights']
         if weights:
             self.model.load_state_dict(_load_state_dict(weights), strict=False)
-        self.ema_model: nn.Module | None = None
+        self.ema_model: ExponentialMovingAverage | None = None
         if self.hparams['ema']:
-            self.ema_model = copy.deepcopy(self.model)
-            self.ema_model.requires_grad_(False)
-        self.ema = ModelEMA(self.hparams['ema_decay'], self.hparams['ema_tau'])
+            self.ema_model = ExponentialMovingAverage(
+                self.model, self.hparams['ema_decay'], self.hparams['ema_tau']
+            )
 
     def configure_losses(self) -> None:
         """Build the YOLOv5 loss."""
@@ -433,23 +220,13 @@ class SuperYOLOTask(PluginTask):
             Optimizer and a per-step learning-rate scheduler.
         """
         h = self.hparams
-        optimizer = SGD(
-            self.param_groups(), lr=h['lr'], momentum=h['momentum'], nesterov=True
+        optimizer = build_optimizer(
+            self.param_groups(), 'sgd', h['lr'], h['momentum'], nesterov=True
         )
-        total = 1
-        warmup = 0
-        trainer = self._trainer
-        if trainer is not None:
-            total = max(int(trainer.estimated_stepping_batches), 1)
-            epochs = (
-                trainer.max_epochs
-                if trainer.max_epochs and trainer.max_epochs > 0
-                else 1
-            )
-            warmup = round(h['warmup_epochs'] * total / epochs)
-        final = h['final_lr_ratio']
-        scheduler = LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, warmup, total, final)
+        total, warmup = schedule_steps(self._trainer, h['warmup_epochs'])
+        # YOLOv5's one-cycle: the cosine spans the run, the warm-up ramp scales it.
+        scheduler = warmup_cosine(
+            optimizer, warmup, total, h['final_lr_ratio'], cosine_from='start'
         )
         return {
             'optimizer': optimizer,
@@ -462,15 +239,7 @@ class SuperYOLOTask(PluginTask):
         Returns:
             The groups.
         """
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (decay if p.ndim > 1 else no_decay).append(p)
-        return [
-            {'params': decay, 'weight_decay': self.hparams['weight_decay']},
-            {'params': no_decay, 'weight_decay': 0.0},
-        ]
+        return decay_groups(self.model, self.hparams['weight_decay'])
 
     # -- helpers ----------------------------------------------------------------
 
@@ -481,24 +250,13 @@ class SuperYOLOTask(PluginTask):
         assert isinstance(model, SuperYOLO)
         return model
 
-    @property
-    def class_names(self) -> list[str]:
-        """Class names, indexed by label."""
-        names = self.hparams.get('class_names')
-        if names is not None:
-            return list(names)
-        n = int(self.hparams['num_classes'])
-        if n == len(VEDAI_CLASSES):
-            return list(VEDAI_CLASSES)
-        return [f'class_{i}' for i in range(n)]
-
     def eval_model(self) -> nn.Module:
         """The weights used for evaluation and prediction (EMA if kept).
 
         Returns:
             The model.
         """
-        return self.ema_model if self.ema_model is not None else self.model
+        return self.ema_model.module if self.ema_model is not None else self.model
 
     def forward(self, x: Tensor) -> Any:
         """Run the evaluation model.
@@ -516,20 +274,28 @@ class SuperYOLOTask(PluginTask):
         x: Tensor,
         score_threshold: float | None = None,
         iou_threshold: float | None = None,
+        normalised: bool = False,
     ) -> list[dict[str, Tensor]]:
         """Detect objects in a batch of images of any size.
 
-        Images are zero-padded at the bottom/right to a multiple of 16.
+        Images are normalised with the recorded normalisation (see
+        :meth:`~torchgeo_ext.trainers.base.PluginTask.normalise`), then
+        zero-padded at the bottom/right to a multiple of 16.
 
         Args:
-            x: Image (B, C, H, W), normalised as in training.
+            x: Image (B, C, H, W): raw values as the rasters or the dataset
+                hold them (a checkpoint without a recorded normalisation
+                expects them normalised as in training).
             score_threshold: Minimum score (default: the task's).
             iou_threshold: NMS IoU threshold (default: the task's).
+            normalised: ``x`` is already normalised (a data module's batch).
 
         Returns:
             Per image ``prediction_bbox_xyxy`` (N, 4), ``prediction_label``
             (N,), ``prediction_score`` (N,).
         """
+        if not normalised:
+            x = self.normalise(x)
         h, w = x.shape[-2:]
         pad_h, pad_w = (-h) % 16, (-w) % 16
         if pad_h or pad_w:
@@ -623,7 +389,7 @@ class SuperYOLOTask(PluginTask):
             batch_idx: Batch index.
         """
         if self.ema_model is not None:
-            self.ema.update(self.ema_model, self.model)
+            self.ema_model.update_parameters(self.model)
 
     def _evaluate(
         self, batch: Batch, prefix: str, metric: MeanAveragePrecision
@@ -656,7 +422,7 @@ class SuperYOLOTask(PluginTask):
 
     def _log_map(self, prefix: str, metric: MeanAveragePrecision) -> None:
         result = metric.compute()
-        self.log(f'{prefix}_map50', result['map_50'].float())
+        self.log(f'{prefix}_map_50', result['map_50'].float())
         self.log(f'{prefix}_map', result['map'].float())
         metric.reset()
 
@@ -673,7 +439,7 @@ class SuperYOLOTask(PluginTask):
         self._evaluate(batch, 'val', self.val_map)
 
     def on_validation_epoch_end(self) -> None:
-        """Log validation mAP50 and mAP50:95."""
+        """Log validation mAP50 (``val_map_50``) and mAP50:95 (``val_map``)."""
         self._log_map('val', self.val_map)
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
@@ -702,17 +468,14 @@ class SuperYOLOTask(PluginTask):
 
         Returns:
             ``prediction_bbox_xyxy``, ``prediction_label``, ``prediction_score``
-            (lists over the batch), plus the batch's ``transform`` and ``crs``.
+            (lists over the batch), plus the batch's pass-through keys.
         """
-        results = self.detect_images(batch['image'])
+        results = self.detect_images(batch['image'], normalised=True)
         out: Batch = {
             key: [r[key] for r in results]
             for key in ('prediction_bbox_xyxy', 'prediction_label', 'prediction_score')
         }
-        for key in ('transform', 'crs'):
-            if key in batch:
-                out[key] = batch[key]
-        return out
+        return self.passthrough(batch, out)
 
 
 class GHOSTTask(SuperYOLOTask):
@@ -728,11 +491,6 @@ class GHOSTTask(SuperYOLOTask):
     def __init__(
         self,
         variant: str = 'early',
-        num_classes: int = 8,
-        class_names: Sequence[str] | None = None,
-        rgb_bands: Sequence[int] = (0, 1, 2),
-        ir_bands: Sequence[int] = (3,),
-        in_channels: int = 4,
         teacher: str | None = None,
         fixed_bits: int | None = None,
         bit_widths: dict[str, int] | None = None,
@@ -743,37 +501,13 @@ class GHOSTTask(SuperYOLOTask):
         ost_dim: int = 128,
         gumbel_tau: float = 1.0,
         super_resolution: bool = False,
-        sr_weight: float = 0.1,
-        box_gain: float = 0.15,
-        obj_gain: float = 7.68,
-        cls_gain: float = 0.15,
-        anchor_threshold: float = 4.0,
-        label_smoothing: float = 0.0,
-        lr: float = 0.01,
-        momentum: float = 0.937,
-        weight_decay: float = 5e-4,
-        warmup_epochs: float = 3.0,
-        final_lr_ratio: float = 0.2,
-        ema: bool = True,
-        ema_decay: float = 0.9999,
-        ema_tau: float = 2000.0,
-        val_score_threshold: float = 0.001,
-        val_iou_threshold: float = 0.6,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.45,
-        max_detections: int = 300,
-        weights: str | None = None,
+        **kwargs: Any,
     ) -> None:
         """Initialise a new GHOSTTask.
 
         Args:
             variant: SuperYOLO variant of teacher and student (``'early'``
                 for the paper's VEDAI model).
-            num_classes: Number of object classes.
-            class_names: Names of the classes.
-            rgb_bands: RGB band indices (``'mf'``/``'rgb'`` variants).
-            ir_bands: IR band indices (``'mf'``/``'ir'`` variants).
-            in_channels: Input bands (``'early'`` variant).
             teacher: Checkpoint of the trained full-precision model (a
                 :class:`SuperYOLOTask` checkpoint or a model state dict). The
                 student starts from the same weights. Without it, both start
@@ -790,59 +524,12 @@ class GHOSTTask(SuperYOLOTask):
             ost_dim: Embedding width of the switch control gate.
             gumbel_tau: Temperature of the gate's Gumbel-sigmoid.
             super_resolution: Train the SR branch as well (off in GHOST).
-            sr_weight: Weight of the SR L1 loss.
-            box_gain: YOLOv5 box loss gain.
-            obj_gain: YOLOv5 objectness loss gain.
-            cls_gain: YOLOv5 class loss gain.
-            anchor_threshold: Maximum box/anchor size ratio for assignment.
-            label_smoothing: Class label smoothing.
-            lr: Base learning rate.
-            momentum: SGD momentum.
-            weight_decay: Weight decay.
-            warmup_epochs: Warm-up epochs.
-            final_lr_ratio: Final learning-rate factor.
-            ema: Keep and evaluate with an EMA of the weights.
-            ema_decay: EMA decay.
-            ema_tau: EMA ramp-up in steps.
-            val_score_threshold: Score threshold for mAP evaluation.
-            val_iou_threshold: NMS IoU threshold for mAP evaluation.
-            score_threshold: Score threshold for prediction.
-            iou_threshold: NMS IoU threshold for prediction.
-            max_detections: Maximum boxes per image.
-            weights: Optional path to initial student weights (overrides the
-                teacher's).
+            **kwargs: The other :class:`SuperYOLOTask` arguments (``weights``
+                is a path to initial student weights, overriding the teacher's).
         """
-        # Every shared argument is passed on: Lightning collects hyperparameters
-        # from each __init__ frame and the parent's would win otherwise.
-        super().__init__(
-            variant=variant,
-            num_classes=num_classes,
-            class_names=class_names,
-            rgb_bands=rgb_bands,
-            ir_bands=ir_bands,
-            in_channels=in_channels,
-            super_resolution=super_resolution,
-            sr_weight=sr_weight,
-            box_gain=box_gain,
-            obj_gain=obj_gain,
-            cls_gain=cls_gain,
-            anchor_threshold=anchor_threshold,
-            label_smoothing=label_smoothing,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            warmup_epochs=warmup_epochs,
-            final_lr_ratio=final_lr_ratio,
-            ema=ema,
-            ema_decay=ema_decay,
-            ema_tau=ema_tau,
-            val_score_threshold=val_score_threshold,
-            val_iou_threshold=val_iou_threshold,
-            score_threshold=score_threshold,
-            iou_threshold=iou_threshold,
-            max_detections=max_detections,
-            weights=weights,
-        )
+        # The arguments whose defaults differ from SuperYOLOTask's are passed on
+        # by name: Lightning records each __init__ frame's values.
+        super().__init__(variant=variant, super_resolution=super_resolution, **kwargs)
 
     def configure_models(self) -> None:
         """Build the teacher, the quantised student, the OST module and the EMA."""
@@ -872,9 +559,9 @@ class GHOSTTask(SuperYOLOTask):
         self.ost = OneToOneSelfTeaching(channels, h['ost_dim'], h['gumbel_tau'])
         self.ema_model = None
         if h['ema']:
-            self.ema_model = copy.deepcopy(self.model)
-            self.ema_model.requires_grad_(False)
-        self.ema = ModelEMA(h['ema_decay'], h['ema_tau'])
+            self.ema_model = ExponentialMovingAverage(
+                self.model, h['ema_decay'], h['ema_tau']
+            )
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The student's groups plus the OST gates (the teacher stays frozen).

@@ -1,12 +1,14 @@
 """Lightning tasks for oriented (rotated-box) RGB-IR object detection.
 
 :class:`OrientedDetectionTask` trains the YOLOv8n-OBB-style detectors of this
-library: FoRA/LMA (``model='lma'``, shared backbone with low-rank modal
-adaptors and adaptive rank allocation), the two-stream baseline
-(``'two_stream'``) and a single-stream detector on the stacked bands
-(``'yolov8n_obb'``). :class:`E2EMFDTask` trains E2E-MFD (joint fusion and
-detection with GMTA-aligned gradients on the shared backbone) and also
-predicts the fused image.
+library, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
+(``model='lma_yolov8n_obb'``, shared backbone with low-rank modal adaptors and
+adaptive rank allocation), the two-stream baseline
+(``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
+bands (``'yolov8n_obb'``). :class:`E2EMFDTask` trains E2E-MFD
+(``'e2emfd_yolov8n_obb'``: joint fusion and detection with GMTA-aligned
+gradients on the shared backbone) and also predicts the fused image. Both
+derive from :class:`ObbDetectionBase`, which holds the shared arguments.
 
 Batches follow DESIGN.md and the DroneVehicle data module: ``image`` (B, C,
 H, W) in [0, 1] with the bands of ``modalities`` (default RGB 0-2, IR 3),
@@ -20,18 +22,21 @@ image, for E2E-MFD); ``transform`` / ``crs`` keys of the batch pass through.
 
 from __future__ import annotations
 
-import math
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torch.optim import SGD, AdamW, Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim import Optimizer
 
+from ..losses.fusion import FusionLoss
+from ..losses.obb import OBBLoss
 from ..metrics.detection import OrientedMeanAveragePrecision
-from ..models.e2emfd import E2EMFD, FusionLoss, gmta_backward
+from ..models.api import get_model_builder
+from ..models.e2emfd import E2EMFD, gmta_backward
 from ..models.lma import (
     DEFAULT_MODALITIES,
     LMADetector,
@@ -39,117 +44,85 @@ from ..models.lma import (
     TwoStreamOBBDetector,
     adaptor_ranks,
 )
-from ..models.obb_detector import OBBDetector, OBBLoss, OBBOutput, postprocess
+from ..models.obb_detector import OBBDetector, OBBOutput, postprocess
 from .base import PluginTask
+from .optimization import build_optimizer, schedule_steps, warmup_cosine
 
 Batch = dict[str, Any]
 
-#: DroneVehicle's classes.
-DRONEVEHICLE_CLASSES = ('car', 'truck', 'bus', 'van', 'freight car')
 
-#: Batch keys copied unchanged into predictions.
-PASSTHROUGH_KEYS = ('transform', 'crs', 'bounds')
+class ObbDetectionBase(PluginTask):
+    """The shared part of the oriented-detection tasks (arguments, loss, metrics).
 
-MODELS = ('lma', 'two_stream', 'yolov8n_obb')
-
-
-def warmup_cosine(step: int, warmup: int, total: int, final: float) -> float:
-    """Learning-rate factor: linear warm-up, then cosine decay to ``final``.
-
-    Args:
-        step: Current optimiser step.
-        warmup: Warm-up steps.
-        total: Total steps.
-        final: Final factor.
-
-    Returns:
-        The factor applied to the base learning rate.
+    Subclasses pass ``model`` (a :func:`~torchgeo_ext.models.api.get_model`
+    name) and their own arguments' values; :meth:`model_kwargs` adds
+    model-specific builder arguments, :attr:`model_type` says which models fit.
     """
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-    return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class OrientedDetectionTask(PluginTask):
-    """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors."""
 
     #: Predictions are oriented (``prediction_bbox``), read by ``torchgeo-ext detect``.
     oriented = True
     monitor = 'val_map_50'
     mode = 'max'
+    #: Model classes this task can train (others are refused).
+    model_type: tuple[type[nn.Module], ...] = (nn.Module,)
 
     def __init__(
         self,
-        model: str = 'lma',
+        model: str,
         num_classes: int = 5,
         class_names: Sequence[str] | None = None,
         modalities: Mapping[str, Sequence[int]] | None = None,
         in_channels: int | None = None,
         width: float = 0.25,
         depth: float = 0.33,
-        rank: int = 9,
-        target_rank: float = 6.0,
-        alpha: float | None = None,
-        adaptive_rank: bool = True,
         optimizer: str = 'sgd',
         lr: float = 0.01,
         momentum: float = 0.937,
         weight_decay: float = 5e-4,
         warmup_epochs: float = 3.0,
-        lr_final: float = 0.01,
+        final_lr_ratio: float = 0.01,
         box_gain: float = 7.5,
         cls_gain: float = 0.5,
         dfl_gain: float = 1.5,
-        conf_threshold: float = 0.001,
+        val_score_threshold: float = 0.001,
         score_threshold: float = 0.25,
         iou_threshold: float = 0.7,
-        max_det: int = 300,
+        max_detections: int = 300,
         ap_method: str = 'voc07',
     ) -> None:
-        """Initialise a new OrientedDetectionTask.
+        """Initialise a new oriented-detection task.
 
         Args:
-            model: ``'lma'``, ``'two_stream'`` or ``'yolov8n_obb'`` (single
-                stream on all stacked bands).
+            model: Model name (see :func:`~torchgeo_ext.models.api.list_models`).
             num_classes: Number of classes.
-            class_names: Class names (default DroneVehicle's when 5 classes).
+            class_names: Class names (default: the data module's, else
+                ``class_<i>``).
             modalities: Band indices of each modality in ``image`` (default
                 ``{'rgb': [0, 1, 2], 'ir': [3]}``).
             in_channels: Number of input bands; with no ``modalities``, 4
                 means RGB + IR, anything else a single modality.
             width: Width multiple (0.25: YOLOv8n).
             depth: Depth multiple (0.33: YOLOv8n).
-            rank: Initial adaptor rank (LMA).
-            target_rank: Average adaptor rank at the end (LMA).
-            alpha: Adaptor scaling numerator (default ``rank``).
-            adaptive_rank: Reallocate adaptor ranks during training (LMA).
             optimizer: ``'sgd'`` (Nesterov) or ``'adamw'``.
             lr: Base learning rate.
             momentum: SGD momentum (AdamW beta1).
             weight_decay: Weight decay.
             warmup_epochs: Linear warm-up length in epochs.
-            lr_final: Final learning-rate factor of the cosine schedule.
+            final_lr_ratio: Final learning-rate factor of the cosine schedule.
             box_gain: ProbIoU loss gain.
             cls_gain: Class BCE gain.
             dfl_gain: DFL gain.
-            conf_threshold: Score threshold for evaluation.
+            val_score_threshold: Score threshold for evaluation.
             score_threshold: Score threshold for prediction.
             iou_threshold: Rotated NMS IoU threshold.
-            max_det: Detections kept per image.
+            max_detections: Detections kept per image.
             ap_method: ``'voc07'`` or ``'auc'`` for the reported mAP.
 
         Raises:
-            ValueError: For an unknown model name.
+            ValueError: For an unknown model name or one this task cannot train.
         """
-        if model not in self._models():
-            raise ValueError(f'unknown model {model!r}; choose from {self._models()}')
-        self.allocator: RankAllocator | None = None
+        get_model_builder(model)  # fail early on an unknown name
         super().__init__()
-
-    @classmethod
-    def _models(cls) -> tuple[str, ...]:
-        return MODELS
 
     @property
     def modalities(self) -> dict[str, list[int]]:
@@ -163,41 +136,45 @@ class OrientedDetectionTask(PluginTask):
         return {'image': list(range(n))}
 
     @property
-    def class_names(self) -> list[str]:
-        """Names of the classes."""
-        names = self.hparams['class_names']
-        if names is not None:
-            return list(names)
-        if self.hparams['num_classes'] == len(DRONEVEHICLE_CLASSES):
-            return list(DRONEVEHICLE_CLASSES)
-        return [str(i) for i in range(self.hparams['num_classes'])]
-
-    @property
     def detector(self) -> nn.Module:
         """The detection model (its ``bands`` tell ``torchgeo-ext detect`` what it reads)."""
         return self.model
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """Builder arguments beyond the shared ones (none here).
+
+        Returns:
+            Keyword arguments.
+        """
+        return {}
+
     def configure_models(self) -> None:
-        """Build the detector."""
+        """Build the model by name; the builder gets the arguments it takes.
+
+        Raises:
+            ValueError: If the model is not one this task trains.
+        """
         h = self.hparams
-        name = h['model']
-        kwargs: dict[str, Any] = {'width': h['width'], 'depth': h['depth']}
-        self.model: nn.Module
-        if name == 'lma':
-            self.model = LMADetector(
-                h['num_classes'],
-                self.modalities,
-                rank=h['rank'],
-                alpha=h['alpha'],
-                **kwargs,
+        builder = get_model_builder(h['model'])
+        bands = sum(len(v) for v in self.modalities.values())
+        offered: dict[str, Any] = {
+            'num_classes': h['num_classes'],
+            'modalities': self.modalities,
+            'in_channels': bands,
+            'width': h['width'],
+            'depth': h['depth'],
+            **self.model_kwargs(),
+        }
+        accepted = inspect.signature(builder).parameters
+        model = builder(**{k: v for k, v in offered.items() if k in accepted})
+        if not isinstance(model, self.model_type):
+            # a wrong name in a config: a value error, as for an unknown name
+            raise ValueError(  # noqa: TRY004
+                f'unknown model {h["model"]!r} for {type(self).__name__}: it builds '
+                f'a {type(model).__name__}, this task trains '
+                + ' or '.join(t.__name__ for t in self.model_type)
             )
-        elif name == 'two_stream':
-            self.model = TwoStreamOBBDetector(
-                h['num_classes'], self.modalities, **kwargs
-            )
-        else:
-            bands = sum(len(v) for v in self.modalities.values())
-            self.model = OBBDetector(h['num_classes'], bands, **kwargs)
+        self.model: nn.Module = model
 
     def configure_losses(self) -> None:
         """Build the detection loss."""
@@ -219,84 +196,27 @@ class OrientedDetectionTask(PluginTask):
             h['num_classes'], iou_thresholds=(0.5, 0.75), method=h['ap_method']
         )
 
-    def _optimizer(self, params: Any) -> Optimizer:
-        h = self.hparams
-        if h['optimizer'] == 'adamw':
-            return AdamW(
-                params,
-                lr=h['lr'],
-                betas=(h['momentum'], 0.999),
-                weight_decay=h['weight_decay'],
-            )
-        if h['optimizer'] != 'sgd':
-            raise ValueError(f'unknown optimizer {h["optimizer"]!r}')
-        return SGD(
-            params,
-            lr=h['lr'],
-            momentum=h['momentum'],
-            nesterov=True,
-            weight_decay=h['weight_decay'],
-        )
-
-    def _total_steps(self) -> int:
-        try:
-            total = int(self.trainer.estimated_stepping_batches)
-        except (RuntimeError, AttributeError):
-            total = 1
-        return max(total, 1)
-
     def configure_optimizers(self) -> OptimizerLRScheduler:
-        """SGD (or AdamW) with linear warm-up and a cosine schedule per step.
+        """SGD (or AdamW) with linear warm-up, then a cosine schedule, per step.
 
         Returns:
             The optimiser and its step-wise scheduler.
         """
-        optimizer = self._optimizer(self.parameters())
-        total = self._total_steps()
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        warmup = round(self.hparams['warmup_epochs'] * total / epochs)
-        final = self.hparams['lr_final']
-        scheduler = LambdaLR(
-            optimizer, lambda s: warmup_cosine(s, warmup, total, final)
+        h = self.hparams
+        optimizer = build_optimizer(
+            self.parameters(),
+            h['optimizer'],
+            h['lr'],
+            h['momentum'],
+            h['weight_decay'],
+            nesterov=h['optimizer'] == 'sgd',
         )
+        total, warmup = schedule_steps(self._trainer, h['warmup_epochs'])
+        scheduler = warmup_cosine(optimizer, warmup, total, h['final_lr_ratio'])
         return {
             'optimizer': optimizer,
             'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
         }
-
-    def on_fit_start(self) -> None:
-        """Create the rank allocator (LMA) now that the training length is known."""
-        h = self.hparams
-        if h['model'] == 'lma' and h['adaptive_rank']:
-            self.allocator = RankAllocator(
-                self.model, self._total_steps(), h['rank'], h['target_rank']
-            )
-
-    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
-        """Update the adaptor importance scores and rank masks (LMA).
-
-        Args:
-            optimizer: The optimiser about to step.
-        """
-        if self.allocator is not None:
-            budget = self.allocator.step(self.global_step)
-            self.log('rank_budget', budget, on_step=True, on_epoch=False)
-
-    def final_ranks(self) -> dict[str, int]:
-        """Active adaptor rank of each backbone convolution (LMA; empty otherwise).
-
-        Returns:
-            Layer name to rank.
-        """
-        return adaptor_ranks(self.model)
-
-    def on_train_end(self) -> None:
-        """Report the final adaptor ranks (LMA)."""
-        ranks = self.final_ranks()
-        if ranks:
-            self.rank_report = ranks
-            mean = sum(ranks.values()) / len(ranks)
-            print(f'LMA final adaptor ranks (mean {mean:.2f}): {ranks}')
 
     def detect(self, out: OBBOutput, predict: bool = False) -> list[dict[str, Tensor]]:
         """Decode and NMS the raw outputs.
@@ -310,8 +230,8 @@ class OrientedDetectionTask(PluginTask):
         """
         h = self.hparams
         reg_max = int(getattr(self.model, 'reg_max', 16))
-        conf = h['score_threshold'] if predict else h['conf_threshold']
-        return postprocess(out, reg_max, conf, h['iou_threshold'], h['max_det'])
+        conf = h['score_threshold'] if predict else h['val_score_threshold']
+        return postprocess(out, reg_max, conf, h['iou_threshold'], h['max_detections'])
 
     def detection_output(self, image: Tensor) -> OBBOutput:
         """Run the model and return its raw detection outputs.
@@ -422,13 +342,92 @@ class OrientedDetectionTask(PluginTask):
             key: [p[key] for p in preds]
             for key in ('prediction_bbox', 'prediction_label', 'prediction_score')
         }
-        for key in PASSTHROUGH_KEYS:
-            if key in batch:
-                result[key] = batch[key]
-        return result
+        return self.passthrough(batch, result)
 
 
-class E2EMFDTask(OrientedDetectionTask):
+class OrientedDetectionTask(ObbDetectionBase):
+    """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors.
+
+    FoRA/LMA models (:class:`~torchgeo_ext.models.lma.LMADetector`) get
+    adaptive rank allocation during training (``adaptive_rank``).
+    """
+
+    model_type = (OBBDetector, LMADetector, TwoStreamOBBDetector)
+
+    def __init__(
+        self,
+        model: str = 'lma_yolov8n_obb',
+        rank: int = 9,
+        target_rank: float = 6.0,
+        alpha: float | None = None,
+        adaptive_rank: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Initialise a new OrientedDetectionTask.
+
+        Args:
+            model: ``'lma_yolov8n_obb'``, ``'two_stream_yolov8n_obb'`` or
+                ``'yolov8n_obb'`` (single stream on all stacked bands).
+            rank: Initial adaptor rank (LMA).
+            target_rank: Average adaptor rank at the end (LMA).
+            alpha: Adaptor scaling numerator (default ``rank``).
+            adaptive_rank: Reallocate adaptor ranks during training (LMA).
+            **kwargs: The arguments of :class:`ObbDetectionBase`.
+        """
+        self.allocator: RankAllocator | None = None
+        super().__init__(model, **kwargs)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """The adaptor rank and scaling (taken by the LMA builders).
+
+        Returns:
+            Keyword arguments.
+        """
+        return {'rank': self.hparams['rank'], 'alpha': self.hparams['alpha']}
+
+    def on_fit_start(self) -> None:
+        """Create the rank allocator (LMA) now that the training length is known."""
+        h = self.hparams
+        if isinstance(self.model, LMADetector) and h['adaptive_rank']:
+            total, _ = schedule_steps(self._trainer)
+            self.allocator = RankAllocator(
+                self.model, total, h['rank'], h['target_rank']
+            )
+
+    def on_before_optimizer_step(self, optimizer: Optimizer) -> None:
+        """Update the adaptor importance scores and rank masks (LMA).
+
+        Args:
+            optimizer: The optimiser about to step.
+        """
+        if self.allocator is not None:
+            budget = self.allocator.step(self.global_step)
+            self.log('rank_budget', budget, on_step=True, on_epoch=False)
+
+    def final_ranks(self) -> dict[str, int]:
+        """Active adaptor rank of each backbone convolution (LMA; empty otherwise).
+
+        Returns:
+            Layer name to rank.
+        """
+        return adaptor_ranks(self.model)
+
+    def on_train_epoch_end(self) -> None:
+        """Log the mean active adaptor rank (LMA)."""
+        ranks = self.final_ranks()
+        if ranks:
+            self.log('adaptor_rank_mean', sum(ranks.values()) / len(ranks))
+
+    def on_train_end(self) -> None:
+        """Report the final adaptor ranks (LMA) through Lightning's logger."""
+        ranks = self.final_ranks()
+        if ranks:
+            self.rank_report = ranks
+            mean = sum(ranks.values()) / len(ranks)
+            rank_zero_info(f'LMA final adaptor ranks (mean {mean:.2f}): {ranks}')
+
+
+class E2EMFDTask(ObbDetectionBase):
     """E2E-MFD: joint image fusion and oriented detection, GMTA on the backbone.
 
     Optimisation is manual: each step back-propagates the fusion and detection
@@ -437,91 +436,42 @@ class E2EMFDTask(OrientedDetectionTask):
     optimiser. ``gmta=False`` back-propagates the plain sum instead.
     """
 
+    model_type = (E2EMFD,)
+
     def __init__(
         self,
-        model: str = 'e2emfd',
-        num_classes: int = 5,
-        class_names: Sequence[str] | None = None,
-        modalities: Mapping[str, Sequence[int]] | None = None,
-        in_channels: int | None = None,
-        width: float = 0.25,
-        depth: float = 0.33,
+        model: str = 'e2emfd_yolov8n_obb',
         fusion_channels: Sequence[int] = (64, 128),
         fusion_weight: float = 10.0,
         gmta: bool = True,
-        optimizer: str = 'sgd',
-        lr: float = 0.01,
-        momentum: float = 0.937,
-        weight_decay: float = 5e-4,
-        warmup_epochs: float = 3.0,
-        lr_final: float = 0.01,
-        box_gain: float = 7.5,
-        cls_gain: float = 0.5,
-        dfl_gain: float = 1.5,
-        conf_threshold: float = 0.001,
-        score_threshold: float = 0.25,
-        iou_threshold: float = 0.7,
-        max_det: int = 300,
-        ap_method: str = 'voc07',
+        **kwargs: Any,
     ) -> None:
         """Initialise a new E2EMFDTask.
 
         Args:
-            model: ``'e2emfd'``.
-            num_classes: Number of classes.
-            class_names: Class names (default DroneVehicle's when 5 classes).
-            modalities: Band layout with ``rgb`` (3 bands) and ``ir``.
-            in_channels: Number of input bands (must be 4 without ``modalities``).
-            width: Width multiple of the YOLOv8 backbone.
-            depth: Depth multiple.
+            model: ``'e2emfd_yolov8n_obb'``.
             fusion_channels: Channels of the fusion network's pixel path.
             fusion_weight: Factor of the fusion loss (10 in the paper).
             gmta: Align the task gradients on the shared backbone.
-            optimizer: ``'sgd'`` or ``'adamw'``.
-            lr: Base learning rate.
-            momentum: SGD momentum (AdamW beta1).
-            weight_decay: Weight decay.
-            warmup_epochs: Linear warm-up length in epochs.
-            lr_final: Final learning-rate factor.
-            box_gain: ProbIoU loss gain.
-            cls_gain: Class BCE gain.
-            dfl_gain: DFL gain.
-            conf_threshold: Score threshold for evaluation.
-            score_threshold: Score threshold for prediction.
-            iou_threshold: Rotated NMS IoU threshold.
-            max_det: Detections kept per image.
-            ap_method: ``'voc07'`` or ``'auc'``.
+            **kwargs: The arguments of :class:`ObbDetectionBase` (``modalities``
+                needs ``rgb`` (3 bands) and ``ir``; without it ``in_channels``
+                must be 4).
         """
-        self.allocator = None
-        if model not in self._models():
-            raise ValueError(f'unknown model {model!r}; choose from {self._models()}')
-        # skip OrientedDetectionTask.__init__ (other arguments); super() keeps
-        # this frame visible to Lightning's save_hyperparameters
-        super(OrientedDetectionTask, self).__init__()
+        super().__init__(model, **kwargs)
         self.automatic_optimization = False
 
-    @classmethod
-    def _models(cls) -> tuple[str, ...]:
-        return ('e2emfd',)
+    def model_kwargs(self) -> dict[str, Any]:
+        """The fusion network's channels.
 
-    def configure_models(self) -> None:
-        """Build E2E-MFD."""
-        h = self.hparams
-        self.model = E2EMFD(
-            h['num_classes'],
-            self.modalities,
-            h['width'],
-            h['depth'],
-            fusion_channels=tuple(h['fusion_channels']),
-        )
+        Returns:
+            Keyword arguments.
+        """
+        return {'fusion_channels': tuple(self.hparams['fusion_channels'])}
 
     def configure_losses(self) -> None:
         """Build the detection and fusion losses."""
         super().configure_losses()
         self.fusion_criterion = FusionLoss(weight=self.hparams['fusion_weight'])
-
-    def on_fit_start(self) -> None:
-        """Nothing to set up (no rank allocation)."""
 
     def detection_output(self, image: Tensor) -> OBBOutput:
         """Run E2E-MFD and return its detection outputs.
@@ -603,7 +553,4 @@ class E2EMFDTask(OrientedDetectionTask):
             for key in ('prediction_bbox', 'prediction_label', 'prediction_score')
         }
         result['prediction'] = out.fused.clamp(0, 1)
-        for key in PASSTHROUGH_KEYS:
-            if key in batch:
-                result[key] = batch[key]
-        return result
+        return self.passthrough(batch, result)

@@ -14,21 +14,16 @@ import re
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
-import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
-from torch.optim import SGD, AdamW
-from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from ..models.dianet import BUILDERS
+from ..losses.segmentation import DistributionAwareLoss, OhemCrossEntropyLoss
+from ..models.api import get_model, get_model_builder
 from .base import PluginTask
-from .segmentation_losses import DistributionAwareLoss, OhemCrossEntropyLoss
+from .optimization import build_optimizer, poly, schedule_steps
 
 __all__ = ['SegmentationTask']
-
-#: Sample keys copied from the batch into the predictions.
-PASSTHROUGH_KEYS = ('transform', 'crs', 'id', 'bounds', 'path')
 
 _STAGES = ('train', 'val', 'test')
 
@@ -86,7 +81,8 @@ class SegmentationTask(PluginTask):
             in_channels: Input bands.
             num_classes: Output classes (including the ignore class if it is one
                 of ``0..num_classes-1``, as FYH's fill class 10 is).
-            class_names: One name per class (default ``class_<k>``).
+            class_names: One name per class (default: the data module's, else
+                ``class_<k>``).
             ignore_index: Target value skipped by loss and metrics (None: none).
             loss: ``dal`` (distribution-aware loss), ``ohem`` (OHEM
                 cross-entropy) or ``ce`` (cross-entropy).
@@ -94,7 +90,7 @@ class SegmentationTask(PluginTask):
             ohem_min_kept: OHEM minimum kept pixels per batch.
             optimizer: ``sgd`` (the paper) or ``adamw``.
             lr: Initial learning rate, decayed by the poly schedule per step.
-            momentum: SGD momentum.
+            momentum: SGD momentum (AdamW beta1).
             weight_decay: Weight decay.
             poly_power: Exponent of the poly schedule
                 ``lr * (1 - step / total_steps) ** poly_power``.
@@ -104,23 +100,12 @@ class SegmentationTask(PluginTask):
         Raises:
             ValueError: If the model is unknown or ``class_names`` has the wrong length.
         """
-        if model not in BUILDERS:
-            raise ValueError(
-                f'unknown model {model!r}; choose one of {sorted(BUILDERS)}'
-            )
+        get_model_builder(model)  # fail early on an unknown name
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f'class_names has {len(class_names)} names for {num_classes} classes'
             )
         super().__init__()
-
-    @property
-    def class_names(self) -> list[str]:
-        """Names of the classes, one per output channel."""
-        names = self.hparams['class_names']
-        if names is None:
-            return [f'class_{k}' for k in range(self.hparams['num_classes'])]
-        return list(names)
 
     @property
     def in_channels(self) -> int:
@@ -130,7 +115,8 @@ class SegmentationTask(PluginTask):
     def configure_models(self) -> None:
         """Initialize the model."""
         kwargs = dict(self.hparams['model_kwargs'] or {})
-        self.model: nn.Module = BUILDERS[self.hparams['model']](
+        self.model: nn.Module = get_model(
+            self.hparams['model'],
             in_channels=self.hparams['in_channels'],
             num_classes=self.hparams['num_classes'],
             **kwargs,
@@ -190,23 +176,11 @@ class SegmentationTask(PluginTask):
         """
         params = [p for p in self.parameters() if p.requires_grad]
         hp = self.hparams
-        optimizer: torch.optim.Optimizer
-        if hp['optimizer'] == 'sgd':
-            optimizer = SGD(
-                params,
-                lr=hp['lr'],
-                momentum=hp['momentum'],
-                weight_decay=hp['weight_decay'],
-            )
-        else:
-            optimizer = AdamW(params, lr=hp['lr'], weight_decay=hp['weight_decay'])
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        power = hp['poly_power']
-
-        def poly(step: int) -> float:
-            return float(max(0.0, 1 - step / total) ** power)
-
-        scheduler = LambdaLR(optimizer, poly)
+        optimizer = build_optimizer(
+            params, hp['optimizer'], hp['lr'], hp['momentum'], hp['weight_decay']
+        )
+        total, _ = schedule_steps(self._trainer)
+        scheduler = poly(optimizer, total, hp['poly_power'])
         return {
             'optimizer': optimizer,
             'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
@@ -343,8 +317,4 @@ class SegmentationTask(PluginTask):
             ``transform``, ``crs``, ``id``, ``bounds`` and ``path`` where present.
         """
         logits = self.predict_logits(batch['image'])
-        out: dict[str, Any] = {'prediction': logits.argmax(dim=1)}
-        for key in PASSTHROUGH_KEYS:
-            if key in batch:
-                out[key] = batch[key]
-        return out
+        return self.passthrough(batch, {'prediction': logits.argmax(dim=1)})

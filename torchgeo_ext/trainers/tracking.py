@@ -23,23 +23,22 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
-from torch.optim import AdamW
 from torch.optim.lr_scheduler import CosineAnnealingLR
+from torchvision.ops import box_convert
 
+from ..losses.tracking import TrackingLoss, centre_heatmap
 from ..metrics.tracking import OTBMetric, precision_at, success_auc
-from ..models.hyat import HyATracker, hyat_base, hyat_tiny
-from ..ops.boxes import bbox_iou, xyxy_to_cxcywh
+from ..models.api import get_model, get_model_builder
+from ..models.hyat import HyATracker
 from ..samplers.tracking import crop_around_box
 from .base import PluginTask
+from .optimization import build_optimizer
 
-MODELS = {'hyat_tiny': hyat_tiny, 'hyat_base': hyat_base}
 
-
-def _xyxy_to_xywh(box: Tensor) -> Tensor:
-    return torch.cat([box[..., :2], box[..., 2:] - box[..., :2]], dim=-1)
+def _to_xywh(box: Tensor) -> Tensor:
+    return box_convert(box, 'xyxy', 'xywh')
 
 
 class FrameSequence(Protocol):
@@ -52,25 +51,6 @@ class FrameSequence(Protocol):
     def __getitem__(self, frame: int) -> dict[str, Any]:
         """Frame sample with ``image`` (C x H x W) and ``bbox_xyxy`` (1 x 4 or 0 x 4)."""
         ...
-
-
-def focal_loss(logits: Tensor, target: Tensor, alpha: int = 2, beta: int = 4) -> Tensor:
-    """CornerNet/CenterNet focal loss on a Gaussian heat map.
-
-    Args:
-        logits: B x 1 x H x W score logits.
-        target: B x 1 x H x W target in [0, 1], exactly 1 at each centre.
-        alpha: Exponent of the prediction-confidence modulation.
-        beta: Exponent of the negative down-weighting near centres.
-
-    Returns:
-        The loss, normalised by the number of centres.
-    """
-    pred = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
-    pos = target.eq(1).float()
-    pos_loss = -torch.log(pred) * (1 - pred) ** alpha * pos
-    neg_loss = -torch.log(1 - pred) * pred**alpha * (1 - target) ** beta * (1 - pos)
-    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1)
 
 
 class TrackingTask(PluginTask):
@@ -121,16 +101,16 @@ class TrackingTask(PluginTask):
         Raises:
             ValueError: If ``model`` is unknown.
         """
-        if model not in MODELS:
-            raise ValueError(f'model must be one of {sorted(MODELS)}, got {model!r}')
+        get_model_builder(model)  # fail early on an unknown name
         self._state: dict[str, Any] = {}
         super().__init__()
 
     def configure_models(self) -> None:
         """Build the tracker, load and freeze its backbone if asked."""
         h = self.hparams
-        self.model: HyATracker = MODELS[h['model']](
-            h['hsi_bands'],
+        self.model: HyATracker = get_model(
+            h['model'],
+            hsi_bands=h['hsi_bands'],
             template_size=h['template_size'],
             search_size=h['search_size'],
             colour_bands=h['colour_bands'],
@@ -140,6 +120,13 @@ class TrackingTask(PluginTask):
             self.model.load_backbone(h['backbone_weights'])
         if h['freeze_backbone']:
             self.model.freeze_backbone()
+
+    def configure_losses(self) -> None:
+        """Initialize the focal + L1 + GIoU loss."""
+        h = self.hparams
+        self.criterion = TrackingLoss(
+            h['focal_weight'], h['l1_weight'], h['giou_weight']
+        )
 
     def configure_metrics(self) -> None:
         """Initialize the OTB metric of the test sequences."""
@@ -152,8 +139,11 @@ class TrackingTask(PluginTask):
             Optimizer and scheduler.
         """
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = AdamW(
-            params, lr=self.hparams['lr'], weight_decay=self.hparams['weight_decay']
+        optimizer = build_optimizer(
+            params,
+            'adamw',
+            self.hparams['lr'],
+            weight_decay=self.hparams['weight_decay'],
         )
         scheduler = CosineAnnealingLR(
             optimizer, T_max=max(1, self.hparams['max_epochs'])
@@ -185,27 +175,12 @@ class TrackingTask(PluginTask):
         Returns:
             ``loss`` and its parts ``focal``, ``l1``, ``giou``.
         """
-        g = self.model.search_grid
-        s = float(self.model.search_size)
-        target = target_xyxy / s
-        centre = xyxy_to_cxcywh(target)
-        col = (centre[:, 0] * g).floor().clamp(0, g - 1)
-        row = (centre[:, 1] * g).floor().clamp(0, g - 1)
-        ys = torch.arange(g, device=target.device, dtype=target.dtype)
-        sigma = (centre[:, 2:].prod(dim=1).sqrt() * g / 6).clamp(min=0.5)
-        dy = (ys[None, :] - row[:, None]) ** 2
-        dx = (ys[None, :] - col[:, None]) ** 2
-        heat = torch.exp(
-            -(dy[:, :, None] + dx[:, None, :]) / (2 * sigma[:, None, None] ** 2)
-        )[:, None]
-        focal = focal_loss(out['score'], heat)
-        index = (row * g + col).long()
-        box = self.model.box_at(out, index) / s
-        l1 = F.l1_loss(box, target)
-        giou = (1 - bbox_iou(box, target, kind='giou')).mean()
-        h = self.hparams
-        loss = h['focal_weight'] * focal + h['l1_weight'] * l1 + h['giou_weight'] * giou
-        return {'loss': loss, 'focal': focal, 'l1': l1, 'giou': giou}
+        size = float(self.model.search_size)
+        target = target_xyxy / size
+        heatmap, index = centre_heatmap(target, self.model.search_grid)
+        box = self.model.box_at(out, index) / size
+        losses: dict[str, Tensor] = self.criterion(out['score'], heatmap, box, target)
+        return losses
 
     def _pair_step(self, batch: dict[str, Any], prefix: str) -> Tensor:
         out = self(batch['template'], batch['search'])
@@ -216,8 +191,8 @@ class TrackingTask(PluginTask):
             key = f'{prefix}_loss' if name == 'loss' else f'{prefix}_{name}'
             self.log(key, value, batch_size=n)
         if prefix == 'val':
-            pred = _xyxy_to_xywh(out['bbox_xyxy'].detach())
-            gt = _xyxy_to_xywh(target)
+            pred = _to_xywh(out['bbox_xyxy'].detach())
+            gt = _to_xywh(target)
             self.log('val_success_auc', success_auc(pred, gt), batch_size=n)
             self.log('val_precision_20', precision_at(pred, gt), batch_size=n)
         return losses['loss']
@@ -327,7 +302,7 @@ class TrackingTask(PluginTask):
         first = sequence[0]
         if len(first['bbox_xyxy']) == 0:
             raise ValueError('the first frame has no box to initialise the tracker')
-        init = _xyxy_to_xywh(first['bbox_xyxy'][0].float())
+        init = _to_xywh(first['bbox_xyxy'][0].float())
         self.init_tracker(first['image'], init)
         boxes = [init]
         for i in range(1, len(sequence)):
@@ -346,7 +321,7 @@ class TrackingTask(PluginTask):
         frame = int(batch['frame'].reshape(-1)[0])
         gt_xyxy = batch['bbox_xyxy'][0].reshape(-1, 4)
         gt = (
-            _xyxy_to_xywh(gt_xyxy[0].float())
+            _to_xywh(gt_xyxy[0].float())
             if len(gt_xyxy)
             else torch.full((4,), float('nan'))
         )
@@ -420,12 +395,7 @@ class TrackingTask(PluginTask):
             tracker is initialised), ``sequence`` and ``frame``.
         """
         pred, _ = self._stream_step(batch)
-        boxes = pred[None]
-        boxes = torch.cat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], dim=1)
+        boxes = box_convert(pred[None], 'xywh', 'xyxy')
         if not torch.isfinite(boxes).all():
             boxes = boxes.new_zeros((0, 4))
-        return {
-            'prediction_bbox_xyxy': [boxes],
-            'sequence': batch['sequence'],
-            'frame': batch['frame'],
-        }
+        return self.passthrough(batch, {'prediction_bbox_xyxy': [boxes]})
