@@ -1,6 +1,6 @@
 """Collation and box-aware batch augmentation shared by the detection data modules.
 
-Boxes follow DESIGN.md: ``bbox_xyxy`` N x 4 and ``bbox`` N x 8 in pixel-edge
+Boxes follow docs/architecture.md: ``bbox_xyxy`` N x 4 and ``bbox`` N x 8 in pixel-edge
 coordinates (``0 <= x <= width``). Kornia's geometric augmentations report
 their transformation as a 3 x 3 matrix in pixel-centre coordinates (a
 horizontal flip maps ``x`` to ``W - 1 - x``); :class:`DetectionAugmentation`
