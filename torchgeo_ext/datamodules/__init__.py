@@ -10,6 +10,10 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .fyh import FYHDataModule
     from .had100 import HAD100DataModule
     from .hotc import HOTCDataModule
+    from .houston2013 import Houston2013DataModule
+    from .hsi_lidar import HSILiDARDataModule
+    from .muufl import MUUFLDataModule
+    from .trento import TrentoDataModule
     from .vedai import VEDAIDataModule
 
 # Public name -> module that defines it. A new public name adds one line here and
@@ -19,6 +23,10 @@ _EXPORTS: dict[str, str] = {
     'FYHDataModule': 'torchgeo_ext.datamodules.fyh',
     'HAD100DataModule': 'torchgeo_ext.datamodules.had100',
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
+    'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
+    'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
+    'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
+    'TrentoDataModule': 'torchgeo_ext.datamodules.trento',
     'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',
 }
 

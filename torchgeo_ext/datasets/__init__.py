@@ -4,15 +4,23 @@ from .dronevehicle import DroneVehicle
 from .fyh import FYH, FYHScenes
 from .had100 import HAD100
 from .hotc import HOTC
+from .houston2013 import Houston2013
+from .hsi_lidar import HSILiDARDataset
 from .hyperspectral import HyperspectralScene
+from .muufl import MUUFL
+from .trento import Trento
 from .vedai import VEDAI
 
 __all__ = (
     'FYH',
     'HAD100',
     'HOTC',
+    'MUUFL',
     'VEDAI',
     'DroneVehicle',
     'FYHScenes',
+    'HSILiDARDataset',
+    'Houston2013',
     'HyperspectralScene',
+    'Trento',
 )

@@ -83,24 +83,28 @@ def _read_mat_variable(path: Path, name: str) -> NDArray[Any]:
         raise InvalidInputError(path, f'cannot read variable {name!r} ({err})') from err
 
 
-def minmax_normalize(cube: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Scale each band of a C x H x W cube to [0, 1] over the whole scene.
+def minmax_normalize(cube: NDArray[np.float32]) -> tuple[list[float], list[float]]:
+    """Scale each band of a C x H x W cube to [0, 1] over the whole scene, in place.
 
     Constant bands become 0. This is the normalisation of the MIViT and
     M3amba code.
 
     Args:
-        cube: The cube (modified in place and returned).
+        cube: The cube (modified in place).
 
     Returns:
-        The normalised cube.
+        Per band ``offset`` (minimum) and ``scale`` (range, 1 for constant
+        bands): ``normalised = (raw - offset) / scale``.
     """
+    offsets, scales = [], []
     for band in cube:
         lo, hi = float(band.min()), float(band.max())
         band -= lo
         if hi > lo:
             band /= hi - lo
-    return cube
+        offsets.append(lo)
+        scales.append(hi - lo if hi > lo else 1.0)
+    return offsets, scales
 
 
 def false_colour(image: Tensor | NDArray[Any], bands: Sequence[int]) -> NDArray[Any]:
@@ -205,9 +209,18 @@ class HSILiDARDataset(NonGeoDataset):
         self.transform: tuple[float, ...] | None = None
         self.sources: dict[str, str] = {}
         hsi, lidar, train, test = self._load()
+        #: What was applied to the raw bands: ``(raw - offset) / scale``.
+        self.normalisation: dict[str, list[float]] = {
+            'offset': [0.0] * (len(hsi) + len(lidar)),
+            'scale': [1.0] * (len(hsi) + len(lidar)),
+        }
         if normalize:
-            minmax_normalize(hsi)
-            minmax_normalize(lidar)
+            offsets, scales = minmax_normalize(hsi)
+            lidar_offsets, lidar_scales = minmax_normalize(lidar)
+            self.normalisation = {
+                'offset': offsets + lidar_offsets,
+                'scale': scales + lidar_scales,
+            }
         self.modalities: dict[str, list[int]] = {
             'hsi': list(range(hsi.shape[0])),
             'lidar': list(range(hsi.shape[0], hsi.shape[0] + lidar.shape[0])),

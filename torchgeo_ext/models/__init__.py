@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         two_stream_yolov8n_obb,
     )
     from .local_anomaly import crd_scores, lrx_scores
+    from .m3amba import M3amba, m3amba_base, m3amba_tiny
+    from .mamba import SS2D, MambaBlock, selective_scan
+    from .mivit import MIViT, mivit_base, mivit_tiny
     from .obb_detector import OBBDetector, yolov8n_obb
     from .rx import RX, rx_scores
     from .stad import STADStudent, STADTeacher, stad_scores
@@ -48,6 +51,15 @@ _EXPORTS: dict[str, str] = {
     'two_stream_yolov8n_obb': 'torchgeo_ext.models.lma',
     'crd_scores': 'torchgeo_ext.models.local_anomaly',
     'lrx_scores': 'torchgeo_ext.models.local_anomaly',
+    'M3amba': 'torchgeo_ext.models.m3amba',
+    'm3amba_base': 'torchgeo_ext.models.m3amba',
+    'm3amba_tiny': 'torchgeo_ext.models.m3amba',
+    'MambaBlock': 'torchgeo_ext.models.mamba',
+    'SS2D': 'torchgeo_ext.models.mamba',
+    'selective_scan': 'torchgeo_ext.models.mamba',
+    'MIViT': 'torchgeo_ext.models.mivit',
+    'mivit_base': 'torchgeo_ext.models.mivit',
+    'mivit_tiny': 'torchgeo_ext.models.mivit',
     'OBBDetector': 'torchgeo_ext.models.obb_detector',
     'yolov8n_obb': 'torchgeo_ext.models.obb_detector',
     'RX': 'torchgeo_ext.models.rx',

@@ -33,6 +33,11 @@ _BUILDERS: dict[str, str] = {
     # Hyperspectral object tracking.
     'hyat_base': 'hyat:hyat_base',
     'hyat_tiny': 'hyat:hyat_tiny',
+    # HSI + LiDAR land-cover classification: MIViT, M3amba.
+    'mivit_base': 'mivit:mivit_base',
+    'mivit_tiny': 'mivit:mivit_tiny',
+    'm3amba_base': 'm3amba:m3amba_base',
+    'm3amba_tiny': 'm3amba:m3amba_tiny',
 }
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .anomaly import AnomalyDetectionTask
     from .base import PluginTask, load_task
+    from .classification import PatchClassificationTask
     from .detection import GHOSTTask, SuperYOLOTask
     from .oriented_detection import E2EMFDTask, OrientedDetectionTask
     from .segmentation import SegmentationTask
@@ -19,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     'AnomalyDetectionTask': 'torchgeo_ext.trainers.anomaly',
     'PluginTask': 'torchgeo_ext.trainers.base',
     'load_task': 'torchgeo_ext.trainers.base',
+    'PatchClassificationTask': 'torchgeo_ext.trainers.classification',
     'GHOSTTask': 'torchgeo_ext.trainers.detection',
     'SuperYOLOTask': 'torchgeo_ext.trainers.detection',
     'E2EMFDTask': 'torchgeo_ext.trainers.oriented_detection',
