@@ -26,7 +26,6 @@ from torchgeo.datasets import DatasetNotFoundError, GeoDataset
 from torchgeo.datasets.utils import GeoSlice, Path
 
 from ..errors import InvalidInputError
-from ..ops.obb import obb_to_poly, poly_to_obb
 from .detection import AnnotationCounts, count_issue, total_counts
 from .intersection import query_georeference
 
@@ -88,14 +87,15 @@ def _to_pixels(
     return cast(np.ndarray[Any, Any], shapely.transform(geometries, affine))
 
 
-def rotated_rectangle_corners(geometries: Sequence[shapely.Geometry]) -> Tensor:
+def rotated_rectangle_corners(geometries: Sequence[Any]) -> Tensor:
     """Minimum rotated rectangles of pixel-space geometries as N x 8 corners.
 
     The corners follow the library's oriented-box contract
-    (:mod:`torchgeo_ext.ops.obb`): the rectangle is converted to
-    ``(cx, cy, w, h, angle)`` in the long-edge convention and back, so the
-    corners start at the box's top-left in its own frame and run clockwise
-    on screen, as for DroneVehicle's boxes after the same conversion.
+    (:mod:`torchgeo_ext.ops.obb`): the rectangle as ``(cx, cy, w, h, angle)``
+    in the long-edge convention (``w >= h``, ``angle`` in ``[-pi/2, pi/2)``),
+    then its corners as :func:`~torchgeo_ext.ops.obb.obb_to_poly` orders
+    them (top-left in the box frame, then clockwise on screen). So
+    ``obb_to_poly(poly_to_obb(corners))`` gives the same corners back.
 
     Args:
         geometries: Polygons in pixel coordinates.
@@ -103,17 +103,42 @@ def rotated_rectangle_corners(geometries: Sequence[shapely.Geometry]) -> Tensor:
     Returns:
         float64 tensor N x 8.
     """
-    if not geometries:
+    if not len(geometries):
         return torch.zeros((0, 8), dtype=torch.float64)
+    rectangles = shapely.minimum_rotated_rectangle(np.asarray(geometries, dtype=object))
     quads = []
-    for geometry in geometries:
-        rectangle = shapely.minimum_rotated_rectangle(geometry)
+    for rectangle in rectangles:
         coords = np.asarray(shapely.get_coordinates(rectangle), dtype=np.float64)
         if len(coords) < 4:  # degenerate (a segment or a point): pad by repeats
             coords = np.resize(coords, (4, 2))
-        quads.append(coords[:4].reshape(8))
-    poly = torch.from_numpy(np.stack(quads))
-    return obb_to_poly(poly_to_obb(poly))
+        quads.append(coords[:4])
+    pts = np.stack(quads)  # N x 4 x 2
+    e0, e1 = pts[:, 1] - pts[:, 0], pts[:, 2] - pts[:, 1]
+    l0, l1 = np.hypot(*e0.T), np.hypot(*e1.T)
+    long0 = l0 >= l1
+    edge = np.where(long0[:, None], e0, e1)
+    w, h = np.where(long0, l0, l1), np.where(long0, l1, l0)
+    angle = np.arctan2(edge[:, 1], edge[:, 0])
+    angle = np.remainder(angle + np.pi / 2, np.pi) - np.pi / 2
+    # same arithmetic as obb_to_poly, in float64 numpy (torch is slow on tiny tensors)
+    cx, cy = pts[:, :, 0].mean(1), pts[:, :, 1].mean(1)
+    cos, sin = np.cos(angle), np.sin(angle)
+    ux, uy = cos * w / 2, sin * w / 2
+    vx, vy = -sin * h / 2, cos * h / 2
+    corners = np.stack(
+        [
+            cx - ux - vx,
+            cy - uy - vy,
+            cx + ux - vx,
+            cy + uy - vy,
+            cx + ux + vx,
+            cy + uy + vy,
+            cx - ux + vx,
+            cy - uy + vy,
+        ],
+        axis=1,
+    )
+    return torch.from_numpy(corners)
 
 
 class VectorObjects(GeoDataset):
@@ -394,6 +419,11 @@ class VectorObjects(GeoDataset):
         objects = objects.set_geometry(np.asarray(geometry, dtype=object), crs=crs)
         #: The objects in the dataset CRS: ``label``, ``filepath``, ``geometry``.
         self.objects = objects
+        # plain arrays and a spatial tree for queries (pandas indexing is slow)
+        self._geometries = objects.geometry.to_numpy()
+        self._labels = objects['label'].to_numpy().astype(np.int64)
+        self._filepaths = objects['filepath'].to_numpy()
+        self._tree: shapely.STRtree | None = None
         files = sorted(set(objects['filepath']))
         boxes = [
             shapely.box(*objects.geometry[objects['filepath'] == f].total_bounds)
@@ -406,6 +436,16 @@ class VectorObjects(GeoDataset):
         self.index = gpd.GeoDataFrame(
             {'filepath': files}, index=index, geometry=boxes, crs=crs
         )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the spatial tree (rebuilt on first query, e.g. in a worker).
+
+        Returns:
+            The instance's state.
+        """
+        state = dict(self.__dict__)
+        state['_tree'] = None
+        return state
 
     # -- GeoDataset ---------------------------------------------------------------
 
@@ -468,15 +508,17 @@ class VectorObjects(GeoDataset):
                 f'query {index} is smaller than one pixel of {xres} x {yres}'
             )
 
-        hits = self.objects.sindex.query(shapely.box(x0, y0, x1, y1), 'intersects')
-        objects = self.objects.iloc[np.sort(hits)]
-        objects = objects[objects['filepath'].isin(set(files['filepath']))]
-        pixel = _to_pixels(objects.geometry.to_numpy(), x0, y1, xres, yres)
+        if self._tree is None:
+            self._tree = shapely.STRtree(self._geometries)
+        hits = np.sort(self._tree.query(shapely.box(x0, y0, x1, y1), 'intersects'))
+        if len(files) < len(self.index):  # objects of the files of this time only
+            hits = hits[np.isin(self._filepaths[hits], files['filepath'].to_numpy())]
+        pixel = _to_pixels(self._geometries[hits], x0, y1, xres, yres)
         clipped = shapely.clip_by_rect(pixel, 0.0, 0.0, width, height)
         area = shapely.area(pixel)
         visible = shapely.area(clipped)
         fraction = np.divide(visible, area, out=np.zeros_like(visible), where=area > 0)
-        labels = objects['label'].to_numpy()
+        labels = self._labels[hits]
 
         present = visible > 0
         keep = present & (fraction >= self.min_visible - 1e-9)
