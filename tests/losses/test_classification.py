@@ -25,8 +25,12 @@ def test_focal_loss() -> None:
     # Focusing lowers the loss of well-classified samples most.
     assert softmax_focal_loss(logits, target, 2.0) < F.cross_entropy(logits, target)
     weight = torch.rand(5)
-    expected = (F.cross_entropy(logits, target, reduction='none') * weight[target]).mean()
-    torch.testing.assert_close(softmax_focal_loss(logits, target, 0.0, weight), expected)
+    expected = (
+        F.cross_entropy(logits, target, reduction='none') * weight[target]
+    ).mean()
+    torch.testing.assert_close(
+        softmax_focal_loss(logits, target, 0.0, weight), expected
+    )
     ignored = torch.full_like(target, -100)
     assert float(softmax_focal_loss(logits, ignored)) == 0.0
 

@@ -15,7 +15,11 @@ from torchgeo_ext.models.m3amba import M3amba, TinyCLIP, load_open_clip, m3amba_
 def test_outputs_and_frozen_clip() -> None:
     torch.manual_seed(0)
     model = get_model(
-        'm3amba_tiny', hsi_bands=8, lidar_bands=2, num_classes=3, class_names=['a', 'b', 'c']
+        'm3amba_tiny',
+        hsi_bands=8,
+        lidar_bands=2,
+        num_classes=3,
+        class_names=['a', 'b', 'c'],
     )
     assert isinstance(model, M3amba)
     out = model(torch.rand(2, 10, 7, 7))
@@ -68,8 +72,14 @@ def test_open_clip_tower_random_weights() -> None:
 
     torch.manual_seed(0)
     model = m3amba_base(
-        hsi_bands=4, lidar_bands=1, num_classes=2, class_names=['a', 'b'],
-        clip_model='RN50', dim=8, depth=1, d_state=2,
+        hsi_bands=4,
+        lidar_bands=1,
+        num_classes=2,
+        class_names=['a', 'b'],
+        clip_model='RN50',
+        dim=8,
+        depth=1,
+        d_state=2,
     )
     out = model(torch.rand(1, 5, 5, 5))
     assert out['logits'].shape == (1, 2)

@@ -7,7 +7,9 @@ checkpoint (:func:`segment_raster`, :mod:`.segmentation`) and hyperspectral
 anomaly scoring (:func:`anomaly_raster`, :func:`detect_anomalies`,
 :func:`rx_raster`, :mod:`.anomaly`). The generic pipelines (tiling, detection)
 take any callable and import neither models nor trainers; segmentation loads a
-task checkpoint and anomaly scoring dispatches to its detectors.
+task checkpoint and anomaly scoring dispatches to its detectors. Whole-scene maps of
+patch classifiers: :mod:`.classification` (:func:`classification_map`,
+:func:`classify_raster`).
 
 Names resolve lazily (PEP 562), so that importing the package pulls in only
 what is used (``torchgeo-ext anomaly --method rx`` must not import Lightning).
@@ -27,6 +29,12 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         rx_raster,
         score_threshold,
     )
+    from .classification import (
+        DensePatchClassifier,
+        classification_map,
+        classify_raster,
+        classify_scene,
+    )
     from .detection import detect_raster, merge_tile_detections
     from .segmentation import SegmentResult, segment_raster
     from .tiling import axis_weights, blend_weights, predict_raster, tile_grid
@@ -40,6 +48,10 @@ _EXPORTS: dict[str, str] = {
     'raster_statistics': 'torchgeo_ext.pipelines.anomaly',
     'rx_raster': 'torchgeo_ext.pipelines.anomaly',
     'score_threshold': 'torchgeo_ext.pipelines.anomaly',
+    'DensePatchClassifier': 'torchgeo_ext.pipelines.classification',
+    'classification_map': 'torchgeo_ext.pipelines.classification',
+    'classify_raster': 'torchgeo_ext.pipelines.classification',
+    'classify_scene': 'torchgeo_ext.pipelines.classification',
     'detect_raster': 'torchgeo_ext.pipelines.detection',
     'merge_tile_detections': 'torchgeo_ext.pipelines.detection',
     'SegmentResult': 'torchgeo_ext.pipelines.segmentation',
