@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from . import __version__
 from .errors import InputError, Interrupted
@@ -77,13 +77,25 @@ def command_modules() -> list[str]:
     return sorted(names, key=lambda name: name != 'lightning')
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and a pointer to ``--help``)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line naming the problem and exit with status 2.
+
+        Args:
+            message: What is wrong.
+        """
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand registered.
 
     Returns:
         The top-level parser.
     """
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog='torchgeo-ext',
         description='Remote-sensing paper models for TorchGeo, with georeferenced outputs.',
     )

@@ -79,11 +79,14 @@ def run_demo(
     import rasterio
 
     from .demo_scene import make_demo_scene
+    from .export.atomic import make_output_dir
+    from .export.outputs import check_outputs, directory_output
     from .metrics.anomaly import auc_d_f
     from .pipelines.anomaly import anomaly_raster
 
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs([directory_output(out)])
+    make_output_dir(out)
     scene, truth = make_demo_scene(
         out / 'scene.tif', size=size, bands=bands, seed=seed, abundance=DEMO_ABUNDANCE
     )

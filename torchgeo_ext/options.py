@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 
 __all__ = [
+    'at_least',
     'check_device',
     'device',
     'finite_float',
@@ -59,7 +61,7 @@ def positive_int(value: str) -> int:
     """
     number = _int(value)
     if number <= 0:
-        raise argparse.ArgumentTypeError(f'must be a positive integer, got {number}')
+        raise argparse.ArgumentTypeError(f'must be positive, got {number}')
     return number
 
 
@@ -79,6 +81,28 @@ def non_negative_int(value: str) -> int:
     if number < 0:
         raise argparse.ArgumentTypeError(f'must not be negative, got {number}')
     return number
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An integer type with a lower bound, e.g. ``type=at_least(8)``.
+
+    Args:
+        minimum: The smallest value accepted.
+
+    Returns:
+        The argparse type.
+    """
+
+    def parse(value: str) -> int:
+        number = _int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(
+                f'must be at least {minimum}, got {number}'
+            )
+        return number
+
+    parse.__name__ = f'integer >= {minimum}'
+    return parse
 
 
 def odd_positive_int(value: str) -> int:

@@ -99,7 +99,9 @@ def test_bad_threshold(
         '--vector',
         str(tmp_path / 'v.gpkg'),
     ]
-    assert main(['anomaly', *argv, '--threshold', '1.5']) == 2
+    with pytest.raises(SystemExit) as info:  # argparse: one usage line
+        main(['anomaly', *argv, '--threshold', '1.5'])
+    assert info.value.code == 2
     assert 'threshold' in capsys.readouterr().err
 
 

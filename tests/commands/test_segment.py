@@ -191,6 +191,8 @@ def test_bad_options_and_missing_files(
     with pytest.raises(InvalidInputError, match='vector format'):
         segment_raster(scene, out, checkpoint, vector=tmp_path / 'x.shpx')
     args = ['segment', str(scene), '-o', str(out), '--checkpoint', str(checkpoint)]
-    assert main([*args, '--tile-size', '0']) == 2
+    with pytest.raises(SystemExit) as info:  # argparse: one usage line
+        main([*args, '--tile-size', '0'])
+    assert info.value.code == 2
     assert 'must be positive' in capsys.readouterr().err
     assert not out.exists()

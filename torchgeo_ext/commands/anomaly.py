@@ -14,6 +14,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import (
+    non_negative_float,
+    odd_positive_int,
+    open_unit_float,
+    positive_int,
+)
+
 #: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (kept here so ``--help`` imports no torch).
 METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
 
@@ -47,29 +54,38 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--threshold',
-        type=float,
-        default=0.999,
+        type=open_unit_float,
         metavar='Q',
-        help='quantile of the scores above which a pixel is anomalous (default: 0.999)',
+        help='with --vector: quantile of the scores above which a pixel is '
+        'anomalous (default: 0.999)',
     )
     parser.add_argument(
         '--min-area',
-        type=float,
-        default=0,
-        help='drop polygons smaller than this many pixels',
+        type=non_negative_float,
+        help='with --vector: drop polygons smaller than this many pixels',
     )
     parser.add_argument(
         '--tile-size',
-        type=int,
+        type=positive_int,
         default=512,
         help='window side for streamed RX (default: 512)',
     )
-    parser.add_argument('--inner', type=int, help='lrx/crd guard window side (odd)')
-    parser.add_argument('--outer', type=int, help='lrx/crd outer window side (odd)')
-    parser.add_argument('--iterations', type=int, help='bsdm training iterations')
+    parser.add_argument(
+        '--inner', type=odd_positive_int, help='lrx/crd guard window side (odd)'
+    )
+    parser.add_argument(
+        '--outer', type=odd_positive_int, help='lrx/crd outer window side (odd)'
+    )
+    parser.add_argument(
+        '--iterations', type=positive_int, help='bsdm training iterations'
+    )
     parser.add_argument('--seed', type=int, help='bsdm random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
-    parser.set_defaults(run=run)
+    parser.set_defaults(
+        run=run,
+        io_outputs=(('output', 'raster'), ('vector', 'vector')),
+        io_inputs=('input', 'checkpoint'),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +99,13 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..pipelines.anomaly import anomaly_raster
 
+    for name in ('threshold', 'min_area'):
+        if getattr(args, name) is not None and args.vector is None:
+            flag = f'--{name.replace("_", "-")}'
+            raise _option_error(
+                f'{flag} applies to the --vector polygons: add --vector'
+            )
+    threshold = 0.999 if args.threshold is None else args.threshold
     options: dict[str, Any] = {}
     for name in ('inner', 'outer'):
         if getattr(args, name) is not None:
@@ -100,8 +123,8 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         checkpoint=args.checkpoint,
         vector=args.vector,
-        threshold=args.threshold,
-        min_area=args.min_area,
+        threshold=threshold,
+        min_area=args.min_area or 0,
         tile_size=args.tile_size,
         progress=args.progress,
         **options,
@@ -115,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if result.vector is not None:
         print(
             f'polygons: {result.vector} ({result.regions} regions above the '
-            f'{args.threshold} quantile, score > {result.threshold:.6g})'
+            f'{threshold} quantile, score > {result.threshold:.6g})'
         )
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import at_least, non_negative_int
 from .anomaly import METHODS
 
 
@@ -39,10 +40,14 @@ def add_parser(subparsers: Any) -> None:
         help=f'comma-separated methods among {", ".join(m for m in METHODS if m != "stad")} '
         '(default: rx,lrx,crd,bsdm)',
     )
-    parser.add_argument('--size', type=int, default=128, help='scene side in pixels')
-    parser.add_argument('--bands', type=int, default=50, help='scene band count')
-    parser.add_argument('--seed', type=int, default=0, help='random seed')
-    parser.set_defaults(run=run)
+    parser.add_argument(
+        '--size', type=at_least(8), default=128, help='scene side in pixels (>= 8)'
+    )
+    parser.add_argument(
+        '--bands', type=at_least(2), default=50, help='scene band count (>= 2)'
+    )
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='random seed')
+    parser.set_defaults(run=run, io_outputs=(('output', 'directory'),))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import non_negative_float, non_negative_int
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``fyh-build`` subcommand.
@@ -45,14 +47,14 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--max-fill',
-        type=int,
+        type=non_negative_int,
         default=1250,
         metavar='N',
         help='keep a tile with at most N fill pixels (default: 1250, the paper)',
     )
     parser.add_argument(
         '--tolerance-minutes',
-        type=float,
+        type=non_negative_float,
         default=0.0,
         metavar='M',
         help='widen each scan window by M minutes when pairing (default: 0)',
@@ -60,7 +62,11 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         '--progress', action='store_true', help='show a progress bar over the scans'
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(
+        run=run,
+        io_outputs=(('output', 'directory'),),
+        io_inputs=('fy4a_dir', 'himawari_dir'),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import device, non_negative_float, non_negative_int, positive_int
 from ..pipelines.segmentation import DEFAULT_TILE_SIZE
 
 
@@ -53,17 +54,20 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--tile-size',
-        type=int,
+        type=positive_int,
         help='tile side fed to the model (default: the training tile size recorded '
         f'in the checkpoint, else {DEFAULT_TILE_SIZE})',
     )
     parser.add_argument(
         '--overlap',
-        type=int,
+        type=non_negative_int,
         help='overlap between tiles (default: a quarter of the tile)',
     )
     parser.add_argument(
-        '--batch-size', type=int, default=4, help='tiles per batch (default: 4)'
+        '--batch-size',
+        type=positive_int,
+        default=4,
+        help='tiles per batch (default: 4)',
     )
     parser.add_argument(
         '--blend',
@@ -71,15 +75,21 @@ def add_parser(subparsers: Any) -> None:
         default='cosine',
         help='how overlapping tiles are combined (default: cosine)',
     )
-    parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    parser.add_argument(
+        '--device', type=device, default='cpu', help='torch device (default: cpu)'
+    )
     parser.add_argument(
         '--min-area',
-        type=float,
+        type=non_negative_float,
         default=0,
         help='drop polygons smaller than this many pixels (default: 0)',
     )
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
-    parser.set_defaults(run=run)
+    parser.set_defaults(
+        run=run,
+        io_outputs=(('output', 'raster'), ('vector', 'vector')),
+        io_inputs=('inputs', 'checkpoint'),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

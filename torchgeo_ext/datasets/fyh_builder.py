@@ -946,6 +946,13 @@ def build_fyh(
     for directory in (fy4a_dir, himawari_dir):
         if not os.path.isdir(directory):
             raise MissingInputError(directory, 'directory not found')
+    from ..export.outputs import check_outputs, directory_output
+
+    # An output root that is a file, unwritable or one of the input folders
+    # fails here, once, instead of as a skip reason for every scene.
+    check_outputs([directory_output(out, 'the output root')], [fy4a_dir, himawari_dir])
+    if max_fill < 0:
+        raise ValueError(f'max_fill must not be negative, got {max_fill}')
     agri_files = find_agri(fy4a_dir)
     if not agri_files:
         raise MissingInputError(fy4a_dir, 'no FY-4A AGRI L1 *.HDF files found')

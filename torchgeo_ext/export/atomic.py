@@ -319,6 +319,8 @@ def temporary_directory(
     """
     import tempfile
 
+    if dir is not None:
+        make_output_dir(dir)
     folder = register_temporary(tempfile.mkdtemp(prefix=prefix, dir=dir))
     try:
         yield folder

@@ -202,8 +202,6 @@ def check_outputs(
     outs = [out for out in outputs if out is not None]
     ins = [Path(p) for p in inputs if p is not None and os.fspath(p) != '']
     for out in outs:
-        _check_format(out)
-    for out in outs:
         for source in ins:
             for candidate in _input_files(source):
                 if candidate.exists() and same_file(out.path, candidate):
@@ -226,4 +224,6 @@ def check_outputs(
             checked.append(check_writable_dir(out.path))
         else:
             checked.append(check_writable(out.path))
+    for out in outs:
+        _check_format(out)
     return checked

@@ -16,6 +16,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from numpy.typing import NDArray
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioError, RasterioIOError
 from rasterio.transform import Affine
@@ -503,8 +504,21 @@ class RasterStack:
         ys, xs = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
         bad = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
         band = 0
-        for ds in self.datasets:
-            data = ds.read(window=inner)
+        for path, ds in zip(self.paths, self.datasets):
+            try:
+                data = ds.read(window=inner)
+            except (RasterioError, CPLE_BaseError) as err:
+                # Truncated or corrupt files fail here, mid-run: name the file
+                # and the window instead of GDAL's traceback.
+                cause: BaseException = err
+                while cause.__cause__ is not None:  # GDAL's own message is innermost
+                    cause = cause.__cause__
+                detail = ' '.join(str(cause).split())
+                raise InvalidInputError(
+                    path,
+                    f'cannot read rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1} '
+                    f'(truncated or corrupt file?): {detail}',
+                ) from err
             for i in range(ds.count):
                 nd = self.nodata[band + i]
                 if nd is not None and not math.isnan(nd):

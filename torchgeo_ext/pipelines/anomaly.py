@@ -321,7 +321,7 @@ def _anomaly_raster(
     **options: Any,
 ) -> AnomalyResult:
     """:func:`anomaly_raster` inside its GDAL environment."""
-    from ..export.atomic import check_writable
+    from ..export.outputs import check_outputs, raster_output, vector_output
 
     if method not in METHODS:
         raise InvalidInputError(
@@ -344,9 +344,32 @@ def _anomaly_raster(
         raise InvalidInputError(
             source, 'cannot write polygons: .mat scenes have no CRS (drop --vector)'
         )
-    check_writable(out)
-    if vector is not None:
-        check_writable(vector)
+    windows = ''
+    if method in ('lrx', 'crd'):
+        import inspect
+
+        from ..models import local_anomaly
+
+        scorer = (
+            local_anomaly.lrx_scores if method == 'lrx' else local_anomaly.crd_scores
+        )
+        params = inspect.signature(scorer).parameters
+        inner = options.get('inner', params['inner'].default)
+        outer = options.get('outer', params['outer'].default)
+        try:
+            local_anomaly.ring_offsets(inner, outer)
+        except ValueError as error:
+            raise InvalidInputError(None, f'--inner/--outer: {error}') from error
+        windows = f' (inner {inner}, outer {outer})'
+    # Every output checked before the first byte: same file as an input, the
+    # two outputs on one path, extensions, writability.
+    check_outputs(
+        [
+            raster_output(out, 'the score output'),
+            None if vector is None else vector_output(vector),
+        ],
+        [source, checkpoint],
+    )
 
     crs: str | None
     if method == 'rx' and _is_streamable(source):
@@ -356,23 +379,42 @@ def _anomaly_raster(
             crs = crs_to_string(stack.crs)
         rx_raster(source, out, tile_size=tile_size, progress=progress, **options)
     else:
+        from tqdm import tqdm
+
         from ..datasets.hyperspectral import HyperspectralScene
 
-        scene = HyperspectralScene(source)
-        crs = scene.crs
-        if crs is None and _is_streamable(source):
-            raise InvalidInputError(
-                source,
-                'the raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
+        # In-memory methods: one step each for reading, scoring and writing.
+        with tqdm(total=3, desc=method, unit='step', disable=not progress) as bar:
+            bar.set_postfix_str('reading')
+            scene = HyperspectralScene(source)
+            crs = scene.crs
+            if crs is None and _is_streamable(source):
+                raise InvalidInputError(
+                    source,
+                    'the raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
+                )
+            bar.update()
+            bar.set_postfix_str('scoring')
+            scores = detect_anomalies(
+                scene.image,
+                method,
+                valid_mask=scene.valid_mask,
+                checkpoint=checkpoint,
+                **options,
             )
-        scores = detect_anomalies(
-            scene.image,
-            method,
-            valid_mask=scene.valid_mask,
-            checkpoint=checkpoint,
-            **options,
-        )
-        _write_scores(out, scores, crs, scene.transform)
+            if not bool(torch.isfinite(scores).any()):
+                height, width = scores.shape[-2:]
+                raise InvalidInputError(
+                    source,
+                    f'{method} gave no finite score on this {height} x {width} scene'
+                    f'{windows}: the raster is too small for the method or has no '
+                    'valid pixels'
+                    + ('; use smaller --inner/--outer' if windows else ''),
+                )
+            bar.update()
+            bar.set_postfix_str('writing')
+            _write_scores(out, scores, crs, scene.transform)
+            bar.update()
     result = AnomalyResult(scores=out, crs=crs)
     if vector is not None:
         result.vector = Path(vector)

@@ -51,6 +51,25 @@ def _border_flags(
     return flags
 
 
+def _clip_to_raster(boxes: Tensor, height: int, width: int, oriented: bool) -> Tensor:
+    """Clip boxes (in place) to the raster; say which keep an area.
+
+    Tiles of rasters smaller than a tile (and edge tiles) are zero-padded past
+    the raster; boxes there must not reach outside it.
+
+    Returns:
+        Boolean mask of the boxes left with a positive area.
+    """
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    if oriented:
+        x, y = boxes[:, 0::2], boxes[:, 1::2]
+        area = 0.5 * (x * y.roll(-1, dims=1) - x.roll(-1, dims=1) * y).sum(dim=1).abs()
+    else:
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return area > 0
+
+
 def merge_tile_detections(
     boxes: Tensor,
     scores: Tensor,
@@ -163,6 +182,12 @@ def detect_raster(
         ValueError: For inconsistent options or malformed model outputs.
     """
     _check_tiling(tile_size, overlap, batch_size)
+    if output is not None:
+        from ..export.outputs import check_outputs, vector_output
+
+        # Before the model runs: a bad format or an input as output fails now.
+        paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+        check_outputs([vector_output(output, 'the output')], paths)
     key = 'prediction_bbox' if oriented else 'prediction_bbox_xyxy'
     dev = torch.device(device)
     all_boxes: list[Tensor] = []
@@ -212,6 +237,9 @@ def detect_raster(
                     boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
                     boxes[:, 0::2] += c
                     boxes[:, 1::2] += r
+                    on_raster = _clip_to_raster(boxes, height, width, oriented)
+                    boxes = boxes[on_raster]
+                    scores, labels = scores[on_raster], labels[on_raster]
                     if oriented:
                         from ..ops.obb import poly_to_xyxy
 
