@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .geo import ValidAreaGeoSampler
+    from .object import ObjectSampler
     from .tracking import TrackingPairDataset, TrackingPairSampler
 
 # Public name -> module that defines it. A new public name adds one line here and
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
+    'ObjectSampler': 'torchgeo_ext.samplers.object',
     'ValidAreaGeoSampler': 'torchgeo_ext.samplers.geo',
     'TrackingPairDataset': 'torchgeo_ext.samplers.tracking',
     'TrackingPairSampler': 'torchgeo_ext.samplers.tracking',
