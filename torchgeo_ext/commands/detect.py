@@ -18,6 +18,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..options import device, non_negative_int, positive_float, positive_int, unit_float
+
+#: Largest default tile overlap (a quarter of the tile below 512).
+DEFAULT_OVERLAP = 128
+
 
 def add_parser(subparsers: Any) -> None:
     """Register the ``detect`` subcommand.
@@ -42,35 +47,42 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument('--checkpoint', required=True, help='trained task checkpoint')
     parser.add_argument(
-        '--tile-size', type=int, default=512, help='tile side (default: 512)'
+        '--tile-size', type=positive_int, default=512, help='tile side (default: 512)'
     )
     parser.add_argument(
-        '--overlap', type=int, default=128, help='minimum tile overlap (default: 128)'
+        '--overlap',
+        type=non_negative_int,
+        help='minimum tile overlap, below the tile size (default: a quarter of the '
+        f'tile, at most {DEFAULT_OVERLAP})',
     )
     parser.add_argument(
         '--iou',
-        type=float,
+        type=unit_float,
         default=0.5,
         help='cross-tile NMS IoU threshold (default: 0.5)',
     )
     parser.add_argument(
         '--score-threshold',
-        type=float,
+        type=unit_float,
         default=0.25,
         help='minimum detection score (default: 0.25)',
     )
     parser.add_argument(
         '--scale',
-        type=float,
+        type=positive_float,
         default=255.0,
         help='raster values are divided by this before the model (default: 255)',
     )
     parser.add_argument(
-        '--batch-size', type=int, default=4, help='tiles per model call'
+        '--batch-size', type=positive_int, default=4, help='tiles per model call'
     )
-    parser.add_argument('--device', default='cpu', help='torch device (default: cpu)')
+    parser.add_argument(
+        '--device', type=device, default='cpu', help='torch device (default: cpu)'
+    )
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
-    parser.set_defaults(run=run)
+    parser.set_defaults(
+        run=run, io_outputs=(('output', 'vector'),), io_inputs=('inputs', 'checkpoint')
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,12 +102,23 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import InvalidInputError
     from ..export.raster import open_inputs
+    from ..pipelines.checkpoints import load_task_for
     from ..pipelines.detection import detect_raster
-    from ..trainers.base import load_task
 
     if args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
-    task: Any = load_task(args.checkpoint, map_location=args.device)
+    overlap = (
+        min(DEFAULT_OVERLAP, args.tile_size // 4)
+        if args.overlap is None
+        else args.overlap
+    )
+    if overlap >= args.tile_size:
+        raise InvalidInputError(
+            None,
+            f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
+        )
+    # The kind of checkpoint is named before anything looks at bands.
+    task: Any = load_task_for(args.checkpoint, 'detection', args.device)
     task.to(args.device)
     hparams = task.hparams
     if 'score_threshold' in hparams:
@@ -106,11 +129,15 @@ def run(args: argparse.Namespace) -> int:
     expected = _expected_bands(task)
     with open_inputs(args.inputs) as stack:
         bands = int(stack.count)
-    if expected is not None and bands < expected:
+    if expected is not None and bands != expected:
+        # Too many bands is as wrong as too few: an extra raster would be read
+        # as the wrong modality.
+        listed = ', '.join(str(p) for p in args.inputs)
         raise InvalidInputError(
             args.inputs[-1],
-            f'the rasters have {bands} bands in all but the model reads {expected}; '
-            'give every modality the model was trained on, in the training order',
+            f'the rasters ({listed}) have {bands} bands in all but the model reads '
+            f'{expected} ({args.checkpoint}); give exactly the modalities the '
+            'model was trained on, in the training order',
         )
 
     def model(x: Tensor) -> list[dict[str, Tensor]]:
@@ -131,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
             args.inputs,
             args.output,
             tile_size=args.tile_size,
-            overlap=args.overlap,
+            overlap=overlap,
             batch_size=args.batch_size,
             iou_threshold=args.iou,
             class_names=list(names) if names is not None else None,

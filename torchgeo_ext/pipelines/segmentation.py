@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,20 +95,24 @@ def segment_raster(
     import torch
 
     from ..errors import InvalidInputError
-    from ..export.atomic import check_writable
+    from ..export.atomic import temporary_directory
     from ..export.geometry import mask_to_polygons
+    from ..export.outputs import check_outputs, raster_output, vector_output
     from ..export.raster import open_inputs
-    from ..export.vector import vector_driver, write_vector
-    from ..trainers.base import load_task
+    from ..export.vector import write_vector
+    from .checkpoints import load_task_for
     from .tiling import predict_raster
 
     paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    # Fail on unwritable outputs or a bad vector extension before the long run.
-    check_writable(output)
-    if vector is not None:
-        vector_driver(vector)
-        check_writable(vector)
-    task = load_task(checkpoint, map_location=device)
+    # Fail on unsafe or unwritable outputs or a bad extension before the long run.
+    check_outputs(
+        [
+            raster_output(output, 'the class output'),
+            None if vector is None else vector_output(vector),
+        ],
+        [*paths, checkpoint],
+    )
+    task = load_task_for(checkpoint, 'segmentation', device)
     in_channels = _hparam(task, 'in_channels')
     with open_inputs(paths) as stack:
         bands, height, width = stack.count, stack.height, stack.width
@@ -182,7 +185,7 @@ def segment_raster(
         # The polygons' scores need the class probabilities: predict them, then
         # derive the class raster from them (the argmax predict_raster would take).
         target = Path(output)
-        with tempfile.TemporaryDirectory(dir=target.parent or None) as tmp:
+        with temporary_directory(dir=target.parent) as tmp:
             probabilities = predict_raster(
                 predict_logits,
                 paths,
