@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .dronevehicle import DroneVehicleDataModule
     from .fyh import FYHDataModule
+    from .geo import GeoDetectionDataModule, GeoSegmentationDataModule, Normalisation
     from .had100 import HAD100DataModule
     from .hotc import HOTCDataModule
     from .houston2013 import Houston2013DataModule
@@ -21,11 +22,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 _EXPORTS: dict[str, str] = {
     'DroneVehicleDataModule': 'torchgeo_ext.datamodules.dronevehicle',
     'FYHDataModule': 'torchgeo_ext.datamodules.fyh',
+    'GeoDetectionDataModule': 'torchgeo_ext.datamodules.geo',
+    'GeoSegmentationDataModule': 'torchgeo_ext.datamodules.geo',
     'HAD100DataModule': 'torchgeo_ext.datamodules.had100',
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
     'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
     'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
+    'Normalisation': 'torchgeo_ext.datamodules.geo',
     'TrentoDataModule': 'torchgeo_ext.datamodules.trento',
     'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',
 }
