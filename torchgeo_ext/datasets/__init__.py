@@ -7,8 +7,10 @@ from .hotc import HOTC
 from .houston2013 import Houston2013
 from .hsi_lidar import HSILiDARDataset
 from .hyperspectral import HyperspectralScene
+from .intersection import StackedIntersectionDataset, intersect
 from .muufl import MUUFL
 from .trento import Trento
+from .vector import VectorObjects
 from .vedai import VEDAI
 
 __all__ = (
@@ -22,5 +24,8 @@ __all__ = (
     'HSILiDARDataset',
     'Houston2013',
     'HyperspectralScene',
+    'StackedIntersectionDataset',
     'Trento',
+    'VectorObjects',
+    'intersect',
 )
