@@ -9,7 +9,9 @@ an independent implementation.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import fuse_conv_bn_eval
 
 
 def autopad(kernel_size: int, dilation: int = 1) -> int:
@@ -80,42 +82,17 @@ class Conv(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> None:
-        """Fold the batch norm into the convolution weights (inference only)."""
+        """Fold the batch norm into the convolution weights (inference only).
+
+        Uses :func:`torch.nn.utils.fuse_conv_bn_eval`; the layer is put in
+        eval mode first (fusing freezes the batch-norm statistics).
+        """
         if isinstance(self.bn, nn.Identity):
             return
-        self.conv = fuse_conv_bn(self.conv, self.bn)
+        assert isinstance(self.bn, nn.BatchNorm2d)
+        self.eval()
+        self.conv = fuse_conv_bn_eval(self.conv, self.bn)
         self.bn = nn.Identity()
-
-
-@torch.no_grad()
-def fuse_conv_bn(conv: nn.Conv2d, bn: nn.Module) -> nn.Conv2d:
-    """Return a convolution equal to ``bn(conv(x))`` in eval mode.
-
-    Args:
-        conv: The convolution.
-        bn: The batch norm that follows it (``nn.BatchNorm2d``).
-
-    Returns:
-        A new convolution with a bias.
-    """
-    assert isinstance(bn, nn.BatchNorm2d)
-    fused = nn.Conv2d(
-        conv.in_channels,
-        conv.out_channels,
-        conv.kernel_size,  # type: ignore[arg-type]
-        conv.stride,  # type: ignore[arg-type]
-        conv.padding,  # type: ignore[arg-type]
-        dilation=conv.dilation,  # type: ignore[arg-type]
-        groups=conv.groups,
-        bias=True,
-    ).to(conv.weight.device)
-    assert bn.running_var is not None
-    assert bn.running_mean is not None
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)  # type: ignore[union-attr]
-    return fused
 
 
 class Bottleneck(nn.Module):
@@ -249,6 +226,7 @@ class SPP(nn.Module):
         """
         super().__init__()
         hidden = in_channels // 2
+        self.kernel_sizes = tuple(kernel_sizes)
         self.cv1 = Conv(in_channels, hidden)
         self.cv2 = Conv(hidden * (len(kernel_sizes) + 1), out_channels)
         self.m = nn.ModuleList(
@@ -265,7 +243,15 @@ class SPP(nn.Module):
             Output (B, C_out, H, W).
         """
         x = self.cv1(x)
-        return self.cv2(torch.cat([x, *(pool(x) for pool in self.m)], dim=1))
+        # Stride-1 max pools compose: pool_a(pool_b(x)) == pool_(a+b-1)(x). Pooling
+        # in sequence (5, then 5 again for 9, ...) gives the parallel pyramid's exact
+        # output at a fraction of the comparisons (SPPF's trick, same weights).
+        pooled: dict[int, Tensor] = {}
+        y, reach = x, 1
+        for k in sorted(self.kernel_sizes):
+            y = F.max_pool2d(y, k - reach + 1, stride=1, padding=(k - reach) // 2)
+            pooled[k], reach = y, k
+        return self.cv2(torch.cat([x, *(pooled[k] for k in self.kernel_sizes)], dim=1))
 
 
 class SPPF(nn.Module):
@@ -316,15 +302,3 @@ def fuse_model(model: nn.Module) -> nn.Module:
         if isinstance(module, Conv):
             module.fuse()
     return model
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Count the parameters of a model.
-
-    Args:
-        model: The model.
-
-    Returns:
-        The number of parameters.
-    """
-    return sum(p.numel() for p in model.parameters())
