@@ -33,6 +33,8 @@ _BUILDERS: dict[str, str] = {
     # Hyperspectral object tracking.
     'hyat_base': 'hyat:hyat_base',
     'hyat_tiny': 'hyat:hyat_tiny',
+    'hymamba_base': 'hymamba:hymamba_base',
+    'hymamba_tiny': 'hymamba:hymamba_tiny',
     # HSI + LiDAR land-cover classification: MIViT, M3amba.
     'mivit_base': 'mivit:mivit_base',
     'mivit_tiny': 'mivit:mivit_tiny',
