@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .dronevehicle import DroneVehicleDataModule
+    from .fmb import FMBDataModule
     from .fyh import FYHDataModule
     from .geo import GeoDetectionDataModule, GeoSegmentationDataModule, Normalisation
     from .had100 import HAD100DataModule
     from .hotc import HOTCDataModule
     from .houston2013 import Houston2013DataModule
     from .hsi_lidar import HSILiDARDataModule
+    from .mfnet import MFNetDataModule
     from .muufl import MUUFLDataModule
     from .trento import TrentoDataModule
     from .vedai import VEDAIDataModule
@@ -21,6 +23,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
     'DroneVehicleDataModule': 'torchgeo_ext.datamodules.dronevehicle',
+    'FMBDataModule': 'torchgeo_ext.datamodules.fmb',
     'FYHDataModule': 'torchgeo_ext.datamodules.fyh',
     'GeoDetectionDataModule': 'torchgeo_ext.datamodules.geo',
     'GeoSegmentationDataModule': 'torchgeo_ext.datamodules.geo',
@@ -28,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
     'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
     'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
+    'MFNetDataModule': 'torchgeo_ext.datamodules.mfnet',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
     'Normalisation': 'torchgeo_ext.datamodules.geo',
     'TrentoDataModule': 'torchgeo_ext.datamodules.trento',

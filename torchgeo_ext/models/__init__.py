@@ -9,8 +9,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .bsdm import BSDM, bsdm_scores
     from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
     from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
+    from .fusionsam import (
+        FusionSAM,
+        fusionsam_tiny,
+        fusionsam_vit_b,
+        fusionsam_vit_h,
+        fusionsam_vit_l,
+    )
     from .hyat import HyATracker, hyat_base, hyat_tiny
-    from .hymamba import HyMambaTracker, hymamba_base, hymamba_tiny
     from .lma import (
         LMADetector,
         TwoStreamOBBDetector,
@@ -23,6 +29,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .mivit import MIViT, mivit_base, mivit_tiny
     from .obb_detector import OBBDetector, yolov8n_obb
     from .rx import RX, rx_scores
+    from .sam import build_sam, load_sam, sam_tiny
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -43,12 +50,14 @@ _EXPORTS: dict[str, str] = {
     'dianet_w48': 'torchgeo_ext.models.dianet',
     'E2EMFD': 'torchgeo_ext.models.e2emfd',
     'e2emfd_yolov8n_obb': 'torchgeo_ext.models.e2emfd',
+    'FusionSAM': 'torchgeo_ext.models.fusionsam',
+    'fusionsam_tiny': 'torchgeo_ext.models.fusionsam',
+    'fusionsam_vit_b': 'torchgeo_ext.models.fusionsam',
+    'fusionsam_vit_h': 'torchgeo_ext.models.fusionsam',
+    'fusionsam_vit_l': 'torchgeo_ext.models.fusionsam',
     'HyATracker': 'torchgeo_ext.models.hyat',
     'hyat_base': 'torchgeo_ext.models.hyat',
     'hyat_tiny': 'torchgeo_ext.models.hyat',
-    'HyMambaTracker': 'torchgeo_ext.models.hymamba',
-    'hymamba_base': 'torchgeo_ext.models.hymamba',
-    'hymamba_tiny': 'torchgeo_ext.models.hymamba',
     'LMADetector': 'torchgeo_ext.models.lma',
     'TwoStreamOBBDetector': 'torchgeo_ext.models.lma',
     'lma_yolov8n_obb': 'torchgeo_ext.models.lma',
@@ -68,6 +77,9 @@ _EXPORTS: dict[str, str] = {
     'yolov8n_obb': 'torchgeo_ext.models.obb_detector',
     'RX': 'torchgeo_ext.models.rx',
     'rx_scores': 'torchgeo_ext.models.rx',
+    'build_sam': 'torchgeo_ext.models.sam',
+    'load_sam': 'torchgeo_ext.models.sam',
+    'sam_tiny': 'torchgeo_ext.models.sam',
     'STADStudent': 'torchgeo_ext.models.stad',
     'STADTeacher': 'torchgeo_ext.models.stad',
     'stad_scores': 'torchgeo_ext.models.stad',

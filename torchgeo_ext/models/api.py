@@ -33,8 +33,12 @@ _BUILDERS: dict[str, str] = {
     # Hyperspectral object tracking.
     'hyat_base': 'hyat:hyat_base',
     'hyat_tiny': 'hyat:hyat_tiny',
-    'hymamba_base': 'hymamba:hymamba_base',
-    'hymamba_tiny': 'hymamba:hymamba_tiny',
+    # FusionSAM (RGB-thermal segmentation on SAM), and SAM itself.
+    'fusionsam_vit_b': 'fusionsam:fusionsam_vit_b',
+    'fusionsam_vit_l': 'fusionsam:fusionsam_vit_l',
+    'fusionsam_vit_h': 'fusionsam:fusionsam_vit_h',
+    'fusionsam_tiny': 'fusionsam:fusionsam_tiny',
+    'sam_tiny': 'sam:sam_tiny',
     # HSI + LiDAR land-cover classification: MIViT, M3amba.
     'mivit_base': 'mivit:mivit_base',
     'mivit_tiny': 'mivit:mivit_tiny',

@@ -10,6 +10,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .base import PluginTask, load_task
     from .classification import PatchClassificationTask
     from .detection import GHOSTTask, SuperYOLOTask
+    from .fusionsam import FusionSAMTask
     from .oriented_detection import E2EMFDTask, OrientedDetectionTask
     from .segmentation import SegmentationTask
     from .tracking import TrackingTask
@@ -23,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     'PatchClassificationTask': 'torchgeo_ext.trainers.classification',
     'GHOSTTask': 'torchgeo_ext.trainers.detection',
     'SuperYOLOTask': 'torchgeo_ext.trainers.detection',
+    'FusionSAMTask': 'torchgeo_ext.trainers.fusionsam',
     'E2EMFDTask': 'torchgeo_ext.trainers.oriented_detection',
     'OrientedDetectionTask': 'torchgeo_ext.trainers.oriented_detection',
     'SegmentationTask': 'torchgeo_ext.trainers.segmentation',

@@ -1,0 +1,103 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from torchgeo_ext.cli import main
+from torchgeo_ext.models.fusionsam import FusionSAM
+from torchgeo_ext.models.sam import sam_tiny
+from torchgeo_ext.trainers.base import load_task
+from torchgeo_ext.trainers.fusionsam import FusionSAMTask
+
+CONF = Path(__file__).parents[1] / 'conf'
+
+
+def test_sam_checkpoint_weights_are_used(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    sam = sam_tiny()
+    path = tmp_path / 'sam_tiny.pth'
+    torch.save(sam.state_dict(), path)
+    task = FusionSAMTask(model='fusionsam_tiny', sam_checkpoint=str(path))
+    model = task.model
+    assert isinstance(model, FusionSAM)
+    torch.testing.assert_close(
+        model.sam.image_encoder.patch_embed.proj.weight,
+        sam.image_encoder.patch_embed.proj.weight,
+    )
+    with pytest.raises(ValueError, match='unknown model'):
+        FusionSAMTask(model='dianet_w8')
+    with pytest.raises(ValueError, match='class_names has 2 names'):
+        FusionSAMTask(model='fusionsam_tiny', num_classes=3, class_names=['a', 'b'])
+    assert task.in_channels == 4
+
+
+@pytest.mark.slow
+def test_cli_fit_test_predict_mfnet(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    sam_path = tmp_path / 'sam_tiny.pth'
+    torch.save(sam_tiny().state_dict(), sam_path)
+    common = [
+        '--config',
+        str(CONF / 'fusionsam_mfnet.yaml'),
+        '--trainer.default_root_dir',
+        str(tmp_path),
+    ]
+    assert (
+        main(['fit', *common, '--model.init_args.sam_checkpoint', str(sam_path)]) == 0
+    )
+    (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
+    assert main(['validate', *common, '--ckpt_path', str(checkpoint)]) == 0
+    # The checkpoint holds SAM's weights: load_task needs no SAM file.
+    sam_path.unlink()
+    task = load_task(checkpoint)
+    assert isinstance(task, FusionSAMTask)
+    assert task.class_names[5] == 'car stop'
+    x = torch.rand(1, 4, 48, 64)
+    with torch.no_grad():
+        assert task(x).shape == (1, 9, 48, 64)
+    assert task.normalisation == {'offset': [0.0], 'scale': [255.0]}
+
+
+@pytest.mark.slow
+def test_fit_fmb_logs_per_class_iou(tmp_path: Path) -> None:
+    import lightning
+
+    from torchgeo_ext.datamodules.fmb import FMBDataModule
+    from torchgeo_ext.datasets.fmb import FMB
+
+    task = FusionSAMTask(
+        model='fusionsam_tiny',
+        num_classes=15,
+        class_names=FMB.classes,
+        ignore_index=0,
+        codebook_size=8,
+        warmup_epochs=0,
+    )
+    trainer = lightning.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(
+        task,
+        FMBDataModule(root=Path(__file__).parents[1] / 'data' / 'fmb', batch_size=1),
+    )
+    metrics = trainer.callback_metrics
+    for stage in ('train', 'val'):
+        assert f'{stage}_mIoU' in metrics
+        assert f'{stage}_IoU_person' in metrics
+        assert f'{stage}_IoU_unlabelled' not in metrics
+        assert f'{stage}_commitment' in metrics
+    ious = torch.stack([metrics[f'val_IoU_{n}'] for n in FMB.classes[1:]])
+    torch.testing.assert_close(metrics['val_mIoU'], ious.mean())
+    predictions = trainer.predict(
+        task, FMBDataModule(root=Path(__file__).parents[1] / 'data' / 'fmb')
+    )
+    assert predictions is not None
+    first = predictions[0]
+    assert isinstance(first, dict)
+    assert first['prediction'].shape == (2, 60, 80)
+    assert int(first['prediction'].min()) >= 1  # never the ignored class

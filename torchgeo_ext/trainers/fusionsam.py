@@ -1,0 +1,365 @@
+"""FusionSAM semantic segmentation task (RGB-thermal: MFNet, FMB).
+
+:class:`FusionSAMTask` trains :class:`~torchgeo_ext.models.fusionsam.FusionSAM`
+(SAM's image encoder frozen; LSTG codebooks, fusion, prompt encoder and mask
+decoder trained) with :class:`~torchgeo_ext.losses.fusionsam.FusionSAMLoss`,
+and reports mIoU and per-class IoU.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any, cast
+
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+
+from ..losses.fusionsam import FusionSAMLoss
+from ..models.api import get_model
+from ..models.fusionsam import FusionSAM
+from .base import PluginTask
+from .optimization import build_optimizer, decay_groups, schedule_steps, warmup_cosine
+
+__all__ = ['FusionSAMTask']
+
+#: Sample keys copied from the batch into the predictions.
+PASSTHROUGH_KEYS = ('transform', 'crs', 'id', 'bounds', 'path')
+
+_STAGES = ('train', 'val', 'test')
+
+#: Builders this task accepts.
+MODELS = ('fusionsam_vit_b', 'fusionsam_vit_l', 'fusionsam_vit_h', 'fusionsam_tiny')
+
+
+def _metric_name(name: str) -> str:
+    """A class name usable in a metric key (``car stop`` -> ``car_stop``)."""
+    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
+
+
+class FusionSAMTask(PluginTask):
+    """RGB-thermal semantic segmentation with FusionSAM.
+
+    Logs ``<stage>_loss`` and its terms (``<stage>_ce``, ``_dice``,
+    ``_codebook``, ``_commitment``), ``<stage>_mIoU`` (mean over the classes
+    other than ``ignore_index``), ``<stage>_accuracy`` and one
+    ``<stage>_IoU_<class name>`` per class. ``predict_step`` returns
+    ``prediction`` (B, H, W) class ids and the batch's georeferencing keys.
+
+    Checkpoints hold every weight, the frozen SAM encoder included, so
+    :func:`~torchgeo_ext.trainers.base.load_task` needs no SAM checkpoint.
+    """
+
+    monitor = 'val_mIoU'
+    mode = 'max'
+
+    def __init__(
+        self,
+        model: str = 'fusionsam_vit_b',
+        sam_checkpoint: str | None = None,
+        num_classes: int = 9,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int | None = None,
+        rgb_bands: Sequence[int] = (0, 1, 2),
+        thermal_band: int = 3,
+        codebook_size: int = 512,
+        num_prompt_tokens: int = 4,
+        fusion_depth: int = 1,
+        dice_weight: float = 1.0,
+        vq_weight: float = 1.0,
+        beta: float = 0.25,
+        optimizer: str = 'adamw',
+        lr: float = 1e-4,
+        weight_decay: float = 1e-4,
+        warmup_epochs: float = 1.0,
+        final_lr_ratio: float = 0.01,
+        model_kwargs: dict[str, Any] | None = None,
+        normalisation: dict[str, Any] | None = None,
+    ) -> None:
+        """Initialise a new FusionSAMTask.
+
+        Args:
+            model: ``fusionsam_vit_b`` (the paper), ``fusionsam_vit_l``,
+                ``fusionsam_vit_h`` or ``fusionsam_tiny`` (tests).
+            sam_checkpoint: SAM state dict of the model's variant (e.g.
+                ``sam_vit_b_01ec64.pth``); None: random SAM weights (tests only).
+            num_classes: Output classes (MFNet 9, FMB 15 with unlabelled).
+            class_names: One name per class (default ``class_<k>``).
+            ignore_index: Target value left out of loss and metrics (None: none;
+                MFNet's usual protocol counts ``unlabelled``, FMB's does not).
+            rgb_bands: Input bands of the visible image.
+            thermal_band: Input band of the thermal image.
+            codebook_size: Codes per modality codebook.
+            num_prompt_tokens: Sparse prompt tokens made from the fused tokens.
+            fusion_depth: Rounds of two-way cross-attention in the fusion module.
+            dice_weight: Weight of the Dice term.
+            vq_weight: Weight of the vector-quantisation terms.
+            beta: Commitment weight.
+            optimizer: ``adamw``, ``adam`` or ``sgd``.
+            lr: Peak learning rate.
+            weight_decay: Weight decay (not on biases and norms).
+            warmup_epochs: Linear warm-up length, then cosine decay per step.
+            final_lr_ratio: Learning rate at the end, as a fraction of ``lr``.
+            model_kwargs: Further :class:`~torchgeo_ext.models.fusionsam.FusionSAM`
+                arguments.
+            normalisation: The input normalisation recorded at fit time (see
+                :class:`~torchgeo_ext.trainers.base.PluginTask`); accepted so that
+                ``test``/``predict --ckpt_path`` can pass a checkpoint's
+                hyperparameters back. Leave it None.
+
+        Raises:
+            ValueError: If the model is unknown or ``class_names`` has the wrong length.
+        """
+        if model not in MODELS:
+            raise ValueError(f'unknown model {model!r}; choose one of {MODELS}')
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f'class_names has {len(class_names)} names for {num_classes} classes'
+            )
+        super().__init__()
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, *args: Any, **kwargs: Any
+    ) -> FusionSAMTask:
+        """Load a task; SAM's weights come from the checkpoint, not the SAM file.
+
+        Args:
+            checkpoint_path: The Lightning checkpoint.
+            *args: Passed to Lightning's ``load_from_checkpoint``.
+            **kwargs: Passed on; ``sam_checkpoint`` defaults to None (the
+                checkpoint already holds the SAM weights).
+
+        Returns:
+            The task.
+        """
+        kwargs.setdefault('sam_checkpoint', None)
+        task: FusionSAMTask = super().load_from_checkpoint(
+            checkpoint_path, *args, **kwargs
+        )
+        return task
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes, one per output channel."""
+        names = self.hparams['class_names']
+        if names is None:
+            return [f'class_{k}' for k in range(self.hparams['num_classes'])]
+        return list(names)
+
+    @property
+    def in_channels(self) -> int:
+        """Number of input bands the model reads."""
+        hp = self.hparams
+        return int(max(*hp['rgb_bands'], hp['thermal_band'])) + 1
+
+    def configure_models(self) -> None:
+        """Build the model through the registry."""
+        hp = self.hparams
+        kwargs = dict(hp['model_kwargs'] or {})
+        self.model: FusionSAM = get_model(
+            hp['model'],
+            num_classes=hp['num_classes'],
+            sam_checkpoint=hp['sam_checkpoint'],
+            rgb_bands=tuple(hp['rgb_bands']),
+            thermal_band=hp['thermal_band'],
+            codebook_size=hp['codebook_size'],
+            num_prompt_tokens=hp['num_prompt_tokens'],
+            fusion_depth=hp['fusion_depth'],
+            **kwargs,
+        )
+
+    def configure_losses(self) -> None:
+        """Initialise the loss."""
+        hp = self.hparams
+        self.criterion = FusionSAMLoss(
+            hp['ignore_index'], hp['dice_weight'], hp['vq_weight'], hp['beta']
+        )
+
+    def configure_metrics(self) -> None:
+        """Initialise per-stage IoU (per class) and pixel-accuracy metrics."""
+        num_classes = self.hparams['num_classes']
+        ignore_index = self.hparams['ignore_index']
+        for stage in _STAGES:
+            setattr(
+                self,
+                f'{stage}_iou',
+                MulticlassJaccardIndex(
+                    num_classes, average='none', ignore_index=ignore_index
+                ),
+            )
+            setattr(
+                self,
+                f'{stage}_accuracy',
+                MulticlassAccuracy(
+                    num_classes, average='micro', ignore_index=ignore_index
+                ),
+            )
+
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        """AdamW on the trainable parameters, linear warm-up then cosine decay per step.
+
+        Returns:
+            Optimizer and scheduler.
+        """
+        hp = self.hparams
+        optimizer = build_optimizer(
+            decay_groups(self, hp['weight_decay']),
+            hp['optimizer'],
+            lr=hp['lr'],
+            weight_decay=hp['weight_decay'],
+        )
+        total, warmup = schedule_steps(self.trainer, hp['warmup_epochs'])
+        scheduler = warmup_cosine(optimizer, warmup, total, hp['final_lr_ratio'])
+        return {
+            'optimizer': optimizer,
+            'lr_scheduler': {'scheduler': scheduler, 'interval': 'step'},
+        }
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Compute logits.
+
+        Args:
+            x: Images (B, C, H, W) in [0, 1].
+
+        Returns:
+            Logits (B, num_classes, H, W).
+        """
+        logits: Tensor = self.model(x)
+        return logits
+
+    def predict_logits(self, x: Tensor) -> Tensor:
+        """Logits in which the ignore class (if an output) is never chosen.
+
+        Args:
+            x: Images (B, C, H, W) in [0, 1].
+
+        Returns:
+            Logits (B, num_classes, H, W).
+        """
+        logits = self(x)
+        index = self.hparams['ignore_index']
+        if index is not None and 0 <= index < logits.shape[1]:
+            logits = logits.clone()
+            logits[:, index] = float('-inf')
+        return logits
+
+    def _iou(self, stage: str) -> MulticlassJaccardIndex:
+        return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
+
+    def _accuracy(self, stage: str) -> MulticlassAccuracy:
+        return cast(MulticlassAccuracy, getattr(self, f'{stage}_accuracy'))
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        x, y = batch['image'], batch['mask']
+        if y.ndim == 4:  # (B, 1, H, W) masks from Kornia augmentations
+            y = y.squeeze(1)
+        y = y.long()
+        out = self.model.forward_with_latents(x)
+        terms = self.criterion(out.logits, y, out.latents)
+        logits = out.logits.detach()
+        index = self.hparams['ignore_index']
+        if index is not None and 0 <= index < logits.shape[1]:
+            logits[:, index] = float('-inf')
+        preds = logits.argmax(dim=1)
+        self._iou(stage).update(preds, y)
+        self._accuracy(stage).update(preds, y)
+        batch_size = x.shape[0]
+        self.log(
+            f'{stage}_loss',
+            terms['loss'],
+            batch_size=batch_size,
+            prog_bar=stage == 'train',
+        )
+        for name in ('ce', 'dice', 'codebook', 'commitment'):
+            self.log(f'{stage}_{name}', terms[name], batch_size=batch_size)
+        loss: Tensor = terms['loss']
+        return loss
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        iou_metric = self._iou(stage)
+        if not iou_metric.update_called:
+            return
+        iou = iou_metric.compute()
+        ignore_index = self.hparams['ignore_index']
+        keep = [k for k in range(len(iou)) if k != ignore_index]
+        values = {
+            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
+        }
+        values[f'{stage}_mIoU'] = iou[keep].mean()
+        accuracy = self._accuracy(stage)
+        values[f'{stage}_accuracy'] = accuracy.compute()
+        self.log_dict(values)
+        iou_metric.reset()
+        accuracy.reset()
+
+    def training_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute the training loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+
+        Returns:
+            The loss.
+        """
+        return self._shared_step(batch, 'train')
+
+    def validation_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the validation loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+        """
+        self._shared_step(batch, 'val')
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Compute the test loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+        """
+        self._shared_step(batch, 'test')
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training IoUs."""
+        self._log_epoch_metrics('train')
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's validation IoUs."""
+        self._log_epoch_metrics('val')
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test IoUs."""
+        self._log_epoch_metrics('test')
+
+    def predict_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Predict class maps.
+
+        Args:
+            batch: A batch with ``image`` and optionally georeferencing keys.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+
+        Returns:
+            ``prediction`` (B, H, W) int64 class ids and the batch's
+            ``transform``, ``crs``, ``id``, ``bounds`` and ``path`` where present.
+        """
+        logits = self.predict_logits(batch['image'])
+        out: dict[str, Any] = {'prediction': logits.argmax(dim=1)}
+        for key in PASSTHROUGH_KEYS:
+            if key in batch:
+                out[key] = batch[key]
+        return out
