@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         fusionsam_vit_l,
     )
     from .hyat import HyATracker, hyat_base, hyat_tiny
+    from .hymamba import HyMambaTracker, hymamba_base, hymamba_tiny
     from .lma import (
         LMADetector,
         TwoStreamOBBDetector,
@@ -58,6 +59,9 @@ _EXPORTS: dict[str, str] = {
     'HyATracker': 'torchgeo_ext.models.hyat',
     'hyat_base': 'torchgeo_ext.models.hyat',
     'hyat_tiny': 'torchgeo_ext.models.hyat',
+    'HyMambaTracker': 'torchgeo_ext.models.hymamba',
+    'hymamba_base': 'torchgeo_ext.models.hymamba',
+    'hymamba_tiny': 'torchgeo_ext.models.hymamba',
     'LMADetector': 'torchgeo_ext.models.lma',
     'TwoStreamOBBDetector': 'torchgeo_ext.models.lma',
     'lma_yolov8n_obb': 'torchgeo_ext.models.lma',

@@ -33,6 +33,8 @@ _BUILDERS: dict[str, str] = {
     # Hyperspectral object tracking.
     'hyat_base': 'hyat:hyat_base',
     'hyat_tiny': 'hyat:hyat_tiny',
+    'hymamba_base': 'hymamba:hymamba_base',
+    'hymamba_tiny': 'hymamba:hymamba_tiny',
     # FusionSAM (RGB-thermal segmentation on SAM), and SAM itself.
     'fusionsam_vit_b': 'fusionsam:fusionsam_vit_b',
     'fusionsam_vit_l': 'fusionsam:fusionsam_vit_l',
