@@ -294,3 +294,36 @@ def test_fit_dianet() -> None:
         loss='ce',
     )
     _fit(task, dm)
+
+
+def test_tiled_modality_objects_on_the_seam(tmp_path: Path) -> None:
+    """An orthomosaic in two tiles: objects across the seam are still placed whole."""
+    folder = tmp_path / 'rgb'
+    folder.mkdir()
+    seam = 213  # through a column of object centres
+    with rasterio.open(RGB) as src:
+        for name, window in (
+            ('west.tif', rasterio.windows.Window(0, 0, seam, 512)),
+            ('east.tif', rasterio.windows.Window(seam, 0, 512 - seam, 512)),
+        ):
+            profile = src.profile | {
+                'width': window.width,
+                'height': window.height,
+                'transform': src.window_transform(window),
+            }
+            with rasterio.open(folder / name, 'w', **profile) as dst:
+                dst.write(src.read(window=window))
+    dm = GeoDetectionDataModule(
+        [folder, IR],
+        LABELS,
+        **(KW | {'grid_cell_size': 512, 'val_split': 0.0, 'test_split': 0.0}),
+    )
+    assert len(dm.dataset.index) == 2
+    dm.setup('fit')
+    truth = gpd.read_file(LABELS).to_crs('EPSG:32633')
+    seam_x = 500_123.45 + seam * 0.05
+    crossing = truth.geometry.bounds.pipe(
+        lambda b: (b.minx < seam_x) & (b.maxx > seam_x)
+    )
+    assert crossing.sum() >= 3
+    assert dm.train_sampler.unplaceable == 0

@@ -562,8 +562,10 @@ class _GeoObjectsDataModule(GeoDataModule):
     def _split_dataset(self, split: str, clip: bool) -> StackedIntersectionDataset:
         """The intersection with its index restricted to the cells of ``split``.
 
-        ``clip``: rows are footprint pieces inside each cell (training), else the
-        whole cells (for the grid sampler, which tiles each row's bounds).
+        One row per cell and time interval: with ``clip`` the part of the data
+        footprint in the cell (the pieces of all files merged, so that an
+        object on the seam of two raster tiles is still whole in one row),
+        else the whole cell (for the grid sampler, which tiles each row's bounds).
         """
         dataset = copy.copy(self.dataset)
         index = self.dataset.index
@@ -571,11 +573,13 @@ class _GeoObjectsDataModule(GeoDataModule):
         intervals: list[pd.Interval] = []
         files: list[int] = []
         for cell in self.split_cells[split]:
+            pieces: dict[pd.Interval, list[Any]] = {}
             for geometry, interval in zip(index.geometry, index.index, strict=True):
                 piece = geometry.intersection(cell)
-                if piece.area <= 0:
-                    continue
-                geometries.append(piece if clip else cell)
+                if piece.area > 0:
+                    pieces.setdefault(interval, []).append(piece)
+            for interval, parts in pieces.items():
+                geometries.append(shapely.union_all(parts) if clip else cell)
                 intervals.append(interval)
                 files.append(len(files))
         dataset.index = gpd.GeoDataFrame(
