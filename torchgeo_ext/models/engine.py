@@ -76,7 +76,7 @@ class OnnxRuntimeModule(nn.Module):
             torch.onnx.export(
                 exported,
                 (example.detach().cpu().float(),),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object works too
                 input_names=['image'],
                 output_names=['output'],
                 opset_version=17,
