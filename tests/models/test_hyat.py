@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -127,3 +128,38 @@ def test_load_backbone(tmp_path: Path) -> None:
     torch.save({'other': torch.zeros(1)}, tmp_path / 'bad.pth')
     with pytest.raises(InvalidInputError):
         target.load_backbone(tmp_path / 'bad.pth')
+
+
+def test_timm_layers_match_the_plain_formulas() -> None:
+    # The blocks use timm's Attention, Mlp and PatchEmbed; check them against
+    # the plain formulas the tracker was written with.
+    import torch.nn.functional as F
+
+    from torchgeo_ext.models.hyat import _resize_square_pos_embed
+
+    torch.manual_seed(0)
+    model = hyat_tiny(4).eval()
+    block: Any = model.blocks[0]
+    x = torch.randn(2, 5, 32)
+    b, n, d = x.shape
+    heads = block.attn.num_heads
+    qkv = F.linear(x, block.attn.qkv.weight, block.attn.qkv.bias)
+    q, k, v = qkv.reshape(b, n, 3, heads, d // heads).permute(2, 0, 3, 1, 4)
+    att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, d)
+    expected = F.linear(att, block.attn.proj.weight, block.attn.proj.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(block.attn(x), expected)
+        mlp = block.mlp
+        torch.testing.assert_close(mlp(x), mlp.fc2(F.gelu(mlp.fc1(x))))
+        image = torch.randn(1, 3, 32, 16)
+        tokens = model.patch_embed(image)
+        conv = model.patch_embed.proj(image).flatten(2).transpose(1, 2)
+        torch.testing.assert_close(tokens, conv)
+    pos = torch.randn(1, 16, 8)
+    grid = pos.reshape(1, 4, 4, 8).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(8, 8), mode='bicubic', align_corners=False)
+    torch.testing.assert_close(
+        _resize_square_pos_embed(pos, 64), resized.permute(0, 2, 3, 1).reshape(1, 64, 8)
+    )
+    # A non-square grid is left alone.
+    assert _resize_square_pos_embed(torch.randn(1, 6, 8), 64).shape == (1, 6, 8)

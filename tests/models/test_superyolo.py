@@ -140,3 +140,17 @@ def test_onnx_export(tmp_path: Path) -> None:
     expected = model.eval()(x)
     assert onnx_out.shape == tuple(expected.shape)
     assert torch.allclose(torch.from_numpy(onnx_out), expected, atol=1e-3, rtol=1e-3)
+
+
+def test_se_gate_is_torchvision_squeeze_excitation() -> None:
+    # The MF block's SE: mean pool, 64 -> 4 -> 64 bottleneck with ReLU, sigmoid.
+    fusion = MultimodalFusion([[0, 1, 2], [3]], 64)
+    se = fusion.se
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 5, 7)
+    w1 = se.fc1.weight.flatten(1)
+    w2 = se.fc2.weight.flatten(1)
+    assert w1.shape == (4, 64)
+    hidden = torch.relu(x.mean(dim=(2, 3)) @ w1.T + se.fc1.bias)
+    gate = torch.sigmoid(hidden @ w2.T + se.fc2.bias)
+    torch.testing.assert_close(se(x), x * gate[:, :, None, None])

@@ -31,6 +31,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers.attention import Attention
+from timm.layers.mlp import Mlp
+from timm.layers.patch_embed import PatchEmbed
+from timm.layers.pos_embed import resample_abs_pos_embed
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError, MissingInputError
@@ -68,89 +72,6 @@ class LowRankAdapter(nn.Module):
         return self.up(F.gelu(z))
 
 
-class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding (timm ``PatchEmbed`` names)."""
-
-    def __init__(self, channels: int, dim: int, patch_size: int) -> None:
-        """Initialize a new PatchEmbed.
-
-        Args:
-            channels: Input channels.
-            dim: Token dimension.
-            patch_size: Patch side.
-        """
-        super().__init__()
-        self.proj = nn.Conv2d(channels, dim, patch_size, patch_size)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Embed patches.
-
-        Args:
-            x: B x C x H x W.
-
-        Returns:
-            B x N x dim tokens, row-major.
-        """
-        return self.proj(x).flatten(2).transpose(1, 2)
-
-
-class Attention(nn.Module):
-    """Multi-head self-attention (timm ``Attention`` parameter names)."""
-
-    def __init__(self, dim: int, heads: int) -> None:
-        """Initialize a new Attention.
-
-        Args:
-            dim: Token dimension.
-            heads: Number of heads.
-        """
-        super().__init__()
-        self.heads = heads
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Attend over all tokens.
-
-        Args:
-            x: B x N x dim.
-
-        Returns:
-            B x N x dim.
-        """
-        b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-class Mlp(nn.Module):
-    """Two-layer GELU MLP (timm ``Mlp`` parameter names)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        """Initialize a new Mlp.
-
-        Args:
-            dim: Token dimension.
-            hidden: Hidden dimension.
-        """
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Apply the MLP.
-
-        Args:
-            x: B x N x dim.
-
-        Returns:
-            B x N x dim.
-        """
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
 class HyABlock(nn.Module):
     """Pre-norm transformer block with HAS and HAM adapters."""
 
@@ -168,9 +89,9 @@ class HyABlock(nn.Module):
         """
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, heads)
+        self.attn = Attention(dim, num_heads=heads, qkv_bias=True)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))  # GELU, timm's names
         self.has = LowRankAdapter(dim, rank)
         self.has_spectral = nn.Linear(dim, rank, bias=False)
         self.ham = LowRankAdapter(dim, bottleneck)
@@ -288,7 +209,14 @@ class HyATracker(nn.Module):
         self.template_grid = template_size // patch_size
         self.search_grid = search_size // patch_size
         # Colour backbone.
-        self.patch_embed = PatchEmbed(colour_bands, dim, patch_size)
+        # Template and search crops differ in size: no fixed image size.
+        self.patch_embed = PatchEmbed(
+            img_size=None,
+            patch_size=patch_size,
+            in_chans=colour_bands,
+            embed_dim=dim,
+            strict_img_size=False,
+        )
         self.pos_embed_template = nn.Parameter(
             torch.randn(1, self.template_grid**2, dim) * 0.02
         )
@@ -367,7 +295,7 @@ class HyATracker(nn.Module):
             if key not in own or not isinstance(value, Tensor):
                 continue
             if key.startswith('pos_embed_') and value.shape != own[key].shape:
-                value = _resize_pos_embed(value, own[key].shape[1])
+                value = _resize_square_pos_embed(value, own[key].shape[1])
             if value.shape == own[key].shape:
                 loaded[key] = value
         if not loaded:
@@ -444,17 +372,6 @@ class HyATracker(nn.Module):
         return box * self.search_size
 
 
-def _resize_pos_embed(pos: Tensor, tokens: int) -> Tensor:
-    """Bicubically resize a 1 x N x dim square-grid position embedding."""
-    n = pos.shape[1]
-    side, new = round(n**0.5), round(tokens**0.5)
-    if side * side != n or new * new != tokens:
-        return pos
-    grid = pos.reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(new, new), mode='bicubic', align_corners=False)
-    return grid.permute(0, 2, 3, 1).reshape(1, tokens, -1)
-
-
 def hyat_tiny(
     hsi_bands: int = 16, template_size: int = 32, search_size: int = 64, **kwargs: Any
 ) -> HyATracker:
@@ -512,4 +429,17 @@ def hyat_base(
     args.update(kwargs)
     return HyATracker(
         hsi_bands, template_size=template_size, search_size=search_size, **args
+    )
+
+
+def _resize_square_pos_embed(pos: Tensor, tokens: int) -> Tensor:
+    """Bicubically resize a 1 x N x dim square-grid position embedding.
+
+    Non-square grids are returned unchanged (the caller then skips them).
+    """
+    side, new = round(pos.shape[1] ** 0.5), round(tokens**0.5)
+    if side * side != pos.shape[1] or new * new != tokens:
+        return pos
+    return resample_abs_pos_embed(
+        pos, [new, new], [side, side], num_prefix_tokens=0, antialias=False
     )

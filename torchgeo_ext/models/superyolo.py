@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
+from torchvision.ops import SqueezeExcitation, batched_nms
 
 from .yolo_layers import C3, SPP, Conv, fuse_model
 
@@ -76,34 +76,6 @@ class ModalityPath(nn.Module):
         return self.conv(half * self.mask(half) + x)
 
 
-class SqueezeExcitation(nn.Module):
-    """Channel attention: global average pool, bottleneck MLP, sigmoid gate."""
-
-    def __init__(self, channels: int, reduction: int = 16) -> None:
-        """Initialise a new SqueezeExcitation.
-
-        Args:
-            channels: Channels.
-            reduction: Bottleneck reduction ratio.
-        """
-        super().__init__()
-        hidden = max(channels // reduction, 1)
-        self.fc1 = nn.Linear(channels, hidden, bias=False)
-        self.fc2 = nn.Linear(hidden, channels, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Recalibrate the channels of ``x``.
-
-        Args:
-            x: Features (B, C, H, W).
-
-        Returns:
-            Gated features (B, C, H, W).
-        """
-        w = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=(2, 3))))))
-        return x * w[:, :, None, None]
-
-
 class MultimodalFusion(nn.Module):
     """The MF block: one :class:`ModalityPath` per band group, concatenated, SE gate."""
 
@@ -133,7 +105,8 @@ class MultimodalFusion(nn.Module):
         self.paths = nn.ModuleList(
             ModalityPath(len(g), w) for g, w in zip(self.band_groups, widths)
         )
-        self.se = SqueezeExcitation(out_channels)
+        # Channel attention (Hu et al.): pool, bottleneck (reduction 16), sigmoid gate.
+        self.se = SqueezeExcitation(out_channels, max(out_channels // 16, 1))
         self.out_channels = out_channels
 
     @property

@@ -320,14 +320,10 @@ class PluginTask(BaseTask):
         checkpoint[NORMALISATION_CHECKPOINT_KEY] = record
         hparams = checkpoint.get('hyper_parameters')
         parameters = inspect.signature(cls.__init__).parameters
-        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-        if (
-            isinstance(hparams, dict)
-            and takes_kwargs
-            and NORMALISATION_KEY not in parameters
-        ):
-            # Lightning would pass it to an __init__ taking **kwargs on loading;
-            # the copy under NORMALISATION_CHECKPOINT_KEY restores it instead.
+        if isinstance(hparams, dict) and NORMALISATION_KEY not in parameters:
+            # Lightning would pass it to an __init__ taking **kwargs on loading,
+            # and LightningCLI (--ckpt_path) to any __init__; the copy under
+            # NORMALISATION_CHECKPOINT_KEY restores it instead.
             hparams.pop(NORMALISATION_KEY, None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
