@@ -22,6 +22,7 @@ from torchgeo_ext.datamodules.geo import (
     compute_normalisation,
 )
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
+from torchgeo_ext.samplers.object import ObjectSampler
 
 ROOT = os.path.join('tests', 'data', 'own')
 RGB = os.path.join(ROOT, 'rgb.tif')
@@ -42,7 +43,7 @@ def detection() -> GeoDetectionDataModule:
     return GeoDetectionDataModule([RGB, IR], LABELS, **KW)
 
 
-def _box(query: tuple[slice, ...]) -> shapely.Polygon:
+def _box(query: Any) -> shapely.Polygon:
     x, y = query[0], query[1]
     return shapely.box(x.start, y.start, x.stop, y.stop)
 
@@ -96,6 +97,9 @@ def test_splits_never_overlap(detection: GeoDetectionDataModule) -> None:
     assert len(cells['val']) == 3
     assert len(cells['test']) == 3
     assert len(cells['train']) == 10
+    assert detection.train_sampler is not None
+    assert detection.val_sampler is not None
+    assert detection.test_sampler is not None
     train = [_box(q) for _ in range(3) for q in detection.train_sampler]
     val = [_box(q) for q in detection.val_sampler]
     test = [_box(q) for q in detection.test_sampler]
@@ -138,6 +142,7 @@ def test_oriented_batches() -> None:
     dm.setup('fit')
     batch = next(iter(dm.train_dataloader()))
     assert [b.shape[1] for b in batch['bbox']] == [8, 8]
+    assert dm.train_aug is not None
     moved = dm.train_aug(batch)
     assert len(moved['bbox']) == 2
 
@@ -150,6 +155,7 @@ def test_segmentation_batches() -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch['mask'].shape == (2, PATCH, PATCH)
     assert batch['mask'].dtype == torch.int64
+    assert dm.train_aug is not None
     out = dm.train_aug(batch)
     assert out['image'].shape == (2, 4, PATCH, PATCH)
     assert set(out['mask'].unique().tolist()) <= {0, 1, 2}
@@ -228,7 +234,7 @@ def test_no_held_out_splits() -> None:
         [RGB, IR], LABELS, **(KW | {'val_split': 0.0, 'test_split': 0.0})
     )
     dm.setup('fit')
-    assert dm.val_dataloader() == []
+    assert list(dm.val_dataloader()) == []
     assert len(dm.split_cells['train']) == 16
 
 
@@ -326,4 +332,5 @@ def test_tiled_modality_objects_on_the_seam(tmp_path: Path) -> None:
         lambda b: (b.minx < seam_x) & (b.maxx > seam_x)
     )
     assert crossing.sum() >= 3
+    assert isinstance(dm.train_sampler, ObjectSampler)
     assert dm.train_sampler.unplaceable == 0

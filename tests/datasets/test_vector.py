@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import matplotlib.pyplot as plt
@@ -15,7 +16,7 @@ import torch
 from pyproj import CRS
 from torchgeo.datasets import DatasetNotFoundError, RasterDataset
 
-from torchgeo_ext.datasets.intersection import intersect
+from torchgeo_ext.datasets.intersection import StackedIntersectionDataset, intersect
 from torchgeo_ext.datasets.vector import VectorObjects
 from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.ops.obb import obb_to_poly, poly_to_obb
@@ -27,6 +28,8 @@ LABELS = os.path.join(ROOT, 'labels.gpkg')
 RES = 0.05
 PATCH = 96
 
+Stack = tuple[RasterDataset, VectorObjects, StackedIntersectionDataset]
+
 
 @pytest.fixture(scope='module')
 def truth() -> gpd.GeoDataFrame:
@@ -35,7 +38,7 @@ def truth() -> gpd.GeoDataFrame:
 
 
 @pytest.fixture(scope='module')
-def stack() -> tuple[RasterDataset, VectorObjects, object]:
+def stack() -> Stack:
     rgb = RasterDataset(RGB)
     ir = RasterDataset(IR, crs=rgb.crs, res=rgb.res)
     labels = VectorObjects(LABELS)
@@ -62,11 +65,11 @@ def _to_map(poly: np.ndarray, x0: float, y1: float) -> np.ndarray:
     return np.stack([x0 + poly[:, 0] * RES, y1 - poly[:, 1] * RES], axis=1)
 
 
-def _iou(a: shapely.Geometry, b: shapely.Geometry) -> float:
+def _iou(a: Any, b: Any) -> float:
     return float(a.intersection(b).area / a.union(b).area)
 
 
-def test_reads_and_classes(stack: tuple[RasterDataset, VectorObjects, object]) -> None:
+def test_reads_and_classes(stack: Stack) -> None:
     _, labels, _ = stack
     assert labels.classes == ['car', 'truck']
     assert labels.num_classes == 2
@@ -96,7 +99,7 @@ def test_own_crs_and_mapping(tmp_path: Path) -> None:
     np.testing.assert_array_equal(names, gpd.read_file(LABELS)['class'].to_numpy())
 
 
-def test_sample_keys(stack: tuple[RasterDataset, VectorObjects, object]) -> None:
+def test_sample_keys(stack: Stack) -> None:
     rgb, _, ds = stack
     x, y, _ = rgb.bounds
     sample = ds[x.start : x.start + PATCH * RES, y.stop - PATCH * RES : y.stop]
@@ -117,9 +120,7 @@ def test_sample_keys(stack: tuple[RasterDataset, VectorObjects, object]) -> None
     assert (sample['bbox_xyxy'] <= PATCH).all()
 
 
-def test_boxes_map_back_to_labels(
-    stack: tuple[RasterDataset, VectorObjects, object], truth: gpd.GeoDataFrame
-) -> None:
+def test_boxes_map_back_to_labels(stack: Stack, truth: gpd.GeoDataFrame) -> None:
     """Objects wholly inside a patch: both boxes map back with IoU >= 0.95."""
     rgb, _, ds = stack
     x, y, _ = rgb.bounds
@@ -149,9 +150,7 @@ def test_boxes_map_back_to_labels(
     assert len(seen) >= 30
 
 
-def test_precision_5cm_utm(
-    stack: tuple[RasterDataset, VectorObjects, object], truth: gpd.GeoDataFrame
-) -> None:
+def test_precision_5cm_utm(stack: Stack, truth: gpd.GeoDataFrame) -> None:
     """At northings near 5e6 m, pixel positions are exact to < 0.01 px (float64)."""
     rgb, labels, _ = stack
     x, y, _ = rgb.bounds
@@ -206,9 +205,7 @@ def test_min_visible(truth: gpd.GeoDataFrame) -> None:
             assert (kept[:, 0] >= 0).all()  # clipped to the patch
 
 
-def test_mask_values(
-    stack: tuple[RasterDataset, VectorObjects, object], truth: gpd.GeoDataFrame
-) -> None:
+def test_mask_values(stack: Stack, truth: gpd.GeoDataFrame) -> None:
     rgb, labels, _ = stack
     x, y, _ = rgb.bounds
     sample = labels[x.start : x.stop, y.start : y.stop]
@@ -222,9 +219,7 @@ def test_mask_values(
     assert (mask == 0).float().mean() > 0.8
 
 
-def test_corner_order_contract(
-    stack: tuple[RasterDataset, VectorObjects, object],
-) -> None:
+def test_corner_order_contract(stack: Stack) -> None:
     """``bbox`` corners are in the ops.obb order (round trip, clockwise on screen)."""
     rgb, labels, _ = stack
     x, y, _ = rgb.bounds
@@ -341,15 +336,13 @@ def test_requires_res() -> None:
         ds[x.start : x.stop, y.start : y.stop]
 
 
-def test_outside_raises_index_error(
-    stack: tuple[RasterDataset, VectorObjects, object],
-) -> None:
+def test_outside_raises_index_error(stack: Stack) -> None:
     _, labels, _ = stack
     with pytest.raises(IndexError):
         labels[0:10, 0:10]
 
 
-def test_plot(stack: tuple[RasterDataset, VectorObjects, object]) -> None:
+def test_plot(stack: Stack) -> None:
     rgb, labels, ds = stack
     x, y, _ = rgb.bounds
     query = (slice(x.start, x.start + PATCH * RES), slice(y.stop - PATCH * RES, y.stop))
