@@ -265,6 +265,8 @@ def test_fit_superyolo(detection: GeoDetectionDataModule) -> None:
         ema=False,
     )
     _fit(task, detection)
+    # the task recorded what the data module normalised with
+    assert task.hparams['normalisation'] == detection.normalisation.as_dict()
 
 
 @pytest.mark.slow
