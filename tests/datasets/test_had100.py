@@ -1,5 +1,6 @@
 import shutil
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -268,3 +269,16 @@ def test_georeferencing_round_trip(tmp_path: Path, index: int) -> None:
     assert back.crs == sample['crs']
     assert back.transform == pytest.approx(tuple(sample['transform'].tolist()))
     np.testing.assert_array_equal(back.image, sample['image'].numpy())
+
+
+def test_datamodule_crops_before_user_transforms() -> None:
+    def double(sample: dict[str, Any]) -> dict[str, Any]:
+        # Runs after the random crop: sees the patch.
+        sample['image'] = sample['image'] * 2
+        sample['seen'] = tuple(sample['image'].shape)
+        return sample
+
+    dm = HAD100DataModule(root=ROOT, patch_size=4, bands=6, transforms=double)
+    dm.setup('fit')
+    dataset: Any = dm.train_dataset
+    assert dataset[0]['seen'] == (6, 4, 4)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torchgeo.datamodules import NonGeoDataModule
+from torchvision.transforms.v2 import Compose
 
 from ..datasets.had100 import HAD100
 
@@ -73,16 +73,6 @@ class RandomCrop:
         return out
 
 
-class _Compose:
-    def __init__(self, *fns: Callable[[Sample], Sample]) -> None:
-        self.fns = fns
-
-    def __call__(self, sample: Sample) -> Sample:
-        for fn in self.fns:
-            sample = fn(sample)
-        return sample
-
-
 class HAD100DataModule(NonGeoDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.had100.HAD100`.
 
@@ -137,7 +127,7 @@ class HAD100DataModule(NonGeoDataModule):
         if stage == 'fit':
             crop = RandomCrop(self.patch_size)
             transforms = (
-                crop if user_transforms is None else _Compose(crop, user_transforms)
+                crop if user_transforms is None else Compose([crop, user_transforms])
             )
             self.train_dataset = HAD100(split='train', transforms=transforms, **kwargs)
         if stage in ('fit', 'validate'):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch.nn.functional as F
 from torchgeo.datamodules import NonGeoDataModule
+from torchvision.transforms.v2 import Compose
 
 from ..datasets.vedai import VEDAI
 from .detection import (
@@ -52,19 +53,6 @@ class SuperResolutionPair:
             if key in sample:
                 sample[key] = sample[key] / self.factor
         return sample
-
-
-class _Compose:
-    """Apply two sample transforms in turn (picklable for worker processes)."""
-
-    def __init__(
-        self, first: Callable[[Sample], Sample], second: Callable[[Sample], Sample]
-    ) -> None:
-        self.first = first
-        self.second = second
-
-    def __call__(self, sample: Sample) -> Sample:
-        return self.second(self.first(sample))
 
 
 class VEDAIDataModule(NonGeoDataModule):
@@ -127,7 +115,7 @@ class VEDAIDataModule(NonGeoDataModule):
         read_resolution = 1024 if super_resolution else resolution
         if super_resolution:
             pair = SuperResolutionPair(1024 // resolution)
-            transforms = pair if transforms is None else _Compose(pair, transforms)
+            transforms = pair if transforms is None else Compose([pair, transforms])
         # uint8 between worker processes (4x fewer bytes), float32 after the
         # transfer (DetectionAugmentation); sample transforms get float32.
         kwargs.setdefault('dtype', 'uint8' if transforms is None else 'float32')
