@@ -185,9 +185,20 @@ class ObjectSampler(GeoSampler):
         #: Objects that cannot be placed whole in a patch (too big, or cut by regions).
         self.unplaceable = len(bounds) - len(self.placeable)
         if not self.placeable:
+            largest = (
+                max(
+                    ((r[2] - r[0]) / self.res[0], (r[3] - r[1]) / self.res[1])
+                    for r in self.regions
+                )
+                if self.regions
+                else (0.0, 0.0)
+            )
             raise ValueError(
                 f'no labelled object fits whole in a {height} x {width} pixel patch '
-                'inside the sampled area'
+                f'inside the sampled area ({len(self.regions)} regions of at least '
+                f'that size, the widest {largest[0]:.0f} x {largest[1]:.0f} px; the '
+                'area is where the images and the extent of the labels overlap): '
+                'use a smaller patch size'
             )
         if length is None:
             n = len(self.placeable)
@@ -280,4 +291,8 @@ class ObjectSampler(GeoSampler):
             box = shapely.box(left, top - h, left + w, top)
             if self.geometries[region].intersection(box).area > 0:
                 break
+        else:  # a thin footprint: centre the patch on a point inside it
+            point = self.geometries[region].representative_point()
+            left = min(max(point.x - w / 2, rminx), rmaxx - w)
+            top = min(max(point.y + h / 2, rminy + h), rmaxy)
         return self._slices(left, top, region)
