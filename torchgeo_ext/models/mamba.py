@@ -12,7 +12,7 @@ with ordinary tensor operations on any device, as a chunked parallel scan:
 
 * inside a chunk of ``T`` steps every state is computed at once from the
   cumulative log-decay ``c[t] = sum_{s <= t} delta[s] A`` as
-  ``h[t] = exp(c[t]) * (h[-1] + cumsum_s(exp(-c[s]) u[s]))``, which needs the
+  ``h[t] = exp(c[t]) * (h[-1] + cumsum_s(u[s] / exp(c[s])))``, which needs the
   decay over one chunk to stay inside float32's exponent range: the chunk is
   halved until the largest decay over a chunk is below ``max_log_decay``;
 * the chunks are then chained by a short loop over their final states (``L/T``
@@ -98,17 +98,15 @@ def selective_scan_reference(
     return y
 
 
-def _chunk_size(log_decay: Tensor, chunk: int, max_log_decay: float) -> int:
-    """Largest power-of-two divisor of ``chunk`` whose per-chunk decay is bounded."""
-    length = log_decay.shape[1]
-    while chunk > 1:
-        pad = (-length) % chunk
-        ld = F.pad(log_decay, (0, 0, 0, 0, 0, pad)) if pad else log_decay
-        per_chunk = ld.reshape(ld.shape[0], -1, chunk, *ld.shape[2:]).sum(2)
-        if float(per_chunk.min()) > -max_log_decay:
-            return chunk
-        chunk //= 2
-    return 1
+def _chunk_cumsum(x: Tensor) -> Tensor:
+    """Cumulative sum over dim 2 of a B x K x T x F tensor, as a triangular matmul.
+
+    A matrix product with a lower-triangular matrix of ones runs several times
+    faster on CPUs than ``cumsum`` over a non-contiguous dimension.
+    """
+    t = x.shape[2]
+    tril = torch.ones(t, t, dtype=x.dtype, device=x.device).tril()
+    return torch.matmul(tril, x)
 
 
 def selective_scan(
@@ -119,7 +117,7 @@ def selective_scan(
     C: Tensor,
     D: Tensor | None = None,
     *,
-    chunk_size: int = 64,
+    chunk_size: int = 32,
     max_log_decay: float = MAX_LOG_DECAY,
     use_kernel: bool = True,
 ) -> Tensor:
@@ -172,28 +170,30 @@ def selective_scan(
     x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))
     # log_decay[b, t, d, n] = delta[b, t, d] * A[d, n] <= 0.
     log_decay = delta[..., None] * A
-    chunk = _chunk_size(
-        log_decay.detach(), max(1, min(chunk_size, length)), max_log_decay
-    )
-    pad = (-length) % chunk
     u = (delta * x)[..., None] * B[:, :, None, :]
-    if pad:  # padded steps neither decay nor add anything
-        log_decay = F.pad(log_decay, (0, 0, 0, 0, 0, pad))
-        u = F.pad(u, (0, 0, 0, 0, 0, pad))
-    n_chunks = log_decay.shape[1] // chunk
-    shape = (batch, n_chunks, chunk, channels, states)
-    cum = log_decay.reshape(shape).cumsum(2)
-    # States inside each chunk as if it started from zero.
-    local = torch.exp(cum) * torch.cumsum(torch.exp(-cum) * u.reshape(shape), dim=2)
+    chunk = max(1, min(chunk_size, length))
+    while True:
+        pad = (-length) % chunk
+        n_chunks = (length + pad) // chunk
+        # Padded steps neither decay nor add anything.
+        ld = F.pad(log_decay, (0, 0, 0, 0, 0, pad)) if pad else log_decay
+        cum = _chunk_cumsum(ld.reshape(batch, n_chunks, chunk, channels * states))
+        if chunk == 1 or float(cum[:, :, -1].detach().min()) > -max_log_decay:
+            break
+        chunk //= 2
+    decay = cum.exp()
+    up = F.pad(u, (0, 0, 0, 0, 0, pad)) if pad else u
+    # Inside each chunk, from a zero state: h[t] = decay[t] * sum_{s<=t} u[s] / decay[s].
+    summed = _chunk_cumsum(up.reshape(decay.shape) / decay)
     # Chain the chunks: the state entering chunk k, from chunk k-1's last state.
-    chunk_decay = torch.exp(cum[:, :, -1])
-    carry = x.new_zeros(batch, channels, states)
+    last_decay, last_sum = decay[:, :, -1], summed[:, :, -1]
+    carry = x.new_zeros(batch, channels * states)
     carries = []
     for k in range(n_chunks):
         carries.append(carry)
-        carry = chunk_decay[:, k] * carry + local[:, k, -1]
+        carry = last_decay[:, k] * (carry + last_sum[:, k])
     entering = torch.stack(carries, dim=1)
-    h = local + torch.exp(cum) * entering[:, :, None]
+    h = decay * (summed + entering[:, :, None])
     h = h.reshape(batch, n_chunks * chunk, channels, states)[:, :length]
     y = torch.einsum('bldn,bln->bld', h, C)
     if D is not None:
@@ -220,7 +220,7 @@ class MambaBlock(nn.Module):
         dt_rank: int | None = None,
         dt_min: float = 1e-3,
         dt_max: float = 0.1,
-        chunk_size: int = 64,
+        chunk_size: int = 32,
     ) -> None:
         """Initialize a new MambaBlock.
 
@@ -308,7 +308,7 @@ class SS2D(nn.Module):
         expand: float = 2.0,
         d_conv: int = 3,
         directions: int = 4,
-        chunk_size: int = 64,
+        chunk_size: int = 32,
     ) -> None:
         """Initialize a new SS2D.
 
