@@ -500,6 +500,11 @@ class _GeoObjectsDataModule(GeoDataModule):
         self.normalisation = norm
 
         self._split(grid_cell_size)
+        self._configure_batches()
+
+    def _configure_batches(self) -> None:
+        """Set ``collate_fn``, ``aug`` and ``train_aug`` (per task)."""
+        raise NotImplementedError
 
     # -- geographic split ---------------------------------------------------------
 
@@ -658,14 +663,8 @@ class GeoDetectionDataModule(_GeoObjectsDataModule):
     See the module docstring for the geographic split.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Initialise a new GeoDetectionDataModule (arguments of the shared set-up).
-
-        Args:
-            *args: See :class:`_GeoObjectsDataModule`.
-            **kwargs: See :class:`_GeoObjectsDataModule`.
-        """
-        super().__init__(*args, **kwargs)
+    def _configure_batches(self) -> None:
+        """Detection collation; normalisation, plus flips and rotations in training."""
         norm = self.normalisation
         self.collate_fn = cast(Any, self._collate)
         self.aug = DetectionAugmentation(mean=norm.offset, std=norm.scale)
@@ -698,14 +697,8 @@ class GeoSegmentationDataModule(_GeoObjectsDataModule):
     flips and 90 degree rotations applied identically to image and mask.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Initialise a new GeoSegmentationDataModule (arguments of the shared set-up).
-
-        Args:
-            *args: See :class:`_GeoObjectsDataModule`.
-            **kwargs: See :class:`_GeoObjectsDataModule`.
-        """
-        super().__init__(*args, **kwargs)
+    def _configure_batches(self) -> None:
+        """Background-first class names; image + mask collation and augmentation."""
         #: The object classes (mask value ``k + 1`` for class ``k``).
         self.object_classes = list(self.class_names)
         self.class_names = ['background', *self.object_classes]
