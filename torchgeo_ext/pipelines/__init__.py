@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         classify_scene,
     )
     from .detection import detect_raster, merge_tile_detections
+    from .sam import refine_with_sam
     from .segmentation import SegmentResult, segment_raster
     from .tiling import axis_weights, blend_weights, predict_raster, tile_grid
 
@@ -54,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     'classify_scene': 'torchgeo_ext.pipelines.classification',
     'detect_raster': 'torchgeo_ext.pipelines.detection',
     'merge_tile_detections': 'torchgeo_ext.pipelines.detection',
+    'refine_with_sam': 'torchgeo_ext.pipelines.sam',
     'SegmentResult': 'torchgeo_ext.pipelines.segmentation',
     'segment_raster': 'torchgeo_ext.pipelines.segmentation',
     'axis_weights': 'torchgeo_ext.pipelines.tiling',
