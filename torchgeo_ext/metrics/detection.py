@@ -9,6 +9,11 @@ ignored. AP is the VOC 2007 11-point interpolation (``'voc07'``) or the area
 under the monotone precision envelope (``'auc'``, VOC 2010+ and DOTA).
 Classes without (non-difficult) ground truth get AP ``nan`` and are left out
 of the mean.
+
+Hand-written on purpose: torchmetrics' ``MeanAveragePrecision`` (used for the
+axis-aligned detectors) handles boxes and masks but not rotated polygons, and
+no maintained CPU implementation of DOTA's oriented mAP is among this
+project's dependencies.
 """
 
 from __future__ import annotations
@@ -57,10 +62,6 @@ def average_precision(recall: Tensor, precision: Tensor, method: str = 'auc') ->
     mpre = mpre.flip(0).cummax(0).values.flip(0)
     steps = (mrec[1:] != mrec[:-1]).nonzero(as_tuple=True)[0]
     return float(((mrec[steps + 1] - mrec[steps]) * mpre[steps + 1]).sum())
-
-
-def _empty(n: int, *shape: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.zeros((n, *shape), dtype=dtype)
 
 
 def oriented_average_precision(

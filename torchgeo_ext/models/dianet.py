@@ -27,6 +27,7 @@ from typing import Any, cast
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.ops import Conv2dNormActivation
 
 __all__ = [
     'DIANet',
@@ -45,17 +46,12 @@ NUM_MODULES = (1, 4, 3)
 def _conv_bn(
     in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
 ) -> list[nn.Module]:
-    return [
-        nn.Conv2d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride=stride,
-            padding=kernel_size // 2,
-            bias=False,
-        ),
-        nn.BatchNorm2d(out_channels),
-    ]
+    # Conv (no bias, 'same' padding) + BN, as modules to splice into a Sequential
+    # (HRNet's layer names).
+    block = Conv2dNormActivation(
+        in_channels, out_channels, kernel_size, stride, activation_layer=None
+    )
+    return list(block)
 
 
 class BasicBlock(nn.Module):

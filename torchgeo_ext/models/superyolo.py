@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import SqueezeExcitation, batched_nms
+from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, batched_nms
 
 from .yolo_layers import C3, SPP, Conv, fuse_model
 
@@ -230,14 +230,6 @@ class ResBlock(nn.Module):
         return x + self.scale * self.conv2(F.relu(self.conv1(x)))
 
 
-def _conv_bn_relu(c_in: int, c_out: int, k: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, k, 1, k // 2, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(inplace=True),
-    )
-
-
 class SRBranch(nn.Module):
     """The training-only super-resolution branch.
 
@@ -271,9 +263,9 @@ class SRBranch(nn.Module):
             nn.Conv2d(deep_channels, 256, 1), nn.ReLU(inplace=True)
         )
         self.decoder = nn.Sequential(
-            _conv_bn_relu(320, 256, 3),
-            _conv_bn_relu(256, 128, 3),
-            _conv_bn_relu(128, features, 1),
+            Conv2dNormActivation(320, 256, 3),  # conv, BN, ReLU
+            Conv2dNormActivation(256, 128, 3),
+            Conv2dNormActivation(128, features, 1),
         )
         self.head = nn.Conv2d(features, features, 3, 1, 1)
         self.body = nn.Sequential(

@@ -10,7 +10,7 @@ bands (``'yolov8n_obb'``). :class:`E2EMFDTask` trains E2E-MFD
 gradients on the shared backbone) and also predicts the fused image. Both
 derive from :class:`ObbDetectionBase`, which holds the shared arguments.
 
-Batches follow DESIGN.md and the DroneVehicle data module: ``image`` (B, C,
+Batches follow docs/architecture.md and the DroneVehicle data module: ``image`` (B, C,
 H, W) in [0, 1] with the bands of ``modalities`` (default RGB 0-2, IR 3),
 ``bbox`` a list of (N_i, 8) oriented boxes in pixels, ``label`` a list of
 (N_i,) int64. Validation and test report DOTA-style oriented mAP
@@ -337,12 +337,19 @@ class ObbDetectionBase(PluginTask):
         image = batch['image']
         if image.ndim == 3:
             image = image[None]
-        preds = self.detect(self.detection_output(image), predict=True)
-        result: Batch = {
-            key: [p[key] for p in preds]
-            for key in ('prediction_bbox', 'prediction_label', 'prediction_score')
-        }
-        return self.passthrough(batch, result)
+        return self.passthrough(batch, self.predict_images(image))
+
+    def predict_images(self, image: Tensor) -> Batch:
+        """Detect oriented objects in a batch of images.
+
+        Args:
+            image: Images (B, C, H, W).
+
+        Returns:
+            ``prediction_bbox`` (list of (N, 8)), ``prediction_label`` and
+            ``prediction_score`` (lists over the batch).
+        """
+        return _as_lists(self.detect(self.detection_output(image), predict=True))
 
 
 class OrientedDetectionTask(ObbDetectionBase):
@@ -529,28 +536,25 @@ class E2EMFDTask(ObbDetectionBase):
             self.log(f'train_{key}', value, batch_size=bs)
         return total
 
-    def predict_step(
-        self, batch: Batch, batch_idx: int = 0, dataloader_idx: int = 0
-    ) -> Batch:
-        """Detect oriented objects and fuse the image.
+    def predict_images(self, image: Tensor) -> Batch:
+        """Detect oriented objects and fuse the images.
 
         Args:
-            batch: A batch with ``image``.
-            batch_idx: Its index.
-            dataloader_idx: Index of the dataloader.
+            image: Images (B, C, H, W).
 
         Returns:
-            As :meth:`OrientedDetectionTask.predict_step`, plus ``prediction``:
+            As :meth:`ObbDetectionBase.predict_images`, plus ``prediction``:
             the fused image (B, 1, H, W) in [0, 1].
         """
-        image = batch['image']
-        if image.ndim == 3:
-            image = image[None]
         out = self.model(image)
-        preds = self.detect(out.detection, predict=True)
-        result: Batch = {
-            key: [p[key] for p in preds]
-            for key in ('prediction_bbox', 'prediction_label', 'prediction_score')
-        }
+        result = _as_lists(self.detect(out.detection, predict=True))
         result['prediction'] = out.fused.clamp(0, 1)
-        return self.passthrough(batch, result)
+        return result
+
+
+def _as_lists(preds: list[dict[str, Tensor]]) -> Batch:
+    """Per-image detections as per-key lists (the prediction layout)."""
+    return {
+        key: [p[key] for p in preds]
+        for key in ('prediction_bbox', 'prediction_label', 'prediction_score')
+    }
