@@ -12,7 +12,7 @@ reports the largest absolute difference between the two outputs and the
 load average before and after.
 
 Usage: python benchmarks/mamba.py [--lengths 1024 2048 4096 8192 16384]
-       [--batch 1] [--channels 64] [--states 16] [--chunk 64] [--repeats 3]
+       [--batch 1] [--channels 64] [--states 16] [--chunk 32] [--repeats 3]
        [--threads 1] [--device cpu] [--backward] [--reference-max 16384]
 """
 
@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--channels', type=int, default=64)
     parser.add_argument('--states', type=int, default=16)
-    parser.add_argument('--chunk', type=int, default=64)
+    parser.add_argument('--chunk', type=int, default=32)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--device', default='cpu')
@@ -92,19 +92,19 @@ def main() -> None:
     for length in args.lengths:
         tensors = inputs(length, args.batch, args.channels, args.states, dev)
 
-        def fast() -> torch.Tensor:
+        def fast(tensors: list[torch.Tensor] = tensors) -> torch.Tensor:
             with torch.no_grad():
                 return selective_scan(*tensors, chunk_size=args.chunk, use_kernel=False)
 
-        def slow() -> torch.Tensor:
+        def slow(tensors: list[torch.Tensor] = tensors) -> torch.Tensor:
             with torch.no_grad():
                 return selective_scan_reference(*tensors)
 
-        def fast_bwd() -> None:
+        def fast_bwd(tensors: list[torch.Tensor] = tensors) -> None:
             t = [v.clone().requires_grad_(True) for v in tensors]
             selective_scan(*t, chunk_size=args.chunk, use_kernel=False).sum().backward()
 
-        def slow_bwd() -> None:
+        def slow_bwd(tensors: list[torch.Tensor] = tensors) -> None:
             t = [v.clone().requires_grad_(True) for v in tensors]
             selective_scan_reference(*t).sum().backward()
 
