@@ -9,13 +9,14 @@ Measures, in one run:
     in-memory array and writes it at the end;
 (c) peak memory (RSS high-water mark ``VmHWM`` of a fresh process, reset
     after the imports through ``/proc/self/clear_refs``) of predict_raster on
-    a 2k x 2k and a 16k x 16k raster, and of the plain loop on the 2k raster
-    (target: nearly flat for predict_raster).
+    a 2k x 2k, a 16k x 16k and a 64k x 4k raster, and of the plain loop on the
+    2k raster (target: the 16k and 64k peaks at most 1.2x the 2k peak).
 
 Usage::
 
     .venv/bin/python benchmarks/export.py            # everything (a few minutes)
     .venv/bin/python benchmarks/export.py --big 0    # skip the 16k raster
+    .venv/bin/python benchmarks/export.py --memory-only --wide 0 0   # (c) without 64k x 4k
 """
 
 from __future__ import annotations
@@ -223,6 +224,14 @@ def main() -> None:
     parser.add_argument(
         '--big', type=int, default=16384, help='large raster size for (c); 0 skips'
     )
+    parser.add_argument(
+        '--wide',
+        type=int,
+        nargs=2,
+        default=(65536, 4096),
+        metavar=('WIDTH', 'HEIGHT'),
+        help='very wide raster for (c) (a flight line); 0 0 skips',
+    )
     parser.add_argument('--tile', type=int, default=512)
     parser.add_argument('--overlap', type=int, default=64)
     parser.add_argument('--batch', type=int, default=4)
@@ -309,7 +318,20 @@ def main() -> None:
             rows += [
                 (f'peak RSS, predict_raster {a.big}^2 (RSS before the run)', f'{mem_big["peak_rss_mb"]:.0f} MiB ({mem_big["rss_before_mb"]:.0f} MiB), {mem_big["seconds"]:.1f} s (input written in {gen:.1f} s)'),
                 (f'growth {a.size}^2 -> {a.big}^2 ({(a.big / a.size) ** 2:.0f}x pixels)', f'{mem_big["peak_rss_mb"] - mem["peak_rss_mb"]:+.0f} MiB'),
+                (f'peak RSS {a.big}^2 / peak RSS {a.size}^2', f'{mem_big["peak_rss_mb"] / mem["peak_rss_mb"]:.3f} (target <= 1.2)'),
                 (f'TorchGeo loop {a.big}^2 (not run)', f'needs the full 2 x {a.big}^2 float32 output in memory: >= {full:.0f} MiB'),
+            ]  # fmt: skip
+        if a.wide[0]:
+            width, height = a.wide
+            t0 = time.perf_counter()
+            wide = make_raster(work / 'wide.tif', width, height)
+            gen = time.perf_counter() - t0
+            mem_wide = run_child(
+                'predict', wide, work / 'm_wide.tif', a, cheap=True, kind='classes'
+            )
+            rows += [
+                (f'peak RSS, predict_raster {width} wide x {height} tall (RSS before the run)', f'{mem_wide["peak_rss_mb"]:.0f} MiB ({mem_wide["rss_before_mb"]:.0f} MiB), {mem_wide["seconds"]:.1f} s (input written in {gen:.1f} s)'),
+                (f'peak RSS {width} x {height} / peak RSS {a.size}^2', f'{mem_wide["peak_rss_mb"] / mem["peak_rss_mb"]:.3f} (target <= 1.2)'),
             ]  # fmt: skip
 
     print('| measurement | result |')

@@ -1,3 +1,4 @@
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,13 @@ from torch import Tensor, nn
 from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.export.raster import RasterWriter, write_raster
 from torchgeo_ext.pipelines import tiling
-from torchgeo_ext.pipelines.tiling import Blend, blend_weights, predict_raster
+from torchgeo_ext.pipelines.tiling import (
+    Blend,
+    OutputKind,
+    blend_weights,
+    column_strips,
+    predict_raster,
+)
 
 UTM = from_origin(500000, 5000000, 10, 10)
 
@@ -393,6 +400,108 @@ def test_streaming_memory_is_bounded(
     assert len(writes) > 3
     assert all(h % 256 == 0 for h in writes[:-1])
     assert sum(writes) == 3000
+
+
+@pytest.mark.parametrize(
+    ('width', 'tile', 'overlap', 'strip'),
+    [
+        (5000, 512, 64, 2048),
+        (5000, 512, 64, 1),  # one tile per strip
+        (2000, 512, 64, 2048),  # one strip
+        (700, 64, 16, 256),
+        (700, 64, 40, 1),  # stride 24 < block: strips grow to finish a block
+        (300, 512, 64, 2048),  # raster narrower than a tile
+        (4097, 300, 0, 1000),
+    ],
+)
+def test_column_strips_partition_the_width(
+    width: int, tile: int, overlap: int, strip: int
+) -> None:
+    starts = tiling.tile_grid(width, tile, overlap)
+    tw = min(tile, width)
+    strips = column_strips(starts, tw, width, strip)
+    assert [j for s in strips for j in s.tiles] == list(range(len(starts)))
+    assert strips[0].start == 0
+    assert strips[-1].final == strips[-1].stop == width
+    for s, following in itertools.pairwise(strips):
+        assert following.start == s.final  # the finished ranges partition the width
+        assert s.final % 256 == 0
+        # the next strip's tiles cover everything this strip carries over to it
+        assert starts[following.tiles[0]] >= s.final
+        assert s.stop == starts[s.tiles[-1]] + tw
+        assert s.stop - s.final <= overlap + 255 or len(s.tiles) == 1
+    for s in strips:
+        assert s.start < s.final <= s.stop
+        assert s.start <= starts[s.tiles[0]]
+
+
+@pytest.mark.parametrize('blend', ['cosine', 'linear', 'crop'])
+@pytest.mark.parametrize('kind', ['scores', 'classes'])
+def test_strips_equal_one_strip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, blend: Blend, kind: OutputKind
+) -> None:
+    # A raster five strips wide (tiles 64, overlap 16, strips of ~256 px) gives
+    # the same output as one strip over the whole width, nodata included.
+    array = np.random.default_rng(5).random((3, 90, 1100)).astype(np.float32)
+    array[:, 30:40, 250:270] = -1  # nodata across a strip boundary
+    path = make_raster(tmp_path / 'in.tif', array, nodata=-1)
+    model = conv_model()
+    options: dict[str, Any] = {
+        'tile_size': 64,
+        'overlap': 16,
+        'blend': blend,
+        'output_kind': kind,
+        'progress': False,
+    }
+    one = read(predict_raster(model, path, tmp_path / 'one.tif', **options))
+    monkeypatch.setattr(tiling, 'STRIP_WIDTH', 256)
+    columns: list[tuple[int, int]] = []
+    original_write = RasterWriter.write
+
+    def write(self: Any, window: Any, data: Any) -> None:
+        columns.append((int(window.col_off), int(window.width)))
+        original_write(self, window, data)
+
+    monkeypatch.setattr(RasterWriter, 'write', write)
+    many = read(predict_raster(model, path, tmp_path / 'many.tif', **options))
+    assert len({c for c, _ in columns}) >= 4
+    assert all(c % 256 == 0 for c, _ in columns)
+    np.testing.assert_allclose(many, one, rtol=1e-6, atol=1e-6)
+    if kind == 'scores':
+        assert np.isnan(many[:, 30:40, 250:270]).all()
+
+
+def test_buffers_do_not_grow_with_width(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The buffered band is one strip wide, and what is carried to the next
+    # strip is the overlap widened to the block grid, whatever the width.
+    array = np.random.default_rng(1).random((1, 40, 3000)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array)
+    monkeypatch.setattr(tiling, 'STRIP_WIDTH', 256)
+    widths: list[int] = []
+    carried: list[int] = []
+    original_init = tiling._Accumulator.__init__
+    original_put = tiling._Carry.put
+
+    def init(self: Any, channels: int, width: int) -> None:
+        widths.append(width)
+        original_init(self, channels, width)
+
+    def put(self: Any, row: int, acc: Any, wsum: Any, valid: Any) -> None:
+        carried.append(wsum.shape[1])
+        original_put(self, row, acc, wsum, valid)
+
+    monkeypatch.setattr(tiling._Accumulator, '__init__', init)
+    monkeypatch.setattr(tiling._Carry, 'put', put)
+    out = predict_raster(
+        nn.Identity(), path, tmp_path / 'o.tif', tile_size=32, overlap=8, progress=False
+    )
+    np.testing.assert_allclose(read(out), array, atol=1e-6)
+    assert len(widths) > 5
+    assert max(widths) <= 256 + 255 + 32
+    assert carried
+    assert max(carried) <= 8 + 255
 
 
 def test_predict_errors(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:

@@ -17,18 +17,26 @@ edges exactly as on the whole image.
   summed weights. This hides seams of models whose tile outputs disagree
   (large receptive fields, attention, normalisation over the tile).
 
-Finished rows are streamed to the output GeoTIFF (in multiples of its
-256-pixel block height), so memory is bounded by the tile rows in flight, not
-by the raster size.
+Memory does not grow with the raster's width or height beyond one band of
+pixels along a strip edge. Tile columns are grouped into vertical strips of
+about :data:`STRIP_WIDTH` pixels, processed one after the other, each from
+top to bottom. Within a strip, rows become final once no pending tile covers
+them; they are streamed to the output GeoTIFF in whole 256-pixel blocks. The
+columns that the next strip's tiles also cover (the overlap, widened to the
+block grid) are carried over to that strip instead of being written, so the
+only state proportional to a raster dimension is that carried band (its
+height times at most ``overlap + 255`` columns).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,14 +59,20 @@ __all__ = [
     'Blend',
     'InputPaths',
     'OutputKind',
+    'Strip',
     'axis_weights',
     'blend_weights',
+    'column_strips',
     'predict_raster',
     'tile_grid',
 ]
 
 #: A tile: start row, start column, tile-row index, tile-column index.
 type Tile = tuple[int, int, int, int]
+
+#: Target width in pixels of the column strips that :func:`predict_raster`
+#: processes one after the other (bounds the buffered rows' width).
+STRIP_WIDTH = 2048
 
 Blend = Literal['cosine', 'linear', 'crop']
 OutputKind = Literal['scores', 'probabilities', 'classes']
@@ -164,6 +178,102 @@ def axis_weights(
             )
         weights.append(w)
     return starts, weights
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Consecutive tile columns processed together, and the columns they finish.
+
+    Attributes:
+        tiles: Indices of the tile columns (into the start offsets).
+        start: First buffered column: the first tile's start, rounded down to
+            the output block grid (this strip finishes columns from here).
+        stop: Column after the last tile's end (buffered up to here).
+        final: Column up to which this strip finishes the output; columns
+            ``[final, stop)`` are also covered by the next strip's tiles and
+            carried over to it (``final == stop`` for the last strip).
+    """
+
+    tiles: tuple[int, ...]
+    start: int
+    stop: int
+    final: int
+
+
+def column_strips(
+    starts: Sequence[int], tile_width: int, width: int, strip_width: int = STRIP_WIDTH
+) -> list[Strip]:
+    """Group tile columns into strips of about *strip_width* pixels.
+
+    Strip boundaries lie on the 256-pixel output block grid, so every strip
+    writes whole blocks; each strip finishes at least one block column.
+
+    Args:
+        starts: Tile start offsets along the width (see :func:`tile_grid`).
+        tile_width: Tile width.
+        width: Raster width.
+        strip_width: Target width of a strip (at least one tile).
+
+    Returns:
+        The strips, left to right; their ``[start, final)`` ranges partition
+        ``[0, width)``.
+    """
+    strips: list[Strip] = []
+    first, start = 0, 0
+    for j in range(1, len(starts) + 1):
+        if j < len(starts):
+            final = starts[j] // BLOCKSIZE * BLOCKSIZE  # next strip's first block
+            if starts[j] + tile_width - starts[first] <= strip_width or final <= start:
+                continue
+        else:
+            final = width
+        stop = starts[j - 1] + tile_width
+        strips.append(Strip(tuple(range(first, j)), start, stop, final))
+        first, start = j, final
+    return strips
+
+
+class _Carry:
+    """Sums of the columns a strip shares with the next one, kept by row range.
+
+    The writer thread appends the shared columns of each finished row range of
+    one strip and takes them back, in the same row order, for the next strip.
+    """
+
+    def __init__(self) -> None:
+        self.chunks: collections.deque[
+            tuple[int, NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]
+        ] = collections.deque()
+
+    def put(
+        self,
+        row: int,
+        acc: NDArray[np.float32],
+        wsum: NDArray[np.float32],
+        valid: NDArray[np.bool_],
+    ) -> None:
+        self.chunks.append((row, acc.copy(), wsum.copy(), valid.copy()))
+
+    def add_to(
+        self,
+        row: int,
+        acc: NDArray[np.float32],
+        wsum: NDArray[np.float32],
+        valid: NDArray[np.bool_],
+    ) -> None:
+        """Add the carried rows ``[row, row + len(wsum))`` into the arrays' first columns."""
+        done, rows = 0, wsum.shape[0]
+        while done < rows:
+            start, c_acc, c_wsum, c_valid = self.chunks[0]
+            lo = row + done - start
+            take = min(c_wsum.shape[0] - lo, rows - done)
+            ys, cols = slice(done, done + take), c_wsum.shape[1]
+            acc[:, ys, :cols] += c_acc[:, lo : lo + take]
+            wsum[ys, :cols] += c_wsum[lo : lo + take]
+            valid[ys, :cols] |= c_valid[lo : lo + take]
+            done += take
+            if lo + take == c_wsum.shape[0]:
+                self.chunks.popleft()
 
 
 def _check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
@@ -351,11 +461,19 @@ def predict_raster(
         rows, wy = axis_weights(stack.height, tile_size, overlap, blend)
         cols, wx = axis_weights(stack.width, tile_size, overlap, blend)
         th, tw = len(wy[0]), len(wx[0])
-        tiles = [(r, c, i, j) for i, r in enumerate(rows) for j, c in enumerate(cols)]
-        batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
+        strips = column_strips(cols, tw, stack.width, STRIP_WIDTH)
+        # Strip by strip, each from top to bottom; a batch stays in one strip.
+        batches: list[tuple[int, list[Tile]]] = []
+        for k, strip in enumerate(strips):
+            tiles = [
+                (r, cols[j], i, j) for i, r in enumerate(rows) for j in strip.tiles
+            ]
+            batches += [
+                (k, tiles[i : i + batch_size]) for i in range(0, len(tiles), batch_size)
+            ]
 
-        def read(batch: list[Tile]) -> tuple[NDArray[Any], NDArray[Any]]:
-            arrays = [stack.read(Window(c, r, tw, th)) for r, c, _, _ in batch]
+        def read(batch: tuple[int, list[Tile]]) -> tuple[NDArray[Any], NDArray[Any]]:
+            arrays = [stack.read(Window(c, r, tw, th)) for r, c, _, _ in batch[1]]
             return np.stack([a for a, _ in arrays]), np.stack([v for _, v in arrays])
 
         restore = _as_module_eval(model)
@@ -364,11 +482,12 @@ def predict_raster(
                 model,
                 stack,
                 output,
+                strips,
                 batches,
                 read,
                 (wy, wx),
                 crop=blend == 'crop',
-                total=len(tiles),
+                total=len(rows) * len(cols),
                 output_kind=output_kind,
                 nodata=nodata,
                 band_names=band_names,
@@ -385,8 +504,9 @@ def _predict_tiles(
     model: Callable[[Tensor], Tensor],
     stack: RasterStack,
     output: str | os.PathLike[str],
-    batches: list[list[Tile]],
-    read: Callable[[list[Tile]], tuple[NDArray[Any], NDArray[Any]]],
+    strips: list[Strip],
+    batches: list[tuple[int, list[Tile]]],
+    read: Callable[[tuple[int, list[Tile]]], tuple[NDArray[Any], NDArray[Any]]],
     weights: tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]],
     *,
     crop: bool,
@@ -399,31 +519,47 @@ def _predict_tiles(
     progress: bool,
     cog: bool,
 ) -> Path:
-    height, width = stack.height, stack.width
+    height = stack.height
     wy, wx = weights
     tile_shape = (len(wy[0]), len(wx[0]))
     writer: RasterWriter | None = None
     acc: _Accumulator | None = None
-    written = 0
-    channels = 0
+    current = -1  # strip of acc
+    written = 0  # rows of the current strip handed to the writer
     out_nodata: float = 0.0
     bar = tqdm(total=total, disable=not progress, desc='predict', unit='tile')
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # reads ahead
     # finishes and writes (compresses) rows while the model runs; one job in flight
     write_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     pending: concurrent.futures.Future[None] | None = None
+    # carries[k]: the columns strip k shares with strip k + 1 (writer thread only)
+    carries: dict[int, _Carry] = {}
 
     def finish_and_write(
         dst: RasterWriter,
+        k: int,
         row: int,
         popped: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]],
         nodata_value: float,
     ) -> None:
-        block = _finish_rows(*popped, output_kind, nodata_value)
-        dst.write(Window(0, row, width, block.shape[1]), block)
+        strip = strips[k]
+        sums, wsum, valid = popped
+        rows = wsum.shape[0]
+        if k > 0:
+            carries[k - 1].add_to(row, sums, wsum, valid)
+            if row + rows == height:
+                del carries[k - 1]
+        n = strip.final - strip.start
+        if strip.final < strip.stop:
+            carry = carries.setdefault(k, _Carry())
+            carry.put(row, sums[:, :, n:], wsum[:, n:], valid[:, n:])
+        block = _finish_rows(
+            sums[:, :, :n], wsum[:, :n], valid[:, :n], output_kind, nodata_value
+        )
+        dst.write(Window(strip.start, row, n, rows), block)
 
     try:
-        for index, (batch, (x_np, valid_np)) in enumerate(
+        for index, ((k, batch), (x_np, valid_np)) in enumerate(
             _prefetch(read, batches, pool)
         ):
             with torch.inference_mode():
@@ -442,11 +578,10 @@ def _predict_tiles(
                     y = torch.softmax(y.float(), dim=1)
                 out = y.float().cpu().numpy()
             if writer is None:
-                channels = out.shape[1]
                 writer, out_nodata = _open_writer(
                     stack,
                     output,
-                    channels,
+                    out.shape[1],
                     output_kind,
                     nodata,
                     band_names,
@@ -454,13 +589,21 @@ def _predict_tiles(
                     cog,
                 )
                 writer.__enter__()
-                acc = _Accumulator(channels, width)
-            assert acc is not None
+            strip = strips[k]
+            if acc is None or k != current:
+                acc, current, written = (
+                    _Accumulator(out.shape[1], strip.stop - strip.start),
+                    k,
+                    0,
+                )
             for (r, c, i, j), tile_out, tile_valid in zip(batch, out, valid_np):
-                acc.add(r, c, tile_out, wy[i], wx[j], tile_valid, crop)
+                acc.add(r, c - strip.start, tile_out, wy[i], wx[j], tile_valid, crop)
             bar.update(len(batch))
-            # rows before the next pending tile row are final
-            done = height if index + 1 == len(batches) else batches[index + 1][0][0]
+            # rows of this strip before its next pending tile row are final
+            following = batches[index + 1] if index + 1 < len(batches) else None
+            done = (
+                height if following is None or following[0] != k else following[1][0][0]
+            )
             stop = min(done, height)
             if stop < height:
                 stop = written + (stop - written) // BLOCKSIZE * BLOCKSIZE
@@ -469,7 +612,7 @@ def _predict_tiles(
                 if pending is not None:
                     pending.result()
                 pending = write_pool.submit(
-                    finish_and_write, writer, written, popped, out_nodata
+                    finish_and_write, writer, k, written, popped, out_nodata
                 )
                 written = stop
         if pending is not None:
