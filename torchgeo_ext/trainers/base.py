@@ -226,10 +226,14 @@ class PluginTask(BaseTask):
         """Record the data's class names when the hyperparameters give none.
 
         Args:
-            names: The names (ignored when None, or when their number is not
-                the task's ``num_classes``).
+            names: The names (ignored when None, when the task takes no
+                ``class_names`` argument, or when their number is not the
+                task's ``num_classes``).
         """
-        if names is None or self.hparams.get('class_names') is not None:
+        # Only tasks that take class_names (recorded, None, in their hparams).
+        if names is None or 'class_names' not in self.hparams:
+            return
+        if self.hparams['class_names'] is not None:
             return
         num_classes = self.hparams.get('num_classes')
         if num_classes is not None and len(names) != int(num_classes):
