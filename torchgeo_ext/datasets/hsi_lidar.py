@@ -225,7 +225,8 @@ class HSILiDARDataset(NonGeoDataset):
             'hsi': list(range(hsi.shape[0])),
             'lidar': list(range(hsi.shape[0], hsi.shape[0] + lidar.shape[0])),
         }
-        self.image = np.concatenate([hsi, lidar]).astype(np.float32, copy=False)
+        image = np.concatenate([hsi, lidar]).astype(np.float32, copy=False)
+        del hsi, lidar
         self.train_mask = train
         self.test_mask = test
         labels = train if split == 'train' else test
@@ -235,7 +236,13 @@ class HSILiDARDataset(NonGeoDataset):
         self.labels = labels[rows, cols].astype(np.int64)
         half = patch_size // 2
         pad = ((0, 0), (half, patch_size - 1 - half), (half, patch_size - 1 - half))
-        self._padded = np.pad(self.image, pad, mode=padding)  # type: ignore[call-overload]
+        self._padded: NDArray[np.float32] = np.pad(image, pad, mode=padding)  # type: ignore[call-overload]
+        # The scene is a view into the padded copy: one copy of the cube in memory.
+        h, w = image.shape[1:]
+        del image
+        self.image: NDArray[np.float32] = self._padded[
+            :, half : half + h, half : half + w
+        ]
 
     # Reading.
 
