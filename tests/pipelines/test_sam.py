@@ -1,5 +1,6 @@
 """SAM outlines for boxes: a tiny SAM briefly trained here, real windows, geometry and CRS."""
 
+import functools
 import math
 import warnings
 from pathlib import Path
@@ -109,10 +110,16 @@ def train_tiny_sam(steps: int = 200, batch: int = 4) -> torch.nn.Module:
     return sam.eval()
 
 
+@functools.cache
+def trained_sam_state() -> dict[str, torch.Tensor]:
+    """The trained tiny SAM's weights, trained once per test process."""
+    return {k: v.clone() for k, v in train_tiny_sam().state_dict().items()}
+
+
 @pytest.fixture(scope='module')
 def sam_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp('sam') / 'sam_tiny_trained.pth'
-    torch.save(train_tiny_sam().state_dict(), path)
+    torch.save(trained_sam_state(), path)
     return path
 
 

@@ -11,6 +11,14 @@ cut into overlapping tiles; boxes are merged across tiles and written with
 ``class_id``, ``class_name`` and ``score`` columns in the raster's CRS
 (GeoPackage, GeoJSON or GeoParquet by extension). Any detection task of this
 library works, axis-aligned (SuperYOLO, GHOST) or oriented (LMA, E2E-MFD).
+
+With ``--masks sam --sam-checkpoint sam_vit_b_01ec64.pth`` each object, once
+merged across tiles, is outlined by Segment Anything prompted with its box
+(an oriented box's hull) on a window of the rasters that holds it whole (see
+:func:`torchgeo_ext.pipelines.sam.refine_with_sam`): the vector file gets the
+outline as geometry and keeps the box as the ``box_wkt`` attribute, with
+``sam_score`` and ``sam_status``. SAM reads three bands: the rasters' own if
+they have three, else those given by ``--sam-bands`` (e.g. ``1,2,3``).
 """
 
 from __future__ import annotations
@@ -80,6 +88,28 @@ def add_parser(subparsers: Any) -> None:
         '--device', type=device, default='cpu', help='torch device (default: cpu)'
     )
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
+    parser.add_argument(
+        '--masks',
+        choices=('sam',),
+        default=None,
+        help='outline each object with Segment Anything (sam): the outline becomes '
+        'the geometry, the box the box_wkt attribute',
+    )
+    parser.add_argument(
+        '--sam-checkpoint',
+        help='SAM state dict for --masks sam (e.g. sam_vit_b_01ec64.pth)',
+    )
+    parser.add_argument(
+        '--sam-model',
+        choices=('vit_b', 'vit_l', 'vit_h'),
+        default=None,
+        help='SAM variant of --sam-checkpoint (default: the one it holds)',
+    )
+    parser.add_argument(
+        '--sam-bands',
+        help='three 1-based bands of the stacked rasters that SAM reads as RGB, '
+        'e.g. 1,2,3 (needed unless the rasters have three bands)',
+    )
     parser.set_defaults(
         run=run, io_outputs=(('output', 'vector'),), io_inputs=('inputs', 'checkpoint')
     )
@@ -117,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
             None,
             f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
         )
+    # SAM options are checked, and SAM loaded, before any detection work.
+    sam, sam_bands = _load_sam(args)
     # The kind of checkpoint is named before anything looks at bands.
     task: Any = load_task_for(args.checkpoint, 'detection', args.device)
     task.to(args.device)
@@ -140,6 +172,11 @@ def run(args: argparse.Namespace) -> int:
             'model was trained on, in the training order',
         )
 
+    if sam is not None:
+        from ..pipelines.sam import check_sam_bands
+
+        check_sam_bands(bands, sam_bands, args.inputs[-1])
+
     def model(x: Tensor) -> list[dict[str, Tensor]]:
         x = x.float() / args.scale
         if hasattr(task, 'detect_images'):
@@ -156,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
         gdf = detect_raster(
             model,
             args.inputs,
-            args.output,
+            None if sam is not None else args.output,
             tile_size=args.tile_size,
             overlap=overlap,
             batch_size=args.batch_size,
@@ -167,8 +204,60 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=args.progress,
         )
+    if sam is not None:
+        from ..pipelines.sam import refine_with_sam
+
+        gdf = refine_with_sam(
+            gdf,
+            args.inputs,
+            sam,
+            bands=sam_bands,
+            device=args.device,
+            output=args.output,
+            progress=args.progress,
+        )
     print(f'{len(gdf)} objects written to {args.output}')
     return 0
+
+
+def _load_sam(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
+    """Check the ``--masks``/``--sam-*`` options and load SAM when asked.
+
+    Args:
+        args: Parsed arguments.
+
+    Returns:
+        The SAM model (None without ``--masks sam``) and the 1-based SAM bands.
+
+    Raises:
+        InvalidInputError: For inconsistent options or a bad SAM checkpoint.
+    """
+    from ..errors import InvalidInputError
+
+    if args.masks != 'sam':
+        given = [
+            name
+            for name, value in (
+                ('--sam-checkpoint', args.sam_checkpoint),
+                ('--sam-model', args.sam_model),
+                ('--sam-bands', args.sam_bands),
+            )
+            if value is not None
+        ]
+        if given:
+            raise InvalidInputError(None, f'{", ".join(given)} needs --masks sam')
+        return None, None
+    if args.sam_checkpoint is None:
+        raise InvalidInputError(
+            None, '--masks sam needs --sam-checkpoint (e.g. sam_vit_b_01ec64.pth)'
+        )
+    from ..models.sam import load_sam
+    from ..pipelines.sam import parse_bands
+
+    bands = parse_bands(args.sam_bands) if args.sam_bands is not None else None
+    sam = load_sam(args.sam_checkpoint, args.sam_model)
+    sam.to(args.device)
+    return sam, bands
 
 
 def _expected_bands(task: Any) -> int | None:

@@ -39,11 +39,11 @@ from tqdm import tqdm
 
 from ..errors import InvalidInputError
 from ..export.geometry import boxes_to_polygons
-from ..export.raster import RasterStack, crs_to_string, open_inputs
+from ..export.raster import crs_to_string, open_inputs
 from ..export.vector import write_vector
 from ..models.sam import load_sam
 
-__all__ = ['SAM_STATUS', 'parse_bands', 'refine_with_sam']
+__all__ = ['SAM_STATUS', 'check_sam_bands', 'parse_bands', 'refine_with_sam']
 
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
@@ -195,23 +195,36 @@ def _segment_window(
     return ((masks > sam.mask_threshold).cpu().numpy(), iou[:, 0].float().cpu().numpy())
 
 
-def _band_values(
-    stack: RasterStack, bands: Sequence[int] | None, path: Any
+def check_sam_bands(
+    count: int, bands: Sequence[int] | None, path: Any = None
 ) -> list[int]:
-    """0-based band indices SAM reads (three), checked against the stack."""
+    """Check the bands SAM reads against the number of raster bands.
+
+    Args:
+        count: Bands of the (stacked) rasters.
+        bands: Three 1-based band numbers, or None (then *count* must be 3).
+        path: The raster named in errors.
+
+    Returns:
+        The three 0-based band indices.
+
+    Raises:
+        InvalidInputError: If no bands are given for a raster of other than
+            three bands, or the bands do not fit.
+    """
     if bands is None:
-        if stack.count != 3:
+        if count != 3:
             raise InvalidInputError(
                 path,
-                f'the rasters have {stack.count} band(s) but SAM reads 3; choose '
+                f'the rasters have {count} band(s) but SAM reads 3; choose '
                 'them with --sam-bands (e.g. 1,2,3, or 4,4,4 for one band)',
             )
         return [0, 1, 2]
     chosen = [int(b) for b in bands]
-    if len(chosen) != 3 or min(chosen) < 1 or max(chosen) > stack.count:
+    if len(chosen) != 3 or min(chosen) < 1 or max(chosen) > count:
         raise InvalidInputError(
             path,
-            f'SAM bands {chosen} do not fit the rasters (three numbers in 1..{stack.count})',
+            f'SAM bands {chosen} do not fit the rasters (three numbers in 1..{count})',
         )
     return [b - 1 for b in chosen]
 
@@ -276,7 +289,7 @@ def refine_with_sam(
     size = int(window_size or sam.image_encoder.img_size)
     try:
         with open_inputs(paths) as stack:
-            band_index = _band_values(stack, bands, paths[-1])
+            band_index = check_sam_bands(stack.count, bands, paths[-1])
             if scale is None and all(ds.dtypes[0] == 'uint8' for ds in stack.datasets):
                 scale = 255.0
             crs = crs_to_string(stack.crs)
