@@ -11,6 +11,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from torchgeo_ext.export.raster import write_raster
+from torchgeo_ext.pipelines import tiling
 from torchgeo_ext.pipelines.detection import detect_raster
 from torchgeo_ext.pipelines.tiling import tile_grid
 
@@ -166,3 +167,22 @@ def test_detect_bad_model_output(scene: Path) -> None:
         )
     with pytest.raises(ValueError, match='results'):
         detect_raster(lambda x: [], scene, tile_size=64, overlap=16, progress=False)
+
+
+def test_strips_give_the_same_detections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tiles read strip by strip (several strips on a 700 px wide raster) give
+    # the same merged objects as one strip.
+    array = np.zeros((2, 80, 700), np.float32)
+    for x0 in range(5, 690, 37):
+        array[0, 20:30, x0 : x0 + 9] = 1  # objects on and between tile edges
+    array[1, :, 300:] = 1
+    path = make_raster(tmp_path / 'wide.tif', array)
+    options: dict[str, Any] = {'tile_size': 64, 'overlap': 24, 'progress': False}
+    one = detect_raster(blob_detector(), path, **options)
+    monkeypatch.setattr(tiling, 'STRIP_WIDTH', 128)
+    assert len(tiling.column_strips(tile_grid(700, 64, 24), 64, 700, 128)) >= 2
+    many = detect_raster(blob_detector(), path, **options)
+    assert pixel_boxes(many) == pixel_boxes(one)
+    assert len(one) == len(range(5, 690, 37))

@@ -1,7 +1,9 @@
 """Tiled object detection over georeferenced rasters of any size, merged across tiles.
 
 Tiles follow the scheme of :mod:`torchgeo_ext.pipelines.tiling` (the last tile
-of a row or column is flush with the raster edge). Each tile's boxes are
+of a row or column is flush with the raster edge), read strip by strip as
+there, so that what is read does not grow with the raster width (the
+detections themselves stay in memory). Each tile's boxes are
 shifted to raster pixels; :func:`merge_tile_detections` then keeps each object
 once: complete boxes win over boxes cut by an interior tile edge.
 """
@@ -24,7 +26,15 @@ from tqdm import tqdm
 from ..export.geometry import detections_to_geodataframe
 from ..export.raster import gdal_cache_limit, open_inputs
 from ..export.vector import write_vector
-from .tiling import InputPaths, _as_module_eval, _check_tiling, _prefetch, tile_grid
+from . import tiling
+from .tiling import (
+    InputPaths,
+    _as_module_eval,
+    _check_tiling,
+    _prefetch,
+    column_strips,
+    tile_grid,
+)
 
 __all__ = ['detect_raster', 'merge_tile_detections']
 
@@ -196,10 +206,16 @@ def detect_raster(
     all_border: list[Tensor] = []
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
         height, width = stack.height, stack.width
+        # Strip by strip (as predict_raster), so that the input blocks read
+        # (and cached by GDAL) do not grow with the raster width.
+        cols = tile_grid(width, tile_size, overlap)
         tiles = [
-            (r, c)
+            (r, cols[j])
+            for strip in column_strips(
+                cols, min(tile_size, width), width, tiling.STRIP_WIDTH
+            )
             for r in tile_grid(height, tile_size, overlap)
-            for c in tile_grid(width, tile_size, overlap)
+            for j in strip.tiles
         ]
         batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
 
