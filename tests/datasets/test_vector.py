@@ -336,6 +336,20 @@ def test_requires_res() -> None:
         ds[x.start : x.stop, y.start : y.stop]
 
 
+def test_patch_without_objects(truth: gpd.GeoDataFrame) -> None:
+    labels = VectorObjects(LABELS, crs=CRS.from_epsg(32633), res=RES)
+    # a 1 m square between the objects of the jittered grid
+    x, y = truth.geometry.iloc[0].centroid.x + 2.1, truth.geometry.iloc[0].centroid.y
+    patch = shapely.box(x, y - 0.5, x + 1, y + 0.5)
+    assert not truth.intersects(patch).any()
+    sample = labels[x : x + 1, y - 0.5 : y + 0.5]
+    assert sample['bbox_xyxy'].shape == (0, 4)
+    assert sample['bbox'].shape == (0, 8)
+    assert sample['label'].shape == (0,)
+    assert sample['mask'].shape == (20, 20)
+    assert not sample['mask'].any()
+
+
 def test_outside_raises_index_error(stack: Stack) -> None:
     _, labels, _ = stack
     with pytest.raises(IndexError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import pathlib
 import warnings
@@ -321,7 +320,7 @@ class VectorObjects(GeoDataset):
             if geometry is None or geometry.is_empty:
                 count_issue(self.skipped, path, 'empty geometry')
                 continue
-            if value is None or (isinstance(value, float) and math.isnan(value)):
+            if value is None or (np.ndim(value) == 0 and bool(pd.isna(value))):
                 count_issue(self.skipped, path, 'no class value')
                 continue
             if geometry.geom_type in _POINTS:
