@@ -5,8 +5,9 @@ This is the one place where a model runs over a raster: tiled dense prediction
 merging (:func:`detect_raster`, :mod:`.detection`), segmentation with a
 checkpoint (:func:`segment_raster`, :mod:`.segmentation`) and hyperspectral
 anomaly scoring (:func:`anomaly_raster`, :func:`detect_anomalies`,
-:func:`rx_raster`, :mod:`.anomaly`). The generic pipelines (tiling, detection)
-take any callable and import neither models nor trainers; segmentation loads a
+:func:`rx_raster`, :mod:`.anomaly`). In-memory xarray DataArrays (notebooks) run
+the same tiling through :func:`predict_array` (:mod:`.arrays`). The generic
+pipelines (tiling, detection) take any callable and import neither models nor trainers; segmentation loads a
 task checkpoint and anomaly scoring dispatches to its detectors. Whole-scene maps of
 patch classifiers: :mod:`.classification` (:func:`classification_map`,
 :func:`classify_raster`).
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         rx_raster,
         score_threshold,
     )
+    from .arrays import predict_array
     from .classification import (
         DensePatchClassifier,
         classification_map,
@@ -49,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     'raster_statistics': 'torchgeo_ext.pipelines.anomaly',
     'rx_raster': 'torchgeo_ext.pipelines.anomaly',
     'score_threshold': 'torchgeo_ext.pipelines.anomaly',
+    'predict_array': 'torchgeo_ext.pipelines.arrays',
     'DensePatchClassifier': 'torchgeo_ext.pipelines.classification',
     'classification_map': 'torchgeo_ext.pipelines.classification',
     'classify_raster': 'torchgeo_ext.pipelines.classification',
