@@ -3,7 +3,9 @@
 The score map is trained with the CornerNet/CenterNet focal loss against a
 Gaussian heat map around the target centre's cell (:func:`centre_heatmap`);
 the box decoded at that cell with L1 and GIoU
-(:func:`torchvision.ops.generalized_box_iou_loss`) losses.
+(:func:`torchvision.ops.generalized_box_iou_loss`) losses. The focal loss is
+written here: :func:`torchvision.ops.sigmoid_focal_loss` is RetinaNet's, without
+CenterNet's down-weighting of negatives near the centre.
 """
 
 from __future__ import annotations

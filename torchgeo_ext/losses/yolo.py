@@ -3,7 +3,8 @@
 Box regression uses :func:`torchvision.ops.complete_box_iou_loss` (CIoU, with
 the aspect-ratio weight treated as a constant, as in YOLOv5) and
 :func:`torchvision.ops.box_convert`; objectness and class terms are binary
-cross-entropies.
+cross-entropies. The anchor/cell target assignment is written here: no
+installed library implements YOLOv5's.
 """
 
 from __future__ import annotations
