@@ -145,6 +145,10 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Assets:
     name = next(k for k, v in checkpoint['state_dict'].items() if v.ndim == 4)
     weight = checkpoint['state_dict'][name]
     checkpoint['state_dict'][name] = torch.zeros(weight.shape[0] + 1, *weight.shape[1:])
+    # As LightningCLI records it, so that `validate --ckpt_path` can parse the hparams.
+    checkpoint['hyper_parameters']['_class_path'] = (
+        'torchgeo_ext.trainers.segmentation.SegmentationTask'
+    )
     bad_weights = root / 'bad_weights.ckpt'
     torch.save(checkpoint, bad_weights)
 

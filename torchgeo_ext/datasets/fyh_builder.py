@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidInputError, MissingInputError
-from ..export.atomic import atomic_output
+from ..export.atomic import atomic_output, make_output_dir
 from .fyh import (
     CHANNELS,
     GRID_CRS,
@@ -892,8 +892,9 @@ def build_scene(
     image, stats = normalise(calibrated)
     image_dir = os.path.join(out, f'mat{split}')
     mask_dir = os.path.join(out, f'matmask{split}')
-    os.makedirs(image_dir, exist_ok=True)
-    os.makedirs(mask_dir, exist_ok=True)
+    # Created through the output layer: removed again if the build is interrupted.
+    make_output_dir(image_dir)
+    make_output_dir(mask_dir)
     for k, image_tile, mask_tile, keep in iter_tiles(image, mask, max_fill):
         if not keep:
             report.tiles_dropped += 1
@@ -904,7 +905,7 @@ def build_scene(
         report.tiles_written += 1
     if geotiff:
         scene_dir = os.path.join(out, 'scenes')
-        os.makedirs(scene_dir, exist_ok=True)
+        make_output_dir(scene_dir)
         report.geotiffs += write_scene_geotiffs(
             scene_dir, scene.stem, image, mask, stats
         )
