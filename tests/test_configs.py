@@ -17,6 +17,8 @@ def test_every_paper_model_has_a_config() -> None:
         'bsdm_had100',
         'stad_had100',
         'dianet_fyh',
+        'fusionsam_mfnet',
+        'fusionsam_fmb',
     }
     assert expected <= names
 
