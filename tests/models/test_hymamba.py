@@ -91,6 +91,7 @@ def test_hsm_vertical_order() -> None:
         HyperspectralMamba(6, groups=4)
 
 
+@pytest.mark.slow
 def test_base_size() -> None:
     # ViT-B/16 backbone (about 86M parameters) plus the HyA-T and HyMamba parts.
     model = get_model('hymamba_base', hsi_bands=16)

@@ -106,6 +106,7 @@ def test_prediction_heads_and_predict_step() -> None:
         PatchClassificationTask(num_classes=3, class_names=['a'])
 
 
+@pytest.mark.slow
 def test_mivit_class_weights_from_data_module(tmp_path: Path) -> None:
     args = [
         '--config',
@@ -138,6 +139,7 @@ def test_tiny_configs_parse_under_both_command_lines(
         assert 'PatchClassificationTask' in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_paper_configs_parse_under_torchgeo(capsys: pytest.CaptureFixture[str]) -> None:
     from torchgeo.main import main as torchgeo_main
 

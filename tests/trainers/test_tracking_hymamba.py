@@ -75,6 +75,7 @@ def test_otb_evaluation_of_a_sequence() -> None:
     )
 
 
+@pytest.mark.slow
 def test_cli_fit_and_test(tmp_path: Path) -> None:
     args = ['--config', CONFIG, f'--trainer.default_root_dir={tmp_path}']
     assert main(['fit', *args, '--trainer.max_steps=2']) == 0
