@@ -19,6 +19,13 @@ def test_every_paper_model_has_a_config() -> None:
         'dianet_fyh',
         'fusionsam_mfnet',
         'fusionsam_fmb',
+        'mivit_houston2013',
+        'mivit_trento',
+        'mivit_muufl',
+        'm3amba_houston2013',
+        'm3amba_trento',
+        'm3amba_muufl',
+        'hymamba_hotc',
     }
     assert expected <= names
 
