@@ -37,7 +37,8 @@ from timm.layers.patch_embed import PatchEmbed
 from timm.layers.pos_embed import resample_abs_pos_embed
 from torch import Tensor, nn
 
-from ..errors import InvalidInputError, MissingInputError
+from ..errors import InvalidInputError
+from .weights import read_state_dict
 
 
 class LowRankAdapter(nn.Module):
@@ -277,17 +278,7 @@ class HyATracker(nn.Module):
             MissingInputError: If the file does not exist.
             InvalidInputError: If it is unreadable or matches no backbone key.
         """
-        if not os.path.isfile(path):
-            raise MissingInputError(path, 'backbone weights not found')
-        try:
-            state: Any = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as error:  # torch raises many types for corrupt files
-            raise InvalidInputError(path, f'unreadable weights ({error})') from error
-        for key in ('state_dict', 'model', 'net'):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict):
-            raise InvalidInputError(path, 'not a state dict')
+        state = read_state_dict(path)
         own = self.backbone_state_dict()
         loaded: dict[str, Tensor] = {}
         for key, value in state.items():

@@ -12,7 +12,7 @@ mAP50:95 through :class:`torchmetrics.detection.MeanAveragePrecision`.
 :mod:`torchgeo_ext.models.ghost` with guidance from a full-precision
 SuperYOLO teacher (one-to-one self-teaching).
 
-Batches follow DESIGN.md: ``image`` (B, C, H, W) float, ``bbox_xyxy`` list of
+Batches follow docs/architecture.md: ``image`` (B, C, H, W) float, ``bbox_xyxy`` list of
 (N_i, 4) pixel boxes, ``label`` list of (N_i,) int64. Predictions come back
 under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
 """
@@ -20,7 +20,6 @@ under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +29,6 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
-from ..errors import InvalidInputError, MissingInputError
 from ..losses.yolo import YOLOv5Loss
 from ..models.api import get_model
 from ..models.ghost import (
@@ -41,6 +39,7 @@ from ..models.ghost import (
     quantize_superyolo,
 )
 from ..models.superyolo import SuperYOLO, postprocess
+from ..models.weights import read_state_dict
 from .base import PluginTask
 from .optimization import (
     ExponentialMovingAverage,
@@ -54,19 +53,13 @@ Batch = dict[str, Any]
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
-    if not os.path.isfile(path):
-        raise MissingInputError(path, 'weights file not found')
-    state = torch.load(path, map_location='cpu', weights_only=False)
-    if isinstance(state, dict) and 'state_dict' in state:
-        state = state['state_dict']
-    if not isinstance(state, dict):
-        raise InvalidInputError(path, 'not a state dict or Lightning checkpoint')
     # Prefer the EMA weights of a task checkpoint, then the raw model weights.
-    for prefix in ('ema_model.module.', 'model.'):
-        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if sub:
-            return sub
-    return dict(state)
+    return read_state_dict(
+        path,
+        nested=('state_dict',),
+        prefixes=('ema_model.module.', 'model.'),
+        weights_only=False,  # Lightning checkpoints also hold hyperparameters
+    )
 
 
 class SuperYOLOTask(PluginTask):
