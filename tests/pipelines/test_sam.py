@@ -232,3 +232,46 @@ def test_parse_bands_and_bad_checkpoint(tmp_path: Path) -> None:
         refine_with_sam(gdf, raster, bad)
     with pytest.raises(ValueError, match='no CRS'):
         refine_with_sam(gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)]), raster, bad)
+
+
+def test_windows_group_objects_held_whole() -> None:
+    from torchgeo_ext.pipelines.sam import _group_windows, _Object
+
+    objects = [
+        _Object(0, (100.0, 100.0, 120.0, 120.0)),
+        _Object(1, (600.0, 600.0, 640.0, 630.0)),  # far away: its own window
+        _Object(2, (130.0, 90.0, 150.0, 140.0)),  # near object 0: shares its window
+        _Object(3, (0.0, 0.0, 700.0, 300.0)),  # larger than a window
+        _Object(4, (1000.0, 1000.0, 1990.0, 1990.0)),  # needs more than max_window
+    ]
+    groups = _group_windows(objects, 256, 0.25, 2000, 2000, max_window=1200)
+    members = [[o.index for o in m] for _, m in groups]
+    assert members == [[0, 2], [1], [3], [4]]
+    for window, group in groups[:3]:
+        assert window is not None
+        col, row, w, h = window
+        assert 0 <= col
+        assert 0 <= row
+        assert col + w <= 2000
+        assert row + h <= 2000
+        for o in group:  # every object lies wholly inside its window
+            assert col <= o.box[0]
+            assert o.box[2] <= col + w
+            assert row <= o.box[1]
+            assert o.box[3] <= row + h
+    assert groups[0][0] is not None
+    assert groups[0][0][2:] == (256, 256)
+    assert groups[2][0] is not None
+    assert groups[2][0][2] == 1050
+    assert groups[3][0] is None  # too large: the box is kept
+    assert _group_windows([], 256, 0.25, 10, 10, 100) == []
+
+
+def test_empty_input(tmp_path: Path) -> None:
+    raster = tmp_path / 'scene.tif'
+    write_scene(raster)
+    empty = gpd.GeoDataFrame({'score': []}, geometry=[], crs=CRS)
+    result = refine_with_sam(empty, raster, sam_tiny())
+    assert len(result) == 0
+    assert {'box_wkt', 'sam_score', 'sam_status'} <= set(result.columns)
+    assert result.crs == empty.crs

@@ -52,6 +52,7 @@ SAM_STATUS = {
     'ok': 'the geometry is the SAM outline',
     'empty_mask': 'SAM returned no mask overlapping the box; the box is kept',
     'outside_raster': 'the box lies outside the raster; the box is kept',
+    'too_large': 'the object needs a window above max_window pixels; the box is kept',
 }
 
 
@@ -126,11 +127,43 @@ def _window_for(
     return col, row, w, h
 
 
-def _inside(
-    box: tuple[float, float, float, float], window: tuple[int, int, int, int]
-) -> bool:
-    col, row, w, h = window
-    return box[0] >= col and box[1] >= row and box[2] <= col + w and box[3] <= row + h
+def _group_windows(
+    objects: list[_Object],
+    size: int,
+    context: float,
+    width: int,
+    height: int,
+    max_window: int,
+) -> list[tuple[tuple[int, int, int, int] | None, list[_Object]]]:
+    """Windows to prompt on, each with the objects it holds whole (see the module docstring).
+
+    Objects whose window would exceed *max_window* pixels a side get the window None.
+    """
+    groups: list[tuple[tuple[int, int, int, int] | None, list[_Object]]] = []
+    if not objects:
+        return groups
+    boxes = np.asarray([o.box for o in objects], dtype=np.float64)
+    pending = np.ones(len(objects), dtype=np.bool_)
+    for first in range(len(objects)):
+        if not pending[first]:
+            continue
+        window = _window_for(objects[first].box, size, context, width, height)
+        col, row, w, h = window
+        if max(w, h) > max_window:
+            pending[first] = False
+            groups.append((None, [objects[first]]))
+            continue
+        inside = (
+            pending
+            & (boxes[:, 0] >= col)
+            & (boxes[:, 1] >= row)
+            & (boxes[:, 2] <= col + w)
+            & (boxes[:, 3] <= row + h)
+        )
+        inside[first] = True
+        pending &= ~inside
+        groups.append((window, [objects[k] for k in np.flatnonzero(inside)]))
+    return groups
 
 
 def _to_sam_range(
@@ -239,6 +272,7 @@ def refine_with_sam(
     scale: float | None = None,
     window_size: int | None = None,
     context: float = 0.25,
+    max_window: int = 8192,
     device: str | torch.device = 'cpu',
     output: str | os.PathLike[str] | None = None,
     progress: bool = False,
@@ -262,6 +296,9 @@ def refine_with_sam(
         window_size: Window side in pixels (default: SAM's input size).
         context: Margin on each side of boxes larger than a window, as a
             fraction of the box size.
+        max_window: Largest window side read for one object (bounds memory:
+            three float32 bands of 8192 x 8192 are 0.8 GB); larger objects keep
+            their box (status ``too_large``).
         device: Torch device for SAM.
         output: Optional vector file (.gpkg, .geojson, .parquet), written atomically.
         progress: Show a progress bar over windows.
@@ -305,17 +342,16 @@ def refine_with_sam(
                 pixel = _pixel_box(geometry, inverse, stack.width, stack.height)
                 if pixel is not None:
                     objects.append(_Object(i, pixel))
-            groups: list[tuple[tuple[int, int, int, int], list[_Object]]] = []
-            pending = list(objects)
-            while pending:
-                first = pending.pop(0)
-                window = _window_for(
-                    first.box, size, context, stack.width, stack.height
-                )
-                members = [first] + [o for o in pending if _inside(o.box, window)]
-                pending = [o for o in pending if o not in members]
-                groups.append((window, members))
+            groups = _group_windows(
+                objects, size, context, stack.width, stack.height, max_window
+            )
+            for o in (
+                o for window, members in groups if window is None for o in members
+            ):
+                status[o.index] = 'too_large'
+            groups = [(w, m) for w, m in groups if w is not None]
             for window, members in tqdm(groups, disable=not progress, desc='sam'):
+                assert window is not None
                 col, row, w, h = window
                 data, valid = stack.read(Window(col, row, w, h))
                 image = _to_sam_range(data[band_index], valid, scale)
