@@ -6,6 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .api import get_model, get_model_builder, list_models
     from .bsdm import BSDM, bsdm_scores
     from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
     from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
@@ -39,10 +40,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         superyolo_mf,
         superyolo_rgb,
     )
+    from .weights import read_state_dict
 
 # Public name -> module that defines it. A new public name adds one line here and
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
+    'get_model': 'torchgeo_ext.models.api',
+    'get_model_builder': 'torchgeo_ext.models.api',
+    'list_models': 'torchgeo_ext.models.api',
     'BSDM': 'torchgeo_ext.models.bsdm',
     'bsdm_scores': 'torchgeo_ext.models.bsdm',
     'DIANet': 'torchgeo_ext.models.dianet',
@@ -92,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     'superyolo_ir': 'torchgeo_ext.models.superyolo',
     'superyolo_mf': 'torchgeo_ext.models.superyolo',
     'superyolo_rgb': 'torchgeo_ext.models.superyolo',
+    'read_state_dict': 'torchgeo_ext.models.weights',
 }
 
 __all__ = tuple(sorted(_EXPORTS))
