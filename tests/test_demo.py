@@ -39,3 +39,45 @@ def test_demo_rejects_unknown_method(
 ) -> None:
     assert main(['demo', '-o', str(tmp_path), '--methods', 'rx,nope']) == 2
     assert 'nope' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_detection_demo_reduced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A reduced detection demo: outputs in the right CRSs and the loss falls.
+
+    The full demo (512 px scenes, 200 steps, about a minute) reaches
+    mAP@0.5 >= 0.5; it is checked by hand and recorded in docs/own_imagery.md.
+    """
+    out = tmp_path / 'det'
+    argv = ['demo', '--task', 'detection', '-o', str(out)]
+    assert main([*argv, '--size', '192', '--steps', '30']) == 0
+    printed = capsys.readouterr().out
+    assert 'mAP@0.5' in printed
+    labels = gpd.read_file(out / 'train_vehicles.gpkg')
+    assert labels.crs.to_epsg() == 4326
+    assert set(labels['class']) <= {'car', 'van'}
+    assert len(labels) >= 4
+    with (
+        rasterio.open(out / 'test_rgb.tif') as rgb,
+        rasterio.open(out / 'test_ir.tif') as ir,
+    ):
+        assert rgb.crs.to_epsg() == 32633
+        assert ir.crs == rgb.crs
+        assert ir.transform == rgb.transform
+        assert (rgb.count, ir.count) == (3, 1)
+    detections = gpd.read_file(out / 'detections.gpkg')
+    assert detections.crs.to_epsg() == 32633
+    assert {'class_name', 'score'} <= set(detections.columns)
+    assert (out / 'quicklook.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    first, last = (
+        float(v) for v in printed.split('loss ')[1].split(')')[0].split(' -> ')
+    )
+    # Learned something: 30 steps of 8 patches cut the YOLO loss well down.
+    assert last < 0.75 * first
+
+
+def test_demo_detection_checks_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(['demo', '--task', 'detection', '--size', '64']) == 2
+    assert '--size' in capsys.readouterr().err

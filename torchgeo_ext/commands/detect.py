@@ -5,8 +5,9 @@ Example::
     torchgeo-ext detect RGB.tif IR.tif -o vehicles.gpkg --checkpoint superyolo.ckpt
 
 The rasters (one per modality, co-registered: same CRS, transform and size)
-are stacked band-wise in the order given, divided by ``--scale`` (the
-normalisation the model was trained with: 255 for the VEDAI data module) and
+are stacked band-wise in the order given, normalised as in training (the
+per-band offset and scale the checkpoint recorded from its data module; for
+older checkpoints that record none, divided by ``--scale``, default 255) and
 cut into overlapping tiles; boxes are merged across tiles and written with
 ``class_id``, ``class_name`` and ``score`` columns in the raster's CRS
 (GeoPackage, GeoJSON or GeoParquet by extension). Any detection task of this
@@ -78,8 +79,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         '--scale',
         type=positive_float,
-        default=255.0,
-        help='raster values are divided by this before the model (default: 255)',
+        default=None,
+        help='only for older checkpoints that record no normalisation: raster '
+        'values are divided by this before the model (default: 255)',
     )
     parser.add_argument(
         '--batch-size', type=positive_int, default=4, help='tiles per model call'
@@ -135,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from ..pipelines.checkpoints import load_task_for
     from ..pipelines.detection import detect_raster
 
-    if args.scale <= 0:
+    if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
     overlap = (
         min(DEFAULT_OVERLAP, args.tile_size // 4)
@@ -152,6 +154,14 @@ def run(args: argparse.Namespace) -> int:
     # The kind of checkpoint is named before anything looks at bands.
     task: Any = load_task_for(args.checkpoint, 'detection', args.device)
     task.to(args.device)
+    record = getattr(task, 'normalisation', None)
+    if record is not None and args.scale is not None:
+        raise InvalidInputError(
+            args.checkpoint,
+            f'records its normalisation ({record}); --scale is only for checkpoints '
+            'without one',
+        )
+    scale = 255.0 if args.scale is None else args.scale
     hparams = task.hparams
     if 'score_threshold' in hparams:
         hparams['score_threshold'] = min(
@@ -178,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         check_sam_bands(bands, sam_bands, args.inputs[-1])
 
     def model(x: Tensor) -> list[dict[str, Tensor]]:
-        x = x.float() / args.scale
+        x = task.normalise(x) if record is not None else x.float() / scale
         if hasattr(task, 'detect_images'):
-            results: list[dict[str, Tensor]] = task.detect_images(x)
+            results: list[dict[str, Tensor]] = task.detect_images(x, normalised=True)
             return results
         out = task.predict_step({'image': x}, 0)
         if isinstance(out, dict):

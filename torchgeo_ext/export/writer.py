@@ -8,7 +8,7 @@ import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,7 @@ from rasterio.transform import Affine
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from .atomic import atomic_output
+from .atomic import atomic_output, check_writable_dir, make_output_dir
 from .geometry import detections_to_geodataframe
 from .raster import crs_to_string, to_affine, to_crs, write_raster
 from .vector import vector_driver, write_vector
@@ -83,6 +83,13 @@ class GeoPredictionWriter(BasePredictionWriter):
     (``output_dir/<vector_name>``) with columns ``sample``, ``class_id``,
     ``class_name``, ``score`` and the box polygon, sorted by sample name.
 
+    Inputs are normalised once, as in training: a data module normalises its
+    own batches; when ``trainer.predict`` runs on plain data loaders (raw
+    values, no data module) the writer applies the normalisation the task
+    recorded at fit time (``pl_module.normalise``, see
+    :class:`~torchgeo_ext.trainers.base.PluginTask`) to each batch's ``image``
+    before ``predict_step`` (``normalise_inputs``).
+
     Under DDP each rank writes its rasters and saves its detections as a part
     file under ``output_dir/.parts`` (so ``output_dir`` must be on a file
     system all ranks see); after a barrier rank 0 merges the parts, drops the
@@ -103,6 +110,7 @@ class GeoPredictionWriter(BasePredictionWriter):
         class_nodata: int = 255,
         cog: bool = True,
         write_interval: Literal['batch', 'epoch', 'batch_and_epoch'] = 'batch',
+        normalise_inputs: bool | None = None,
     ) -> None:
         """Initialise a new GeoPredictionWriter.
 
@@ -119,9 +127,14 @@ class GeoPredictionWriter(BasePredictionWriter):
             class_nodata: Nodata of uint8 class rasters.
             cog: Write Cloud-Optimized GeoTIFFs.
             write_interval: Must include 'batch' (rasters are written per batch).
+            normalise_inputs: Apply the task's recorded normalisation to
+                ``image`` before ``predict_step``: None (default) when
+                predicting without a data module, True always, False never.
 
         Raises:
             ValueError: If the write interval excludes batches.
+            InvalidInputError: If ``output_dir`` is an existing file or cannot
+                be written, or ``vector_name`` has an unknown extension.
         """
         super().__init__(write_interval)
         if not self.interval.on_batch:
@@ -129,7 +142,9 @@ class GeoPredictionWriter(BasePredictionWriter):
                 "GeoPredictionWriter needs write_interval 'batch' or 'batch_and_epoch'"
             )
         vector_driver(vector_name)
-        self.output_dir = Path(output_dir)
+        # An existing file or an unwritable place fails when the config is read,
+        # not after the first batch was predicted.
+        self.output_dir = check_writable_dir(output_dir)
         self.crs = None if crs is None else to_crs(crs)
         self.class_names = list(class_names) if class_names is not None else None
         self.vector_name = vector_name
@@ -138,6 +153,7 @@ class GeoPredictionWriter(BasePredictionWriter):
         self.float_nodata = float_nodata
         self.class_nodata = class_nodata
         self.cog = cog
+        self.normalise_inputs = normalise_inputs
         self._detections: dict[str, gpd.GeoDataFrame] = {}
         self._has_detections = False
         self._dataset_crs: Any = None
@@ -157,7 +173,26 @@ class GeoPredictionWriter(BasePredictionWriter):
         self._dataset_crs = None
         self.raster_paths = []
         self.vector_path = None
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        make_output_dir(self.output_dir)
+
+    def on_predict_batch_start(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Normalise a raw batch's ``image`` as in training (see the class docs)."""
+        apply = self.normalise_inputs
+        if apply is None:
+            apply = getattr(trainer, 'datamodule', None) is None
+        normalise = getattr(pl_module, 'normalise', None)
+        if not apply or normalise is None or not isinstance(batch, MutableMapping):
+            return
+        if isinstance(batch.get('image'), Tensor):
+            # in place: Lightning passes this same dict on to predict_step
+            batch['image'] = normalise(batch['image'])
 
     def write_on_batch_end(
         self,

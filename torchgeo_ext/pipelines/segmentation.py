@@ -4,7 +4,10 @@
 checkpoint works (the task is rebuilt with
 :func:`torchgeo_ext.trainers.base.load_task`). The input (one raster, or
 several co-registered rasters stacked as bands in the order given) must hold
-the model's bands, preprocessed as in training. The output is a uint8 class
+the model's bands as the training data held them: the per-band offset and
+scale the checkpoint recorded from its data module are applied here (FYH:
+the builder's scene GeoTIFFs, stored normalised, record the identity;
+checkpoints without a record get the values unchanged). The output is a uint8 class
 GeoTIFF with the input's CRS, transform and size, the class names in its
 ``class_names`` tag and 255 where the input is nodata; with ``vector`` it adds
 one polygon per connected region of a class (columns ``class_id``,
@@ -135,7 +138,12 @@ def segment_raster(
             None,
             f'{blend} blending needs a tile size of at least twice the overlap ({over})',
         )
-    predict_logits = getattr(task, 'predict_logits', task)
+    logits_of = getattr(task, 'predict_logits', task)
+    normalise = getattr(task, 'normalise', None)
+
+    def predict_logits(x: Any) -> Any:
+        # raw raster values -> the normalisation recorded at fit time
+        return logits_of(normalise(x) if normalise is not None else x)
 
     # Fail early, before writing anything, if this is no dense classifier.
     probe = torch.zeros(1, bands, min(tile, height), min(tile, width), device=device)
