@@ -101,3 +101,50 @@ def test_fit_fmb_logs_per_class_iou(tmp_path: Path) -> None:
     assert isinstance(first, dict)
     assert first['prediction'].shape == (2, 60, 80)
     assert int(first['prediction'].min()) >= 1  # never the ignored class
+
+
+@pytest.mark.slow
+def test_segment_command_writes_georeferenced_classes(tmp_path: Path) -> None:
+    import lightning
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    torch.manual_seed(0)
+    task = FusionSAMTask(
+        model='fusionsam_tiny', num_classes=3, class_names=['a', 'b', 'c']
+    )
+    task.record_normalisation({'offset': [0.0], 'scale': [255.0]})
+    trainer = lightning.Trainer(logger=False, enable_checkpointing=False)
+    trainer.strategy.connect(task)
+    checkpoint = tmp_path / 'fusionsam.ckpt'
+    trainer.save_checkpoint(checkpoint)
+    transform = from_origin(500000.0, 4600000.0, 2.0, 2.0)
+    rgb, thermal = tmp_path / 'rgb.tif', tmp_path / 'thermal.tif'
+    rng = np.random.default_rng(0)
+    for path, count in ((rgb, 3), (thermal, 1)):
+        with rasterio.open(
+            path,
+            'w',
+            driver='GTiff',
+            width=90,
+            height=70,
+            count=count,
+            dtype='uint8',
+            crs='EPSG:32633',
+            transform=transform,
+        ) as dst:
+            dst.write(rng.integers(0, 255, (count, 70, 90), dtype=np.uint8))
+    out = tmp_path / 'classes.tif'
+    argv = ['segment', str(rgb), str(thermal), '-o', str(out)]
+    assert main([*argv, '--checkpoint', str(checkpoint), '--tile-size', '64']) == 0
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 32633
+        assert src.transform == transform
+        assert (src.height, src.width) == (70, 90)
+        classes = src.read(1)
+    assert set(np.unique(classes)) <= {0, 1, 2}
+    # a segmentation checkpoint: the detect command names the mismatch
+    from torchgeo_ext.pipelines.checkpoints import task_kind
+
+    assert task_kind('torchgeo_ext.trainers.fusionsam.FusionSAMTask') == 'segmentation'

@@ -22,6 +22,7 @@ TASK_KINDS = {
     'detection': 'detection',
     'oriented_detection': 'detection',
     'segmentation': 'segmentation',
+    'fusionsam': 'segmentation',
     'anomaly': 'anomaly',
     'tracking': 'tracking',
 }
