@@ -129,3 +129,20 @@ def test_dense_wrapper_and_errors() -> None:
         classify_scene(
             model, torch.rand(2, 4, 4), 3, mask=torch.ones(3, 3, dtype=torch.bool)
         )
+
+
+def test_module_behind_bound_method_runs_in_eval_mode() -> None:
+    class WithNorm(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = torch.nn.BatchNorm2d(2)
+            self.modes: list[bool] = []
+
+        def classify(self, x: Tensor) -> Tensor:
+            self.modes.append(self.training)
+            return self.norm(x).mean((2, 3))
+
+    model = WithNorm().train()
+    classify_scene(model.classify, torch.rand(2, 4, 4), 3)
+    assert model.modes == [False]
+    assert model.training
