@@ -36,6 +36,7 @@ from timm.layers.mlp import Mlp
 from timm.layers.patch_embed import PatchEmbed
 from timm.layers.pos_embed import resample_abs_pos_embed
 from torch import Tensor, nn
+from torchvision.ops import box_convert
 
 from ..errors import InvalidInputError
 from .weights import read_state_dict
@@ -358,8 +359,9 @@ class HyATracker(nn.Module):
         offset = out['offset'].flatten(2)[rows, :, index]
         cx = ((index % g).to(size.dtype) + offset[:, 0]) / g
         cy = ((index // g).to(size.dtype) + offset[:, 1]) / g
-        w, h = size[:, 0], size[:, 1]
-        box = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+        box = box_convert(
+            torch.stack([cx, cy, size[:, 0], size[:, 1]], 1), 'cxcywh', 'xyxy'
+        )
         return box * self.search_size
 
 

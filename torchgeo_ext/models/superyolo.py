@@ -33,7 +33,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, batched_nms
+from torchvision.ops import (
+    Conv2dNormActivation,
+    SqueezeExcitation,
+    batched_nms,
+    box_convert,
+)
 
 from .yolo_layers import C3, SPP, Conv, fuse_model
 
@@ -470,8 +475,7 @@ def postprocess(
         if scores.numel() > max_candidates:
             top = scores.topk(max_candidates).indices
             pred, scores, labels = pred[top], scores[top], labels[top]
-        cx, cy, w, h = pred[:, :4].unbind(-1)
-        boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), -1)
+        boxes = box_convert(pred[:, :4], 'cxcywh', 'xyxy')
         idx = batched_nms(boxes.float(), scores.float(), labels, iou_threshold)
         idx = idx[:max_detections]
         results.append(
