@@ -101,8 +101,16 @@ def fyh(*extra: str) -> Argv:
 
 
 def at(work: Path, argv: list[str]) -> list[str]:
-    """Resolve ``@name`` arguments to paths in the working folder."""
-    return [str(work / arg[1:]) if arg.startswith('@') else arg for arg in argv]
+    """Resolve ``@name`` (and ``--option=@name``) arguments to paths in the working folder."""
+    resolved = []
+    for arg in argv:
+        option, equals, value = arg.rpartition('=')
+        if equals and value.startswith('@'):
+            arg = f'{option}={work / value[1:]}'
+        elif arg.startswith('@'):
+            arg = str(work / arg[1:])
+        resolved.append(arg)
+    return resolved
 
 
 # Output paths are written '@name' (in the working folder).
@@ -729,7 +737,26 @@ def last_line(err: str) -> str:
     return lines[-1]
 
 
+WRITER = 'torchgeo_ext.export.writer.GeoPredictionWriter'
 LIGHTNING: list[object] = [
+    pytest.param(
+        (
+            'predict',
+            f'--trainer.callbacks+={WRITER}',
+            '--trainer.callbacks.output_dir=@file.txt',
+        ),
+        ('file.txt', 'existing file'),
+        id='predict-writer-output-is-file',
+    ),
+    pytest.param(
+        (
+            'predict',
+            f'--trainer.callbacks+={WRITER}',
+            '--trainer.callbacks.output_dir=/proc/torchgeo-ext/p',
+        ),
+        ('/proc/torchgeo-ext/p', 'cannot write'),
+        id='predict-writer-output-unwritable',
+    ),
     pytest.param(
         ('fit', '--data.init_args.root', '@nowhere'),
         ('nowhere', 'not found'),
@@ -779,6 +806,7 @@ def test_lightning_refused(
         source = getattr(assets, name)
         shutil.copy(source, work / source.name)
     (work / 'folder').mkdir()
+    (work / 'file.txt').write_text('a file\n')
     sub, *extra = args
     argv = at(work, lightning_argv(sub, work, *extra))
     before, shared = tree(work), tree(assets.root)

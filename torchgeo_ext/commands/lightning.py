@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,20 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0].strip() if text else type(error).__name__
 
 
+def _input_error_cause(error: BaseException) -> BaseException | None:
+    """The first :class:`~torchgeo_ext.errors.InputError` that caused *error*, if any."""
+    from ..errors import InputError
+
+    seen: set[int] = set()
+    cause: BaseException | None = error.__cause__ or error.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, InputError):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def _remove_failed_log_dir(state: dict[str, Any]) -> None:
     """Remove the logger folder a failed run created, if it holds no checkpoint."""
     log_dir: Path | None = state.get('log_dir')
@@ -236,6 +251,13 @@ def run_lightning(argv: list[str]) -> int:
             return trainer
 
     os.environ.update(_RASTERIO_ENV)
+    # The arguments are the command line's own: Lightning's warning about
+    # passing both does not apply.
+    warnings.filterwarnings(
+        'ignore',
+        message="LightningCLI's args parameter is intended",
+        category=UserWarning,
+    )
     try:
         CLI(
             model_class=BaseTask,
@@ -249,6 +271,11 @@ def run_lightning(argv: list[str]) -> int:
         )
     except BaseException as error:
         _remove_failed_log_dir(state)
+        cause = _input_error_cause(error)
+        if cause is not None:
+            # jsonargparse wraps errors of the classes it instantiates
+            # (e.g. a prediction writer's output folder): report the cause.
+            raise cause from error
         if isinstance(error, DatasetNotFoundError):
             root = getattr(error, 'root', None)
             raise MissingInputError(root, _first_line(error)) from error
