@@ -18,6 +18,7 @@ from torchgeo_ext.trainers.classification import PatchClassificationTask
 
 CONF = Path('tests/conf')
 HOUSTON = 'tests/data/houston2013/mat'
+GEOTIFF = 'tests/data/houston2013/geotiff'
 MUUFL_ROOT = 'tests/data/muufl/mat'
 CONFIGS = sorted(CONF.glob('mivit_*.yaml')) + sorted(CONF.glob('m3amba_*.yaml'))
 
@@ -99,6 +100,10 @@ def test_prediction_heads_and_predict_step() -> None:
     assert out['prediction_label'].shape == (4,)
     assert ((out['prediction_score'] > 0) & (out['prediction_score'] <= 1)).all()
     assert torch.equal(out['row'], batch['row'])
+    geo = next(iter(DataLoader(Houston2013(GEOTIFF, patch_size=8), batch_size=2)))
+    out = task.predict_step(geo, 0)
+    assert out['crs'] == ['EPSG:26915', 'EPSG:26915']
+    assert out['transform'].shape == (2, 6)
     task.hparams['prediction_head'] = 'nope'
     with pytest.raises(ValueError, match='prediction_head'):
         task.predict_step(batch, 0)

@@ -292,9 +292,7 @@ class PatchClassificationTask(PluginTask):
     def _log_metrics(self, stage: str) -> None:
         metrics: MetricCollection = getattr(self, f'{stage}_metrics')
         values = metrics.compute()
-        names = self.hparams['class_names'] or [
-            str(i) for i in range(self.hparams['num_classes'])
-        ]
+        names = self.class_names
         for key, value in values.items():
             if key.endswith('per_class'):
                 for name, acc in zip(names, value, strict=True):
@@ -376,7 +374,8 @@ class PatchClassificationTask(PluginTask):
 
         Returns:
             ``prediction_label`` (B), ``prediction_score`` (B, the class
-            probability) and the batch's ``row``/``col`` if present.
+            probability), the batch's ``row``/``col`` and its pass-through
+            keys (``crs``, ``transform``, ...) if present.
         """
         probs = self.classify(batch['image'])
         score, label = probs.max(dim=1)
@@ -384,4 +383,4 @@ class PatchClassificationTask(PluginTask):
         for key in ('row', 'col'):
             if key in batch:
                 out[key] = batch[key]
-        return out
+        return self.passthrough(batch, out)
