@@ -37,15 +37,10 @@ LAYERS = {
 
 #: Pipelines that load a checkpoint or dispatch to their models; every other
 #: pipeline is generic and imports nothing from the models layer up.
-TASK_PIPELINES = {'anomaly', 'checkpoints', 'sam', 'segmentation'}
+TASK_PIPELINES = {'anomaly', 'checkpoints', 'sam', 'segmentation', 'task_detection'}
 
 #: Known upward imports being removed (importer, imported), each with its reason.
-ALLOWED: set[tuple[str, str]] = {
-    # load_bsdm / load_stad load a task checkpoint; they move beside their task
-    # in trainers/ (issue 14). Remove these lines when they have moved.
-    ('torchgeo_ext.models.bsdm', 'torchgeo_ext.trainers.base'),
-    ('torchgeo_ext.models.stad', 'torchgeo_ext.trainers.base'),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def modules() -> list[tuple[str, Path]]:

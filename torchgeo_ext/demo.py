@@ -28,6 +28,9 @@ DEMO_ABUNDANCE = (0.05, 0.2)
 #: BSDM training steps in the demo (paper: 500), so the whole demo takes about a minute.
 DEMO_BSDM_ITERATIONS = 100
 
+#: BSDM pixels per training step in the demo (the authors': every pixel, 16384 here).
+DEMO_BSDM_PIXELS = 1024
+
 #: Methods the demo runs by default: every method that needs no trained checkpoint.
 DEFAULT_METHODS = ('rx', 'lrx', 'crd', 'bsdm')
 
@@ -98,7 +101,11 @@ def run_demo(
         vector = out / f'{method}_anomalies.gpkg' if method == 'rx' else None
         options: dict[str, Any] = {}
         if method == 'bsdm':
-            options = {'seed': seed, 'iterations': DEMO_BSDM_ITERATIONS}
+            options = {
+                'seed': seed,
+                'iterations': DEMO_BSDM_ITERATIONS,
+                'batch_size': DEMO_BSDM_PIXELS,
+            }
         start = time.perf_counter()
         written = anomaly_raster(
             scene,

@@ -55,3 +55,28 @@ def test_rx_band_mismatch() -> None:
     detector = RX.fit(torch.rand(3, 4, 4))
     with pytest.raises(ValueError, match='3 bands'):
         detector(torch.rand(1, 4, 4, 4))
+
+
+def test_rx_stable_over_many_orders_of_magnitude() -> None:
+    # bands scaled from 1e-6 to 1e6: the covariance spans 24 orders of magnitude
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((6, 30, 30))
+    base[:, 10, 10] += 6.0  # an anomaly in every band
+    scales = np.logspace(-6, 6, 6)[:, None, None]
+    scaled = base * scales
+    # RX is invariant to band scaling, and so is the per-band ridge
+    torch.testing.assert_close(rx_scores(scaled), rx_scores(base), rtol=1e-4, atol=1e-4)
+    # an anomaly only in the faintest band is still found
+    faint = base.copy()
+    faint[0, 20, 20] += 8.0
+    scores = rx_scores(faint * scales)
+    assert int(torch.argmax(scores.nan_to_num(0))) in (10 * 30 + 10, 20 * 30 + 20)
+    assert float(scores[20, 20]) > float(np.quantile(scores.numpy(), 0.99))
+
+
+def test_rx_projection_is_float64() -> None:
+    # a large offset and a tiny spread: float32 centring/projection would cancel
+    rng = np.random.default_rng(1)
+    cube = 1e4 + 1e-3 * rng.standard_normal((4, 20, 20))
+    expected = rx_scores(cube - 1e4)
+    torch.testing.assert_close(rx_scores(cube), expected, rtol=1e-3, atol=1e-3)

@@ -6,9 +6,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.models.bsdm import BSDM
-from torchgeo_ext.models.stad import STADTeacher
-from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
+from torchgeo_ext.models.stad import STADStudent, STADTeacher
+from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask, load_bsdm, load_stad
 from torchgeo_ext.trainers.base import load_task
 
 ROOT = Path(__file__).parents[1]
@@ -33,6 +34,19 @@ def test_cli_fit_test_predict(method: str, tmp_path: Path) -> None:
     assert isinstance(task, AnomalyDetectionTask)
     assert isinstance(task.model, BSDM if method == 'bsdm' else STADTeacher)
     assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
+    # the paper's generalisation protocol: the trained model on another scene,
+    # here with 23 bands on a 10-band model (two random band groups)
+    from torchgeo_ext.pipelines.anomaly import detect_anomalies
+
+    scene = torch.rand(23, 12, 12)
+    if method == 'bsdm':
+        assert isinstance(load_bsdm(checkpoint), BSDM)
+    else:
+        assert isinstance(load_stad(checkpoint), STADTeacher)
+        assert isinstance(load_stad(checkpoint, student=True), STADStudent)
+    scores = detect_anomalies(scene, method, checkpoint=checkpoint)
+    assert scores.shape == (12, 12)
+    assert torch.isfinite(scores).all()
 
 
 def test_predict_step_scores_and_georeferencing() -> None:
@@ -44,7 +58,7 @@ def test_predict_step_scores_and_georeferencing() -> None:
         window=4,
     )
     batch = {
-        'image': torch.rand(1, 6, 6, 5),  # 6 bands -> aligned to 4
+        'image': torch.rand(1, 6, 6, 5),  # 6 bands -> the first 4
         'valid_mask': torch.ones(1, 6, 5, dtype=torch.bool),
         'crs': ['EPSG:32611'],
         'transform': torch.tensor([[5.0, 0, 7e5, 0, -5.0, 4e6]], dtype=torch.float64),
@@ -75,11 +89,19 @@ def test_training_steps_and_ema() -> None:
         enable_model_summary=False,
         accelerator='cpu',
     )
-    before = [p.clone() for p in task.ema_teacher.parameters()]
+    before = [p.clone() for p in task.ema_teacher.module.parameters()]
+    student_before = [b.clone() for b in task.ema_student.module.buffers()]
     trainer.fit(task, loader)
-    after = list(task.ema_teacher.parameters())
-    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    after = list(task.ema_teacher.module.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     assert all(not p.requires_grad for p in after)
+    # the shared EMA averages BatchNorm buffers too (the student's running stats)
+    student_after = list(task.ema_student.module.buffers())
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(student_before, student_after, strict=True)
+    )
+    assert task.ema_teacher.decay == 0.5
 
     bsdm = AnomalyDetectionTask(
         method='bsdm',
@@ -103,10 +125,23 @@ def test_training_steps_and_ema() -> None:
         accelerator='cpu',
     )
     trainer.fit(bsdm, loader)
-    # per-scene fitting on a 5-band scene (aligned to the model's 4 bands)
+    # per-scene fitting on a 5-band scene (a sorted random 4 of its 5 bands)
     scores = bsdm.score_scene(torch.rand(5, 8, 8))
     assert scores.shape == (8, 8)
     assert torch.isfinite(scores).all()
+
+
+def test_load_wrong_checkpoint(tmp_path: Path) -> None:
+    task = AnomalyDetectionTask(
+        method='stad', in_channels=4, model_kwargs={'stages': 1, 'ffn': 8}
+    )
+    trainer = lightning.Trainer(logger=False, accelerator='cpu', max_epochs=0)
+    trainer.strategy.connect(task)
+    path = tmp_path / 'stad.ckpt'
+    trainer.save_checkpoint(path)
+    with pytest.raises(InvalidInputError, match='not a BSDM checkpoint'):
+        load_bsdm(path)
+    assert isinstance(load_stad(path), STADTeacher)
 
 
 def test_bad_method() -> None:

@@ -1,5 +1,6 @@
 """Loss functions of the paper models, one module per family (as in TorchGeo).
 
+* :mod:`.anomaly`: STAD's teacher reconstruction and distillation losses;
 * :mod:`.classification`: MIViT's focal, distillation, reconstruction and
   mutual-information terms (patch classification);
 * :mod:`.yolo`: the YOLOv5 loss (SuperYOLO, GHOST);
@@ -18,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .anomaly import stad_distillation_loss, stad_teacher_loss
     from .classification import (
         distillation_loss,
         gaussian_mutual_information,
@@ -36,6 +38,8 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # Public name -> module that defines it. A new public name adds one line here and
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
+    'stad_distillation_loss': 'torchgeo_ext.losses.anomaly',
+    'stad_teacher_loss': 'torchgeo_ext.losses.anomaly',
     'distillation_loss': 'torchgeo_ext.losses.classification',
     'gaussian_mutual_information': 'torchgeo_ext.losses.classification',
     'information_aggregation_loss': 'torchgeo_ext.losses.classification',

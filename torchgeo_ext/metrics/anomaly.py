@@ -5,6 +5,12 @@
   first replaced by their dense ranks scaled to [0, 1]: torchmetrics squashes
   scores outside [0, 1] with a sigmoid, which would tie all large RX scores;
   ranks keep the order (and the ties) exactly, so the AUC is unchanged.
+* **AUC(D,F) with 30,000 thresholds** (:func:`auc_d_f_thresholds`), the
+  protocol of the BSDM and STAD authors' code: scores min-max normalised to
+  [0, 1], ``P_D`` and ``P_F`` at 30,000 linearly spaced thresholds, trapezoid
+  rule. On heavy-tailed maps (RX of a suppressed cube, saliency maps) most
+  pixels fall below the first non-zero threshold and are tied, so it can
+  differ from the rank AUC; ``benchmarks/anomaly.md`` measures by how much.
 * **AUC(F,tau)** and **AUC(D,tau)** from 3D ROC analysis (Chang, 2021): the
   areas under false-alarm and detection probability as functions of the
   threshold ``tau`` over min-max normalised scores. Since
@@ -25,7 +31,13 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.classification import binary_auroc
 
-__all__ = ('anomaly_metrics', 'auc_d_f', 'auc_tau', 'rank_normalise')
+__all__ = (
+    'anomaly_metrics',
+    'auc_d_f',
+    'auc_d_f_thresholds',
+    'auc_tau',
+    'rank_normalise',
+)
 
 
 def _flatten(
@@ -78,6 +90,48 @@ def auc_d_f(
     return float(binary_auroc(rank_normalise(s), t))
 
 
+def auc_d_f_thresholds(
+    scores: Tensor | Any,
+    target: Tensor | Any,
+    valid: Tensor | Any | None = None,
+    thresholds: int = 30000,
+) -> float:
+    """ROC AUC(D,F) as the BSDM/STAD authors compute it: fixed linear thresholds.
+
+    Scores are min-max normalised to [0, 1]; at ``thresholds`` values
+    ``tau`` spaced linearly over [0, 1], ``P_D(tau)`` and ``P_F(tau)`` are the
+    fractions of anomaly and background pixels with score ``>= tau``; the
+    area is the trapezoid sum over consecutive thresholds (the curve is not
+    closed at (0, 0), as in their code).
+
+    Args:
+        scores: Score map; NaN pixels are ignored.
+        target: Binary anomaly mask.
+        valid: Optional mask of pixels to evaluate.
+        thresholds: Number of thresholds (theirs: 30,000).
+
+    Returns:
+        The AUC.
+
+    Raises:
+        ValueError: If the evaluated pixels hold only one class.
+    """
+    s, t = _flatten(scores, target, valid)
+    if t.numel() == 0 or bool(t.all()) or not bool(t.any()):
+        raise ValueError('AUC needs both anomaly and background pixels')
+    low, high = s.min(), s.max()
+    norm = (s - low) / (high - low) if high > low else torch.zeros_like(s)
+    taus = torch.linspace(0, float(norm.max()), thresholds, dtype=torch.float64)
+
+    def above(values: Tensor) -> Tensor:
+        ordered = values.sort().values
+        below = torch.searchsorted(ordered, taus, right=False)
+        return (len(ordered) - below).to(torch.float64) / len(ordered)
+
+    pd, pf = above(norm[t == 1]), above(norm[t == 0])
+    return float(((pf[:-1] - pf[1:]) * (pd[1:] + pd[:-1]) / 2).sum())
+
+
 def auc_tau(
     scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None = None
 ) -> tuple[float, float]:
@@ -113,12 +167,15 @@ def anomaly_metrics(
         valid: Optional mask of pixels to evaluate.
 
     Returns:
-        ``auc_df``, ``auc_dtau``, ``auc_ftau``, ``auc_bs``, ``auc_snpr``, ``auc_odp``.
+        ``auc_df``, ``auc_df_30k`` (:func:`auc_d_f_thresholds`), ``auc_dtau``,
+        ``auc_ftau``, ``auc_bs``, ``auc_snpr``, ``auc_odp``.
     """
     df = auc_d_f(scores, target, valid)
+    df_30k = auc_d_f_thresholds(scores, target, valid)
     dtau, ftau = auc_tau(scores, target, valid)
     return {
         'auc_df': df,
+        'auc_df_30k': df_30k,
         'auc_dtau': dtau,
         'auc_ftau': ftau,
         'auc_bs': df - ftau,

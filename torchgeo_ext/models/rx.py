@@ -17,10 +17,11 @@ Two ways to use it:
   it in a second streamed pass with the :class:`RX` module. Memory stays
   bounded by one window, never by the raster.
 
-The covariance is inverted by a regularised eigen-decomposition (a ridge of
-``regularization`` times the mean band variance, eigenvalues below
-``rcond`` times the largest dropped), so constant or collinear bands do not
-break the detector.
+The covariance is inverted by a regularised eigen-decomposition of the
+correlation matrix (a ridge of ``regularization`` times each band's own
+variance, eigenvalues below ``rcond`` times the largest dropped), and pixels
+are projected in float64, so constant or collinear bands and covariances
+spanning many orders of magnitude do not break the detector.
 """
 
 from __future__ import annotations
@@ -102,13 +103,19 @@ def whitening_matrix(
 ) -> Tensor:
     """A matrix W with ``W.T @ W`` the regularised pseudo-inverse of a covariance.
 
+    The ridge is scaled per band: ``S + regularization * diag(S)``, i.e. the
+    decomposition runs on the correlation matrix ``R = D^-1/2 S D^-1/2``
+    (``D = diag(S)``) plus ``regularization * I``. The result is therefore
+    unchanged when bands are rescaled, and a band whose variance is many
+    orders of magnitude below the others is neither swamped by a ridge sized
+    for the large bands nor lost to round-off. Constant bands are ignored.
+
     Args:
         covariance: ``C x C`` symmetric positive semi-definite matrix.
-        regularization: Ridge added to the diagonal, relative to the mean
-            band variance (0 disables it).
-        rcond: Eigenvalues below ``rcond`` times the largest are dropped
-            (pseudo-inverse), which keeps degenerate directions from
-            dominating the score.
+        regularization: Ridge relative to each band's variance (0 disables it).
+        rcond: Eigenvalues of the regularised correlation matrix below
+            ``rcond`` times the largest are dropped (pseudo-inverse), which
+            keeps degenerate directions from dominating the score.
 
     Returns:
         ``K x C`` whitening matrix (float64), K the number of kept directions.
@@ -116,16 +123,19 @@ def whitening_matrix(
     cov = covariance.to(torch.float64)
     cov = (cov + cov.T) / 2
     channels = cov.shape[0]
-    scale = float(torch.diagonal(cov).mean().clamp_min(0))
-    if regularization > 0 and scale > 0:
-        cov = cov + regularization * scale * torch.eye(channels, dtype=torch.float64)
-    values, vectors = torch.linalg.eigh(cov)
+    variance = torch.diagonal(cov).clamp_min(0)
+    tiny = torch.finfo(torch.float64).tiny
+    live = variance > tiny
+    scale = torch.where(live, variance.clamp_min(tiny).rsqrt(), 0.0)
+    corr = cov * scale[:, None] * scale[None, :]
+    corr = corr + regularization * torch.diag(live.to(torch.float64))
+    values, vectors = torch.linalg.eigh(corr)
     top = float(values.max().clamp_min(0))
-    keep = values > max(rcond * top, torch.finfo(torch.float64).tiny)
+    keep = values > max(rcond * top, tiny)
     if not bool(keep.any()):
         # A constant scene: nothing is anomalous.
         return torch.zeros(1, channels, dtype=torch.float64)
-    return (vectors[:, keep] / values[keep].sqrt()).T
+    return (vectors[:, keep] / values[keep].sqrt()).T * scale[None, :]
 
 
 class RX(nn.Module):
@@ -208,13 +218,19 @@ class RX(nn.Module):
         b, c, h, w = x.shape
         if c != self.mean.numel():
             raise ValueError(f'RX was fitted on {self.mean.numel()} bands, got {c}')
-        # Centring in float64 keeps large radiances from losing digits; the
-        # projection runs in float32 tile rows to bound memory.
-        centred = x.to(torch.float64) - self.mean.view(1, c, 1, 1)
-        pixels = centred.permute(0, 2, 3, 1).reshape(-1, c).to(torch.float32)
-        projected = pixels @ self.whitening.to(torch.float32).T
-        scores = projected.square().sum(dim=1)
-        return scores.view(b, 1, h, w)
+        # Centring and projection in float64: with a badly conditioned
+        # covariance the whitening rows span many orders of magnitude and a
+        # float32 product cancels to noise. Rows go in chunks to bound memory.
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, c)
+        scores = torch.cat(
+            [
+                ((chunk.to(torch.float64) - self.mean) @ self.whitening.T)
+                .square()
+                .sum(dim=1)
+                for chunk in pixels.split(65536)
+            ]
+        )
+        return scores.to(torch.float32).view(b, 1, h, w)
 
 
 def _valid_pixels(cube: Tensor, mask: Tensor | NDArray[Any] | None) -> Tensor:

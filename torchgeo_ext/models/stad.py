@@ -1,31 +1,41 @@
 """STAD: small target aware detector for hyperspectral anomaly detection.
 
 Ma, Xie, Li, "Exploring Hyperspectral Anomaly Detection with Human Vision: A
-Small Target Aware Detector". Pieces (see ``docs/models/anomaly.md``):
+Small Target Aware Detector" (Neural Networks 184, 2025). This module follows
+the authors' published algorithm (checked against their public code; written
+here independently). Pieces (see ``docs/models/anomaly.md``):
 
 * :class:`STADTeacher`: three post-norm transformer encoder stages over
-  *pixel tokens* (``d_model`` = bands, 2 heads, FFN 1000); each stage
-  reconstructs the background spectra. Trained on anomaly-free scenes
-  (HAD100 train crops, 64 x 64, first 10 bands) whose input carries synthetic
-  blob anomalies (1-32 blobs of 3-20 px, input ``x * (1 + mask)``), loss the
-  sum of the stage MSEs against the clean scene (:func:`teacher_loss`).
-* :class:`STADStudent`: a light CNN with one reconstruction per stage,
-  distilled from the teacher stage by stage (:func:`distillation_loss`).
-* :func:`small_target_filter`: RX map -> bilateral filter (Kornia) ->
-  subtract its median -> clamp at 0; it keeps small, compact responses.
-* :func:`saliency_scores`: the score map is the max over bands of
-  ``|d/dx mean(STF * sum of stage errors)|``.
+  *pixel tokens* (``d_model`` = bands, 2 heads, FFN 1000, ReLU, dropout 0.1);
+  each stage's output is a reconstruction. Trained on anomaly-free HAD100
+  crops (64 x 64, first 10 bands, min-max normalised) whose input carries
+  synthetic blobs (:func:`synthetic_blobs`, input ``x * (1 + mask)``), loss
+  the sum of the stage MSEs against the clean crop
+  (:func:`torchgeo_ext.losses.anomaly.stad_teacher_loss`), Adam 1e-4,
+  batch 8, an EMA (decay 0.99) of the teacher kept for scoring.
+* :class:`STADStudent`: ``stages - 1`` blocks Conv3x3(C->100) -> BN -> ReLU
+  -> ConvTranspose3x3(100->C) -> BN -> ReLU, then a per-pixel Linear(C, C);
+  one reconstruction per block plus the last. Distilled from the trained
+  teacher on clean crops, stage by stage (MSE), EMA decay 0.9.
+* :func:`small_target_filter`: RX of the min-max normalised scene ->
+  normalised to [0, 255] -> bilateral filter (OpenCV's ``d=3``, i.e. radius 1
+  with a circular support, sigma colour 80, sigma space 1, reflect-101
+  border) -> minus its median -> clamped at 0.
+* :func:`saliency_scores`: max over bands of
+  ``|d/dx mean(STF * sum over stages of (out - x)^2)|`` (gradient through
+  the network and through ``x`` itself).
 
-Attention is over all pixels of a window, so its cost grows with the square
-of the window's pixel count: :func:`stad_scores` processes large scenes in
-``window x window`` tiles (64 by default, the training crop size). Any band
-count works: spectra are resampled to the model's band count
-(:func:`torchgeo_ext.models.bsdm.align_bands`).
+Band handling: the first ``in_channels`` bands of the scene, as the
+authors' data loader (a scene with fewer bands is reflect-padded,
+:func:`torchgeo_ext.models.bsdm.channel_groups`). Attention is over all pixels
+of its input, so :func:`stad_scores` runs the *teacher* in
+``window x window`` tiles (64 by default, the training crop size); the convolutional
+student runs on the whole scene. The small target filter is always computed
+on the whole scene.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -33,17 +43,16 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from .bsdm import align_bands
+from .bsdm import channel_groups
 
 __all__ = (
     'STADStudent',
     'STADTeacher',
-    'distillation_loss',
     'saliency_scores',
+    'select_bands',
     'small_target_filter',
     'stad_scores',
     'synthetic_blobs',
-    'teacher_loss',
 )
 
 
@@ -54,19 +63,41 @@ def _standardise(x: Tensor) -> Tensor:
     return (x - low) / (high - low).clamp_min(1e-12)
 
 
+def select_bands(x: Tensor, bands: int) -> Tensor:
+    """The authors' band handling: the first ``bands`` bands (reflect-padded if fewer).
+
+    Args:
+        x: ``B x C x H x W`` images.
+        bands: The model's band count.
+
+    Returns:
+        ``B x bands x H x W``.
+    """
+    c = x.shape[1]
+    if c >= bands:
+        return x[:, :bands]
+    return x[:, channel_groups(c, bands)[0]]
+
+
 class STADTeacher(nn.Module):
     """Transformer teacher: ``B x C x H x W`` -> one reconstruction per stage."""
 
     def __init__(
-        self, in_channels: int = 10, stages: int = 3, heads: int = 2, ffn: int = 1000
+        self,
+        in_channels: int = 10,
+        stages: int = 3,
+        heads: int = 2,
+        ffn: int = 1000,
+        dropout: float = 0.1,
     ) -> None:
-        """Initialise the teacher (defaults: the paper's).
+        """Initialise the teacher (defaults: the authors').
 
         Args:
             in_channels: Bands = token size (divisible by ``heads``).
             stages: Number of encoder stages.
             heads: Attention heads.
             ffn: Feed-forward width.
+            dropout: Dropout of attention and feed-forward (training only).
         """
         super().__init__()
         if in_channels % heads:
@@ -79,7 +110,7 @@ class STADTeacher(nn.Module):
                 in_channels,
                 heads,
                 dim_feedforward=ffn,
-                dropout=0.0,
+                dropout=dropout,
                 batch_first=True,
                 norm_first=False,
             )
@@ -105,28 +136,33 @@ class STADTeacher(nn.Module):
 
 
 class STADStudent(nn.Module):
-    """Light convolutional student: one reconstruction per teacher stage."""
+    """The authors' convolutional student: one reconstruction per teacher stage."""
 
-    def __init__(self, in_channels: int = 10, stages: int = 3, width: int = 32) -> None:
+    def __init__(
+        self, in_channels: int = 10, stages: int = 3, width: int = 100
+    ) -> None:
         """Initialise the student.
 
         Args:
             in_channels: Bands.
             stages: Number of stages (as the teacher's).
-            width: Hidden channels.
+            width: Hidden channels (the authors': 100).
         """
         super().__init__()
         self.in_channels = in_channels
         self.stages = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(in_channels, width, 3, padding=1),
-                nn.GELU(),
-                nn.Conv2d(width, width, 3, padding=1, groups=width),
-                nn.GELU(),
-                nn.Conv2d(width, in_channels, 1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.ConvTranspose2d(width, in_channels, 3, padding=1),
+                nn.BatchNorm2d(in_channels),
+                nn.ReLU(),
             )
-            for _ in range(stages)
+            for _ in range(stages - 1)
         )
+        # A per-pixel Linear(C, C), written as the equivalent 1 x 1 convolution.
+        self.out = nn.Conv2d(in_channels, in_channels, 1)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Reconstruct.
@@ -140,9 +176,32 @@ class STADStudent(nn.Module):
         outputs = []
         h = x
         for stage in self.stages:
-            h = h + stage(h)
+            h = stage(h)
             outputs.append(h)
+        outputs.append(self.out(h))
         return outputs
+
+
+def _grow_blob(area: int, generator: torch.Generator | None) -> list[tuple[int, int]]:
+    """A random 4-connected shape of ``area`` pixels grown from (0, 0).
+
+    Each sweep visits the free 4-neighbours of the shape in row-major order
+    and adds each with probability 1/2 until the area is reached.
+    """
+    shape = {(0, 0)}
+    while len(shape) < area:
+        frontier = sorted(
+            {
+                (r + dr, c + dc)
+                for r, c in shape
+                for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
+            }
+            - shape
+        )
+        for point in frontier:
+            if len(shape) < area and float(torch.rand(1, generator=generator)) < 0.5:
+                shape.add(point)
+    return sorted(shape)
 
 
 def synthetic_blobs(
@@ -152,13 +211,17 @@ def synthetic_blobs(
     *,
     count: tuple[int, int] = (1, 32),
     area: tuple[int, int] = (3, 20),
+    cell: int = 9,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Random compact blobs for training on anomaly-free scenes.
+    """The authors' synthetic anomaly masks for training on anomaly-free crops.
 
-    Each blob is the ``a`` pixels nearest to a random centre under a random
-    elliptical metric (``a`` uniform in ``area``), so blobs are compact and of
-    exact size.
+    A canvas of ``cell x cell`` cells (at least 9 x 9 cells, 81 x 81 pixels,
+    as the authors') gets ``n`` blobs (``n`` uniform in ``count``), each in its
+    own random cell at a random position inside it, each a randomly grown
+    4-connected shape of ``area`` pixels (uniform in ``area``); the mask is
+    the canvas's top-left ``height x width`` corner (so blobs near the far
+    edges may be cut or lost, as in theirs).
 
     Args:
         batch: Number of masks.
@@ -166,89 +229,95 @@ def synthetic_blobs(
         width: Mask width.
         count: Range of blobs per mask (inclusive).
         area: Range of blob areas in pixels (inclusive).
+        cell: Cell size in pixels.
         generator: Random generator.
 
     Returns:
         ``batch x 1 x height x width`` float mask in {0, 1}.
     """
-    rows = torch.arange(height, dtype=torch.float32)[:, None]
-    cols = torch.arange(width, dtype=torch.float32)[None, :]
+    cells = max(9, -(-max(height, width) // cell))
+    size = cells * cell
     mask = torch.zeros(batch, 1, height, width)
     for b in range(batch):
         n = int(torch.randint(count[0], count[1] + 1, (1,), generator=generator))
-        for _ in range(n):
-            a = int(torch.randint(area[0], area[1] + 1, (1,), generator=generator))
-            cy, cx, stretch, angle = torch.rand(4, generator=generator).tolist()
-            cy, cx = cy * (height - 1), cx * (width - 1)
-            stretch = 0.5 + 1.5 * stretch
-            cos, sin = (
-                torch.tensor(angle * 3.1416).cos(),
-                torch.tensor(angle * 3.1416).sin(),
+        slots = torch.randperm(cells * cells, generator=generator)[:n].tolist()
+        for slot in slots:
+            row_cell, col_cell = divmod(slot, cells)
+            r0 = row_cell * cell + int(
+                torch.randint(0, cell, (1,), generator=generator)
             )
-            u = (rows - cy) * cos + (cols - cx) * sin
-            v = -(rows - cy) * sin + (cols - cx) * cos
-            dist = (u / stretch) ** 2 + (v * stretch) ** 2
-            nearest = dist.reshape(-1).argsort()[: min(a, height * width)]
-            mask[b, 0].view(-1)[nearest] = 1
+            c0 = col_cell * cell + int(
+                torch.randint(0, cell, (1,), generator=generator)
+            )
+            a = int(torch.randint(area[0], area[1] + 1, (1,), generator=generator))
+            for dr, dc in _grow_blob(a, generator):
+                r, c = r0 + dr, c0 + dc
+                if 0 <= r < min(height, size) and 0 <= c < min(width, size):
+                    mask[b, 0, r, c] = 1
     return mask
 
 
-def teacher_loss(outputs: list[Tensor], clean: Tensor) -> Tensor:
-    """Sum over stages of the reconstruction MSE against the clean scene.
+def bilateral_filter(
+    image: Tensor, radius: int = 1, sigma_color: float = 80.0, sigma_space: float = 1.0
+) -> Tensor:
+    """OpenCV-style bilateral filter with a circular support.
+
+    Neighbours within Euclidean distance ``radius`` are weighted by
+    ``exp(-d^2 / 2 sigma_space^2) * exp(-(I_q - I_p)^2 / 2 sigma_color^2)``;
+    the border is reflected without repeating the edge (OpenCV's default).
 
     Args:
-        outputs: Stage reconstructions.
-        clean: ``B x C x H x W`` anomaly-free input.
+        image: ``B x 1 x H x W`` map.
+        radius: Support radius in pixels (OpenCV ``d = 2 radius + 1``).
+        sigma_color: Range sigma, in the map's units.
+        sigma_space: Spatial sigma in pixels.
 
     Returns:
-        Scalar loss.
+        The filtered map.
     """
-    return torch.stack([F.mse_loss(out, clean) for out in outputs]).sum()
-
-
-def distillation_loss(student: list[Tensor], teacher: list[Tensor]) -> Tensor:
-    """Stage-wise MSE between student and (detached) teacher reconstructions.
-
-    Args:
-        student: Student stage outputs.
-        teacher: Teacher stage outputs.
-
-    Returns:
-        Scalar loss.
-    """
-    return torch.stack(
-        [F.mse_loss(s, t.detach()) for s, t in zip(student, teacher)]
-    ).sum()
+    h, w = image.shape[-2:]
+    mode = 'reflect' if min(h, w) > radius else 'replicate'
+    padded = F.pad(image, (radius,) * 4, mode=mode)
+    total = torch.zeros_like(image)
+    norm = torch.zeros_like(image)
+    for dr in range(-radius, radius + 1):
+        for dc in range(-radius, radius + 1):
+            d2 = dr * dr + dc * dc
+            if d2 > radius * radius:
+                continue
+            shifted = padded[
+                ..., radius + dr : radius + dr + h, radius + dc : radius + dc + w
+            ]
+            weight = torch.exp(
+                -d2 / (2 * sigma_space**2)
+                - (shifted - image).square() / (2 * sigma_color**2)
+            )
+            total = total + weight * shifted
+            norm = norm + weight
+    return total / norm
 
 
 def small_target_filter(
-    rx_map: Tensor,
-    kernel_size: int = 5,
-    sigma_color: float = 0.1,
-    sigma_space: float = 1.5,
+    rx_map: Tensor, radius: int = 1, sigma_color: float = 80.0, sigma_space: float = 1.0
 ) -> Tensor:
     """Small target filter: bilateral-filtered RX map minus its median, clamped at 0.
 
     Args:
         rx_map: ``B x 1 x H x W`` (or ``H x W``) RX scores.
-        kernel_size: Bilateral kernel size (odd).
-        sigma_color: Range sigma, relative to the map normalised to [0, 1].
-        sigma_space: Spatial sigma in pixels.
+        radius: Bilateral support radius (the authors': 1, OpenCV ``d=3``).
+        sigma_color: Range sigma on the map scaled to [0, 255] (theirs: 80).
+        sigma_space: Spatial sigma in pixels (theirs: OpenCV's 1 for 0).
 
     Returns:
-        Filter weights of the input's shape, >= 0.
+        Filter weights of the input's shape, >= 0 (in [0, 255] units).
     """
-    from kornia.filters import bilateral_blur
-
     squeeze = rx_map.ndim == 2
     x = rx_map[None, None] if squeeze else rx_map
     x = torch.nan_to_num(x.to(torch.float32), nan=0.0)
     low = x.amin(dim=(2, 3), keepdim=True)
     high = x.amax(dim=(2, 3), keepdim=True)
-    x = (x - low) / (high - low).clamp_min(1e-12)
-    smooth = bilateral_blur(
-        x, (kernel_size, kernel_size), sigma_color, (sigma_space, sigma_space)
-    )
+    x = 255 * (x - low) / (high - low).clamp_min(1e-12)
+    smooth = bilateral_filter(x, radius, sigma_color, sigma_space)
     median = smooth.flatten(1).median(dim=1).values.view(-1, 1, 1, 1)
     out = (smooth - median).clamp_min(0)
     return out[0, 0] if squeeze else out
@@ -268,10 +337,8 @@ def saliency_scores(model: nn.Module, x: Tensor, stf: Tensor) -> Tensor:
     with torch.enable_grad():
         inp = x.detach().clone().requires_grad_(True)
         outputs = model(inp)
-        error = torch.stack(
-            [(out - inp).square().sum(dim=1, keepdim=True) for out in outputs]
-        )
-        objective = (stf * error.sum(dim=0)).mean()
+        error = torch.stack([(out - inp).square() for out in outputs]).sum(dim=0)
+        objective = (error * stf).mean()
         (grad,) = torch.autograd.grad(objective, inp)
     return grad.abs().amax(dim=1)
 
@@ -279,34 +346,25 @@ def saliency_scores(model: nn.Module, x: Tensor, stf: Tensor) -> Tensor:
 def stad_scores(
     cube: Tensor | NDArray[Any],
     *,
-    checkpoint: str | os.PathLike[str] | None = None,
-    model: nn.Module | None = None,
-    student: bool = False,
+    model: nn.Module,
     window: int = 64,
     valid_mask: Tensor | NDArray[Any] | None = None,
 ) -> Tensor:
     """STAD scores of a scene.
 
     Args:
-        cube: ``C x H x W`` scene (any band count: resampled to the model's).
-        checkpoint: Anomaly-task checkpoint with a STAD model.
-        model: A teacher or student to use instead of a checkpoint.
-        student: With a checkpoint, use the distilled student rather than the teacher.
-        window: Side of the tiles attention runs over (bounds its quadratic cost).
+        cube: ``C x H x W`` scene (its first ``model.in_channels`` bands are used).
+        model: A trained teacher or student (see
+            :func:`torchgeo_ext.trainers.anomaly.load_stad`).
+        window: Side of the tiles the teacher's attention runs over (bounds
+            its quadratic cost); the student runs on the whole scene.
         valid_mask: Optional ``H x W`` mask; invalid pixels are zeroed and score NaN.
 
     Returns:
         ``H x W`` float32 scores.
-
-    Raises:
-        ValueError: If neither a checkpoint nor a model is given.
     """
     from .rx import rx_scores
 
-    if model is None:
-        if checkpoint is None:
-            raise ValueError('stad_scores needs a checkpoint or a model')
-        model = load_stad(checkpoint, student=student)
     model.eval()
     x = torch.as_tensor(cube).to(torch.float32)
     _, h, w = x.shape
@@ -315,9 +373,10 @@ def stad_scores(
         valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
     x = torch.where(valid[None], x, torch.zeros(()))
     bands = int(getattr(model, 'in_channels', x.shape[0]))
-    aligned = align_bands(x.permute(1, 2, 0), bands).permute(2, 0, 1)[None]
-    aligned = _standardise(aligned)
+    aligned = _standardise(select_bands(x[None], bands))
     stf = small_target_filter(rx_scores(aligned[0], valid).nan_to_num(0.0)[None, None])
+    if not isinstance(model, STADTeacher):
+        window = max(h, w)
     scores = torch.zeros(h, w)
     for r0 in range(0, h, window):
         for c0 in range(0, w, window):
@@ -327,30 +386,3 @@ def stad_scores(
                 model, tile, weights
             )[0]
     return scores.masked_fill(~valid, float('nan'))
-
-
-def load_stad(checkpoint: str | os.PathLike[str], student: bool = False) -> nn.Module:
-    """The STAD teacher (EMA weights) or student of an anomaly-task checkpoint.
-
-    Args:
-        checkpoint: Checkpoint of :class:`torchgeo_ext.trainers.anomaly.AnomalyDetectionTask`.
-        student: Return the student instead of the teacher.
-
-    Returns:
-        The model, in eval mode.
-
-    Raises:
-        InvalidInputError: If the checkpoint holds no STAD model.
-    """
-    from ..errors import InvalidInputError
-    from ..trainers.base import load_task
-
-    task = load_task(checkpoint)
-    name = 'student' if student else 'ema_teacher'
-    model = getattr(task, name, None)
-    if not isinstance(model, STADStudent | STADTeacher):
-        raise InvalidInputError(
-            checkpoint, 'not a STAD checkpoint (no STAD teacher/student)'
-        )
-    model.eval()
-    return model

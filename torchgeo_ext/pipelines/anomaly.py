@@ -98,16 +98,21 @@ def detect_anomalies(
         scores = fn(x, valid_mask=mask, **options)
     elif method == 'bsdm':
         from ..models.bsdm import bsdm_scores
+        from ..trainers.anomaly import load_bsdm
 
-        scores = bsdm_scores(x, valid_mask=mask, checkpoint=checkpoint, **options)
+        model = None if checkpoint is None else load_bsdm(checkpoint)
+        scores = bsdm_scores(x, valid_mask=mask, model=model, **options)
     elif method == 'stad':
         from ..models.stad import stad_scores
+        from ..trainers.anomaly import load_stad
 
         if checkpoint is None:
             raise ValueError(
                 'stad needs a trained checkpoint (train with configs/stad_had100.yaml)'
             )
-        scores = stad_scores(x, checkpoint=checkpoint, valid_mask=mask, **options)
+        scores = stad_scores(
+            x, model=load_stad(checkpoint), valid_mask=mask, **options
+        )
     else:
         raise ValueError(
             f'unknown anomaly method {method!r}; choose from {", ".join(METHODS)}'
