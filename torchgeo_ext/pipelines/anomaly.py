@@ -110,9 +110,7 @@ def detect_anomalies(
             raise ValueError(
                 'stad needs a trained checkpoint (train with configs/stad_had100.yaml)'
             )
-        scores = stad_scores(
-            x, model=load_stad(checkpoint), valid_mask=mask, **options
-        )
+        scores = stad_scores(x, model=load_stad(checkpoint), valid_mask=mask, **options)
     else:
         raise ValueError(
             f'unknown anomaly method {method!r}; choose from {", ".join(METHODS)}'
