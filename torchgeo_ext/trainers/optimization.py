@@ -19,7 +19,7 @@ chooses hyperparameters:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -244,7 +244,7 @@ class ExponentialMovingAverage(AveragedModel):
         self.decay = decay
         self.tau = tau
         self._current = decay
-        super().__init__(model, avg_fn=self._average, use_buffers=True)
+        super().__init__(model, multi_avg_fn=self._average, use_buffers=True)
         self.n_averaged.fill_(1)
         self.module.requires_grad_(False)
 
@@ -273,9 +273,16 @@ class ExponentialMovingAverage(AveragedModel):
         return self.decay * (1 - math.exp(-updates / self.tau))
 
     def _average(
-        self, averaged: Tensor, current: Tensor, updates: Tensor | int
-    ) -> Tensor:
-        if not averaged.dtype.is_floating_point:
-            return current
+        self,
+        averaged: Sequence[Tensor],
+        current: Sequence[Tensor],
+        updates: Tensor | int,
+    ) -> None:
+        # Called per device and dtype group, in place (foreach kernels).
+        averaged, current = list(averaged), list(current)
+        if not averaged[0].dtype.is_floating_point:
+            torch._foreach_copy_(averaged, current)
+            return
         d = self._current
-        return averaged.mul(d).add_(current, alpha=1 - d)
+        torch._foreach_mul_(averaged, d)
+        torch._foreach_add_(averaged, current, alpha=1 - d)
