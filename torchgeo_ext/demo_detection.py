@@ -291,11 +291,10 @@ def write_vehicle_scene(
     import rasterio
     from rasterio.transform import Affine
 
-    from .export.atomic import atomic_output
+    from .export.atomic import atomic_output, make_output_dir
     from .export.vector import write_vector
 
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(directory)
     paths = []
     for name, array in (('rgb', scene.rgb), ('ir', scene.ir)):
         path = out / f'{stem}_{name}.tif'
@@ -434,8 +433,13 @@ def run_detection_demo(
 
     if vehicles is None:
         vehicles = max(4, round(40 * size * size / 512**2))
+    from .export.atomic import make_output_dir
+    from .export.outputs import check_outputs, directory_output
+
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs([directory_output(out)])
+    # Created through the output layer: removed again if the demo fails.
+    make_output_dir(out)
     origin = (500_000.0, 4_000_000.0)
     train_scene = synthetic_vehicle_scene(size, vehicles, seed, origin)
     # the second scene lies next to the first (a new area of the same flight)

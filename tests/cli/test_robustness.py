@@ -251,6 +251,16 @@ REFUSED: list[object] = [
         fyh('-o', '@file.txt'), ('file.txt', 'existing file'), id='fyh-out-is-file'
     ),
     pytest.param(
+        demo('--task', 'detection', '-o', '@file.txt'),
+        ('file.txt', 'existing file'),
+        id='demo-detection-out-is-file',
+    ),
+    pytest.param(
+        demo('--task', 'detection', '-o', '@demo', '--steps', '0'),
+        ('--steps', 'positive'),
+        id='demo-detection-steps-0',
+    ),
+    pytest.param(
         fyh('-o', '/proc/torchgeo-ext/fyh'),
         ('fyh', 'cannot write'),
         id='fyh-out-unwritable',

@@ -1,0 +1,124 @@
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from torchgeo_ext.errors import Interrupted, InvalidInputError
+from torchgeo_ext.export.atomic import (
+    atomic_output,
+    check_writable,
+    make_output_dir,
+    output_transaction,
+    registered_temporaries,
+    temporary_directory,
+)
+from torchgeo_ext.export.outputs import (
+    check_outputs,
+    directory_output,
+    file_output,
+    raster_output,
+    same_file,
+    vector_output,
+)
+
+
+def write(path: Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def test_same_file_resolves_links_and_dotdot(tmp_path: Path) -> None:
+    a = tmp_path / 'a.tif'
+    a.write_text('x')
+    (tmp_path / 'link.tif').symlink_to(a)
+    os.link(a, tmp_path / 'hard.tif')
+    assert same_file(a, tmp_path / 'link.tif')
+    assert same_file(a, tmp_path / 'hard.tif')
+    assert same_file(a, tmp_path / 'sub' / '..' / 'a.tif')
+    assert not same_file(a, tmp_path / 'b.tif')
+
+
+def test_check_outputs_order_and_messages(tmp_path: Path) -> None:
+    scene = tmp_path / 'scene.tif'
+    scene.write_text('x')
+    with pytest.raises(InvalidInputError, match='is the input'):
+        check_outputs([raster_output(scene)], [scene])
+    with pytest.raises(InvalidInputError, match='same file'):
+        check_outputs(
+            [raster_output(tmp_path / 'o.tif'), vector_output(tmp_path / 'o.tif')]
+        )
+    with pytest.raises(InvalidInputError, match=r'\.tif, \.tiff'):
+        check_outputs([raster_output(tmp_path / 'o.png')])
+    with pytest.raises(InvalidInputError, match=r'\.gpkg'):
+        check_outputs([vector_output(tmp_path / 'o.shp')])
+    with pytest.raises(InvalidInputError, match=r'\.csv'):
+        check_outputs([file_output(tmp_path / 'o.txt', suffixes=['.csv'])])
+    with pytest.raises(InvalidInputError, match='existing file'):
+        check_outputs([directory_output(scene)])
+    # Nothing was created by the checks, and good outputs pass.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['scene.tif']
+    out = check_outputs(
+        [
+            raster_output(tmp_path / 'new' / 'o.tif'),
+            None,
+            directory_output(tmp_path / 'd'),
+        ],
+        [scene, None],
+    )
+    assert out == [tmp_path / 'new' / 'o.tif', tmp_path / 'd']
+    assert not (tmp_path / 'new').exists()
+
+
+def test_check_writable_does_not_create_folders(tmp_path: Path) -> None:
+    check_writable(tmp_path / 'a' / 'b' / 'o.tif')
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / 'f').write_text('x')
+    with pytest.raises(InvalidInputError, match='is a file'):
+        check_writable(tmp_path / 'f' / 'o.tif')
+
+
+def fail_after_two_outputs(tmp_path: Path, kept: Path) -> None:
+    with output_transaction():
+        write(kept, 'new')
+        write(tmp_path / 'deep' / 'er' / 'new.txt', 'new')
+        make_output_dir(tmp_path / 'made')
+        assert kept.read_text() == 'new'
+        raise RuntimeError('fails after two outputs')
+
+
+def test_transaction_rolls_back_outputs_and_folders(tmp_path: Path) -> None:
+    kept = tmp_path / 'kept.txt'
+    kept.write_text('old')
+    with pytest.raises(RuntimeError):
+        fail_after_two_outputs(tmp_path, kept)
+    assert kept.read_text() == 'old'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['kept.txt']
+    assert registered_temporaries() == []
+
+
+def test_transaction_commits(tmp_path: Path) -> None:
+    kept = tmp_path / 'kept.txt'
+    kept.write_text('old')
+    with output_transaction():
+        write(kept, 'new')
+        with output_transaction():  # nested blocks join the outer one
+            write(tmp_path / 'b.txt', 'b')
+    assert kept.read_text() == 'new'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['b.txt', 'kept.txt']
+
+
+def interrupted_while_writing(tmp_path: Path) -> None:
+    with output_transaction(), temporary_directory(dir=tmp_path) as folder:
+        (folder / 'part').write_text('x')
+        with atomic_output(tmp_path / 'o.tif') as tmp:
+            tmp.write_text('half')
+            raise Interrupted(signal.SIGTERM)
+
+
+def test_interrupted_inside_writer_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(Interrupted):
+        interrupted_while_writing(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    assert Interrupted(signal.SIGINT).exit_status == 130
+    assert Interrupted(signal.SIGTERM).exit_status == 143
