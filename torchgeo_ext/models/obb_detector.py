@@ -427,7 +427,8 @@ def postprocess(
             top = score.topk(max_candidates).indices
             box, score, label = box[top], score[top], label[top]
         poly = obb_to_poly(box.float())
-        keep_idx = batched_rotated_nms(poly, score, label, iou_threshold)[:max_detections]
+        keep_idx = batched_rotated_nms(poly, score, label, iou_threshold)
+        keep_idx = keep_idx[:max_detections]
         results.append(
             {
                 'prediction_bbox': poly[keep_idx],
