@@ -499,7 +499,13 @@ class HyperspectralScene:
                         self.crs = src.crs.to_string()
                         self.transform = tuple(float(v) for v in src.transform[:6])
         except RasterioIOError as err:
-            raise InvalidInputError(path, f'cannot read raster ({err})') from err
+            cause: BaseException = err
+            while cause.__cause__ is not None:  # GDAL's own message (file, block)
+                cause = cause.__cause__
+            detail = ' '.join(str(cause).split())
+            raise InvalidInputError(
+                path, f'cannot read the raster (truncated or corrupt file?): {detail}'
+            ) from err
         return image, extra
 
     def to_sample(self) -> dict[str, Any]:
