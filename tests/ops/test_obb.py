@@ -230,22 +230,3 @@ def test_polygons_to_mask() -> None:
     assert mask[4, 5]
     assert not mask[4, 4]
     assert not polygons_to_mask(polys[:0], 3, 3).any()
-
-
-def test_candidate_pairs_match_brute_force() -> None:
-    from torchgeo_ext.ops.obb import _candidate_pairs
-
-    xyxy = poly_to_xyxy(obb_to_poly(random_obbs(80, seed=8, spread=60)))
-    i, j = _candidate_pairs(xyxy)
-    a, b = xyxy[:, None], xyxy[None]
-    dense = (
-        (a[..., 0] < b[..., 2])
-        & (b[..., 0] < a[..., 2])
-        & (a[..., 1] < b[..., 3])
-        & (b[..., 1] < a[..., 3])
-    ).triu(1)
-    expected = dense.nonzero()
-    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [
-        tuple(x) for x in expected.tolist()
-    ]
-    assert (i[1:] >= i[:-1]).all()

@@ -25,11 +25,14 @@ import math
 import torch
 from torch import Tensor
 
+from .nms import greedy_suppression, overlapping_pairs
+
 __all__ = [
     'batched_rotated_nms',
     'obb_to_gaussian',
     'obb_to_poly',
     'poly_area',
+    'poly_intersection_area',
     'poly_iou',
     'poly_iou_pairwise',
     'poly_to_obb',
@@ -212,6 +215,25 @@ def _intersection_area(p: Tensor, q: Tensor, eps: float = 1e-6) -> Tensor:
     return area.clamp(min=0)
 
 
+def poly_intersection_area(poly1: Tensor, poly2: Tensor) -> Tensor:
+    """Element-wise exact intersection area of convex quadrilaterals.
+
+    Args:
+        poly1: Polygons (..., 8).
+        poly2: Polygons (..., 8), broadcastable with ``poly1``.
+
+    Returns:
+        Intersection areas (...).
+    """
+    shape = torch.broadcast_shapes(poly1.shape, poly2.shape)
+    p = poly1.expand(shape).reshape(-1, 4, 2)
+    q = poly2.expand(shape).reshape(-1, 4, 2)
+    if p.shape[0] == 0:
+        return p.new_zeros(shape[:-1])
+    origin = p.mean(dim=1, keepdim=True)  # relative coordinates keep float32 precise
+    return _intersection_area(p - origin, q - origin).reshape(shape[:-1])
+
+
 def poly_iou_pairwise(poly1: Tensor, poly2: Tensor, eps: float = 1e-7) -> Tensor:
     """Element-wise exact IoU of convex quadrilaterals.
 
@@ -316,35 +338,6 @@ def probiou(obb1: Tensor, obb2: Tensor, eps: float = 1e-7) -> Tensor:
     return 1 - hd
 
 
-def _candidate_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Index pairs i < j whose axis-aligned boxes overlap (sort and sweep on x).
-
-    Returns the pairs sorted by ``i``.
-    """
-    n = boxes.shape[0]
-    device = boxes.device
-    order = boxes[:, 0].argsort(stable=True)
-    sorted_boxes = boxes[order]
-    x1 = sorted_boxes[:, 0].contiguous()
-    # boxes after position p in x order that start before p ends
-    ends = torch.searchsorted(x1, sorted_boxes[:, 2].contiguous(), side='left')
-    positions = torch.arange(n, device=device)
-    counts = (ends - positions - 1).clamp(min=0)
-    total = int(counts.sum())
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty
-    first = torch.repeat_interleave(positions, counts)
-    starts = torch.cumsum(counts, 0) - counts
-    second = first + 1 + torch.arange(total, device=device) - starts[first]
-    a, b = sorted_boxes[first], sorted_boxes[second]
-    overlap = (a[:, 1] < b[:, 3]) & (b[:, 1] < a[:, 3]) & (b[:, 0] < a[:, 2])
-    i, j = order[first[overlap]], order[second[overlap]]
-    lo, hi = torch.minimum(i, j), torch.maximum(i, j)
-    by_first = (lo * n + hi).argsort()
-    return lo[by_first], hi[by_first]
-
-
 def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy non-maximum suppression of oriented boxes with exact polygon IoU.
 
@@ -366,7 +359,7 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
     order = scores.argsort(descending=True, stable=True)
     polys = polygons[order]
     hulls = poly_to_xyxy(polys)
-    i, j = _candidate_pairs(hulls)
+    i, j = overlapping_pairs(hulls)
     if i.numel():
         # IoU <= m / (area_i + area_j - m) with m the least of the two areas and the
         # hulls' intersection: pairs whose bound is below the threshold need no exact IoU.
@@ -390,18 +383,7 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
         )
         over = ious > iou_threshold
         i, j = i[over], j[over]
-    removed = torch.zeros(n, dtype=torch.bool)
-    if i.numel():
-        # i is sorted: walk the suppressing boxes in score order; a box can only be
-        # suppressed by a higher-scoring one, so its own fate is known when reached.
-        firsts, counts = torch.unique_consecutive(i.cpu(), return_counts=True)
-        groups = torch.split(j.cpu(), counts.tolist())
-        flags = removed.numpy()
-        for first, group in zip(firsts.tolist(), groups, strict=True):
-            if not flags[first]:
-                flags[group.numpy()] = True
-    keep = (~removed).nonzero(as_tuple=True)[0].to(polygons.device)
-    return order[keep]
+    return order[greedy_suppression(n, i, j).to(polygons.device)]
 
 
 def batched_rotated_nms(
