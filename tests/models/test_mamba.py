@@ -107,3 +107,14 @@ def test_ss2d_every_direction_sees_every_pixel() -> None:
     layer(x)[0, 1, 1].sum().backward()
     assert x.grad is not None
     assert (x.grad.abs().sum(-1) > 0).all()
+
+
+def test_blocks_carry_the_state() -> None:
+    x, delta, A, B, C, D = _inputs(length=101)
+    expected = selective_scan_reference(x, delta, A, B, C, D)
+    # Blocks of 2 x 5 x 4 = 40 states: 1 step per block ... 101 steps in one.
+    for block_elements in (1, 40 * 7, 40 * 64, None):
+        got = selective_scan(
+            x, delta, A, B, C, D, chunk_size=8, block_elements=block_elements
+        )
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

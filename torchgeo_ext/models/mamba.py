@@ -16,7 +16,10 @@ with ordinary tensor operations on any device, as a chunked parallel scan:
   decay over one chunk to stay inside float32's exponent range: the chunk is
   halved until the largest decay over a chunk is below ``max_log_decay``;
 * the chunks are then chained by a short loop over their final states (``L/T``
-  steps instead of ``L``).
+  steps instead of ``L``);
+* long sequences are scanned in blocks of a bounded number of states (the
+  state carried from block to block), so memory does not grow with ``L``
+  beyond the inputs and outputs, and on CPUs the working set stays in cache.
 
 :func:`selective_scan_reference` is the step-by-step recurrence it is tested
 against. When ``mamba-ssm`` is installed and the tensors are on a GPU,
@@ -119,6 +122,7 @@ def selective_scan(
     *,
     chunk_size: int = 32,
     max_log_decay: float = MAX_LOG_DECAY,
+    block_elements: int | None = None,
     use_kernel: bool = True,
 ) -> Tensor:
     """Selective scan as a chunked parallel scan (any device).
@@ -133,6 +137,9 @@ def selective_scan(
         chunk_size: Steps computed in parallel per chunk (reduced automatically
             when the decay over a chunk would overflow float32).
         max_log_decay: Bound on the decay (log units) over one chunk.
+        block_elements: States (batch x steps x channels x states) computed
+            at once; longer sequences are scanned block by block, carrying
+            the state (default 2**18 on the CPU, 2**26 on a GPU).
         use_kernel: Use the ``mamba-ssm`` CUDA kernel when it is installed and
             the inputs are on a GPU.
 
@@ -168,6 +175,51 @@ def selective_scan(
         )
         return y.transpose(1, 2).float()
     x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))
+    # Blocks of steps bound the memory (and keep the working set in cache):
+    # only a block's states exist at a time; the state is carried across blocks.
+    per_step = max(1, batch * channels * states)
+    target = block_elements or (2**26 if x.is_cuda else 2**18)
+    block = max(1, min(length, target // per_step))
+    if block > chunk_size:
+        block -= block % chunk_size
+    h = x.new_zeros(batch, channels * states)
+    ys = []
+    for start in range(0, length, block):
+        end = min(length, start + block)
+        y_block, h = _scan_block(
+            x[:, start:end],
+            delta[:, start:end],
+            A,
+            B[:, start:end],
+            C[:, start:end],
+            h,
+            chunk_size,
+            max_log_decay,
+        )
+        ys.append(y_block)
+    y = torch.cat(ys, dim=1)
+    if D is not None:
+        y = y + x * D.to(dtype)
+    return y
+
+
+def _scan_block(
+    x: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    h0: Tensor,
+    chunk_size: int,
+    max_log_decay: float,
+) -> tuple[Tensor, Tensor]:
+    """Chunked parallel scan of one block from state ``h0`` (B x D*N).
+
+    Returns:
+        The block's outputs (without the skip term) and its final state.
+    """
+    batch, length, channels = x.shape
+    states = A.shape[1]
     # log_decay[b, t, d, n] = delta[b, t, d] * A[d, n] <= 0.
     log_decay = delta[..., None] * A
     u = (delta * x)[..., None] * B[:, :, None, :]
@@ -187,7 +239,7 @@ def selective_scan(
     summed = _chunk_cumsum(up.reshape(decay.shape) / decay)
     # Chain the chunks: the state entering chunk k, from chunk k-1's last state.
     last_decay, last_sum = decay[:, :, -1], summed[:, :, -1]
-    carry = x.new_zeros(batch, channels * states)
+    carry = h0
     carries = []
     for k in range(n_chunks):
         carries.append(carry)
@@ -195,10 +247,7 @@ def selective_scan(
     entering = torch.stack(carries, dim=1)
     h = decay * (summed + entering[:, :, None])
     h = h.reshape(batch, n_chunks * chunk, channels, states)[:, :length]
-    y = torch.einsum('bldn,bln->bld', h, C)
-    if D is not None:
-        y = y + x * D.to(dtype)
-    return y
+    return torch.einsum('bldn,bln->bld', h, C), carry
 
 
 class MambaBlock(nn.Module):
