@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.errors import MissingInputError
 from torchgeo_ext.models.fusionsam import FusionSAM
 from torchgeo_ext.models.sam import sam_tiny
 from torchgeo_ext.trainers.base import load_task
@@ -29,6 +30,13 @@ def test_sam_checkpoint_weights_are_used(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='class_names has 2 names'):
         FusionSAMTask(model='fusionsam_tiny', num_classes=3, class_names=['a', 'b'])
     assert task.in_channels == 4
+    # a SAM file that is missing is an error when the task is used without a
+    # task checkpoint that brings SAM's weights
+    missing = FusionSAMTask(
+        model='fusionsam_tiny', sam_checkpoint=str(tmp_path / 'no.pth')
+    )
+    with pytest.raises(MissingInputError, match='SAM checkpoint not found'):
+        missing(torch.rand(1, 4, 32, 32))
 
 
 @pytest.mark.slow
@@ -46,10 +54,10 @@ def test_cli_fit_test_predict_mfnet(tmp_path: Path) -> None:
         main(['fit', *common, '--model.init_args.sam_checkpoint', str(sam_path)]) == 0
     )
     (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    # The checkpoint holds SAM's weights: the SAM file it names is not needed.
+    sam_path.unlink()
     assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
     assert main(['validate', *common, '--ckpt_path', str(checkpoint)]) == 0
-    # The checkpoint holds SAM's weights: load_task needs no SAM file.
-    sam_path.unlink()
     task = load_task(checkpoint)
     assert isinstance(task, FusionSAMTask)
     assert task.class_names[5] == 'car stop'

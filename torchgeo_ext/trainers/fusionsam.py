@@ -8,6 +8,7 @@ and reports mIoU and per-class IoU.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any, cast
@@ -16,6 +17,7 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
+from ..errors import MissingInputError
 from ..losses.fusionsam import FusionSAMLoss
 from ..models.api import get_model
 from ..models.fusionsam import FusionSAM
@@ -155,13 +157,25 @@ class FusionSAMTask(PluginTask):
         return int(max(*hp['rgb_bands'], hp['thermal_band'])) + 1
 
     def configure_models(self) -> None:
-        """Build the model through the registry."""
+        """Build the model through the registry.
+
+        A ``sam_checkpoint`` that does not exist is not an error yet: a task
+        checkpoint restored afterwards (``load_task``, ``--ckpt_path``, whose
+        hyperparameters name the SAM file of the machine that trained it)
+        brings SAM's weights. Using the task before that raises
+        :class:`~torchgeo_ext.errors.MissingInputError`.
+        """
         hp = self.hparams
         kwargs = dict(hp['model_kwargs'] or {})
+        sam_checkpoint = hp['sam_checkpoint']
+        #: A SAM file that was not found and whose weights no checkpoint gave yet.
+        self.missing_sam: str | None = None
+        if sam_checkpoint is not None and not os.path.isfile(sam_checkpoint):
+            self.missing_sam, sam_checkpoint = str(sam_checkpoint), None
         self.model: FusionSAM = get_model(
             hp['model'],
             num_classes=hp['num_classes'],
-            sam_checkpoint=hp['sam_checkpoint'],
+            sam_checkpoint=sam_checkpoint,
             rgb_bands=tuple(hp['rgb_bands']),
             thermal_band=hp['thermal_band'],
             codebook_size=hp['codebook_size'],
@@ -169,6 +183,23 @@ class FusionSAMTask(PluginTask):
             fusion_depth=hp['fusion_depth'],
             **kwargs,
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the recorded normalisation; SAM's weights come with the checkpoint.
+
+        Args:
+            checkpoint: The loaded checkpoint dictionary.
+        """
+        super().on_load_checkpoint(checkpoint)
+        self.missing_sam = None
+
+    def _check_sam(self) -> None:
+        if self.missing_sam is not None:
+            raise MissingInputError(
+                self.missing_sam,
+                'SAM checkpoint not found, and no task checkpoint with SAM weights '
+                'was loaded',
+            )
 
     def configure_losses(self) -> None:
         """Initialise the loss."""
@@ -226,6 +257,7 @@ class FusionSAMTask(PluginTask):
         Returns:
             Logits (B, num_classes, H, W).
         """
+        self._check_sam()
         logits: Tensor = self.model(x)
         return logits
 
@@ -256,6 +288,7 @@ class FusionSAMTask(PluginTask):
         if y.ndim == 4:  # (B, 1, H, W) masks from Kornia augmentations
             y = y.squeeze(1)
         y = y.long()
+        self._check_sam()
         out = self.model.forward_with_latents(x)
         terms = self.criterion(out.logits, y, out.latents)
         logits = out.logits.detach()
