@@ -147,7 +147,8 @@ def datamodule_class_names(datamodule: Any) -> list[str] | None:
         dataset = dataset.dataset
         candidates.append(dataset)
     for owner in candidates:
-        for name in ('class_names', 'classes'):
+        # segmentation of labelled objects: background first, then the classes
+        for name in ('segmentation_classes', 'class_names', 'classes'):
             names = getattr(owner, name, None)
             if (
                 isinstance(names, Sequence)
@@ -307,10 +308,67 @@ class PluginTask(BaseTask):
         if stage != 'fit' or trainer is None:
             return
         datamodule = getattr(trainer, 'datamodule', None)
+        self.adopt_datamodule_shape(datamodule)
         record = datamodule_normalisation(datamodule)
         if record is not None:
             self.record_normalisation(record)
         self.record_class_names(datamodule_class_names(datamodule))
+
+    def adopt_datamodule_shape(self, datamodule: Any) -> None:
+        """Rebuild the model for the data module's classes and bands, if they differ.
+
+        Only data modules that state their ``num_classes`` (and
+        ``in_channels``) take part: those of your own imagery
+        (:class:`~torchgeo_ext.datamodules.GeoDetectionDataModule`, whose
+        class count comes from the label file; segmentation counts the
+        background too, ``segmentation_classes``). A config then need not
+        repeat what the labels say. Nothing is rebuilt when initial weights
+        were given (``weights``) or a run is resumed: a mismatch is an error
+        there.
+
+        Args:
+            datamodule: The data module being fitted on (or None).
+
+        Raises:
+            ValueError: If a mismatch cannot be fixed by rebuilding.
+        """
+        if datamodule is None or not hasattr(datamodule, 'num_classes'):
+            return
+        names = getattr(datamodule, 'segmentation_classes', None)
+        wanted = {
+            'num_classes': len(names) if names is not None else datamodule.num_classes,
+            'in_channels': getattr(datamodule, 'in_channels', None),
+        }
+        changes = {
+            key: value
+            for key, value in wanted.items()
+            if self.hparams.get(key) is not None
+            and value is not None
+            and self.hparams[key] != value
+        }
+        if not changes:
+            return
+        trainer = self._trainer
+        resuming = trainer is not None and getattr(trainer, 'ckpt_path', None)
+        if self.hparams.get('weights') or resuming:
+            raise ValueError(
+                f'{type(self).__name__}: the data module has '
+                + ', '.join(f'{k}={v}' for k, v in changes.items())
+                + ' but the model was built with '
+                + ', '.join(f'{k}={self.hparams[k]}' for k in changes)
+                + ' and loads trained weights; set them in the config'
+            )
+        warnings.warn(
+            f"{type(self).__name__}: rebuilding the model for the data module's "
+            + ', '.join(f'{k}={v} (was {self.hparams[k]})' for k, v in changes.items()),
+            UserWarning,
+            stacklevel=2,
+        )
+        self.hparams.update(changes)
+        # the same order as BaseTask.__init__; optimisers are made after setup
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store this task's class path and normalisation in the checkpoint.
