@@ -56,6 +56,7 @@ from ..models.bsdm import (
 from ..models.stad import (
     STADStudent,
     STADTeacher,
+    _standardise,
     select_bands,
     stad_scores,
     synthetic_blobs,
@@ -75,12 +76,6 @@ METRICS = (
     'auc_snpr',
     'auc_odp',
 )
-
-
-def _standardise(x: Tensor) -> Tensor:
-    low = x.amin(dim=(1, 2, 3), keepdim=True)
-    high = x.amax(dim=(1, 2, 3), keepdim=True)
-    return (x - low) / (high - low).clamp_min(1e-12)
 
 
 class AnomalyDetectionTask(PluginTask):
