@@ -21,7 +21,12 @@ def random_boxes(n: int, seed: int, spread: float = 300.0) -> torch.Tensor:
     return torch.cat((centre - size / 2, centre + size / 2), 1).double()
 
 
-def test_overlapping_pairs_match_brute_force() -> None:
+@pytest.mark.parametrize('budget', [1 << 22, 7])
+def test_overlapping_pairs_match_brute_force(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a small budget expands the sweep's proposals in many chunks
+    monkeypatch.setattr('torchgeo_ext.ops.nms.PAIR_BUDGET', budget)
     xyxy = random_boxes(80, seed=8, spread=60)
     i, j = overlapping_pairs(xyxy)
     a, b = xyxy[:, None], xyxy[None]
@@ -35,6 +40,8 @@ def test_overlapping_pairs_match_brute_force() -> None:
         tuple(x) for x in dense.nonzero().tolist()
     ]
     assert (i[1:] >= i[:-1]).all()
+    empty = overlapping_pairs(xyxy[:0])
+    assert empty[0].numel() == empty[1].numel() == 0
 
 
 @pytest.mark.parametrize('threshold', [0.1, 0.45, 0.7])

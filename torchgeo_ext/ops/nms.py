@@ -12,16 +12,21 @@ machinery with the exact polygon IoU. Results equal torchvision's ``nms`` /
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor
 
 __all__ = ['batched_box_nms', 'box_nms', 'greedy_suppression', 'overlapping_pairs']
 
+#: Candidate pairs :func:`overlapping_pairs` expands at once (bounds its memory).
+PAIR_BUDGET = 1 << 22
+
 
 def overlapping_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """Index pairs ``i < j`` of axis-aligned boxes that overlap (sort and sweep on x).
 
-    The cost follows the number of boxes and overlapping pairs, never N^2, so
+    Memory follows the number of boxes and of overlapping pairs, never N^2, so
     dense scenes (100k boxes) stay linear in memory.
 
     Args:
@@ -32,6 +37,9 @@ def overlapping_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
     """
     n = boxes.shape[0]
     device = boxes.device
+    empty = torch.zeros(0, dtype=torch.long, device=device)
+    if n == 0:
+        return empty, empty
     order = boxes[:, 0].argsort(stable=True)
     sorted_boxes = boxes[order]
     x1 = sorted_boxes[:, 0].contiguous()
@@ -39,16 +47,29 @@ def overlapping_pairs(boxes: Tensor) -> tuple[Tensor, Tensor]:
     ends = torch.searchsorted(x1, sorted_boxes[:, 2].contiguous(), side='left')
     positions = torch.arange(n, device=device)
     counts = (ends - positions - 1).clamp(min=0)
-    total = int(counts.sum())
-    if total == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty
-    first = torch.repeat_interleave(positions, counts)
-    starts = torch.cumsum(counts, 0) - counts
-    second = first + 1 + torch.arange(total, device=device) - starts[first]
-    a, b = sorted_boxes[first], sorted_boxes[second]
-    overlap = (a[:, 1] < b[:, 3]) & (b[:, 1] < a[:, 3]) & (b[:, 0] < a[:, 2])
-    i, j = order[first[overlap]], order[second[overlap]]
+    cumulative = torch.cumsum(counts, 0)
+    total = int(cumulative[-1])
+    # The x sweep alone proposes every box of the same x band (the whole height of a
+    # dense scene); expand and filter those proposals a bounded chunk at a time, so
+    # that memory follows the true overlaps, not the proposals.
+    budget = PAIR_BUDGET
+    marks = torch.arange(budget, max(total, budget), budget, device=device)
+    cuts = torch.searchsorted(cumulative, marks, side='right')
+    edges = [0, *cuts.tolist(), n]
+    found_i, found_j = [empty], [empty]
+    for p0, p1 in itertools.pairwise(edges):
+        chunk = counts[p0:p1]
+        size = int(chunk.sum()) if p1 > p0 else 0
+        if size == 0:
+            continue
+        first = torch.repeat_interleave(positions[p0:p1], chunk)
+        starts = torch.cumsum(chunk, 0) - chunk
+        second = first + 1 + torch.arange(size, device=device) - starts[first - p0]
+        a, b = sorted_boxes[first], sorted_boxes[second]
+        overlap = (a[:, 1] < b[:, 3]) & (b[:, 1] < a[:, 3]) & (b[:, 0] < a[:, 2])
+        found_i.append(order[first[overlap]])
+        found_j.append(order[second[overlap]])
+    i, j = torch.cat(found_i), torch.cat(found_j)
     lo, hi = torch.minimum(i, j), torch.maximum(i, j)
     by_first = (lo * n + hi).argsort()
     return lo[by_first], hi[by_first]
