@@ -845,3 +845,32 @@ def test_declared_outputs_are_known_options() -> None:
             assert kind in ('raster', 'vector', 'file', 'directory')
         for dest in defaults.get('io_inputs', ()):
             assert dest in dests, (name, dest)
+
+
+def test_every_option_value_is_validated() -> None:
+    # Numbers and devices go through the types of torchgeo_ext.options (one-line
+    # errors for 0, negatives, NaN, ...), and every subcommand writing files
+    # declares them for the output checks.
+    from torchgeo_ext import options
+    from torchgeo_ext.cli import build_parser
+
+    known = {getattr(options, name) for name in options.__all__ if name != 'at_least'}
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == 'command')
+    for name, subparser in sub.choices.items():  # type: ignore[union-attr]
+        for action in subparser._actions:
+            if action.type in (int, float):
+                raise AssertionError(
+                    f'{name} {action.option_strings}: bare {action.type}'
+                )
+            if action.type is not None and action.type not in known:
+                assert getattr(action.type, '__qualname__', '').startswith(
+                    'at_least'
+                ), (name, action.option_strings)
+        dests = {a.dest for a in subparser._actions}
+        if 'output' in dests:
+            declared = dict(subparser._defaults.get('io_outputs', ()))
+            assert 'output' in declared, name
+        if 'device' in dests:
+            device = next(a for a in subparser._actions if a.dest == 'device')
+            assert device.type is options.device, name

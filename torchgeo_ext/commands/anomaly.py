@@ -16,6 +16,7 @@ from typing import Any
 
 from ..options import (
     non_negative_float,
+    non_negative_int,
     odd_positive_int,
     open_unit_float,
     positive_int,
@@ -79,7 +80,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         '--iterations', type=positive_int, help='bsdm training iterations'
     )
-    parser.add_argument('--seed', type=int, help='bsdm random seed')
+    parser.add_argument('--seed', type=non_negative_int, help='bsdm random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
     parser.set_defaults(
         run=run,
