@@ -24,7 +24,6 @@ LAYERS = {
     'export': 2,
     'metrics': 2,
     'demo_scene': 2,
-    'demo_detection': 2,
     'datamodules': 3,
     'models': 4,
     'losses': 5,
@@ -33,6 +32,7 @@ LAYERS = {
     'commands': 8,
     'cli': 8,
     'demo': 8,
+    'demo_detection': 8,  # the detection demo: trains and runs a detector
 }
 
 #: Pipelines that load a checkpoint or dispatch to their models; every other

@@ -28,9 +28,7 @@ import argparse
 from typing import Any
 
 from ..options import device, non_negative_int, positive_float, positive_int, unit_float
-
-#: Largest default tile overlap (a quarter of the tile below 512).
-DEFAULT_OVERLAP = 128
+from ..pipelines.task_detection import DEFAULT_OVERLAP
 
 
 def add_parser(subparsers: Any) -> None:
@@ -127,120 +125,52 @@ def run(args: argparse.Namespace) -> int:
         0 on success.
 
     Raises:
-        InvalidInputError: If the rasters have the wrong number of bands.
+        InvalidInputError: For inconsistent options (the pipeline raises it
+            for bad inputs).
     """
-    import torch
-    from torch import Tensor
-
     from ..errors import InvalidInputError
-    from ..export.raster import open_inputs
-    from ..pipelines.checkpoints import load_task_for
-    from ..pipelines.detection import detect_raster
+    from ..pipelines.task_detection import default_overlap, detect_with_checkpoint
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
-    overlap = (
-        min(DEFAULT_OVERLAP, args.tile_size // 4)
-        if args.overlap is None
-        else args.overlap
-    )
+    overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
     if overlap >= args.tile_size:
         raise InvalidInputError(
             None,
             f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
         )
-    # SAM options are checked, and SAM loaded, before any detection work.
-    sam, sam_bands = _load_sam(args)
-    # The kind of checkpoint is named before anything looks at bands.
-    task: Any = load_task_for(args.checkpoint, 'detection', args.device)
-    task.to(args.device)
-    record = getattr(task, 'normalisation', None)
-    if record is not None and args.scale is not None:
-        raise InvalidInputError(
-            args.checkpoint,
-            f'records its normalisation ({record}); --scale is only for checkpoints '
-            'without one',
-        )
-    scale = 255.0 if args.scale is None else args.scale
-    hparams = task.hparams
-    if 'score_threshold' in hparams:
-        hparams['score_threshold'] = min(
-            args.score_threshold, hparams['score_threshold']
-        )
-
-    expected = _expected_bands(task)
-    with open_inputs(args.inputs) as stack:
-        bands = int(stack.count)
-    if expected is not None and bands != expected:
-        # Too many bands is as wrong as too few: an extra raster would be read
-        # as the wrong modality.
-        listed = ', '.join(str(p) for p in args.inputs)
-        raise InvalidInputError(
-            args.inputs[-1],
-            f'the rasters ({listed}) have {bands} bands in all but the model reads '
-            f'{expected} ({args.checkpoint}); give exactly the modalities the '
-            'model was trained on, in the training order',
-        )
-
-    if sam is not None:
-        from ..pipelines.sam import check_sam_bands
-
-        check_sam_bands(bands, sam_bands, args.inputs[-1])
-
-    def model(x: Tensor) -> list[dict[str, Tensor]]:
-        x = task.normalise(x) if record is not None else x.float() / scale
-        if hasattr(task, 'detect_images'):
-            results: list[dict[str, Tensor]] = task.detect_images(x, normalised=True)
-            return results
-        out = task.predict_step({'image': x}, 0)
-        if isinstance(out, dict):
-            keys = [k for k in out if k.startswith('prediction_')]
-            return [dict(zip(keys, values)) for values in zip(*(out[k] for k in keys))]
-        return list(out)
-
-    names = getattr(task, 'class_names', None) or hparams.get('class_names')
-    with torch.inference_mode():
-        gdf = detect_raster(
-            model,
-            args.inputs,
-            None if sam is not None else args.output,
-            tile_size=args.tile_size,
-            overlap=overlap,
-            batch_size=args.batch_size,
-            iou_threshold=args.iou,
-            class_names=list(names) if names is not None else None,
-            oriented=bool(getattr(task, 'oriented', False)),
-            score_threshold=args.score_threshold,
-            device=args.device,
-            progress=args.progress,
-        )
-    if sam is not None:
-        from ..pipelines.sam import refine_with_sam
-
-        gdf = refine_with_sam(
-            gdf,
-            args.inputs,
-            sam,
-            bands=sam_bands,
-            device=args.device,
-            output=args.output,
-            progress=args.progress,
-        )
+    sam_bands = _sam_options(args)
+    gdf = detect_with_checkpoint(
+        args.inputs,
+        args.output,
+        args.checkpoint,
+        tile_size=args.tile_size,
+        overlap=overlap,
+        batch_size=args.batch_size,
+        iou_threshold=args.iou,
+        score_threshold=args.score_threshold,
+        scale=args.scale,
+        device=args.device,
+        progress=args.progress,
+        sam_checkpoint=args.sam_checkpoint if args.masks == 'sam' else None,
+        sam_model=args.sam_model,
+        sam_bands=sam_bands,
+    )
     print(f'{len(gdf)} objects written to {args.output}')
     return 0
 
 
-def _load_sam(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
-    """Check the ``--masks``/``--sam-*`` options and load SAM when asked.
+def _sam_options(args: argparse.Namespace) -> list[int] | None:
+    """Check the ``--masks``/``--sam-*`` options.
 
     Args:
         args: Parsed arguments.
 
     Returns:
-        The SAM model (None without ``--masks sam``) and the 1-based SAM bands.
+        The 1-based SAM bands, if given.
 
     Raises:
-        InvalidInputError: For inconsistent options or a bad SAM checkpoint.
+        InvalidInputError: For inconsistent options.
     """
     from ..errors import InvalidInputError
 
@@ -256,32 +186,11 @@ def _load_sam(args: argparse.Namespace) -> tuple[Any, list[int] | None]:
         ]
         if given:
             raise InvalidInputError(None, f'{", ".join(given)} needs --masks sam')
-        return None, None
+        return None
     if args.sam_checkpoint is None:
         raise InvalidInputError(
             None, '--masks sam needs --sam-checkpoint (e.g. sam_vit_b_01ec64.pth)'
         )
-    from ..models.sam import load_sam
     from ..pipelines.sam import parse_bands
 
-    bands = parse_bands(args.sam_bands) if args.sam_bands is not None else None
-    sam = load_sam(args.sam_checkpoint, args.sam_model)
-    sam.to(args.device)
-    return sam, bands
-
-
-def _expected_bands(task: Any) -> int | None:
-    """Number of input bands a task reads, when it can tell.
-
-    Args:
-        task: A loaded task.
-
-    Returns:
-        The band count, or None if unknown.
-    """
-    detector = getattr(task, 'detector', None)
-    bands = getattr(detector, 'bands', None)
-    if bands:
-        return int(max(bands)) + 1
-    in_channels = task.hparams.get('in_channels')
-    return int(in_channels) if isinstance(in_channels, int) else None
+    return parse_bands(args.sam_bands) if args.sam_bands is not None else None

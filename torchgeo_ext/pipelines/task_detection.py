@@ -1,0 +1,195 @@
+"""Object detection over rasters with a detection checkpoint of this library.
+
+:func:`detect_with_checkpoint` is what ``torchgeo-ext detect`` runs. It loads
+any detection task of this library from its checkpoint, axis-aligned
+(SuperYOLO, GHOST) or oriented (LMA, E2E-MFD), and checks that the rasters
+hold the bands the model reads. It normalises them as in training: with the
+per-band offset and scale the checkpoint recorded from its data module, or,
+for older checkpoints that record none, by dividing by ``scale``. It then runs
+:func:`~torchgeo_ext.pipelines.detection.detect_raster`. With a SAM
+checkpoint it also outlines every merged object
+(:func:`~torchgeo_ext.pipelines.sam.refine_with_sam`).
+
+Heavy libraries are imported inside the functions, so that the command's
+parser can import the defaults below without torch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+__all__ = ('DEFAULT_OVERLAP', 'default_overlap', 'detect_with_checkpoint')
+
+#: Largest default tile overlap (a quarter of the tile below 512).
+DEFAULT_OVERLAP = 128
+
+
+def default_overlap(tile_size: int) -> int:
+    """The tile overlap used when none is given.
+
+    Args:
+        tile_size: Tile side.
+
+    Returns:
+        A quarter of the tile, at most :data:`DEFAULT_OVERLAP`.
+    """
+    return min(DEFAULT_OVERLAP, tile_size // 4)
+
+
+def detect_with_checkpoint(
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str],
+    *,
+    tile_size: int = 512,
+    overlap: int | None = None,
+    batch_size: int = 4,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.25,
+    scale: float | None = None,
+    device: str = 'cpu',
+    progress: bool = False,
+    sam_checkpoint: str | os.PathLike[str] | None = None,
+    sam_model: str | None = None,
+    sam_bands: list[int] | None = None,
+) -> gpd.GeoDataFrame:
+    """Detect objects in co-registered rasters with a checkpoint and write them.
+
+    Args:
+        inputs: Rasters, one per modality, stacked band-wise in the order given.
+        output: Vector file (GeoPackage, GeoJSON or GeoParquet by extension).
+        checkpoint: A detection task checkpoint of this library.
+        tile_size: Tile side.
+        overlap: Minimum tile overlap (default: :func:`default_overlap`).
+        batch_size: Tiles per model call.
+        iou_threshold: Cross-tile NMS IoU threshold.
+        score_threshold: Minimum detection score (also lowers the task's own).
+        scale: Divisor of raster values, only for checkpoints that record no
+            normalisation (default 255).
+        device: Torch device.
+        progress: Show a progress bar.
+        sam_checkpoint: SAM state dict: outline every object with SAM.
+        sam_model: SAM variant of *sam_checkpoint* (default: the one it holds).
+        sam_bands: 1-based bands SAM sees (default: see
+            :func:`~torchgeo_ext.pipelines.sam.refine_with_sam`).
+
+    Returns:
+        The objects written, in the rasters' CRS.
+
+    Raises:
+        InvalidInputError: If the checkpoint is no detector, records a
+            normalisation while *scale* is given, or the rasters do not hold
+            exactly the bands the model reads.
+        MissingInputError: If a file does not exist.
+    """
+    import torch
+    from torch import Tensor
+
+    from ..errors import InvalidInputError
+    from ..export.raster import open_inputs
+    from .checkpoints import load_task_for
+    from .detection import detect_raster
+
+    over = default_overlap(tile_size) if overlap is None else overlap
+    # SAM is loaded before any detection work, so a bad SAM file fails fast.
+    sam = None
+    if sam_checkpoint is not None:
+        from ..models.sam import load_sam
+
+        sam = load_sam(sam_checkpoint, sam_model)
+        sam.to(device)
+    # The kind of checkpoint is named before anything looks at bands.
+    task: Any = load_task_for(checkpoint, 'detection', device)
+    task.to(device)
+    record = getattr(task, 'normalisation', None)
+    if record is not None and scale is not None:
+        raise InvalidInputError(
+            checkpoint,
+            f'records its normalisation ({record}); --scale is only for checkpoints '
+            'without one',
+        )
+    divisor = 255.0 if scale is None else scale
+    hparams = task.hparams
+    if 'score_threshold' in hparams:
+        hparams['score_threshold'] = min(score_threshold, hparams['score_threshold'])
+
+    expected = _expected_bands(task)
+    with open_inputs(inputs) as stack:
+        bands = int(stack.count)
+    if expected is not None and bands != expected:
+        # Too many bands is as wrong as too few: an extra raster would be read
+        # as the wrong modality.
+        listed = ', '.join(str(p) for p in inputs)
+        raise InvalidInputError(
+            inputs[-1],
+            f'the rasters ({listed}) have {bands} bands in all but the model reads '
+            f'{expected} ({checkpoint}); give exactly the modalities the '
+            'model was trained on, in the training order',
+        )
+    if sam is not None:
+        from .sam import check_sam_bands
+
+        check_sam_bands(bands, sam_bands, inputs[-1])
+
+    def model(x: Tensor) -> list[dict[str, Tensor]]:
+        x = task.normalise(x) if record is not None else x.float() / divisor
+        if hasattr(task, 'detect_images'):
+            results: list[dict[str, Tensor]] = task.detect_images(x, normalised=True)
+            return results
+        out = task.predict_step({'image': x}, 0)
+        if isinstance(out, dict):
+            keys = [k for k in out if k.startswith('prediction_')]
+            return [dict(zip(keys, values)) for values in zip(*(out[k] for k in keys))]
+        return list(out)
+
+    names = getattr(task, 'class_names', None) or hparams.get('class_names')
+    with torch.inference_mode():
+        gdf = detect_raster(
+            model,
+            inputs,
+            None if sam is not None else output,
+            tile_size=tile_size,
+            overlap=over,
+            batch_size=batch_size,
+            iou_threshold=iou_threshold,
+            class_names=list(names) if names is not None else None,
+            oriented=bool(getattr(task, 'oriented', False)),
+            score_threshold=score_threshold,
+            device=device,
+            progress=progress,
+        )
+    if sam is not None:
+        from .sam import refine_with_sam
+
+        gdf = refine_with_sam(
+            gdf,
+            inputs,
+            sam,
+            bands=sam_bands,
+            device=device,
+            output=output,
+            progress=progress,
+        )
+    return gdf
+
+
+def _expected_bands(task: Any) -> int | None:
+    """Number of input bands a task reads, when it can tell.
+
+    Args:
+        task: A loaded task.
+
+    Returns:
+        The band count, or None if unknown.
+    """
+    detector = getattr(task, 'detector', None)
+    bands = getattr(detector, 'bands', None)
+    if bands:
+        return int(max(bands)) + 1
+    in_channels = task.hparams.get('in_channels')
+    return int(in_channels) if isinstance(in_channels, int) else None
