@@ -61,6 +61,10 @@ class HOTCDataModule(NonGeoDataModule):
             **kwargs: Passed to :class:`~torchgeo_ext.datasets.hotc.HOTC`
                 (``root``, ``year``, ``camera``, ``modality``, ...).
         """
+        # The per-frame peak scaling is frame-level (it must precede the
+        # template/search crops), so the dataset applies it when reading; the
+        # data module is what asks for it.
+        kwargs.setdefault('normalize', True)
         super().__init__(HOTC, batch_size, num_workers, **kwargs)
         self.crop_kwargs: dict[str, Any] = {
             'template_size': template_size,
