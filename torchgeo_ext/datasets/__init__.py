@@ -1,35 +1,57 @@
 """Datasets of the benchmarks used by the papers this library implements."""
 
-from .dronevehicle import DroneVehicle
-from .fmb import FMB
-from .fyh import FYH, FYHScenes
-from .had100 import HAD100
-from .hotc import HOTC
-from .houston2013 import Houston2013
-from .hsi_lidar import HSILiDARDataset
-from .hyperspectral import HyperspectralScene
-from .intersection import StackedIntersectionDataset, intersect
-from .mfnet import MFNet
-from .muufl import MUUFL
-from .trento import Trento
-from .vector import VectorObjects
-from .vedai import VEDAI
+from __future__ import annotations
 
-__all__ = (
-    'FMB',
-    'FYH',
-    'HAD100',
-    'HOTC',
-    'MUUFL',
-    'VEDAI',
-    'DroneVehicle',
-    'MFNet',
-    'FYHScenes',
-    'HSILiDARDataset',
-    'Houston2013',
-    'HyperspectralScene',
-    'StackedIntersectionDataset',
-    'Trento',
-    'VectorObjects',
-    'intersect',
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .dronevehicle import DroneVehicle
+    from .fmb import FMB
+    from .fyh import FYH, FYHScenes
+    from .had100 import HAD100
+    from .hotc import HOTC
+    from .houston2013 import Houston2013
+    from .hsi_lidar import HSILiDARDataset
+    from .hyperspectral import HyperspectralScene
+    from .intersection import StackedIntersectionDataset, intersect
+    from .mfnet import MFNet
+    from .muufl import MUUFL
+    from .trento import Trento
+    from .vector import VectorObjects
+    from .vedai import VEDAI
+
+# Public name -> module that defines it. A new public name adds one line here and
+# one import above (tests/test_architecture.py checks that they agree).
+_EXPORTS: dict[str, str] = {
+    'DroneVehicle': 'torchgeo_ext.datasets.dronevehicle',
+    'FMB': 'torchgeo_ext.datasets.fmb',
+    'FYH': 'torchgeo_ext.datasets.fyh',
+    'FYHScenes': 'torchgeo_ext.datasets.fyh',
+    'HAD100': 'torchgeo_ext.datasets.had100',
+    'HOTC': 'torchgeo_ext.datasets.hotc',
+    'HSILiDARDataset': 'torchgeo_ext.datasets.hsi_lidar',
+    'Houston2013': 'torchgeo_ext.datasets.houston2013',
+    'MFNet': 'torchgeo_ext.datasets.mfnet',
+    'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'Trento': 'torchgeo_ext.datasets.trento',
+    'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',
+    'StackedIntersectionDataset': 'torchgeo_ext.datasets.intersection',
+    'VEDAI': 'torchgeo_ext.datasets.vedai',
+    'VectorObjects': 'torchgeo_ext.datasets.vector',
+    'intersect': 'torchgeo_ext.datasets.intersection',
+}
+
+__all__ = tuple(sorted(_EXPORTS))
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
