@@ -9,7 +9,13 @@ DataLoader set-up (2 worker processes, persistent, batch size 8):
 * ``dataset``: the torchgeo-ext dataset with the detection collate (decoding,
   annotation look-up, border crop, float32 conversion, stacking);
 * ``raw``: a dataset that only decodes the same image files with Pillow (uint8
-  arrays, default collate).
+  arrays, default collate);
+* ``uint8``: the torchgeo-ext dataset as its data module builds it
+  (``dtype='uint8'``: the same values, a quarter of the bytes between
+  processes), plus, in the main process, what the data module's
+  ``on_after_batch_transfer`` then does to each batch (float32 conversion and
+  normalisation, :class:`DetectionAugmentation` without augmentations): the
+  model still gets float32.
 
 Rounds alternate raw / dataset so that load from other processes on the
 machine hits both alike; the ratio dataset / raw is reported per round and as
@@ -36,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 
-from torchgeo_ext.datamodules.detection import collate_detection
+from torchgeo_ext.datamodules.detection import DetectionAugmentation, collate_detection
 from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.datasets.vedai import VEDAI
 
@@ -141,14 +147,20 @@ class RawDecodeFloat(RawDecode):
         return {'image': torch.from_numpy(image).float()}
 
 
-def throughput(loader: DataLoader[Any], epochs: int = 1) -> float:
-    """Samples per second over ``epochs`` passes (after one warm-up pass)."""
+def throughput(loader: DataLoader[Any], epochs: int = 1, after: Any = None) -> float:
+    """Samples per second over ``epochs`` passes (after one warm-up pass).
+
+    ``after`` runs on each batch in the main process (the data module's
+    ``on_after_batch_transfer``) and is timed with the loading.
+    """
     for _ in loader:
         pass
     n = 0
     start = time.perf_counter()
     for _ in range(epochs):
         for batch in loader:
+            if after is not None:
+                batch = after(batch)
             n += len(batch['image'] if 'image' in batch else batch['image0'])
     return n / (time.perf_counter() - start)
 
@@ -164,13 +176,23 @@ def main() -> None:
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
-        setups: dict[str, tuple[Dataset[Any], list[str]]] = {}
+        setups: dict[str, tuple[Dataset[Any], Dataset[Any], list[str]]] = {}
         vedai_root = os.path.join(tmp, 'vedai')
         files = make_vedai(vedai_root, args.samples)
-        setups['VEDAI 512 (PNG)'] = (VEDAI(vedai_root), files)
+        setups['VEDAI 512 (PNG)'] = (
+            VEDAI(vedai_root),
+            VEDAI(vedai_root, dtype='uint8'),
+            files,
+        )
         dv_root = os.path.join(tmp, 'dronevehicle')
         files = make_dronevehicle(dv_root, args.samples)
-        setups['DroneVehicle (JPEG, border crop)'] = (DroneVehicle(dv_root), files)
+        setups['DroneVehicle (JPEG, border crop)'] = (
+            DroneVehicle(dv_root),
+            DroneVehicle(dv_root, dtype='uint8'),
+            files,
+        )
+        # what the data modules run after the transfer (no augmentation)
+        to_float = DetectionAugmentation()
 
         def loader(ds: Dataset[Any], collate: Any) -> DataLoader[Any]:
             return DataLoader(
@@ -187,24 +209,33 @@ def main() -> None:
         )
         print(
             '| dataset | raw decode (samples/s) | decode + float32 (samples/s) '
-            '| dataset (samples/s) | ratio dataset / raw '
-            '| ratio dataset / (decode + float32) |'
+            '| float32 dataset (samples/s) | uint8 dataset (samples/s) '
+            '| uint8 dataset + conversion (samples/s) '
+            '| float32 dataset / raw | uint8 dataset / raw '
+            '| uint8 dataset + conversion / raw |'
         )
-        print('| --- | --- | --- | --- | --- | --- |')
-        for name, (ds, files) in setups.items():
+        print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+        for name, (ds, ds8, files) in setups.items():
             raw_loader = loader(RawDecode(files), None)
             float_loader = loader(RawDecodeFloat(files), None)
             ds_loader = loader(ds, collate_detection)
-            raws, floats, dss, ratios, float_ratios = [], [], [], [], []
+            ds8_loader = loader(ds8, collate_detection)
+            raws, floats, dss, ratios, d8s, ratios8 = [], [], [], [], [], []
+            u8s, ratios_u8 = [], []
             for _ in range(args.rounds):
                 r = throughput(raw_loader)
                 f = throughput(float_loader)
                 d = throughput(ds_loader)
+                u8 = throughput(ds8_loader)
+                d8 = throughput(ds8_loader, after=to_float)
                 raws.append(r)
                 floats.append(f)
                 dss.append(d)
+                d8s.append(d8)
+                u8s.append(u8)
+                ratios_u8.append(u8 / r)
                 ratios.append(d / r)
-                float_ratios.append(d / f)
+                ratios8.append(d8 / r)
 
             def fmt(values: list[float]) -> str:
                 rounds = ', '.join(f'{x:.2f}' for x in values)
@@ -213,8 +244,9 @@ def main() -> None:
             print(
                 f'| {name} | {statistics.median(raws):.1f} | '
                 f'{statistics.median(floats):.1f} | '
-                f'{statistics.median(dss):.1f} | {fmt(ratios)} | '
-                f'{fmt(float_ratios)} |'
+                f'{statistics.median(dss):.1f} | {statistics.median(u8s):.1f} | '
+                f'{statistics.median(d8s):.1f} | {fmt(ratios)} | {fmt(ratios_u8)} | '
+                f'{fmt(ratios8)} |'
             )
 
 

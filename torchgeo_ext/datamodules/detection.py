@@ -204,7 +204,8 @@ class DetectionAugmentation(nn.Module):
             transformed, boxes moved accordingly.
         """
         batch = dict(batch)
-        image = batch['image'].float()
+        source = batch['image']
+        image = source.float()
         height, width = image.shape[-2:]
         if self.augmentation is not None:
             image = self.augmentation(image)
@@ -220,7 +221,10 @@ class DetectionAugmentation(nn.Module):
         # the module is not moved with the batch: follow the batch's device
         mean = self.mean.to(image.device)
         std = self.std.to(image.device)
-        batch['image'] = (image - mean) / std
+        if image is source:  # float input: leave the caller's tensor alone
+            batch['image'] = (image - mean) / std
+        else:  # a fresh float32 copy (of a uint8 batch): normalise it in place
+            batch['image'] = image.sub_(mean).div_(std)
         if 'image_hr' in batch:
             batch['image_hr'] = (batch['image_hr'].float() - mean) / std
         return batch
