@@ -39,10 +39,9 @@ def pixel_to_world(points: Any, transform: TransformLike) -> NDArray[np.float64]
     Returns:
         (..., 2) array of CRS (x, y).
     """
-    a, b, c, d, e, f = tuple(to_affine(transform))[:6]
     pts = _numpy(points)
-    x, y = pts[..., 0], pts[..., 1]
-    return np.stack([a * x + b * y + c, d * x + e * y + f], axis=-1)
+    x, y = to_affine(transform) * (pts[..., 0], pts[..., 1])
+    return np.stack([x, y], axis=-1)
 
 
 def _rings_to_polygons(

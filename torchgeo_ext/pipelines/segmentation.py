@@ -233,7 +233,7 @@ def _classes_from_probabilities(
     """
     import numpy as np
     import rasterio
-    from rasterio.windows import Window
+    from rasterio.windows import Window, subdivide
 
     from ..export.raster import BLOCKSIZE, RasterWriter
 
@@ -254,10 +254,10 @@ def _classes_from_probabilities(
             tags={'output_kind': 'classes', 'class_names': json.dumps(class_names)},
         )
         with writer:
-            for row in range(0, height, BLOCKSIZE):
-                window = Window(0, row, width, min(BLOCKSIZE, height - row))
+            for window in subdivide(Window(0, 0, width, height), BLOCKSIZE, width):
                 block = src.read(window=window)
                 valid = ~np.isnan(block).any(axis=0)
+                row = int(window.row_off)
                 rows = slice(row, row + block.shape[1])
                 filled = np.where(np.isnan(block), -1, block)
                 ids = filled.argmax(axis=0).astype(np.uint8)
