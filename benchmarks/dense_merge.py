@@ -103,6 +103,14 @@ def scene(objects: int, oriented: bool, seed: int = 0) -> dict[str, torch.Tensor
                 boxes += jitter
             else:
                 boxes = clipped + jitter
+                # a sliver's jitter must not turn its box inside out
+                boxes = np.concatenate(
+                    (
+                        np.minimum(boxes[:, :2], boxes[:, 2:]),
+                        np.maximum(boxes[:, :2], boxes[:, 2:]),
+                    ),
+                    1,
+                )
             interior = (
                 ((clipped[:, 0] <= x0) & (x0 > 0))
                 | ((clipped[:, 1] <= y0) & (y0 > 0))

@@ -44,6 +44,27 @@ def test_overlapping_pairs_match_brute_force(
     assert empty[0].numel() == empty[1].numel() == 0
 
 
+def test_overlapping_pairs_mixed_sizes_match_brute_force() -> None:
+    # tall boxes reach many bands, tiny ones one; pairs must be found once each
+    g = torch.Generator().manual_seed(5)
+    centre = torch.rand(400, 2, generator=g, dtype=torch.float64) * 200
+    size = torch.rand(400, 2, generator=g, dtype=torch.float64) * 6 + 0.5
+    size[:20] *= torch.tensor([1.0, 30.0], dtype=torch.float64)  # tall
+    size[20:40] *= torch.tensor([30.0, 1.0], dtype=torch.float64)  # wide
+    xyxy = torch.cat((centre - size / 2, centre + size / 2), 1) + 4e6  # UTM-sized
+    i, j = overlapping_pairs(xyxy)
+    a, b = xyxy[:, None], xyxy[None]
+    dense = (
+        (a[..., 0] < b[..., 2])
+        & (b[..., 0] < a[..., 2])
+        & (a[..., 1] < b[..., 3])
+        & (b[..., 1] < a[..., 3])
+    ).triu(1)
+    expected = [tuple(x) for x in dense.nonzero().tolist()]
+    assert len(expected) > 300
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
+
+
 @pytest.mark.parametrize('threshold', [0.1, 0.45, 0.7])
 @pytest.mark.parametrize('seed', [0, 1])
 def test_box_nms_equals_torchvision(threshold: float, seed: int) -> None:
