@@ -40,7 +40,7 @@ def pixel_to_world(points: Any, transform: TransformLike) -> NDArray[np.float64]
         (..., 2) array of CRS (x, y).
     """
     pts = _numpy(points)
-    x, y = to_affine(transform) * (pts[..., 0], pts[..., 1])
+    x, y = to_affine(transform) @ (pts[..., 0], pts[..., 1])
     return np.stack([x, y], axis=-1)
 
 
