@@ -9,38 +9,26 @@ and reports mIoU and per-class IoU.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from ..errors import MissingInputError
 from ..losses.fusionsam import FusionSAMLoss
 from ..models.api import get_model
 from ..models.fusionsam import FusionSAM
-from .base import PluginTask
 from .optimization import build_optimizer, decay_groups, schedule_steps, warmup_cosine
+from .segmentation import SemanticSegmentationBase
 
 __all__ = ['FusionSAMTask']
-
-#: Sample keys copied from the batch into the predictions.
-PASSTHROUGH_KEYS = ('transform', 'crs', 'id', 'bounds', 'path')
-
-_STAGES = ('train', 'val', 'test')
 
 #: Builders this task accepts.
 MODELS = ('fusionsam_vit_b', 'fusionsam_vit_l', 'fusionsam_vit_h', 'fusionsam_tiny')
 
 
-def _metric_name(name: str) -> str:
-    """A class name usable in a metric key (``car stop`` -> ``car_stop``)."""
-    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
-
-
-class FusionSAMTask(PluginTask):
+class FusionSAMTask(SemanticSegmentationBase):
     """RGB-thermal semantic segmentation with FusionSAM.
 
     Logs ``<stage>_loss`` and its terms (``<stage>_ce``, ``_dice``,
@@ -51,10 +39,9 @@ class FusionSAMTask(PluginTask):
 
     Checkpoints hold every weight, the frozen SAM encoder included, so
     :func:`~torchgeo_ext.trainers.base.load_task` needs no SAM checkpoint.
+    Metrics, steps and prediction come from
+    :class:`~torchgeo_ext.trainers.segmentation.SemanticSegmentationBase`.
     """
-
-    monitor = 'val_mIoU'
-    mode = 'max'
 
     def __init__(
         self,
@@ -143,14 +130,6 @@ class FusionSAMTask(PluginTask):
         return task
 
     @property
-    def class_names(self) -> list[str]:
-        """Names of the classes, one per output channel."""
-        names = self.hparams['class_names']
-        if names is None:
-            return [f'class_{k}' for k in range(self.hparams['num_classes'])]
-        return list(names)
-
-    @property
     def in_channels(self) -> int:
         """Number of input bands the model reads."""
         hp = self.hparams
@@ -208,26 +187,6 @@ class FusionSAMTask(PluginTask):
             hp['ignore_index'], hp['dice_weight'], hp['vq_weight'], hp['beta']
         )
 
-    def configure_metrics(self) -> None:
-        """Initialise per-stage IoU (per class) and pixel-accuracy metrics."""
-        num_classes = self.hparams['num_classes']
-        ignore_index = self.hparams['ignore_index']
-        for stage in _STAGES:
-            setattr(
-                self,
-                f'{stage}_iou',
-                MulticlassJaccardIndex(
-                    num_classes, average='none', ignore_index=ignore_index
-                ),
-            )
-            setattr(
-                self,
-                f'{stage}_accuracy',
-                MulticlassAccuracy(
-                    num_classes, average='micro', ignore_index=ignore_index
-                ),
-            )
-
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW on the trainable parameters, linear warm-up then cosine decay per step.
 
@@ -261,138 +220,12 @@ class FusionSAMTask(PluginTask):
         logits: Tensor = self.model(x)
         return logits
 
-    def predict_logits(self, x: Tensor) -> Tensor:
-        """Logits in which the ignore class (if an output) is never chosen.
-
-        Args:
-            x: Images (B, C, H, W) in [0, 1].
-
-        Returns:
-            Logits (B, num_classes, H, W).
-        """
-        logits = self(x)
-        index = self.hparams['ignore_index']
-        if index is not None and 0 <= index < logits.shape[1]:
-            logits = logits.clone()
-            logits[:, index] = float('-inf')
-        return logits
-
-    def _iou(self, stage: str) -> MulticlassJaccardIndex:
-        return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
-
-    def _accuracy(self, stage: str) -> MulticlassAccuracy:
-        return cast(MulticlassAccuracy, getattr(self, f'{stage}_accuracy'))
-
-    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
-        x, y = batch['image'], batch['mask']
-        if y.ndim == 4:  # (B, 1, H, W) masks from Kornia augmentations
-            y = y.squeeze(1)
-        y = y.long()
+    def _logits_and_loss(
+        self, x: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         self._check_sam()
         out = self.model.forward_with_latents(x)
         terms = self.criterion(out.logits, y, out.latents)
-        logits = out.logits.detach()
-        index = self.hparams['ignore_index']
-        if index is not None and 0 <= index < logits.shape[1]:
-            logits[:, index] = float('-inf')
-        preds = logits.argmax(dim=1)
-        self._iou(stage).update(preds, y)
-        self._accuracy(stage).update(preds, y)
-        batch_size = x.shape[0]
-        self.log(
-            f'{stage}_loss',
-            terms['loss'],
-            batch_size=batch_size,
-            prog_bar=stage == 'train',
-        )
-        for name in ('ce', 'dice', 'codebook', 'commitment'):
-            self.log(f'{stage}_{name}', terms[name], batch_size=batch_size)
+        extra = {k: terms[k] for k in ('ce', 'dice', 'codebook', 'commitment')}
         loss: Tensor = terms['loss']
-        return loss
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        iou_metric = self._iou(stage)
-        if not iou_metric.update_called:
-            return
-        iou = iou_metric.compute()
-        ignore_index = self.hparams['ignore_index']
-        keep = [k for k in range(len(iou)) if k != ignore_index]
-        values = {
-            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
-        }
-        values[f'{stage}_mIoU'] = iou[keep].mean()
-        accuracy = self._accuracy(stage)
-        values[f'{stage}_accuracy'] = accuracy.compute()
-        self.log_dict(values)
-        iou_metric.reset()
-        accuracy.reset()
-
-    def training_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """Compute the training loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-
-        Returns:
-            The loss.
-        """
-        return self._shared_step(batch, 'train')
-
-    def validation_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Compute the validation loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-        """
-        self._shared_step(batch, 'val')
-
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Compute the test loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-        """
-        self._shared_step(batch, 'test')
-
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's training IoUs."""
-        self._log_epoch_metrics('train')
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the epoch's validation IoUs."""
-        self._log_epoch_metrics('val')
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test IoUs."""
-        self._log_epoch_metrics('test')
-
-    def predict_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Any]:
-        """Predict class maps.
-
-        Args:
-            batch: A batch with ``image`` and optionally georeferencing keys.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-
-        Returns:
-            ``prediction`` (B, H, W) int64 class ids and the batch's
-            ``transform``, ``crs``, ``id``, ``bounds`` and ``path`` where present.
-        """
-        logits = self.predict_logits(batch['image'])
-        out: dict[str, Any] = {'prediction': logits.argmax(dim=1)}
-        for key in PASSTHROUGH_KEYS:
-            if key in batch:
-                out[key] = batch[key]
-        return out
+        return out.logits, loss, extra

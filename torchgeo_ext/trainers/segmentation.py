@@ -5,7 +5,9 @@
 (torchmetrics, the ignore index excluded), and predicts class maps that keep
 each sample's georeferencing (``transform``, ``crs``) so that
 :class:`torchgeo_ext.export.writer.GeoPredictionWriter` and the
-``torchgeo-ext segment`` command can write them as GeoTIFFs.
+``torchgeo-ext segment`` command can write them as GeoTIFFs. What it shares
+with :class:`~torchgeo_ext.trainers.fusionsam.FusionSAMTask` (metrics, steps,
+prediction) lives in :class:`SemanticSegmentationBase`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..models.api import get_model, get_model_builder
 from .base import PluginTask
 from .optimization import build_optimizer, poly, schedule_steps
 
-__all__ = ['SegmentationTask']
+__all__ = ['SegmentationTask', 'SemanticSegmentationBase']
 
 _STAGES = ('train', 'val', 'test')
 
@@ -42,7 +44,194 @@ def _metric_name(name: str) -> str:
     return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
 
 
-class SegmentationTask(PluginTask):
+class SemanticSegmentationBase(PluginTask):
+    """What the semantic segmentation tasks share: metrics, steps, prediction.
+
+    A subclass takes ``num_classes``, ``class_names`` and ``ignore_index``
+    hyperparameters, builds its model and loss, and implements
+    :meth:`_logits_and_loss` (a batch's logits, loss and loss terms). This
+    base logs ``<stage>_loss`` and the terms per step, ``<stage>_mIoU`` (mean over the classes other than the ignore index),
+    ``<stage>_accuracy`` (pixel accuracy) and one ``<stage>_IoU_<class name>``
+    per class (non-alphanumeric runs of the name replaced by ``_``) at each
+    epoch's end, and ``predict_step`` returns ``prediction`` (B, H, W) class
+    ids plus the batch's :attr:`~PluginTask.passthrough_keys`.
+    """
+
+    monitor = 'val_mIoU'
+    mode = 'max'
+
+    def configure_metrics(self) -> None:
+        """Initialize per-stage IoU (per class) and pixel-accuracy metrics."""
+        num_classes = self.hparams['num_classes']
+        ignore_index = self.hparams['ignore_index']
+        for stage in _STAGES:
+            # torchmetrics states are registered per attribute (reset per stage).
+            setattr(
+                self,
+                f'{stage}_iou',
+                MulticlassJaccardIndex(
+                    num_classes, average='none', ignore_index=ignore_index
+                ),
+            )
+            setattr(
+                self,
+                f'{stage}_accuracy',
+                MulticlassAccuracy(
+                    num_classes, average='micro', ignore_index=ignore_index
+                ),
+            )
+
+    def predict_logits(self, x: Tensor) -> Tensor:
+        """Logits for prediction: the ignore class (if a model output) is never chosen.
+
+        An ignore class that is an output channel but never a training target
+        (FYH's fill class 10) gets the logit ``-inf``: argmax and softmax give
+        it no pixel.
+
+        Args:
+            x: Images (B, C, H, W).
+
+        Returns:
+            Logits (B, num_classes, H, W).
+        """
+        return _without_class(self(x), self.hparams['ignore_index'])
+
+    @staticmethod
+    def _target(batch: dict[str, Any]) -> Tensor:
+        """The batch's mask as (B, H, W) int64 class ids."""
+        y: Tensor = batch['mask']
+        if y.ndim == 4:  # (B, 1, H, W) masks from some data modules / Kornia
+            y = y.squeeze(1)
+        return y.long()
+
+    def _iou(self, stage: str) -> MulticlassJaccardIndex:
+        return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
+
+    def _accuracy(self, stage: str) -> MulticlassAccuracy:
+        return cast(MulticlassAccuracy, getattr(self, f'{stage}_accuracy'))
+
+    def _update_metrics(self, logits: Tensor, y: Tensor, stage: str) -> None:
+        """Update the stage's IoU and accuracy with a batch's (undetached) logits."""
+        preds = _without_class(logits.detach(), self.hparams['ignore_index']).argmax(
+            dim=1
+        )
+        self._iou(stage).update(preds, y)
+        self._accuracy(stage).update(preds, y)
+
+    def _logits_and_loss(
+        self, x: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Run the model on a batch and compute its loss.
+
+        Args:
+            x: Images (B, C, H, W).
+            y: Targets (B, H, W) int64.
+
+        Returns:
+            The logits (B, num_classes, H, W), the loss, and further loss
+            terms to log as ``<stage>_<name>`` (may be empty).
+        """
+        raise NotImplementedError
+
+    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
+        x, y = batch['image'], self._target(batch)
+        logits, loss, terms = self._logits_and_loss(x, y)
+        self._update_metrics(logits, y, stage)
+        batch_size = x.shape[0]
+        self.log(
+            f'{stage}_loss', loss, batch_size=batch_size, prog_bar=stage == 'train'
+        )
+        for name, value in terms.items():
+            self.log(f'{stage}_{name}', value, batch_size=batch_size)
+        return loss
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        iou_metric = self._iou(stage)
+        if not iou_metric.update_called:
+            return
+        iou = iou_metric.compute()
+        ignore_index = self.hparams['ignore_index']
+        keep = [k for k in range(len(iou)) if k != ignore_index]
+        values = {
+            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
+        }
+        values[f'{stage}_mIoU'] = iou[keep].mean()
+        accuracy = self._accuracy(stage)
+        values[f'{stage}_accuracy'] = accuracy.compute()
+        self.log_dict(values)
+        iou_metric.reset()
+        accuracy.reset()
+
+    def training_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """Compute the training loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+
+        Returns:
+            The loss.
+        """
+        return self._shared_step(batch, 'train')
+
+    def validation_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """Compute the validation loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+        """
+        self._shared_step(batch, 'val')
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """Compute the test loss and update the metrics.
+
+        Args:
+            batch: A batch with ``image`` and ``mask``.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+        """
+        self._shared_step(batch, 'test')
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training IoUs."""
+        self._log_epoch_metrics('train')
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's validation IoUs."""
+        self._log_epoch_metrics('val')
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test IoUs."""
+        self._log_epoch_metrics('test')
+
+    def predict_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Predict class maps.
+
+        Args:
+            batch: A batch with ``image`` and optionally georeferencing keys.
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the data loader.
+
+        Returns:
+            ``prediction`` (B, H, W) int64 class ids (never the ignore
+            index, see :meth:`predict_logits`), and the batch's
+            :attr:`~PluginTask.passthrough_keys` (``transform``, ``crs``,
+            ``id``, ``bounds``, ``path``, ...) where present.
+        """
+        logits = self.predict_logits(batch['image'])
+        return self.passthrough(batch, {'prediction': logits.argmax(dim=1)})
+
+
+class SegmentationTask(SemanticSegmentationBase):
     """Semantic segmentation with this library's paper models.
 
     Logs ``<stage>_loss``, ``<stage>_mIoU`` (mean over the classes other than
@@ -51,9 +240,6 @@ class SegmentationTask(PluginTask):
     name replaced by ``_``). ``predict_step`` returns
     ``prediction`` (B, H, W) class ids plus the batch's georeferencing keys.
     """
-
-    monitor = 'val_mIoU'
-    mode = 'max'
 
     def __init__(
         self,
@@ -147,27 +333,6 @@ class SegmentationTask(PluginTask):
             case other:
                 raise ValueError(f'unknown loss {other!r}; choose dal, ohem or ce')
 
-    def configure_metrics(self) -> None:
-        """Initialize per-stage IoU (per class) and pixel-accuracy metrics."""
-        num_classes = self.hparams['num_classes']
-        ignore_index = self.hparams['ignore_index']
-        for stage in _STAGES:
-            # torchmetrics states are registered per attribute (reset per stage).
-            setattr(
-                self,
-                f'{stage}_iou',
-                MulticlassJaccardIndex(
-                    num_classes, average='none', ignore_index=ignore_index
-                ),
-            )
-            setattr(
-                self,
-                f'{stage}_accuracy',
-                MulticlassAccuracy(
-                    num_classes, average='micro', ignore_index=ignore_index
-                ),
-            )
-
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """SGD (or AdamW) with a per-step poly learning-rate schedule.
 
@@ -198,123 +363,9 @@ class SegmentationTask(PluginTask):
         logits: Tensor = self.model(x)
         return logits
 
-    def predict_logits(self, x: Tensor) -> Tensor:
-        """Logits for prediction: the ignore class (if a model output) is never chosen.
-
-        FYH's fill class 10 is an output channel but never a training target,
-        so its logit is set to ``-inf``: argmax and softmax give it no pixel.
-
-        Args:
-            x: Images (B, C, H, W).
-
-        Returns:
-            Logits (B, num_classes, H, W).
-        """
-        return _without_class(self(x), self.hparams['ignore_index'])
-
-    def _iou(self, stage: str) -> MulticlassJaccardIndex:
-        return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
-
-    def _accuracy(self, stage: str) -> MulticlassAccuracy:
-        return cast(MulticlassAccuracy, getattr(self, f'{stage}_accuracy'))
-
-    def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
-        x, y = batch['image'], batch['mask']
-        if y.ndim == 4:  # (B, 1, H, W) masks from some data modules
-            y = y.squeeze(1)
-        y = y.long()
+    def _logits_and_loss(
+        self, x: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         logits = self(x)
         loss: Tensor = self.criterion(logits, y)
-        preds = _without_class(logits.detach(), self.hparams['ignore_index']).argmax(
-            dim=1
-        )
-        self._iou(stage).update(preds, y)
-        self._accuracy(stage).update(preds, y)
-        self.log(
-            f'{stage}_loss', loss, batch_size=x.shape[0], prog_bar=stage == 'train'
-        )
-        return loss
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        iou_metric = self._iou(stage)
-        if not iou_metric.update_called:
-            return
-        iou = iou_metric.compute()
-        ignore_index = self.hparams['ignore_index']
-        keep = [k for k in range(len(iou)) if k != ignore_index]
-        values = {
-            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
-        }
-        values[f'{stage}_mIoU'] = iou[keep].mean()
-        accuracy = self._accuracy(stage)
-        values[f'{stage}_accuracy'] = accuracy.compute()
-        self.log_dict(values)
-        iou_metric.reset()
-        accuracy.reset()
-
-    def training_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """Compute the training loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-
-        Returns:
-            The loss.
-        """
-        return self._shared_step(batch, 'train')
-
-    def validation_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Compute the validation loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-        """
-        self._shared_step(batch, 'val')
-
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Compute the test loss and update the metrics.
-
-        Args:
-            batch: A batch with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-        """
-        self._shared_step(batch, 'test')
-
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's training IoUs."""
-        self._log_epoch_metrics('train')
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the epoch's validation IoUs."""
-        self._log_epoch_metrics('val')
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test IoUs."""
-        self._log_epoch_metrics('test')
-
-    def predict_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Any]:
-        """Predict class maps.
-
-        Args:
-            batch: A batch with ``image`` and optionally georeferencing keys.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the data loader.
-
-        Returns:
-            ``prediction`` (B, H, W) int64 class ids (never the ignore
-            index, see :meth:`predict_logits`), and the batch's
-            ``transform``, ``crs``, ``id``, ``bounds`` and ``path`` where present.
-        """
-        logits = self.predict_logits(batch['image'])
-        return self.passthrough(batch, {'prediction': logits.argmax(dim=1)})
+        return logits, loss, {}
