@@ -12,7 +12,7 @@ import shapely
 from numpy.typing import NDArray
 from shapely.geometry import Polygon, shape
 
-from .raster import CRSLike, TransformLike, crs_to_string, to_affine
+from .raster import CRSLike, TransformLike, as_numpy, crs_to_string, to_affine
 
 __all__ = [
     'boxes_to_polygons',
@@ -21,12 +21,6 @@ __all__ = [
     'oriented_boxes_to_polygons',
     'pixel_to_world',
 ]
-
-
-def _numpy(x: Any, dtype: Any = np.float64) -> NDArray[Any]:
-    if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def pixel_to_world(points: Any, transform: TransformLike) -> NDArray[np.float64]:
@@ -39,7 +33,7 @@ def pixel_to_world(points: Any, transform: TransformLike) -> NDArray[np.float64]
     Returns:
         (..., 2) array of CRS (x, y).
     """
-    pts = _numpy(points)
+    pts = as_numpy(points, np.float64)
     x, y = to_affine(transform) @ (pts[..., 0], pts[..., 1])
     return np.stack([x, y], axis=-1)
 
@@ -69,7 +63,7 @@ def boxes_to_polygons(bbox_xyxy: Any, transform: TransformLike) -> list[Polygon]
     Raises:
         ValueError: If the boxes are not (N, 4).
     """
-    boxes = _numpy(bbox_xyxy)
+    boxes = as_numpy(bbox_xyxy, np.float64)
     if boxes.size == 0:
         return []
     if boxes.ndim != 2 or boxes.shape[1] != 4:
@@ -93,7 +87,7 @@ def oriented_boxes_to_polygons(bbox: Any, transform: TransformLike) -> list[Poly
     Raises:
         ValueError: If the boxes are not (N, 8).
     """
-    arr = _numpy(bbox)
+    arr = as_numpy(bbox, np.float64)
     if arr.size == 0:
         return []
     if arr.ndim != 2 or arr.shape[1] != 8:
@@ -133,7 +127,7 @@ def mask_to_polygons(
     Raises:
         ValueError: If the mask is not 2-dimensional integers.
     """
-    arr = _numpy(mask, dtype=None)
+    arr = as_numpy(mask)
     if arr.ndim != 2:
         raise ValueError(f'expected an (H, W) mask, got shape {arr.shape}')
     if arr.dtype == np.bool_:
@@ -192,18 +186,18 @@ def detections_to_geodataframe(
     Raises:
         ValueError: If the shapes disagree.
     """
-    arr = _numpy(boxes)
+    arr = as_numpy(boxes, np.float64)
     n = arr.shape[0] if arr.ndim == 2 else 0
     width = arr.shape[1] if arr.ndim == 2 else 4
     if width == 8:
         polys = oriented_boxes_to_polygons(arr.reshape(n, 8), transform)
     else:
         polys = boxes_to_polygons(arr.reshape(n, 4), transform)
-    labels = _numpy(label, dtype=np.int64).reshape(-1)
+    labels = as_numpy(label, np.int64).reshape(-1)
     scores = (
         np.ones(n, dtype=np.float32)
         if score is None
-        else _numpy(score, dtype=np.float32).reshape(-1)
+        else as_numpy(score, np.float32).reshape(-1)
     )
     if len(labels) != n or len(scores) != n:
         raise ValueError(f'{n} boxes but {len(labels)} labels and {len(scores)} scores')

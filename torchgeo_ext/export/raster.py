@@ -28,6 +28,7 @@ from .atomic import atomic_output
 __all__ = [
     'RasterStack',
     'RasterWriter',
+    'as_numpy',
     'crs_to_string',
     'gdal_cache_limit',
     'open_inputs',
@@ -89,6 +90,21 @@ def crs_to_string(crs: CRSLike) -> str:
     return str(crs.to_wkt())
 
 
+def as_numpy(x: Any, dtype: Any = None) -> NDArray[Any]:
+    """A torch tensor (detached, on the CPU), numpy array or sequence as a numpy array.
+
+    Args:
+        x: The values.
+        dtype: The wanted dtype (None: keep the values' own).
+
+    Returns:
+        The array (not a copy where none is needed).
+    """
+    if hasattr(x, 'detach'):  # torch tensor, duck-typed: export does not import torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
 def to_affine(transform: TransformLike) -> Affine:
     """Convert 6 (rasterio order) or 9 affine coefficients to an :class:`~affine.Affine`.
 
@@ -104,9 +120,7 @@ def to_affine(transform: TransformLike) -> Affine:
     """
     if isinstance(transform, Affine):
         return transform
-    if hasattr(transform, 'detach'):  # torch tensor
-        transform = transform.detach().cpu().double().numpy()
-    values = np.asarray(transform, dtype=np.float64).reshape(-1)
+    values = as_numpy(transform, np.float64).reshape(-1)
     if values.size not in (6, 9) or not np.isfinite(values).all():
         raise ValueError(
             f'an affine transform needs 6 or 9 finite coefficients, got {values}'
@@ -126,10 +140,9 @@ def transform_to_tuple(transform: TransformLike) -> tuple[float, ...]:
     return tuple(to_affine(transform))[:6]
 
 
-def _to_numpy(array: Any) -> NDArray[Any]:
-    if hasattr(array, 'detach'):
-        array = array.detach().cpu().numpy()
-    out = np.asarray(array)
+def _writable_array(array: Any) -> NDArray[Any]:
+    """The values as a numpy array of a dtype GeoTIFF stores (bool and float16 widened)."""
+    out = as_numpy(array)
     if out.dtype == np.bool_:
         out = out.astype(np.uint8)
     elif out.dtype == np.float16:
@@ -279,7 +292,7 @@ class RasterWriter:
             raise RuntimeError('RasterWriter is not open: use it as a context manager')
         if not isinstance(window, Window):
             window = Window(*window)
-        arr = _to_numpy(data)
+        arr = _writable_array(data)
         if arr.ndim == 2:
             arr = arr[None]
         if arr.shape != (self.count, int(window.height), int(window.width)):
@@ -382,7 +395,7 @@ def write_raster(
     Raises:
         ValueError: If the array is not 2- or 3-dimensional.
     """
-    arr = _to_numpy(array)
+    arr = _writable_array(array)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:

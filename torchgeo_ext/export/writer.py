@@ -23,7 +23,7 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from .atomic import atomic_output, check_writable_dir, make_output_dir
 from .geometry import detections_to_geodataframe
-from .raster import crs_to_string, to_affine, to_crs, write_raster
+from .raster import as_numpy, crs_to_string, to_affine, to_crs, write_raster
 from .vector import vector_driver, write_vector
 
 __all__ = ['GeoPredictionWriter']
@@ -366,7 +366,7 @@ class GeoPredictionWriter(BasePredictionWriter):
         crs: Any,
     ) -> None:
         arr = _item(prediction['prediction'], i)
-        arr = arr.detach().cpu().numpy() if isinstance(arr, Tensor) else np.asarray(arr)
+        arr = as_numpy(arr)
         image = batch.get('image')
         if isinstance(image, Tensor) and image.ndim >= 3:
             h_in, w_in = image.shape[-2:]
