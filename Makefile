@@ -5,13 +5,13 @@ PYTHON ?= $(shell for py in $$HOME/.pyenv/versions/3.12*/bin/python python3.12; 
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test lint benchmarks clean
+.PHONY: venv demo test lint docs benchmarks clean
 
 $(BIN)/torchgeo-ext: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install it or pass PYTHON=/path/to/python3.12" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	@touch $@
 
 venv: $(BIN)/torchgeo-ext
@@ -19,16 +19,22 @@ venv: $(BIN)/torchgeo-ext
 demo: venv
 	$(BIN)/torchgeo-ext demo --output demo_output
 
+# The unit tests and the tutorial notebooks (executed by nbmake).
 test: venv
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --nbmake tests docs/tutorials
 
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The documentation site (Sphinx, warnings are errors; executes the tutorial notebooks).
+# Offline by default; TORCHGEO_EXT_DOCS_ONLINE=1 adds intersphinx links (needs the network).
+docs: venv
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
 benchmarks: venv
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) demo_output .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) demo_output .mypy_cache .ruff_cache .pytest_cache docs/_build docs/api/generated

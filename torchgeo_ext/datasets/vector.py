@@ -470,7 +470,7 @@ class VectorObjects(GeoDataset):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (ids ``0 .. num_classes - 1``)."""
+        """Number of classes (ids ``0`` to ``num_classes - 1``)."""
         return len(self.classes)
 
     def __getitem__(self, index: GeoSlice) -> Sample:
