@@ -89,6 +89,14 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
     parser.add_argument(
+        '--engine',
+        choices=('torch', 'onnxruntime'),
+        default='torch',
+        help='how a SuperYOLO checkpoint runs: torch (fused eager model, default) '
+        'or onnxruntime (the fused model exported to ONNX Runtime, CPU only; '
+        "pip install 'torchgeo-ext[onnx]')",
+    )
+    parser.add_argument(
         '--masks',
         choices=('sam',),
         default=None,
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         sam_checkpoint=args.sam_checkpoint if args.masks == 'sam' else None,
         sam_model=args.sam_model,
         sam_bands=sam_bands,
+        engine=args.engine,
     )
     print(f'{len(gdf)} objects written to {args.output}')
     return 0

@@ -65,8 +65,9 @@ class OnnxRuntimeModule(nn.Module):
             import onnxruntime
         except ImportError:
             raise InvalidInputError(
-                'onnxruntime',
-                'not installed: pip install onnxruntime (or use the torch engine)',
+                None,
+                "ONNX Runtime is not installed: pip install 'torchgeo-ext[onnx]' "
+                '(or use the torch engine)',
             ) from None
         exported = copy.deepcopy(module).cpu().eval()
         buffer = io.BytesIO()

@@ -57,6 +57,7 @@ def detect_with_checkpoint(
     sam_checkpoint: str | os.PathLike[str] | None = None,
     sam_model: str | None = None,
     sam_bands: list[int] | None = None,
+    engine: str = 'torch',
 ) -> gpd.GeoDataFrame:
     """Detect objects in co-registered rasters with a checkpoint and write them.
 
@@ -77,14 +78,20 @@ def detect_with_checkpoint(
         sam_model: SAM variant of *sam_checkpoint* (default: the one it holds).
         sam_bands: 1-based bands SAM sees (default: see
             :func:`~torchgeo_ext.pipelines.sam.refine_with_sam`).
+        engine: How a SuperYOLO checkpoint's model runs: ``'torch'`` (fused
+            eager model) or ``'onnxruntime'`` (the fused model through ONNX
+            Runtime, CPU only); see
+            :meth:`~torchgeo_ext.trainers.detection.SuperYOLOTask.set_engine`.
+            Other detectors run as they are and take only ``'torch'``.
 
     Returns:
         The objects written, in the rasters' CRS.
 
     Raises:
         InvalidInputError: If the checkpoint is no detector, records a
-            normalisation while *scale* is given, or the rasters do not hold
-            exactly the bands the model reads.
+            normalisation while *scale* is given, the rasters do not hold
+            exactly the bands the model reads, or *engine* is not available
+            for this checkpoint, device or installation.
         MissingInputError: If a file does not exist.
     """
     import torch
@@ -135,6 +142,7 @@ def detect_with_checkpoint(
         from .sam import check_sam_bands
 
         check_sam_bands(bands, sam_bands, inputs[-1])
+    _set_engine(task, engine, checkpoint, device)
 
     def model(x: Tensor) -> list[dict[str, Tensor]]:
         x = task.normalise(x) if record is not None else x.float() / divisor
@@ -176,6 +184,39 @@ def detect_with_checkpoint(
             progress=progress,
         )
     return gdf
+
+
+def _set_engine(
+    task: Any, engine: str, checkpoint: str | os.PathLike[str], device: str
+) -> None:
+    """Run a SuperYOLO-family task through its inference engine.
+
+    Args:
+        task: The loaded task, on *device*.
+        engine: ``'torch'`` or ``'onnxruntime'``.
+        checkpoint: Its checkpoint (named in errors).
+        device: Torch device.
+
+    Raises:
+        InvalidInputError: If the task has no such engine, or ONNX Runtime is
+            asked for on another device than the CPU or is not installed.
+    """
+    from ..errors import InvalidInputError
+
+    engines = getattr(task, 'engines', ())
+    if engine not in engines:
+        if engine == 'torch':
+            return  # other detectors run as they are
+        raise InvalidInputError(
+            checkpoint,
+            f'a {type(task).__name__} checkpoint; --engine {engine} runs '
+            'SuperYOLOTask checkpoints only (use --engine torch)',
+        )
+    if engine == 'onnxruntime' and str(device) != 'cpu':
+        raise InvalidInputError(
+            None, f'--engine onnxruntime runs on the CPU; got --device {device}'
+        )
+    task.set_engine(engine)
 
 
 def _expected_bands(task: Any) -> int | None:

@@ -72,6 +72,10 @@ class SuperYOLOTask(PluginTask):
 
     #: Outputs axis-aligned boxes (``prediction_bbox_xyxy``).
     oriented = False
+    #: Inference engines of :meth:`set_engine`.
+    engines: tuple[str, ...] = ('torch', 'onnxruntime')
+    #: The engine's inference copy of the model (None: the live evaluation model).
+    _inference_model: nn.Module | None = None
     #: Keep every argument (``weights`` is a path, safe to record).
     ignore = None
     monitor = 'val_map_50'
@@ -262,6 +266,55 @@ class SuperYOLOTask(PluginTask):
         """
         return self.eval_model()(x)
 
+    def set_engine(
+        self, engine: str | None = 'torch', threads: int | None = None
+    ) -> SuperYOLOTask:
+        """Run :meth:`detect_images` through an inference copy of the model.
+
+        The copy is a snapshot of the current evaluation weights (EMA if kept),
+        fused for inference (batch norms folded into the convolutions, the
+        super-resolution branch dropped). Training again resets the engine;
+        ``set_engine(None)`` does it by hand.
+
+        Args:
+            engine: ``'torch'`` (the fused model, eager), ``'onnxruntime'``
+                (the fused model exported to ONNX and run by ONNX Runtime on
+                the CPU: :class:`~torchgeo_ext.models.engine.OnnxRuntimeModule`)
+                or None (the live, unfused evaluation model: the default).
+            threads: ONNX Runtime intra-op threads (default: PyTorch's).
+
+        Returns:
+            This task, for chaining (``load_task(ckpt).set_engine(...)``).
+
+        Raises:
+            ValueError: If *engine* is not one of :attr:`engines`.
+            InvalidInputError: If ONNX Runtime is not installed.
+        """
+        if engine is None:
+            object.__setattr__(self, '_inference_model', None)
+            return self
+        if engine not in self.engines:
+            raise ValueError(
+                f'engine must be one of {", ".join(self.engines)} or None, '
+                f'got {engine!r}'
+            )
+        source = self.eval_model()
+        assert isinstance(source, SuperYOLO)
+        fused = copy.deepcopy(source).fuse()
+        model: nn.Module = fused
+        if engine == 'onnxruntime':
+            from ..models.engine import OnnxRuntimeModule
+
+            example = torch.zeros(1, max(fused.bands) + 1, 64, 64)
+            model = OnnxRuntimeModule(fused, example, threads)
+        # Not a submodule: the copy stays out of the state dict and checkpoints.
+        object.__setattr__(self, '_inference_model', model)
+        return self
+
+    def on_fit_start(self) -> None:
+        """Drop the inference copy of :meth:`set_engine`: training changes weights."""
+        self.set_engine(None)
+
     def detect_images(
         self,
         x: Tensor,
@@ -273,7 +326,9 @@ class SuperYOLOTask(PluginTask):
 
         Images are normalised with the recorded normalisation (see
         :meth:`~torchgeo_ext.trainers.base.PluginTask.normalise`), then
-        zero-padded at the bottom/right to a multiple of 16.
+        zero-padded at the bottom/right to a multiple of 16, and run through
+        the engine chosen by :meth:`set_engine` (default: the evaluation
+        model as it is).
 
         Args:
             x: Image (B, C, H, W): raw values as the rasters or the dataset
@@ -293,7 +348,9 @@ class SuperYOLOTask(PluginTask):
         pad_h, pad_w = (-h) % 16, (-w) % 16
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
-        model = self.eval_model()
+        model = self._inference_model
+        if model is None:
+            model = self.eval_model()
         was_training = model.training
         model.eval()
         with torch.no_grad():
@@ -480,6 +537,10 @@ class GHOSTTask(SuperYOLOTask):
     chosen by k-means (:func:`~torchgeo_ext.models.ghost.allocate_bits`).
     The loss is ``det_weight * L_det + ost_weight * L_OST``.
     """
+
+    #: No inference engine: folding batch norms into the quantised convolutions
+    #: would change what they quantise.
+    engines: tuple[str, ...] = ()
 
     def __init__(
         self,
