@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import matplotlib.patches as mpatches
@@ -84,6 +84,79 @@ def warn_annotation_issues(
             )
     if parts:
         warnings.warn(f'{name}: ' + '; '.join(parts), UserWarning, stacklevel=3)
+
+
+def check_sample_options(dtype: str, bbox_orientation: str) -> None:
+    """Check the ``dtype`` and ``bbox_orientation`` arguments of a detection dataset.
+
+    Args:
+        dtype: ``'float32'`` or ``'uint8'``.
+        bbox_orientation: ``'horizontal'`` or ``'oriented'``.
+
+    Raises:
+        ValueError: If either is another value.
+    """
+    if dtype not in ('float32', 'uint8'):
+        raise ValueError(f"dtype must be 'float32' or 'uint8': {dtype!r}")
+    if bbox_orientation not in ('horizontal', 'oriented'):
+        raise ValueError(
+            f"bbox_orientation must be 'horizontal' or 'oriented': {bbox_orientation!r}"
+        )
+
+
+def modality_layout(
+    modalities: Iterable[str], bands: Mapping[str, int]
+) -> dict[str, list[int]]:
+    """Band indices of each modality in the stacked image, in the given order.
+
+    Args:
+        modalities: The modalities to stack.
+        bands: Number of bands of each known modality.
+
+    Returns:
+        ``{modality: [band indices]}``.
+
+    Raises:
+        ValueError: If the modalities are empty, repeated or unknown.
+    """
+    names = tuple(modalities)
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f'modalities must be distinct and non-empty: {names}')
+    layout: dict[str, list[int]] = {}
+    start = 0
+    for name in names:
+        if name not in bands:
+            raise ValueError(f'unknown modality {name!r}, expected {tuple(bands)}')
+        layout[name] = list(range(start, start + bands[name]))
+        start += bands[name]
+    return layout
+
+
+def image_size(paths: Iterable[str]) -> tuple[int, int]:
+    """Read the size of co-registered images from their headers; all must agree.
+
+    Args:
+        paths: The image files (one per modality).
+
+    Returns:
+        ``(width, height)``.
+
+    Raises:
+        InvalidInputError: If a file cannot be read or the sizes differ.
+    """
+    sizes = {}
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                sizes[path] = img.size
+        except OSError as error:
+            raise InvalidInputError(path, f'cannot read image ({error})') from error
+    if len(set(sizes.values())) > 1:
+        raise InvalidInputError(
+            next(iter(sizes)), f'modalities differ in size: {sizes}'
+        )
+    width, height = next(iter(sizes.values()))
+    return int(width), int(height)
 
 
 def corners_to_xyxy(corners: Tensor) -> Tensor:

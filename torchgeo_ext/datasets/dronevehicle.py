@@ -9,15 +9,17 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
 from .detection import (
     AnnotationCounts,
+    check_sample_options,
     corners_to_xyxy,
     count_issue,
+    image_size,
+    modality_layout,
     plot_detection_sample,
     stack_modalities_batch,
     warn_annotation_issues,
@@ -148,23 +150,10 @@ class DroneVehicle(NonGeoDataset):
         """
         if split not in self.splits:
             raise ValueError(f'split must be one of {self.splits}, got {split!r}')
-        modalities = tuple(modalities)
-        if not modalities or len(set(modalities)) != len(modalities):
-            raise ValueError(f'modalities must be distinct and non-empty: {modalities}')
-        for name in modalities:
-            if name not in self.modality_bands:
-                raise ValueError(
-                    f'unknown modality {name!r}, expected {tuple(self.modality_bands)}'
-                )
+        layout = modality_layout(modalities, self.modality_bands)
         if label_source not in ('ir', 'rgb'):
             raise ValueError(f"label_source must be 'ir' or 'rgb': {label_source!r}")
-        if dtype not in ('float32', 'uint8'):
-            raise ValueError(f"dtype must be 'float32' or 'uint8': {dtype!r}")
-        if bbox_orientation not in ('horizontal', 'oriented'):
-            raise ValueError(
-                "bbox_orientation must be 'horizontal' or 'oriented': "
-                f'{bbox_orientation!r}'
-            )
+        check_sample_options(dtype, bbox_orientation)
         self.root = os.fspath(root)
         self.split = split
         self.label_source = label_source
@@ -172,12 +161,7 @@ class DroneVehicle(NonGeoDataset):
         self.bbox_orientation = bbox_orientation
         self.transforms = transforms
         self.dtype = dtype
-        self.modalities: dict[str, list[int]] = {}
-        start = 0
-        for name in modalities:
-            bands = self.modality_bands[name]
-            self.modalities[name] = list(range(start, start + bands))
-            start += bands
+        self.modalities = layout
 
         split_dir = os.path.join(self.root, split)
         xml_dirs = {
@@ -226,7 +210,7 @@ class DroneVehicle(NonGeoDataset):
         for name in names:
             stem = os.path.splitext(name)[0]
             paths = {m: self._find_partner(stem, name, m) for m in self.modalities}
-            width, height = self._size(paths)
+            width, height = image_size(paths.values())
             crop = self._has_border(width, height)
             if crop:
                 width, height = width - 2 * self.border, height - 2 * self.border
@@ -274,23 +258,6 @@ class DroneVehicle(NonGeoDataset):
             f'image {stem} has no {modality} file (partner of its '
             f'{"/".join(others)} image)',
         )
-
-    @staticmethod
-    def _size(paths: dict[str, str]) -> tuple[int, int]:
-        """Read image sizes from headers; all modalities must agree."""
-        sizes = {}
-        for path in paths.values():
-            try:
-                with Image.open(path) as img:
-                    sizes[path] = img.size
-            except OSError as error:
-                raise InvalidInputError(path, f'cannot read image ({error})') from error
-        if len(set(sizes.values())) > 1:
-            raise InvalidInputError(
-                next(iter(sizes)), f'modalities differ in size: {sizes}'
-            )
-        width, height = next(iter(sizes.values()))
-        return int(width), int(height)
 
     def _parse_xml(self, path: str) -> tuple[list[str], Tensor]:
         """Parse a Pascal-VOC-like file: raw names and N x 8 corners."""

@@ -8,16 +8,18 @@ from typing import Any, ClassVar, Literal
 
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
 from .detection import (
     AnnotationCounts,
+    check_sample_options,
     clip_xyxy,
     corners_to_xyxy,
     count_issue,
+    image_size,
+    modality_layout,
     plot_detection_sample,
     stack_modalities_batch,
     warn_annotation_issues,
@@ -171,23 +173,13 @@ class VEDAI(NonGeoDataset):
             raise ValueError(
                 f'resolution must be one of {self.resolutions}, got {resolution!r}'
             )
-        modalities = tuple(modalities)
-        if not modalities or len(set(modalities)) != len(modalities):
-            raise ValueError(f'modalities must be distinct and non-empty: {modalities}')
-        for name in modalities:
-            if name not in self.modality_files:
-                raise ValueError(
-                    f'unknown modality {name!r}, expected {tuple(self.modality_files)}'
-                )
+        layout = modality_layout(
+            modalities,
+            {name: bands for name, (_, bands) in self.modality_files.items()},
+        )
         if classes not in ('superyolo', 'original'):
             raise ValueError(f"classes must be 'superyolo' or 'original': {classes!r}")
-        if dtype not in ('float32', 'uint8'):
-            raise ValueError(f"dtype must be 'float32' or 'uint8': {dtype!r}")
-        if bbox_orientation not in ('horizontal', 'oriented'):
-            raise ValueError(
-                "bbox_orientation must be 'horizontal' or 'oriented': "
-                f'{bbox_orientation!r}'
-            )
+        check_sample_options(dtype, bbox_orientation)
 
         self.root = os.fspath(root)
         self.split = split
@@ -200,12 +192,7 @@ class VEDAI(NonGeoDataset):
         self.classes: list[str] = list(
             self.superyolo_classes if classes == 'superyolo' else self.original_classes
         )
-        self.modalities: dict[str, list[int]] = {}
-        start = 0
-        for name in modalities:
-            bands = self.modality_files[name][1]
-            self.modalities[name] = list(range(start, start + bands))
-            start += bands
+        self.modalities = layout
 
         self.image_dir = os.path.join(self.root, f'Vehicules{resolution}')
         self.annotation_dir = os.path.join(self.root, f'Annotations{resolution}')
@@ -266,26 +253,15 @@ class VEDAI(NonGeoDataset):
 
     def _check_files(self, image_id: str) -> tuple[int, int]:
         """Check that all modalities exist with one size; return (width, height)."""
-        sizes = {}
-        for modality in self.modalities:
-            path = self._image_path(image_id, modality)
+        paths = [self._image_path(image_id, m) for m in self.modalities]
+        for modality, path in zip(self.modalities, paths, strict=True):
             if not os.path.isfile(path):
                 others = [m for m in self.modalities if m != modality]
                 problem = f'image {image_id} has no {modality} file'
                 if others:
                     problem += f' (partner of its {"/".join(others)} image)'
                 raise MissingInputError(path, problem)
-            try:
-                with Image.open(path) as img:
-                    sizes[path] = img.size
-            except OSError as error:
-                raise InvalidInputError(path, f'cannot read image ({error})') from error
-        if len(set(sizes.values())) > 1:
-            raise InvalidInputError(
-                next(iter(sizes)), f'modalities differ in size: {sizes}'
-            )
-        width, height = next(iter(sizes.values()))
-        return int(width), int(height)
+        return image_size(paths)
 
     def _combined_rows(self) -> dict[str, list[tuple[str, int, list[str]]]]:
         """Read ``annotation{res}.txt`` once: ``{id: [(path, line, columns)]}``."""
