@@ -17,9 +17,9 @@ from torchgeo_ext.datamodules.detection import (
 )
 from torchgeo_ext.datamodules.dronevehicle import DroneVehicleDataModule
 from torchgeo_ext.datamodules.vedai import SuperResolutionPair, VEDAIDataModule
-from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.datasets.vedai import VEDAI
+from torchgeo_ext.ops.obb import poly_to_xyxy
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 
@@ -166,7 +166,7 @@ class TestAugmentationGeometry:
                 assert out['image'][i, 0, cy, cx] > 0.5
             # the axis-aligned box is the clipped envelope of the oriented one
             torch.testing.assert_close(
-                out['bbox_xyxy'][i], corners_to_xyxy(out['bbox'][i]).clamp(0, 32)
+                out['bbox_xyxy'][i], poly_to_xyxy(out['bbox'][i]).clamp(0, 32)
             )
         assert math.isclose(float(out['image'].max()), 200 / 255, rel_tol=1e-5)
 

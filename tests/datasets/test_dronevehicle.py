@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torchgeo.datasets import DatasetNotFoundError
 
-from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.dronevehicle import DroneVehicle
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
+from torchgeo_ext.ops.obb import poly_to_xyxy
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'dronevehicle')
 DOTA = os.path.join(ROOT, 'dota')
@@ -40,7 +40,7 @@ class TestDroneVehicle:
         assert sample['label'].dtype == torch.int64
         assert sample['bbox'].shape == (n, 8)
         assert sample['bbox'].dtype == torch.float32
-        torch.testing.assert_close(sample['bbox_xyxy'], corners_to_xyxy(sample['bbox']))
+        torch.testing.assert_close(sample['bbox_xyxy'], poly_to_xyxy(sample['bbox']))
         assert ds.modalities == {'rgb': [0, 1, 2], 'ir': [3]}
 
     def test_horizontal(self) -> None:

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torchgeo.datasets import DatasetNotFoundError
 
-from torchgeo_ext.datasets.detection import corners_to_xyxy
 from torchgeo_ext.datasets.vedai import VEDAI
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
+from torchgeo_ext.ops.obb import poly_to_xyxy
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data', 'vedai')
 
@@ -85,7 +85,7 @@ class TestVEDAI:
         for index in range(len(ds)):
             sample = ds[index]
             assert sample['bbox'].shape == (len(sample['label']), 8)
-            envelope = corners_to_xyxy(sample['bbox']).clamp(0, 64)
+            envelope = poly_to_xyxy(sample['bbox']).clamp(0, 64)
             torch.testing.assert_close(envelope, sample['bbox_xyxy'])
 
     def test_corner_order(self) -> None:

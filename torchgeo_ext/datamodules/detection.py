@@ -22,7 +22,8 @@ from kornia.geometry.transform import warp_perspective
 from torch import Tensor, nn
 from torch.utils.data import default_collate
 
-from ..datasets.detection import corners_to_xyxy, xyxy_to_corners
+from ..datasets.detection import xyxy_to_corners
+from ..ops.obb import poly_to_xyxy
 
 Batch = dict[str, Any]
 
@@ -264,7 +265,7 @@ class DetectionAugmentation(nn.Module):
                 corners = transform_corners(
                     xyxy_to_corners(batch['bbox_xyxy'][i].float()), m
                 )
-            xyxy = corners_to_xyxy(corners)
+            xyxy = poly_to_xyxy(corners)
             limit = xyxy.new_tensor([width, height, width, height])
             xyxy = torch.minimum(xyxy.clamp(min=0), limit)
             keep = ((xyxy[:, 2] - xyxy[:, 0]) >= self.min_size) & (

@@ -159,21 +159,6 @@ def image_size(paths: Iterable[str]) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def corners_to_xyxy(corners: Tensor) -> Tensor:
-    """Convert oriented boxes to their axis-aligned envelopes.
-
-    Args:
-        corners: N x 8 corners ``x1 y1 ... x4 y4``.
-
-    Returns:
-        N x 4 boxes ``xmin ymin xmax ymax`` (same dtype).
-    """
-    pts = corners.reshape(-1, 4, 2)
-    if pts.shape[0] == 0:
-        return corners.new_zeros((0, 4))
-    return torch.cat([pts.amin(dim=1), pts.amax(dim=1)], dim=1)
-
-
 def xyxy_to_corners(xyxy: Tensor) -> Tensor:
     """Convert axis-aligned boxes to 4 corners (clockwise from top-left).
 

@@ -13,10 +13,10 @@ from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
+from ..ops.obb import poly_to_xyxy
 from .detection import (
     AnnotationCounts,
     check_sample_options,
-    corners_to_xyxy,
     count_issue,
     image_size,
     modality_layout,
@@ -349,7 +349,7 @@ class DroneVehicle(NonGeoDataset):
         cx, cy = xs.clamp(0, width), ys.clamp(0, height)
         clipped = torch.stack([cx, cy], dim=-1).reshape(-1, 8)
         changed = (clipped != corners).any(dim=1)
-        xyxy = corners_to_xyxy(clipped)
+        xyxy = poly_to_xyxy(clipped)
         inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         count_issue(self.skipped, path, 'outside_image', int((~inside).sum()))
         count_issue(
@@ -406,7 +406,7 @@ class DroneVehicle(NonGeoDataset):
         sample: Sample = {
             'image': image,
             'label': self._labels[index].clone(),
-            'bbox_xyxy': corners_to_xyxy(boxes),
+            'bbox_xyxy': poly_to_xyxy(boxes),
         }
         if self.bbox_orientation == 'oriented':
             sample['bbox'] = boxes.clone()

@@ -12,11 +12,11 @@ from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
+from ..ops.obb import poly_to_xyxy
 from .detection import (
     AnnotationCounts,
     check_sample_options,
     clip_xyxy,
-    corners_to_xyxy,
     count_issue,
     image_size,
     modality_layout,
@@ -355,7 +355,7 @@ class VEDAI(NonGeoDataset):
 
         corners = torch.tensor(corners_list, dtype=torch.float32).reshape(-1, 8)
         label_tensor = torch.tensor(labels, dtype=torch.int64)
-        xyxy, changed = clip_xyxy(corners_to_xyxy(corners), width, height)
+        xyxy, changed = clip_xyxy(poly_to_xyxy(corners), width, height)
         inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         source = rows[0][0] if rows else path
         count_issue(self.skipped, source, 'outside_image', int((~inside).sum()))
