@@ -9,11 +9,10 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
-from .mfnet import plot_rgbt_sample, read_label_png
+from .mfnet import plot_rgbt_sample, read_image, read_label_png
 
 __all__ = ['FMB']
 
@@ -154,12 +153,7 @@ class FMB(NonGeoDataset):
         return len(self.names)
 
     def _read(self, folder: str, name: str) -> np.ndarray[Any, Any]:
-        path = os.path.join(self.root, self.split, folder, name)
-        try:
-            with Image.open(path) as img:
-                return np.asarray(img)
-        except OSError as error:
-            raise InvalidInputError(path, f'cannot read image ({error})') from error
+        return read_image(os.path.join(self.root, self.split, folder, name))
 
     def __getitem__(self, index: int) -> Sample:
         """Return a sample.

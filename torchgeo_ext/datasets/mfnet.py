@@ -18,9 +18,29 @@ from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
 
-__all__ = ['MFNet', 'plot_rgbt_sample', 'read_label_png']
+__all__ = ['MFNet', 'plot_rgbt_sample', 'read_image', 'read_label_png']
 
 Sample = dict[str, Any]
+
+
+def read_image(path: str, what: str = 'image') -> NDArray[Any]:
+    """Read an image file (PNG) as stored: (H, W) or (H, W, bands).
+
+    Args:
+        path: The file.
+        what: What it holds, for the error message.
+
+    Returns:
+        The pixels.
+
+    Raises:
+        InvalidInputError: If the file cannot be read.
+    """
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img)
+    except OSError as error:
+        raise InvalidInputError(path, f'cannot read {what} ({error})') from error
 
 
 def read_label_png(path: str, num_classes: int, shape: tuple[int, int]) -> Tensor:
@@ -38,11 +58,7 @@ def read_label_png(path: str, num_classes: int, shape: tuple[int, int]) -> Tenso
         InvalidInputError: If the file is unreadable, not one band (e.g. a
             colour-coded label), of another size, or holds unknown ids.
     """
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img)
-    except OSError as error:
-        raise InvalidInputError(path, f'cannot read label ({error})') from error
+    array = read_image(path, 'label')
     if array.ndim != 2:
         raise InvalidInputError(
             path,
@@ -252,11 +268,7 @@ class MFNet(NonGeoDataset):
         """
         name = self.names[index]
         path = os.path.join(self.root, 'images', f'{name}.png')
-        try:
-            with Image.open(path) as img:
-                array = np.asarray(img)
-        except OSError as error:
-            raise InvalidInputError(path, f'cannot read image ({error})') from error
+        array = read_image(path)
         if array.ndim != 3 or array.shape[2] != 4:
             bands = 1 if array.ndim == 2 else array.shape[2]
             raise InvalidInputError(
