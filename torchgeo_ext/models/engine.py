@@ -9,6 +9,12 @@ was 1.7x faster than the fused eager model (``benchmarks/superyolo_cpu.md``).
 exporter, no extra package beyond ``onnx``/``onnxruntime``) and is then a drop-in
 ``nn.Module`` whose forward takes and returns tensors. It is inference only: no
 gradients, no training mode.
+
+:func:`optimise_eager` prepares a fused YOLO model for PyTorch's own eager CPU
+path: ``channels_last`` memory format and every convolution with its SiLU run as
+one oneDNN primitive (``torch.ops.mkldnn._convolution_pointwise``, the kernel
+PyTorch's compiler uses for the same fusion), which also takes the 1 x 1
+convolutions off the slower im2col path PyTorch picks for them on one thread.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from .yolo_layers import Conv
 
-__all__ = ['OnnxRuntimeModule', 'onnxruntime_available']
+__all__ = ['ConvAct', 'OnnxRuntimeModule', 'onnxruntime_available', 'optimise_eager']
 
 
 def onnxruntime_available() -> bool:
@@ -115,3 +122,89 @@ class OnnxRuntimeModule(nn.Module):
         image = x.detach().to('cpu', torch.float32).contiguous().numpy()
         (output,) = self.session.run(None, {'image': image})
         return torch.from_numpy(output).to(x.device)
+
+
+class ConvAct(nn.Module):
+    """A fused (bias, no batch norm) convolution and its activation as one kernel.
+
+    On the CPU in float32 the two run as one oneDNN convolution with the
+    activation as a post-op; elsewhere as ``act(conv(x))``.
+    """
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module) -> None:
+        """Initialise a new ConvAct.
+
+        Args:
+            conv: The convolution (its weights are shared, not copied).
+            act: ``nn.SiLU`` or ``nn.Identity``.
+
+        Raises:
+            TypeError: For another activation.
+        """
+        super().__init__()
+        if isinstance(act, nn.SiLU):
+            self.attr = 'swish'
+        elif isinstance(act, nn.Identity):
+            self.attr = 'none'
+        else:
+            raise TypeError(f'no fused kernel for {type(act).__name__}')
+        self.conv = conv
+        self.act = act
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Apply the convolution and the activation.
+
+        Args:
+            x: Input (B, C_in, H, W).
+
+        Returns:
+            Output (B, C_out, H', W'), in ``x``'s memory format.
+        """
+        conv = self.conv
+        if (
+            x.device.type != 'cpu'
+            or x.dtype != torch.float32
+            or torch.is_grad_enabled()
+        ):
+            return self.act(conv(x))
+        out: Tensor = torch.ops.mkldnn._convolution_pointwise(
+            x,
+            conv.weight,
+            conv.bias,
+            list(conv.padding),  # type: ignore[arg-type]  # int pairs after init
+            list(conv.stride),
+            list(conv.dilation),
+            conv.groups,
+            self.attr,
+            [],
+            '',
+        )
+        return out
+
+
+def optimise_eager(model: nn.Module) -> nn.Module:
+    """Prepare a fused YOLO model for fast eager CPU inference, in place.
+
+    Each batch-norm-free :class:`~torchgeo_ext.models.yolo_layers.Conv` becomes
+    a :class:`ConvAct`, and the model moves to ``channels_last`` (feed it any
+    layout: the first convolution converts). Outputs match the plain model up
+    to float rounding. Models without fused layers, or PyTorch builds without
+    oneDNN, only change memory format.
+
+    Args:
+        model: A model whose ``Conv`` layers are fused (e.g. ``SuperYOLO.fuse()``).
+
+    Returns:
+        The same model, in eval mode.
+    """
+    model.eval()
+    if torch.backends.mkldnn.is_available():
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if (
+                    isinstance(child, Conv)
+                    and isinstance(child.bn, nn.Identity)
+                    and isinstance(child.act, (nn.SiLU, nn.Identity))
+                ):
+                    setattr(parent, name, ConvAct(child.conv, child.act))
+    return model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -277,7 +277,9 @@ class SuperYOLOTask(PluginTask):
         ``set_engine(None)`` does it by hand.
 
         Args:
-            engine: ``'torch'`` (the fused model, eager), ``'onnxruntime'``
+            engine: ``'torch'`` (the fused model, eager, prepared by
+                :func:`~torchgeo_ext.models.engine.optimise_eager`: channels-last,
+                convolution and SiLU as one oneDNN kernel), ``'onnxruntime'``
                 (the fused model exported to ONNX and run by ONNX Runtime on
                 the CPU: :class:`~torchgeo_ext.models.engine.OnnxRuntimeModule`)
                 or None (the live, unfused evaluation model: the default).
@@ -301,12 +303,15 @@ class SuperYOLOTask(PluginTask):
         source = self.eval_model()
         assert isinstance(source, SuperYOLO)
         fused = copy.deepcopy(source).fuse()
-        model: nn.Module = fused
         if engine == 'onnxruntime':
             from ..models.engine import OnnxRuntimeModule
 
             example = torch.zeros(1, max(fused.bands) + 1, 64, 64)
-            model = OnnxRuntimeModule(fused, example, threads)
+            model: nn.Module = OnnxRuntimeModule(fused, example, threads)
+        else:
+            from ..models.engine import optimise_eager
+
+            model = optimise_eager(fused)
         # Not a submodule: the copy stays out of the state dict and checkpoints.
         object.__setattr__(self, '_inference_model', model)
         return self
