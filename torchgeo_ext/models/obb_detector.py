@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops.obb import batched_rotated_nms, obb_to_poly
-from .yolo_layers import SPPF, C2f, Conv
+from .yolo_layers import SPPF, C2f, Conv, top_candidates
 
 __all__ = [
     'OBBDetector',
@@ -420,12 +420,9 @@ def postprocess(
     scores = out.scores.sigmoid()
     results = []
     for b in range(boxes.shape[0]):
-        score, label = scores[b].max(-1)
-        keep = score > score_threshold
-        box, score, label = boxes[b][keep], score[keep], label[keep]
-        if score.numel() > max_candidates:
-            top = score.topk(max_candidates).indices
-            box, score, label = box[top], score[top], label[top]
+        box, score, label = top_candidates(
+            boxes[b], scores[b], score_threshold, max_candidates
+        )
         poly = obb_to_poly(box.float())
         keep_idx = batched_rotated_nms(poly, score, label, iou_threshold)
         keep_idx = keep_idx[:max_detections]

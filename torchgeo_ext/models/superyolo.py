@@ -40,7 +40,7 @@ from torchvision.ops import (
     box_convert,
 )
 
-from .yolo_layers import C3, SPP, Conv, fuse_model
+from .yolo_layers import C3, SPP, Conv, fuse_model, top_candidates
 
 #: The paper's anchors (width, height in input pixels) of the stride-4 head.
 ANCHORS: tuple[tuple[float, float], ...] = ((10, 13), (16, 30), (33, 23))
@@ -468,14 +468,10 @@ def postprocess(
     """
     results = []
     for pred in decoded:
-        scores_all = pred[:, 5:] * pred[:, 4:5]
-        scores, labels = scores_all.max(dim=1)
-        keep = scores > score_threshold
-        pred, scores, labels = pred[keep], scores[keep], labels[keep]
-        if scores.numel() > max_candidates:
-            top = scores.topk(max_candidates).indices
-            pred, scores, labels = pred[top], scores[top], labels[top]
-        boxes = box_convert(pred[:, :4], 'cxcywh', 'xyxy')
+        cxcywh, scores, labels = top_candidates(
+            pred[:, :4], pred[:, 5:] * pred[:, 4:5], score_threshold, max_candidates
+        )
+        boxes = box_convert(cxcywh, 'cxcywh', 'xyxy')
         idx = batched_nms(boxes.float(), scores.float(), labels, iou_threshold)
         idx = idx[:max_detections]
         results.append(

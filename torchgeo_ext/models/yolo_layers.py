@@ -288,6 +288,33 @@ class SPPF(nn.Module):
         return self.cv2(torch.cat((x, y1, y2, self.m(y2)), dim=1))
 
 
+def top_candidates(
+    boxes: Tensor, class_scores: Tensor, score_threshold: float, max_candidates: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The candidates of one image that enter NMS: best class, thresholded, top-k.
+
+    Each box takes its highest-scoring class; boxes scoring at most
+    ``score_threshold`` are dropped, and of the rest only the
+    ``max_candidates`` highest-scoring are kept (in score order).
+
+    Args:
+        boxes: Boxes of one image (N, ...), in any encoding.
+        class_scores: Their class scores (N, num_classes).
+        score_threshold: Minimum score (exclusive).
+        max_candidates: Maximum boxes kept.
+
+    Returns:
+        The kept boxes, their scores and their labels (int64).
+    """
+    scores, labels = class_scores.max(dim=-1)
+    keep = scores > score_threshold
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    if scores.numel() > max_candidates:
+        top = scores.topk(max_candidates).indices
+        boxes, scores, labels = boxes[top], scores[top], labels[top]
+    return boxes, scores, labels
+
+
 def fuse_model(model: nn.Module) -> nn.Module:
     """Fold every :class:`Conv`'s batch norm into its convolution, in place.
 
