@@ -17,7 +17,14 @@ import itertools
 import torch
 from torch import Tensor
 
-__all__ = ['batched_box_nms', 'box_nms', 'greedy_suppression', 'overlapping_pairs']
+__all__ = [
+    'batched_box_nms',
+    'box_nms',
+    'class_offsets',
+    'greedy_suppression',
+    'overlapping_pairs',
+    'pair_intersection',
+]
 
 #: Candidate pairs :func:`overlapping_pairs` expands at once (bounds its memory).
 PAIR_BUDGET = 1 << 22
@@ -127,6 +134,39 @@ def greedy_suppression(n: int, i: Tensor, j: Tensor) -> Tensor:
     return (~removed).nonzero(as_tuple=True)[0]
 
 
+def pair_intersection(boxes: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    """Intersection areas of the axis-aligned boxes ``boxes[i]`` and ``boxes[j]``.
+
+    Args:
+        boxes: Boxes (N, 4) xyxy.
+        i: Indices (P,) of the first box of each pair.
+        j: Indices (P,) of the second.
+
+    Returns:
+        Areas (P,), 0 for boxes that do not overlap.
+    """
+    lo = torch.maximum(boxes[i, :2], boxes[j, :2])
+    hi = torch.minimum(boxes[i, 2:], boxes[j, 2:])
+    return (hi - lo).clamp(min=0).prod(-1)
+
+
+def class_offsets(coordinates: Tensor, labels: Tensor) -> Tensor:
+    """Per-box shifts that move each class's boxes beyond every other class's.
+
+    Adding the shift to the x coordinates of the boxes makes boxes of
+    different labels disjoint, so one NMS over all of them is a class-wise NMS.
+
+    Args:
+        coordinates: Box coordinates (N, ...) in any layout (xyxy, polygons).
+        labels: Class indices (N,).
+
+    Returns:
+        Shifts (N, 1) of the coordinates' dtype.
+    """
+    span = (coordinates.max() - coordinates.min()).abs() + 1
+    return (labels.to(coordinates.dtype) * span * 2)[:, None]
+
+
 def box_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     """Greedy NMS of axis-aligned boxes, linear in memory (see the module docstring).
 
@@ -146,9 +186,7 @@ def box_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     ranked = boxes[order]
     i, j = overlapping_pairs(ranked)
     if i.numel():
-        lo = torch.maximum(ranked[i, :2], ranked[j, :2])
-        hi = torch.minimum(ranked[i, 2:], ranked[j, 2:])
-        inter = (hi - lo).clamp(min=0).prod(-1)
+        inter = pair_intersection(ranked, i, j)
         area = (ranked[:, 2:] - ranked[:, :2]).prod(-1)
         over = inter > iou_threshold * (area[i] + area[j] - inter)
         i, j = i[over], j[over]
@@ -171,7 +209,4 @@ def batched_box_nms(
     """
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    # shift each class far apart so that their boxes never overlap
-    span = (boxes.max() - boxes.min()).abs() + 1
-    offset = (labels.to(boxes.dtype) * span * 2)[:, None]
-    return box_nms(boxes + offset, scores, iou_threshold)
+    return box_nms(boxes + class_offsets(boxes, labels), scores, iou_threshold)

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor
 
-from .nms import greedy_suppression, overlapping_pairs
+from .nms import class_offsets, greedy_suppression, overlapping_pairs, pair_intersection
 
 __all__ = [
     'batched_rotated_nms',
@@ -366,10 +366,8 @@ def rotated_nms(polygons: Tensor, scores: Tensor, iou_threshold: float) -> Tenso
         # (areas relative to each polygon's first corner: float32 at map-sized
         # coordinates would lose the precision the exact IoU keeps)
         areas = poly_area(polys - polys[:, :2].repeat(1, 4))
-        lo = torch.maximum(hulls[i, :2], hulls[j, :2])
-        hi = torch.minimum(hulls[i, 2:], hulls[j, 2:])
         bound = torch.minimum(
-            torch.minimum(areas[i], areas[j]), (hi - lo).clamp(min=0).prod(-1)
+            torch.minimum(areas[i], areas[j]), pair_intersection(hulls, i, j)
         )
         maybe = bound > iou_threshold * (areas[i] + areas[j] - bound)
         i, j = i[maybe], j[maybe]
@@ -402,10 +400,7 @@ def batched_rotated_nms(
     """
     if polygons.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=polygons.device)
-    # shift each class far apart so that their hulls never overlap
-    xyxy = poly_to_xyxy(polygons)
-    span = (xyxy.max() - xyxy.min()).abs() + 1
-    offset = (labels.to(polygons.dtype) * span * 2)[:, None]
+    offset = class_offsets(polygons, labels)
     shifted = polygons.clone()
     shifted[:, 0::2] = polygons[:, 0::2] + offset
     return rotated_nms(shifted, scores, iou_threshold)
