@@ -29,6 +29,7 @@ downloaded.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -420,15 +421,10 @@ def run_detection_demo(
     Returns:
         What was written and measured.
     """
-    import warnings
-
     import lightning
     import torch
 
     from .datamodules.geo import GeoDetectionDataModule
-    from .export.vector import write_vector
-    from .pipelines.detection import detect_raster
-    from .trainers.base import load_task
     from .trainers.detection import SuperYOLOTask
 
     if vehicles is None:
@@ -475,6 +471,53 @@ def run_detection_demo(
         final_lr_ratio=0.1,
         score_threshold=score_threshold,
     )
+    # the demo prints its own summary; Lightning's notes and tips would bury it
+    quiet = logging.getLogger('lightning.pytorch')
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    # leave a core to each loading worker: compute threads fighting the loader
+    # for the CPUs of a small machine run several times slower
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - num_workers)))
+    try:
+        return _fit_and_detect(
+            out,
+            data,
+            task,
+            steps,
+            score_threshold,
+            test_scene,
+            (train_rgb, train_ir, labels, test_rgb, test_ir),
+            truth,
+            classes,
+        )
+    finally:
+        quiet.setLevel(level)
+        torch.set_num_threads(threads)
+
+
+def _fit_and_detect(
+    out: Path,
+    data: Any,
+    task: Any,
+    steps: int,
+    score_threshold: float,
+    test_scene: VehicleScene,
+    paths: tuple[Path, Path, Path, Path, Path],
+    truth: Any,
+    classes: list[str],
+) -> DetectionDemoResult:
+    """Fit, save, reload, detect on the test scene, score and write (see the caller)."""
+    import warnings
+
+    import lightning
+    import torch
+
+    from .export.vector import write_vector
+    from .pipelines.detection import detect_raster
+    from .trainers.base import load_task
+
+    train_rgb, train_ir, labels, test_rgb, test_ir = paths
     losses: list[float] = []
 
     class LossLog(lightning.Callback):
