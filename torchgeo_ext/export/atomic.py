@@ -93,14 +93,19 @@ def _probe_folder(folder: Path, out: Path) -> None:
     """Check that a file can really be created in *folder*."""
     # os.access is not enough (root, ACLs, read-only mounts): really create a file.
     probe = folder / f'.{out.name}.probe-{secrets.token_hex(4)}'
+    # Registered first: a signal arriving between creating and removing the probe
+    # (the CLI turns it into an exception) must not leave it behind.
+    register_temporary(probe)
     try:
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.close(fd)
     except OSError as err:
         raise InvalidInputError(
             out, f'cannot write the output: {err.strerror or err} in {folder}'
         ) from err
-    os.close(fd)
-    os.unlink(probe)
+    finally:
+        probe.unlink(missing_ok=True)
+        unregister_temporary(probe)
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
