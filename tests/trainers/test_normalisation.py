@@ -220,3 +220,26 @@ def test_prediction_writer_normalises_raw_batches(tmp_path: Path) -> None:
     # asked not to: the task sees the raw values
     writer = GeoPredictionWriter(tmp_path, normalise_inputs=False, **options)
     torch.testing.assert_close(predict(writer, dataloaders=loader), raw)
+
+
+def test_vedai_uint8_transport_gives_the_float32_batch() -> None:
+    from torchgeo_ext.datamodules.detection import (
+        DetectionAugmentation,
+        collate_detection,
+    )
+    from torchgeo_ext.datasets.vedai import VEDAI
+
+    root = Path(__file__).parents[1] / 'data' / 'vedai'
+    dm = VEDAIDataModule(root=root)
+    assert dm.kwargs['dtype'] == 'uint8'  # what the data module builds
+    floats = VEDAI(root)  # the dataset alone keeps the float32 contract
+    bytes_ = VEDAI(root, dtype='uint8')
+    assert floats[0]['image'].dtype == torch.float32
+    assert bytes_[0]['image'].dtype == torch.uint8
+    torch.testing.assert_close(bytes_[0]['image'].float(), floats[0]['image'])
+    after = DetectionAugmentation()  # what on_after_batch_transfer runs
+    batch8 = after(collate_detection(bytes_.__getitems__([0, 1])))
+    batch32 = after(collate_detection(floats.__getitems__([0, 1])))
+    assert batch8['image'].dtype == torch.float32
+    torch.testing.assert_close(batch8['image'], batch32['image'])
+    assert float(batch32['image'].max()) <= 1.0
