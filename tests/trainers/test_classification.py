@@ -128,7 +128,9 @@ def test_mivit_class_weights_from_data_module(tmp_path: Path) -> None:
     # The dataset's min-max scaling is recorded for raw inputs.
     data = Houston2013(HOUSTON)
     assert task.normalisation == data.normalisation
-    assert main(['test', '--config', str(CONF / 'mivit_houston2013.yaml')]) == 0
+    config = str(CONF / 'mivit_houston2013.yaml')
+    test_args = ['--config', config, f'--trainer.default_root_dir={tmp_path}']
+    assert main(['test', *test_args]) == 0
 
 
 @pytest.mark.parametrize('config', CONFIGS, ids=[c.stem for c in CONFIGS])
