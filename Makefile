@@ -19,9 +19,10 @@ venv: $(BIN)/torchgeo-ext
 demo: venv
 	$(BIN)/torchgeo-ext demo --output demo_output
 
-# The unit tests and the tutorial notebooks (executed by nbmake).
+# The unit tests and the tutorial notebooks (executed by nbmake; the per-cell limit leaves room
+# for a loaded machine, a notebook takes about a minute on 2 idle cores).
 test: venv
-	$(BIN)/python -m pytest -q -n 2 --nbmake tests docs/tutorials
+	$(BIN)/python -m pytest -q -n 2 --nbmake --nbmake-timeout=600 tests docs/tutorials
 
 lint: venv
 	$(BIN)/ruff check .

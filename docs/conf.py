@@ -60,7 +60,7 @@ suppress_warnings = [
 # Notebooks run at every build (they take seconds to a minute each on 2 cores and use
 # generated data only); a failing cell fails the build.
 nb_execution_mode = 'force'
-nb_execution_timeout = 300
+nb_execution_timeout = 600
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
