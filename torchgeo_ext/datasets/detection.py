@@ -86,6 +86,34 @@ def warn_annotation_issues(
         warnings.warn(f'{name}: ' + '; '.join(parts), UserWarning, stacklevel=3)
 
 
+def keep_clipped(
+    xyxy: Tensor,
+    changed: Tensor,
+    path: str,
+    skipped: AnnotationCounts,
+    repaired: AnnotationCounts,
+) -> Tensor:
+    """Which boxes clipped to their image keep an area; count the others.
+
+    Boxes left with no area are counted as ``outside_image`` in *skipped*,
+    clipped boxes that keep an area as ``clipped_to_image`` in *repaired*.
+
+    Args:
+        xyxy: The clipped boxes (N x 4, or the envelopes of clipped corners).
+        changed: Which boxes the clipping changed (N,).
+        path: The annotation file the boxes come from.
+        skipped: Counts of dropped objects (updated).
+        repaired: Counts of repaired objects (updated).
+
+    Returns:
+        Boolean mask (N,) of the boxes to keep.
+    """
+    inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    count_issue(skipped, path, 'outside_image', int((~inside).sum()))
+    count_issue(repaired, path, 'clipped_to_image', int((changed & inside).sum()))
+    return inside
+
+
 def check_sample_options(dtype: str, bbox_orientation: str) -> None:
     """Check the ``dtype`` and ``bbox_orientation`` arguments of a detection dataset.
 

@@ -19,6 +19,7 @@ from .detection import (
     check_sample_options,
     count_issue,
     image_size,
+    keep_clipped,
     modality_layout,
     plot_detection_sample,
     stack_modalities_batch,
@@ -349,11 +350,8 @@ class DroneVehicle(NonGeoDataset):
         cx, cy = xs.clamp(0, width), ys.clamp(0, height)
         clipped = torch.stack([cx, cy], dim=-1).reshape(-1, 8)
         changed = (clipped != corners).any(dim=1)
-        xyxy = poly_to_xyxy(clipped)
-        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
-        count_issue(self.skipped, path, 'outside_image', int((~inside).sum()))
-        count_issue(
-            self.repaired, path, 'clipped_to_image', int((changed & inside).sum())
+        inside = keep_clipped(
+            poly_to_xyxy(clipped), changed, path, self.skipped, self.repaired
         )
         return clipped[inside], label_tensor[inside]
 

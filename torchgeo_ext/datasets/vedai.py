@@ -19,6 +19,7 @@ from .detection import (
     clip_xyxy,
     count_issue,
     image_size,
+    keep_clipped,
     modality_layout,
     plot_detection_sample,
     stack_modalities_batch,
@@ -356,12 +357,8 @@ class VEDAI(NonGeoDataset):
         corners = torch.tensor(corners_list, dtype=torch.float32).reshape(-1, 8)
         label_tensor = torch.tensor(labels, dtype=torch.int64)
         xyxy, changed = clip_xyxy(poly_to_xyxy(corners), width, height)
-        inside = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         source = rows[0][0] if rows else path
-        count_issue(self.skipped, source, 'outside_image', int((~inside).sum()))
-        count_issue(
-            self.repaired, source, 'clipped_to_image', int((changed & inside).sum())
-        )
+        inside = keep_clipped(xyxy, changed, source, self.skipped, self.repaired)
         return corners[inside], label_tensor[inside], xyxy[inside]
 
     def __len__(self) -> int:
