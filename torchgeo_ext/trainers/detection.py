@@ -273,8 +273,9 @@ class SuperYOLOTask(PluginTask):
 
         The copy is a snapshot of the current evaluation weights (EMA if kept),
         fused for inference (batch norms folded into the convolutions, the
-        super-resolution branch dropped). Training again resets the engine;
-        ``set_engine(None)`` does it by hand.
+        super-resolution branch dropped), on the model's current device: move
+        the task first. Training again resets the engine; ``set_engine(None)``
+        does it by hand.
 
         Args:
             engine: ``'torch'`` (the fused model, eager, prepared by
