@@ -30,6 +30,7 @@ from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..errors import InvalidInputError, MissingInputError
+from .had100 import false_colour
 
 Sample = dict[str, Any]
 
@@ -105,24 +106,6 @@ def minmax_normalize(cube: NDArray[np.float32]) -> tuple[list[float], list[float
         offsets.append(lo)
         scales.append(hi - lo if hi > lo else 1.0)
     return offsets, scales
-
-
-def false_colour(image: Tensor | NDArray[Any], bands: Sequence[int]) -> NDArray[Any]:
-    """Three bands of a C x H x W image as an H x W x 3 image stretched to [0, 1].
-
-    Args:
-        image: The image.
-        bands: Red, green and blue band indices.
-
-    Returns:
-        float H x W x 3 array.
-    """
-    array = np.asarray(image, dtype=np.float64)[list(bands)]
-    out = np.empty_like(array)
-    for i, band in enumerate(array):
-        lo, hi = np.percentile(band, (2, 98))
-        out[i] = np.clip((band - lo) / (hi - lo), 0, 1) if hi > lo else 0.0
-    return np.transpose(out, (1, 2, 0))
 
 
 class HSILiDARDataset(NonGeoDataset):
