@@ -21,6 +21,7 @@ import importlib
 import inspect
 import math
 import os
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -205,6 +206,19 @@ class PluginTask(BaseTask):
         if names is not None:
             return list(names)
         return [f'class_{i}' for i in range(int(self.hparams.get('num_classes', 0)))]
+
+    @staticmethod
+    def metric_name(name: str) -> str:
+        """A class name usable in a metric key (``Deep convection`` -> ``Deep_convection``).
+
+        Args:
+            name: The class name.
+
+        Returns:
+            The name with each non-alphanumeric run replaced by ``_`` (``class``
+            when nothing is left).
+        """
+        return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
 
     def passthrough(
         self, batch: Mapping[str, Any], out: dict[str, Any]

@@ -29,7 +29,6 @@ so that a whole-scene map can be assembled
 from __future__ import annotations
 
 import inspect
-import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -55,10 +54,6 @@ from .optimization import build_optimizer
 __all__ = ['PatchClassificationTask']
 
 _STAGES = ('train', 'val', 'test')
-
-
-def _metric_name(name: str) -> str:
-    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
 
 
 class PatchClassificationTask(PluginTask):
@@ -296,7 +291,7 @@ class PatchClassificationTask(PluginTask):
         for key, value in values.items():
             if key.endswith('per_class'):
                 for name, acc in zip(names, value, strict=True):
-                    self.log(f'{stage}_accuracy_{_metric_name(name)}', acc)
+                    self.log(f'{stage}_accuracy_{self.metric_name(name)}', acc)
             else:
                 self.log(key, value)
         metrics.reset()

@@ -12,7 +12,6 @@ prediction) lives in :class:`SemanticSegmentationBase`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -37,11 +36,6 @@ def _without_class(logits: Tensor, index: int | None) -> Tensor:
     logits = logits.clone()
     logits[:, index] = float('-inf')
     return logits
-
-
-def _metric_name(name: str) -> str:
-    """A class name usable in a metric key (``Deep convection`` -> ``Deep_convection``)."""
-    return re.sub(r'[^0-9A-Za-z]+', '_', name).strip('_') or 'class'
 
 
 class SemanticSegmentationBase(PluginTask):
@@ -153,7 +147,7 @@ class SemanticSegmentationBase(PluginTask):
         ignore_index = self.hparams['ignore_index']
         keep = [k for k in range(len(iou)) if k != ignore_index]
         values = {
-            f'{stage}_IoU_{_metric_name(self.class_names[k])}': iou[k] for k in keep
+            f'{stage}_IoU_{self.metric_name(self.class_names[k])}': iou[k] for k in keep
         }
         values[f'{stage}_mIoU'] = iou[keep].mean()
         accuracy = self._accuracy(stage)
