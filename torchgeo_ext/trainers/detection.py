@@ -38,6 +38,7 @@ from ..models.ghost import (
     quantization_report,
     quantize_superyolo,
 )
+from ..models.obb_detector import pad_to_stride
 from ..models.superyolo import SuperYOLO, postprocess
 from ..models.weights import read_state_dict
 from .base import PluginTask
@@ -351,9 +352,7 @@ class SuperYOLOTask(PluginTask):
         if not normalised:
             x = self.normalise(x)
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % 16, (-w) % 16
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = pad_to_stride(x, 16)
         model = self._inference_model
         if model is None:
             model = self.eval_model()
