@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,7 +13,6 @@ from torch.utils.data import DataLoader
 from torchgeo_ext.cli import main
 from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.metrics.tracking import success_auc
-from torchgeo_ext.samplers.tracking import TrackingPairDataset, TrackingPairSampler
 from torchgeo_ext.trainers.tracking import TrackingTask
 
 ROOT = 'tests/data/hotc/hotc2020'
@@ -29,20 +30,9 @@ def test_unknown_model() -> None:
         TrackingTask(model='nope')
 
 
-def test_loss_decreases_on_pairs() -> None:
+def test_loss_decreases_on_pairs(hotc_pair_batch: Callable[[], dict[str, Any]]) -> None:
     task = _task(freeze_backbone=True, lr=3e-3)
-    frames = HOTC(ROOT, split='train', modality=MODALITY)
-    pairs = TrackingPairDataset(
-        frames,
-        template_size=16,
-        search_size=32,
-        center_jitter=(0, 0),
-        scale_jitter=(0, 0),
-    )
-    sampler = TrackingPairSampler(
-        frames, length=4, generator=torch.Generator().manual_seed(0)
-    )
-    batch = next(iter(DataLoader(pairs, batch_size=4, sampler=sampler)))
+    batch = hotc_pair_batch()
     trainable = [p for p in task.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-3)
     target = batch['search_bbox_xyxy'].reshape(-1, 4)

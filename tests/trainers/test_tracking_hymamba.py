@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -12,7 +14,6 @@ from torchgeo_ext.cli import main
 from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.metrics.tracking import success_auc
 from torchgeo_ext.models.hymamba import HyMambaTracker
-from torchgeo_ext.samplers.tracking import TrackingPairDataset, TrackingPairSampler
 from torchgeo_ext.trainers.tracking import TrackingTask
 
 ROOT = 'tests/data/hotc/hotc2020'
@@ -29,20 +30,11 @@ def test_task_builds_hymamba() -> None:
     assert isinstance(_task().model, HyMambaTracker)
 
 
-def test_loss_decreases_from_scratch() -> None:
+def test_loss_decreases_from_scratch(
+    hotc_pair_batch: Callable[[], dict[str, Any]],
+) -> None:
     task = _task()
-    frames = HOTC(ROOT, split='train', modality=MODALITY)
-    pairs = TrackingPairDataset(
-        frames,
-        template_size=16,
-        search_size=32,
-        center_jitter=(0, 0),
-        scale_jitter=(0, 0),
-    )
-    sampler = TrackingPairSampler(
-        frames, length=4, generator=torch.Generator().manual_seed(0)
-    )
-    batch = next(iter(DataLoader(pairs, batch_size=4, sampler=sampler)))
+    batch = hotc_pair_batch()
     optimizer = torch.optim.AdamW(task.parameters(), lr=3e-3)
     target = batch['search_bbox_xyxy'].reshape(-1, 4)
     task.train()
