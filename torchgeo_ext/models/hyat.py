@@ -307,6 +307,34 @@ class HyATracker(nn.Module):
             :class:`CenterHead`) and ``bbox_xyxy`` (B x 4, search-crop pixels,
             decoded at the score maximum).
         """
+        x, h = self.embed(template, search)
+        for block in self.blocks:
+            x = block(x, h)
+        return self.predict_boxes(x)
+
+    def spectral_tokens(self, hsi: Tensor) -> Tensor:
+        """The HSI branch's tokens of one crop (a subclass may replace it).
+
+        Args:
+            hsi: B x hsi x side x side HSI bands of a crop.
+
+        Returns:
+            B x (side / patch)^2 x dim tokens.
+        """
+        out: Tensor = self.spectral_embed(hsi).flatten(2).transpose(1, 2)
+        return out
+
+    def embed(self, template: Tensor, search: Tensor) -> tuple[Tensor, Tensor]:
+        """Colour tokens (HSI mixed in by the HEI) and HSI tokens of both crops.
+
+        Args:
+            template: B x (colour + hsi) x t x t template crops.
+            search: B x (colour + hsi) x s x s search crops.
+
+        Returns:
+            The colour tokens with their position embeddings and the
+            :meth:`spectral_tokens`, template tokens first in both.
+        """
         tokens, spectral = [], []
         for crop, pos in (
             (template, self.pos_embed_template),
@@ -316,16 +344,23 @@ class HyATracker(nn.Module):
             hsi = crop[:, self.colour_bands : self.colour_bands + self.hsi_bands]
             colour = colour + self.hei(hsi)
             tokens.append(self.patch_embed(colour) + pos)
-            spectral.append(self.spectral_embed(hsi).flatten(2).transpose(1, 2))
-        x = torch.cat(tokens, dim=1)
-        h = torch.cat(spectral, dim=1)
-        for block in self.blocks:
-            x = block(x, h)
+            spectral.append(self.spectral_tokens(hsi))
+        return torch.cat(tokens, dim=1), torch.cat(spectral, dim=1)
+
+    def predict_boxes(self, x: Tensor) -> dict[str, Tensor]:
+        """The head's maps and decoded boxes from the last block's tokens.
+
+        Args:
+            x: B x (template + search tokens) x dim.
+
+        Returns:
+            The head's maps and ``bbox_xyxy`` (see :meth:`forward`).
+        """
         x = self.norm(x)
         n_t = self.template_grid**2
         g = self.search_grid
         feat = x[:, n_t:].transpose(1, 2).reshape(x.shape[0], -1, g, g)
-        out = self.head(feat)
+        out: dict[str, Tensor] = self.head(feat)
         out['bbox_xyxy'] = self.decode(out)
         return out
 
@@ -365,6 +400,56 @@ class HyATracker(nn.Module):
         return box * self.search_size
 
 
+#: :func:`hyat_tiny`'s architecture (patch 8, dim 32, depth 2).
+TINY_ARGS: dict[str, Any] = {
+    'patch_size': 8,
+    'dim': 32,
+    'depth': 2,
+    'heads': 2,
+    'mlp_ratio': 2.0,
+    'has_rank': 4,
+    'ham_bottleneck': 8,
+    'head_hidden': 16,
+}
+
+#: :func:`hyat_base`'s architecture (ViT-B/16: depth 12, dim 768, 12 heads).
+BASE_ARGS: dict[str, Any] = {
+    'patch_size': 16,
+    'dim': 768,
+    'depth': 12,
+    'heads': 12,
+    'mlp_ratio': 4.0,
+    'has_rank': 16,
+    'ham_bottleneck': 32,
+    'head_hidden': 256,
+}
+
+
+def build_tracker[T: HyATracker](
+    cls: type[T],
+    hsi_bands: int,
+    template_size: int,
+    search_size: int,
+    defaults: dict[str, Any],
+    overrides: dict[str, Any],
+) -> T:
+    """Build a HyA-T family tracker from default arguments and overrides.
+
+    Args:
+        cls: :class:`HyATracker` or a subclass.
+        hsi_bands: HSI bands.
+        template_size: Side of the template crops.
+        search_size: Side of the search crops.
+        defaults: The variant's other arguments.
+        overrides: Arguments replacing or adding to ``defaults``.
+
+    Returns:
+        The model.
+    """
+    args = {**defaults, **overrides}
+    return cls(hsi_bands, template_size=template_size, search_size=search_size, **args)
+
+
 def hyat_tiny(
     hsi_bands: int = 16, template_size: int = 32, search_size: int = 64, **kwargs: Any
 ) -> HyATracker:
@@ -379,19 +464,8 @@ def hyat_tiny(
     Returns:
         The model.
     """
-    args: dict[str, Any] = {
-        'patch_size': 8,
-        'dim': 32,
-        'depth': 2,
-        'heads': 2,
-        'mlp_ratio': 2.0,
-        'has_rank': 4,
-        'ham_bottleneck': 8,
-        'head_hidden': 16,
-    }
-    args.update(kwargs)
-    return HyATracker(
-        hsi_bands, template_size=template_size, search_size=search_size, **args
+    return build_tracker(
+        HyATracker, hsi_bands, template_size, search_size, TINY_ARGS, kwargs
     )
 
 
@@ -409,19 +483,8 @@ def hyat_base(
     Returns:
         The model.
     """
-    args: dict[str, Any] = {
-        'patch_size': 16,
-        'dim': 768,
-        'depth': 12,
-        'heads': 12,
-        'mlp_ratio': 4.0,
-        'has_rank': 16,
-        'ham_bottleneck': 32,
-        'head_hidden': 256,
-    }
-    args.update(kwargs)
-    return HyATracker(
-        hsi_bands, template_size=template_size, search_size=search_size, **args
+    return build_tracker(
+        HyATracker, hsi_bands, template_size, search_size, BASE_ARGS, kwargs
     )
 
 

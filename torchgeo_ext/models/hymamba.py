@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .hyat import HyATracker
+from .hyat import BASE_ARGS, TINY_ARGS, HyATracker, build_tracker
 from .mamba import MambaBlock
 
 
@@ -219,17 +219,7 @@ class HyMambaTracker(HyATracker):
             The head's ``score``, ``size`` and ``offset`` maps and
             ``bbox_xyxy`` (B x 4, search-crop pixels), as HyA-T.
         """
-        tokens, spectral = [], []
-        for crop, pos in (
-            (template, self.pos_embed_template),
-            (search, self.pos_embed_search),
-        ):
-            colour = crop[:, : self.colour_bands]
-            hsi = crop[:, self.colour_bands : self.colour_bands + self.hsi_bands]
-            tokens.append(self.patch_embed(colour + self.hei(hsi)) + pos)
-            spectral.append(self.spectral_scan(hsi))
-        x = torch.cat(tokens, dim=1)
-        s = torch.cat(spectral, dim=1)
+        x, s = self.embed(template, search)
         grids = (self.template_grid, self.search_grid)
         for i, block in enumerate(self.blocks):
             x = block(x, s)
@@ -237,12 +227,18 @@ class HyMambaTracker(HyATracker):
                 self.ssi
             ):
                 x, s = self.ssi[(i + 1) // self.ssi_every - 1](x, s, grids)
-        x = self.norm(x)
-        n_t = self.template_grid**2
-        g = self.search_grid
-        feat = x[:, n_t:].transpose(1, 2).reshape(x.shape[0], -1, g, g)
-        out: dict[str, Tensor] = self.head(feat)
-        out['bbox_xyxy'] = self.decode(out)
+        return self.predict_boxes(x)
+
+    def spectral_tokens(self, hsi: Tensor) -> Tensor:
+        """The spectral scan's tokens of one crop (replacing HyA-T's embedding).
+
+        Args:
+            hsi: B x hsi x side x side HSI bands of a crop.
+
+        Returns:
+            B x (side / patch)^2 x dim tokens.
+        """
+        out: Tensor = self.spectral_scan(hsi)
         return out
 
 
@@ -260,21 +256,13 @@ def hymamba_tiny(
     Returns:
         The model.
     """
-    args: dict[str, Any] = {
-        'patch_size': 8,
-        'dim': 32,
-        'depth': 2,
-        'heads': 2,
-        'mlp_ratio': 2.0,
-        'has_rank': 4,
-        'ham_bottleneck': 8,
-        'head_hidden': 16,
-        'd_state': 4,
-        'ssi_groups': 4,
-    }
-    args.update(kwargs)
-    return HyMambaTracker(
-        hsi_bands, template_size=template_size, search_size=search_size, **args
+    return build_tracker(
+        HyMambaTracker,
+        hsi_bands,
+        template_size,
+        search_size,
+        {**TINY_ARGS, 'd_state': 4, 'ssi_groups': 4},
+        kwargs,
     )
 
 
@@ -292,20 +280,11 @@ def hymamba_base(
     Returns:
         The model.
     """
-    args: dict[str, Any] = {
-        'patch_size': 16,
-        'dim': 768,
-        'depth': 12,
-        'heads': 12,
-        'mlp_ratio': 4.0,
-        'has_rank': 16,
-        'ham_bottleneck': 32,
-        'head_hidden': 256,
-        'd_state': 16,
-        'ssi_every': 3,
-        'ssi_groups': 8,
-    }
-    args.update(kwargs)
-    return HyMambaTracker(
-        hsi_bands, template_size=template_size, search_size=search_size, **args
+    return build_tracker(
+        HyMambaTracker,
+        hsi_bands,
+        template_size,
+        search_size,
+        {**BASE_ARGS, 'd_state': 16, 'ssi_every': 3, 'ssi_groups': 8},
+        kwargs,
     )
