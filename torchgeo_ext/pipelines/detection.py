@@ -98,19 +98,12 @@ def _contained_cut_boxes(
     Returns:
         (N,) bool: the cut boxes to drop.
     """
-    from ..ops.nms import overlapping_pairs
-    from ..ops.obb import poly_area, poly_intersection_area
+    from ..ops.nms import overlapping_pairs, pair_intersection
+    from ..ops.obb import poly_area, poly_intersection_area, poly_to_xyxy
 
     oriented = boxes.shape[1] == 8
-    hulls = torch.stack(
-        (
-            boxes[:, 0::2].amin(1),
-            boxes[:, 1::2].amin(1),
-            boxes[:, 0::2].amax(1),
-            boxes[:, 1::2].amax(1),
-        ),
-        1,
-    )
+    # poly_to_xyxy takes x, y pairs: for xyxy boxes it gives the boxes (ordered)
+    hulls = poly_to_xyxy(boxes)
     i, j = overlapping_pairs(hulls)
     # each overlapping pair, seen from its cut side(s): (c cut, o the other box)
     c = torch.cat((i[cut[i]], j[cut[j]]))
@@ -123,9 +116,7 @@ def _contained_cut_boxes(
         inter = poly_intersection_area(boxes[c] - origin, boxes[o] - origin)
         area = poly_area(boxes - boxes[:, :2].repeat(1, 4))[c]
     else:
-        lo = torch.maximum(boxes[c, :2], boxes[o, :2])
-        hi = torch.minimum(boxes[c, 2:], boxes[o, 2:])
-        inter = (hi - lo).clamp(min=0).prod(1)
+        inter = pair_intersection(boxes, c, o)
         area = (boxes[c, 2:] - boxes[c, :2]).prod(1)
     contained = inter >= threshold * area.clamp_min(1e-12)
     drop = torch.zeros(len(boxes), dtype=torch.bool)
