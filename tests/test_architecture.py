@@ -18,6 +18,7 @@ LAYERS = {
     '': 0,  # torchgeo_ext/__init__.py (__version__)
     'errors': 0,
     'options': 0,
+    'lazy': 0,
     'ops': 1,
     'datasets': 2,
     'samplers': 2,
