@@ -205,7 +205,8 @@ def train_curve(steps: int) -> tuple[list[float], list[float]]:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            task.ema.update(task.ema_model, task.model)  # type: ignore[arg-type]
+            if task.ema_model is not None:
+                task.ema_model.update_parameters(task.model)
             losses.append(loss.item())
             sr_losses.append(float(parts.get('loss_sr', float('nan'))))
             if len(losses) >= steps:

@@ -52,7 +52,9 @@ def test_forward_shapes_and_postprocess() -> None:
     assert out.angle.shape == (2, anchors, 1)
     assert (out.angle >= -math.pi / 4).all()
     assert (out.angle < 3 * math.pi / 4).all()
-    results = postprocess(out, 16, score_threshold=0.0, max_detections=7, max_candidates=50)
+    results = postprocess(
+        out, 16, score_threshold=0.0, max_detections=7, max_candidates=50
+    )
     assert len(results) == 2
     for res in results:
         assert res['prediction_bbox'].shape[1] == 8
