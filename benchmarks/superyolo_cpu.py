@@ -46,6 +46,9 @@ from torchgeo_ext.models.engine import (
 )
 from torchgeo_ext.models.superyolo import postprocess, superyolo_mf
 
+sys.path.insert(0, str(ROOT / 'benchmarks'))
+from superyolo import faster_rcnn  # the same Faster R-CNN as the latency table there
+
 #: The issue's targets: forward share of the conv peak, forward / Faster R-CNN,
 #: post-processing / forward.
 TARGET_PEAK, TARGET_FRCNN, TARGET_POST = 0.60, 0.25, 0.10
@@ -71,21 +74,6 @@ def conv_candidates() -> dict[str, tuple[Callable[[], object], float]]:
         x_cl = x.contiguous(memory_format=torch.channels_last)
         out[f'conv {channels}ch {side}^2 NHWC'] = (partial(conv_cl, x_cl), macs)
     return out
-
-
-def faster_rcnn() -> torch.nn.Module:
-    """TorchGeo's ObjectDetectionTask model (Faster R-CNN R50-FPN, no weights)."""
-    from torchgeo.trainers import ObjectDetectionTask
-
-    task = ObjectDetectionTask(
-        model='faster-rcnn',
-        backbone='resnet50',
-        weights=None,
-        in_channels=4,
-        num_classes=9,
-    )
-    model: torch.nn.Module = task.model
-    return model.eval()
 
 
 def sparse_scores(decoded: torch.Tensor, passing: int = 100) -> torch.Tensor:
