@@ -122,3 +122,25 @@ def test_interrupted_inside_writer_leaves_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     assert Interrupted(signal.SIGINT).exit_status == 130
     assert Interrupted(signal.SIGTERM).exit_status == 143
+
+
+def test_signal_right_after_temporary_folder_is_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The CLI turns a signal into an exception between two bytecodes: one landing
+    # just after the folder exists must still find it registered for cleanup.
+    real_mkdir = os.mkdir
+
+    def mkdir_then_signal(path: str | os.PathLike[str], mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        raise Interrupted(signal.SIGINT)
+
+    monkeypatch.setattr(os, 'mkdir', mkdir_then_signal)
+    with (
+        pytest.raises(Interrupted),
+        output_transaction(),
+        temporary_directory(dir=tmp_path),
+    ):
+        pass
+    assert list(tmp_path.iterdir()) == []
+    assert registered_temporaries() == []

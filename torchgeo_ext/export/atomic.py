@@ -326,7 +326,21 @@ def temporary_directory(
 
     if dir is not None:
         make_output_dir(dir)
-    folder = register_temporary(tempfile.mkdtemp(prefix=prefix, dir=dir))
+    parent = Path(dir) if dir is not None else Path(tempfile.gettempdir())
+    while True:
+        # Registered before it exists (unlike tempfile.mkdtemp): a signal arriving
+        # right after the folder is created must still find it in the registry.
+        folder = register_temporary(parent / f'{prefix}{secrets.token_hex(6)}')
+        try:
+            folder.mkdir(mode=0o700)
+            break
+        except FileExistsError:
+            unregister_temporary(folder)
+        except OSError as err:
+            unregister_temporary(folder)
+            raise InvalidInputError(
+                parent, f'cannot create a temporary folder ({err.strerror or err})'
+            ) from err
     try:
         yield folder
     finally:
