@@ -144,3 +144,30 @@ def test_signal_right_after_temporary_folder_is_created(
         pass
     assert list(tmp_path.iterdir()) == []
     assert registered_temporaries() == []
+
+
+@pytest.mark.parametrize('call', ['mkdir', 'replace'])
+def test_signal_right_after_output_folder_or_rename(
+    call: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As above, for the folders a transaction creates and the renames it makes.
+    real = getattr(os, call)
+
+    def then_signal(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)
+        raise Interrupted(signal.SIGTERM)
+
+    def command() -> None:
+        out = tmp_path / 'new' / 'nested' / 'o.txt'
+        with output_transaction():
+            if call == 'replace':
+                make_output_dir(out.parent)
+            monkeypatch.setattr(os, call, then_signal)
+            make_output_dir(out.parent)
+            write(out, 'x')
+
+    with pytest.raises(Interrupted):
+        command()
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    assert registered_temporaries() == []

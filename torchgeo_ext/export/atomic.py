@@ -200,8 +200,10 @@ class OutputTransaction:
         while not probe.exists() and probe != probe.parent:
             missing.append(probe)
             probe = probe.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        # Recorded before they exist: a signal between mkdir and the record must not
+        # leave an untracked folder (rollback only removes folders left empty).
         self.created_dirs.extend(reversed(missing))
+        folder.mkdir(parents=True, exist_ok=True)
 
     def replace(self, tmp: Path, out: Path) -> None:
         """Rename *tmp* onto *out*, keeping what *out* held until the end.
@@ -220,8 +222,10 @@ class OutputTransaction:
                 os.link(out, backup)
             except OSError:
                 shutil.copy2(out, backup)
-        os.replace(tmp, out)
+        # Recorded first, for the same reason; undoing a rename that did not happen
+        # is harmless (no backup: *out* did not exist; else the backup is the same).
         self.committed.append((out, backup))
+        os.replace(tmp, out)
 
     def commit(self) -> None:
         """Keep every output: drop the backups."""
