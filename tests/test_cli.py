@@ -110,3 +110,48 @@ def test_configs_accept_short_class_names(tmp_path: Path) -> None:
     short.write_text(config)
     args = ['--config', str(short), '--trainer.default_root_dir', str(tmp_path)]
     assert main(['fit', *args, '--trainer.fast_dev_run', 'true']) == 0
+
+
+class Unraisable:
+    """An object whose finaliser raises: Python reports it as "unraisable"."""
+
+    def __del__(self) -> None:
+        raise RuntimeError('raised in a C callback')
+
+
+@pytest.mark.parametrize('ending', ['returns', 'fails'])
+def test_lost_interruption_still_interrupts(
+    ending: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A signal's exception raised while C code calls back into Python (GDAL's
+    # error handler) is lost; the command must still end as interrupted, with
+    # its outputs rolled back and no traceback printed.
+    import os
+    import signal
+
+    from torchgeo_ext.cli import run_guarded
+    from torchgeo_ext.errors import RECEIVED_SIGNALS, Interrupted, InvalidInputError
+    from torchgeo_ext.export.atomic import atomic_output
+
+    out = tmp_path / 'out.txt'
+
+    def job() -> int:
+        with atomic_output(out) as tmp:
+            tmp.write_text('written after the signal')
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except Interrupted:
+            pass  # what an "Exception ignored in ..." amounts to
+        Unraisable()  # a consequence of the lost exception: not printed
+        if ending == 'fails':
+            raise InvalidInputError(out, 'the writer produced no file')
+        return 0
+
+    assert run_guarded('probe', job) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == 'interrupted'
+    assert 'Traceback' not in err
+    assert 'raised in a C callback' not in err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+    assert RECEIVED_SIGNALS == []  # reset for the next command

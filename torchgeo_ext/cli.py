@@ -39,7 +39,7 @@ from types import FrameType
 from typing import Any, NoReturn, cast
 
 from . import __version__
-from .errors import InputError, Interrupted
+from .errors import RECEIVED_SIGNALS, InputError, Interrupted, raise_if_interrupted
 
 #: Signals turned into :class:`~torchgeo_ext.errors.Interrupted`.
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -111,9 +111,15 @@ def interrupts_raise() -> Iterator[None]:
     """Turn SIGINT and SIGTERM into :class:`~torchgeo_ext.errors.Interrupted` in the block.
 
     The first signal raises; later ones are ignored so that the cleanup it
-    starts is not itself interrupted. Child processes (data loader workers)
-    keep the default behaviour. Previous handlers are restored on exit.
-    Outside the main thread this does nothing (Python allows handlers there only).
+    starts is not itself interrupted. The signal is also recorded in
+    :data:`~torchgeo_ext.errors.RECEIVED_SIGNALS`: an exception raised while C
+    code was calling back into Python is lost ("unraisable"), so long loops
+    check the record (:func:`~torchgeo_ext.errors.raise_if_interrupted`) and
+    :func:`run_guarded` treats a command that ends after a signal as
+    interrupted. Unraisable errors after a signal are consequences of it and
+    are not printed. Child processes (data loader workers) keep the default
+    behaviour. Previous handlers are restored on exit. Outside the main thread
+    this does nothing (Python allows handlers there only).
 
     Yields:
         Nothing.
@@ -122,7 +128,8 @@ def interrupts_raise() -> Iterator[None]:
         yield
         return
     pid = os.getpid()
-    received: list[int] = []
+    received = RECEIVED_SIGNALS
+    received.clear()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if os.getpid() != pid:
@@ -137,14 +144,23 @@ def interrupts_raise() -> Iterator[None]:
         received.append(signum)
         raise Interrupted(signum)
 
+    default_hook = sys.unraisablehook
+
+    def unraisable(info: Any) -> None:
+        if not received:
+            default_hook(info)
+
     previous = {signum: signal.getsignal(signum) for signum in SIGNALS}
     for signum in SIGNALS:
         signal.signal(signum, handler)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+        sys.unraisablehook = default_hook
+        received.clear()
 
 
 def _one_line(error: BaseException) -> str | None:
@@ -181,7 +197,11 @@ def run_guarded(command: str, job: Callable[[], int]) -> int:
         try:
             try:
                 with output_transaction():
-                    return job()
+                    status = job()
+                    # The signal's exception may have been lost in a C callback:
+                    # whatever the job did after it is not trusted.
+                    raise_if_interrupted()
+                    return status
             finally:
                 remove_registered_temporaries()
         except Interrupted as error:
@@ -191,6 +211,10 @@ def run_guarded(command: str, job: Callable[[], int]) -> int:
             print('interrupted', file=sys.stderr)
             return 128 + signal.SIGINT
         except Exception as error:
+            if RECEIVED_SIGNALS:
+                # A failure caused by a lost interruption (a write cut short).
+                print('interrupted', file=sys.stderr)
+                return 128 + RECEIVED_SIGNALS[0]
             message = _one_line(error)
             if message is None:
                 raise

@@ -56,3 +56,23 @@ class Interrupted(BaseException):
     def exit_status(self) -> int:
         """The conventional shell exit status, 128 + the signal number (130, 143)."""
         return 128 + self.signum
+
+
+#: Signals turned into :class:`Interrupted` by the command line's handler during
+#: the running command (see :func:`torchgeo_ext.cli.interrupts_raise`).
+RECEIVED_SIGNALS: list[int] = []
+
+
+def raise_if_interrupted() -> None:
+    """Raise :class:`Interrupted` again if a signal arrived during this command.
+
+    An exception raised by a signal handler while a C library was calling back
+    into Python (GDAL's error handler, a file opener) is reported as
+    "unraisable" and lost. Long loops call this between steps so that the
+    command still stops soon after the signal.
+
+    Raises:
+        Interrupted: If a signal was received.
+    """
+    if RECEIVED_SIGNALS:
+        raise Interrupted(RECEIVED_SIGNALS[0])

@@ -532,3 +532,26 @@ def test_predict_errors(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:
     with pytest.raises(ValueError, match='output_kind'):
         predict_raster(nn.Identity(), path, tmp_path / 'o.tif', output_kind='logits')  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ['in.tif']
+
+
+def test_worker_thread_joins_a_thread_the_pool_lost() -> None:
+    # An interruption inside submit() can start a thread before the pool records
+    # it; the block must still not end while that thread reads.
+    import threading
+    import time
+
+    from torchgeo_ext.pipelines.tiling import worker_thread
+
+    done = threading.Event()
+
+    def slow_read() -> None:
+        time.sleep(0.2)
+        done.set()
+
+    with worker_thread('read') as pool:
+        pool.submit(slow_read)
+        pool._threads = set()  # what the interrupted submit() leaves
+    assert done.is_set()
+    assert not any(
+        t.name.startswith('torchgeo-ext-read') for t in threading.enumerate()
+    )

@@ -10,7 +10,6 @@ once: complete boxes win over boxes cut by an interior tile edge.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +22,7 @@ from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
 
+from ..errors import raise_if_interrupted
 from ..export.geometry import detections_to_geodataframe
 from ..export.raster import gdal_cache_limit, open_inputs
 from ..export.vector import write_vector
@@ -34,6 +34,7 @@ from .tiling import (
     _prefetch,
     column_strips,
     tile_grid,
+    worker_thread,
 )
 
 __all__ = ['detect_raster', 'merge_tile_detections']
@@ -255,53 +256,59 @@ def detect_raster(
             )
 
         restore = _as_module_eval(model)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         bar = tqdm(total=len(tiles), disable=not progress, desc='detect', unit='tile')
         try:
-            for batch, x_np in _prefetch(read, batches, pool):
-                with torch.inference_mode():
-                    results = model(torch.from_numpy(x_np).to(dev))
-                if len(results) != len(batch):
-                    raise ValueError(
-                        f'the model returned {len(results)} results for {len(batch)} tiles'
-                    )
-                for (r, c), res in zip(batch, results):
-                    if key not in res:
+            with worker_thread('read') as pool:
+                for batch, x_np in _prefetch(read, batches, pool):
+                    with torch.inference_mode():
+                        results = model(torch.from_numpy(x_np).to(dev))
+                    if len(results) != len(batch):
                         raise ValueError(
-                            f'the model output has no {key!r} (got {sorted(res)})'
+                            f'the model returned {len(results)} results for {len(batch)} tiles'
                         )
-                    boxes = (
-                        res[key]
-                        .detach()
-                        .double()
-                        .cpu()
-                        .reshape(-1, 8 if oriented else 4)
-                    )
-                    scores = res['prediction_score'].detach().double().cpu().reshape(-1)
-                    labels = res['prediction_label'].detach().long().cpu().reshape(-1)
-                    sel = scores >= score_threshold
-                    boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
-                    boxes[:, 0::2] += c
-                    boxes[:, 1::2] += r
-                    on_raster = _clip_to_raster(boxes, height, width, oriented)
-                    boxes = boxes[on_raster]
-                    scores, labels = scores[on_raster], labels[on_raster]
-                    if oriented:
-                        from ..ops.obb import poly_to_xyxy
+                    for (r, c), res in zip(batch, results):
+                        if key not in res:
+                            raise ValueError(
+                                f'the model output has no {key!r} (got {sorted(res)})'
+                            )
+                        boxes = (
+                            res[key]
+                            .detach()
+                            .double()
+                            .cpu()
+                            .reshape(-1, 8 if oriented else 4)
+                        )
+                        scores = (
+                            res['prediction_score'].detach().double().cpu().reshape(-1)
+                        )
+                        labels = (
+                            res['prediction_label'].detach().long().cpu().reshape(-1)
+                        )
+                        sel = scores >= score_threshold
+                        boxes, scores, labels = boxes[sel], scores[sel], labels[sel]
+                        boxes[:, 0::2] += c
+                        boxes[:, 1::2] += r
+                        on_raster = _clip_to_raster(boxes, height, width, oriented)
+                        boxes = boxes[on_raster]
+                        scores, labels = scores[on_raster], labels[on_raster]
+                        if oriented:
+                            from ..ops.obb import poly_to_xyxy
 
-                        xyxy = poly_to_xyxy(boxes)
-                    else:
-                        xyxy = boxes
-                    all_border.append(
-                        _border_flags(xyxy, r, c, tile_size, height, width, margin=1.0)
-                    )
-                    all_boxes.append(boxes)
-                    all_scores.append(scores)
-                    all_labels.append(labels)
-                bar.update(len(batch))
+                            xyxy = poly_to_xyxy(boxes)
+                        else:
+                            xyxy = boxes
+                        all_border.append(
+                            _border_flags(
+                                xyxy, r, c, tile_size, height, width, margin=1.0
+                            )
+                        )
+                        all_boxes.append(boxes)
+                        all_scores.append(scores)
+                        all_labels.append(labels)
+                    bar.update(len(batch))
+                    raise_if_interrupted()
         finally:
             bar.close()
-            pool.shutdown(wait=True, cancel_futures=True)
             restore()
         crs, transform = stack.crs, stack.transform
 

@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
+import itertools
 import json
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,7 @@ from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
 
+from ..errors import raise_if_interrupted
 from ..export.raster import (
     BLOCKSIZE,
     RasterStack,
@@ -281,6 +285,37 @@ def _check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
         raise ValueError('tile_size and batch_size must be positive')
     if not 0 <= overlap < tile_size:
         raise ValueError(f'overlap must be in [0, tile_size), got {overlap}')
+
+
+_POOL_NUMBERS = itertools.count()
+
+
+@contextlib.contextmanager
+def worker_thread(name: str) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A one-thread pool whose thread is joined when the block ends, however it ends.
+
+    ``ThreadPoolExecutor.shutdown`` joins only the threads the pool recorded; an
+    interruption inside ``submit`` (between starting a thread and recording it)
+    would leave one reading from a raster that is then closed. Threads are found
+    by their unique name instead.
+
+    Args:
+        name: What the thread does (part of its name).
+
+    Yields:
+        The pool.
+    """
+    prefix = f'torchgeo-ext-{name}-{next(_POOL_NUMBERS)}'
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix=prefix
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for thread in threading.enumerate():
+            if thread.name.startswith(f'{prefix}_'):
+                thread.join()
 
 
 def _prefetch[T, R](
@@ -528,9 +563,10 @@ def _predict_tiles(
     written = 0  # rows of the current strip handed to the writer
     out_nodata: float = 0.0
     bar = tqdm(total=total, disable=not progress, desc='predict', unit='tile')
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)  # reads ahead
+    threads = contextlib.ExitStack()
+    pool = threads.enter_context(worker_thread('read'))  # reads ahead
     # finishes and writes (compresses) rows while the model runs; one job in flight
-    write_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    write_pool = threads.enter_context(worker_thread('write'))
     pending: concurrent.futures.Future[None] | None = None
     # carries[k]: the columns strip k shares with strip k + 1 (writer thread only)
     carries: dict[int, _Carry] = {}
@@ -599,6 +635,7 @@ def _predict_tiles(
             for (r, c, i, j), tile_out, tile_valid in zip(batch, out, valid_np):
                 acc.add(r, c - strip.start, tile_out, wy[i], wx[j], tile_valid, crop)
             bar.update(len(batch))
+            raise_if_interrupted()
             # rows of this strip before its next pending tile row are final
             following = batches[index + 1] if index + 1 < len(batches) else None
             done = (
@@ -625,8 +662,7 @@ def _predict_tiles(
         raise
     finally:
         bar.close()
-        pool.shutdown(wait=True, cancel_futures=True)
-        write_pool.shutdown(wait=True)
+        threads.close()
     assert writer is not None
     writer.close()
     return writer.path
