@@ -15,6 +15,7 @@ from torchgeo_ext.models.superyolo import (
     superyolo_ir,
     superyolo_mf,
     superyolo_rgb,
+    stem_and_first_conv,
 )
 
 
@@ -154,3 +155,38 @@ def test_se_gate_is_torchvision_squeeze_excitation() -> None:
     hidden = torch.relu(x.mean(dim=(2, 3)) @ w1.T + se.fc1.bias)
     gate = torch.sigmoid(hidden @ w2.T + se.fc2.bias)
     torch.testing.assert_close(se(x), x * gate[:, :, None, None])
+
+
+@pytest.mark.parametrize(
+    ('model', 'shape'),
+    [
+        (superyolo_mf(3, super_resolution=False, width=0.25), (2, 4, 32, 48)),
+        (superyolo_rgb(3, super_resolution=False, width=0.25), (1, 4, 16, 16)),
+        (superyolo_early(3, 5, super_resolution=False, width=0.25), (3, 5, 48, 32)),
+        (SuperYOLO(3, [[4], [0, 2]], False, width=0.25), (1, 5, 32, 32)),
+    ],
+)
+def test_stem_and_first_conv_equals_stem_then_conv(
+    model: SuperYOLO, shape: tuple[int, ...]
+) -> None:
+    # The composed 5 x 5 kernel, the SE mean from border sums and the exact first
+    # row and column: equal to running the MF block and b1 in turn, per image.
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):  # non-trivial fused weights
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    model.fuse()
+    x = torch.rand(*shape) * 2
+    x[0, :, :3, :3] += 5  # corners matter: the corrected first row and column
+    with torch.inference_mode():
+        expected = model.b1(model.stem(x))
+        got = stem_and_first_conv(model.stem, model.b1, x)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        plain = model(x)
+        model.merge_stem = True
+        torch.testing.assert_close(model(x), plain, rtol=1e-4, atol=1e-4)
+    x.requires_grad_(True)
+    raw, _ = model.forward_raw(x)  # gradients needed: the plain path runs
+    raw.sum().backward()
+    assert x.grad is not None

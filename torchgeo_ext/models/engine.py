@@ -3,7 +3,7 @@
 PyTorch's eager CPU path spends much of a small detector's time outside the
 convolutions (activation, concatenation and layout copies between layers); ONNX
 Runtime fuses those into its kernels. On SuperYOLO at 512 x 512 on one thread it
-was 1.7x faster than the fused eager model (``benchmarks/superyolo_cpu.md``).
+is 1.7-1.9x faster than the plain fused eager model (``benchmarks/superyolo_cpu.md``).
 
 :class:`OnnxRuntimeModule` exports a copy of a module once (TorchScript-based
 exporter, no extra package beyond ``onnx``/``onnxruntime``) and is then a drop-in
@@ -15,6 +15,9 @@ path: ``channels_last`` memory format and every convolution with its SiLU run as
 one oneDNN primitive (``torch.ops.mkldnn._convolution_pointwise``, the kernel
 PyTorch's compiler uses for the same fusion), which also takes the 1 x 1
 convolutions off the slower im2col path PyTorch picks for them on one thread.
+For SuperYOLO it also composes the full-resolution MF stem with the first
+backbone convolution into one 5 x 5 stride-2 convolution per image; with these
+the eager forward matches ONNX Runtime's speed (``benchmarks/superyolo_cpu.md``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InvalidInputError
+from .superyolo import Detect, SuperYOLO
 from .yolo_layers import Conv
 
 __all__ = ['ConvAct', 'OnnxRuntimeModule', 'onnxruntime_available', 'optimise_eager']
@@ -185,9 +189,12 @@ class ConvAct(nn.Module):
 def optimise_eager(model: nn.Module) -> nn.Module:
     """Prepare a fused YOLO model for fast eager CPU inference, in place.
 
-    Each batch-norm-free :class:`~torchgeo_ext.models.yolo_layers.Conv` becomes
-    a :class:`ConvAct`, and the model moves to ``channels_last`` (feed it any
-    layout: the first convolution converts). Outputs match the plain model up
+    Each batch-norm-free :class:`~torchgeo_ext.models.yolo_layers.Conv` (and
+    the SuperYOLO head's convolution) becomes a :class:`ConvAct`, a SuperYOLO
+    runs its stem and first backbone convolution as one convolution
+    (:func:`~torchgeo_ext.models.superyolo.stem_and_first_conv`), and the
+    model moves to ``channels_last`` (feed it any layout: the first
+    convolution converts). Outputs match the plain model up
     to float rounding. Models without fused layers, or PyTorch builds without
     oneDNN, only change memory format.
 
@@ -198,6 +205,12 @@ def optimise_eager(model: nn.Module) -> nn.Module:
         The same model, in eval mode.
     """
     model.eval()
+    for module in list(model.modules()):
+        if isinstance(module, SuperYOLO) and isinstance(module.b1.bn, nn.Identity):
+            module.merge_stem = True
+        if isinstance(module, Detect) and isinstance(module.conv, nn.Conv2d):
+            # PyTorch runs this 1 x 1 convolution on its slow im2col path.
+            module.conv = ConvAct(module.conv, nn.Identity())  # type: ignore[assignment]
     if torch.backends.mkldnn.is_available():
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
