@@ -11,11 +11,11 @@ from torchgeo_ext.models.superyolo import (
     SuperYOLO,
     export_onnx,
     postprocess,
+    stem_and_first_conv,
     superyolo_early,
     superyolo_ir,
     superyolo_mf,
     superyolo_rgb,
-    stem_and_first_conv,
 )
 
 
