@@ -174,6 +174,8 @@ def test_stem_and_first_conv_equals_stem_then_conv(
     torch.manual_seed(0)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):  # non-trivial fused weights
+            assert module.running_mean is not None
+            assert module.running_var is not None
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
     model.fuse()
