@@ -192,3 +192,17 @@ def test_stem_and_first_conv_equals_stem_then_conv(
     raw, _ = model.forward_raw(x)  # gradients needed: the plain path runs
     raw.sum().backward()
     assert x.grad is not None
+
+
+def test_stem_and_first_conv_half_precision_does_not_overflow() -> None:
+    # The SE mean comes from sums over the whole image: 512 x 512 of values ~1
+    # overflow float16 unless they are accumulated in float32.
+    torch.manual_seed(0)
+    model = superyolo_mf(3, super_resolution=False, width=0.25).fuse()
+    x = torch.rand(1, 4, 512, 512) * 2
+    with torch.inference_mode():
+        expected = model.b1(model.stem(x))
+        half = model.half()
+        got = stem_and_first_conv(half.stem, half.b1, x.half()).float()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, expected, rtol=0, atol=2e-3)

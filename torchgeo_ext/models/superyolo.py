@@ -195,14 +195,17 @@ def stem_and_first_conv(stem: MultimodalFusion, conv: nn.Module, x: Tensor) -> T
     if channels_last:
         z = z.contiguous(memory_format=torch.channels_last)
     height, width = z.shape[-2:]
-    # Squeeze: mean of path_w * z + path_b, from row/column sums of z.
-    rows = z.sum(-1)  # (B, bands, H)
-    cols_seen = torch.stack((rows - z[..., -1], rows, rows - z[..., 0]), -1)
+    # Squeeze: mean of path_w * z + path_b, from row/column sums of z (in at least
+    # float32: sums over a whole image overflow float16).
+    wide = z if z.dtype == torch.float64 else z.float()
+    rows = wide.sum(-1)  # (B, bands, H)
+    cols_seen = torch.stack((rows - wide[..., -1], rows, rows - wide[..., 0]), -1)
     total = cols_seen.sum(2)  # (B, bands, 3): kernel column
     seen = torch.stack(
         (total - cols_seen[:, :, -1], total, total - cols_seen[:, :, 0]), 2
     )
-    mean = path_b + torch.einsum('ciab,niab->nc', path_w, seen) / (height * width)
+    taps = torch.einsum('ciab,niab->nc', path_w.to(seen.dtype), seen)
+    mean = path_b + (taps / (height * width)).to(z.dtype)
     se = stem.se
     scale = se.scale_activation(se.fc2(se.activation(se.fc1(mean[..., None, None]))))
     # Compose: K = (weight * scale) (x) path_w, a full 2-D convolution of the kernels.
