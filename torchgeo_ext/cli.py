@@ -214,7 +214,7 @@ def run_guarded(command: str, job: Callable[[], int]) -> int:
             if RECEIVED_SIGNALS:
                 # A failure caused by a lost interruption (a write cut short).
                 print('interrupted', file=sys.stderr)
-                return 128 + RECEIVED_SIGNALS[0]
+                return Interrupted(RECEIVED_SIGNALS[0]).exit_status
             message = _one_line(error)
             if message is None:
                 raise

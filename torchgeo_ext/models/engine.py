@@ -3,7 +3,8 @@
 PyTorch's eager CPU path spends much of a small detector's time outside the
 convolutions (activation, concatenation and layout copies between layers); ONNX
 Runtime fuses those into its kernels. On SuperYOLO at 512 x 512 on one thread it
-is 1.7-1.9x faster than the plain fused eager model (``benchmarks/superyolo_cpu.md``).
+was 1.7-2.9x faster than the plain fused NCHW eager model in four runs
+(``benchmarks/superyolo_cpu.md``).
 
 :class:`OnnxRuntimeModule` exports a copy of a module once (TorchScript-based
 exporter, no extra package beyond ``onnx``/``onnxruntime``) and is then a drop-in
