@@ -124,18 +124,23 @@ def test_interrupted_inside_writer_leaves_nothing(tmp_path: Path) -> None:
     assert Interrupted(signal.SIGTERM).exit_status == 143
 
 
+def signal_after(monkeypatch: pytest.MonkeyPatch, call: str) -> None:
+    """Make ``os.<call>`` act, then raise as a signal landing right after it would."""
+    real = getattr(os, call)
+
+    def then_signal(*args: object, **kwargs: object) -> None:
+        real(*args, **kwargs)
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(os, call, then_signal)
+
+
 def test_signal_right_after_temporary_folder_is_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The CLI turns a signal into an exception between two bytecodes: one landing
     # just after the folder exists must still find it registered for cleanup.
-    real_mkdir = os.mkdir
-
-    def mkdir_then_signal(path: str | os.PathLike[str], mode: int = 0o777) -> None:
-        real_mkdir(path, mode)
-        raise Interrupted(signal.SIGINT)
-
-    monkeypatch.setattr(os, 'mkdir', mkdir_then_signal)
+    signal_after(monkeypatch, 'mkdir')
     with (
         pytest.raises(Interrupted),
         output_transaction(),
@@ -151,18 +156,12 @@ def test_signal_right_after_output_folder_or_rename(
     call: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As above, for the folders a transaction creates and the renames it makes.
-    real = getattr(os, call)
-
-    def then_signal(*args: object, **kwargs: object) -> None:
-        real(*args, **kwargs)
-        raise Interrupted(signal.SIGTERM)
-
     def command() -> None:
         out = tmp_path / 'new' / 'nested' / 'o.txt'
         with output_transaction():
             if call == 'replace':
                 make_output_dir(out.parent)
-            monkeypatch.setattr(os, call, then_signal)
+            signal_after(monkeypatch, call)
             make_output_dir(out.parent)
             write(out, 'x')
 
