@@ -62,28 +62,34 @@ def fake_batch() -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_loss_decreases_on_fake_vedai() -> None:
+def test_learns_fake_vedai() -> None:
+    # What it means: SuperYOLO fits a fixed batch. The losses on that batch are measured with
+    # the same weights before and after 10 steps (no trajectory point is compared). Over seeds
+    # 0-5 on torch 2.14.1 the ratios after/before were 0.52-0.72 (detection) and 0.36-0.50
+    # (class); a single step-4-vs-step-0 comparison failed for seed 3.
     torch.manual_seed(0)
     batch = fake_batch()
     assert batch['image'].shape[1] == 4
     assert batch['image_hr'].shape[-1] == 2 * batch['image'].shape[-1]
     task = SuperYOLOTask(ema=False)
     optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
-    losses = []
-    cls_losses = []
     task.train()
-    for _ in range(4):
+
+    def measure() -> tuple[float, float]:
+        with torch.no_grad():
+            _, parts, _ = task.compute_loss(batch, task.model)
+        return parts['loss_det'].item(), parts['loss_cls'].item()
+
+    det_before, cls_before = measure()
+    for _ in range(10):
         loss, parts, _ = task.compute_loss(batch, task.model)
         assert 'loss_sr' in parts
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(parts['loss_det'].item())
-        cls_losses.append(parts['loss_cls'].item())
-    # The detection loss (the objectness targets move with the IoU, so it is
-    # not monotonic step by step) and the class loss go down.
-    assert losses[-1] < losses[0]
-    assert cls_losses[-1] < cls_losses[0]
+    det_after, cls_after = measure()
+    assert det_after < 0.85 * det_before
+    assert cls_after < 0.7 * cls_before
     # Without image_hr the SR branch is off.
     batch.pop('image_hr')
     _, parts, _ = task.compute_loss(batch, task.model)
