@@ -147,5 +147,49 @@ def test_steps_create_tensors_on_the_data_device(
         '--trainer.fast_dev_run=1',
         f'--trainer.default_root_dir={tmp_path}',
     ]
-    assert main(['fit', *common]) == 0
-    assert main(['test', *common]) == 0
+    for command in ('fit', 'test', 'predict'):
+        assert main([command, *common]) == 0
+
+
+def test_scene_scoring_creates_tensors_on_the_cube_device() -> None:
+    # The scoring functions steps and pipelines call, on a CPU cube, guarded.
+    from torchgeo_ext.metrics.anomaly import anomaly_metrics
+    from torchgeo_ext.models.bsdm import BSDM, bsdm_scores
+    from torchgeo_ext.models.local_anomaly import crd_scores, lrx_scores
+    from torchgeo_ext.models.rx import rx_scores
+    from torchgeo_ext.models.stad import STADTeacher, stad_scores
+
+    torch.manual_seed(0)
+    cube = torch.rand(6, 9, 9)
+    target = torch.zeros(9, 9, dtype=torch.bool)
+    target[4, 4] = True
+    bsdm = BSDM(
+        4, embed_dim=8, time_dim=8, time_hidden=8, stats_hidden=8, blocks=[(8, 8, 8)]
+    )
+    scorers = {
+        'rx': lambda: rx_scores(cube),
+        'lrx': lambda: lrx_scores(cube, inner=3, outer=5),
+        'crd': lambda: crd_scores(cube, inner=3, outer=5),
+        'bsdm': lambda: bsdm_scores(cube, model=bsdm, iterations=1, repeats=1),
+        'stad': lambda: stad_scores(
+            cube, model=STADTeacher(4, stages=1, ffn=8), window=4
+        ),
+    }
+    for name, score in scorers.items():
+        scores = _on_meta_by_default(score)()
+        assert scores.shape == (9, 9), name
+        assert scores.device.type == 'cpu', name
+        metrics = _on_meta_by_default(anomaly_metrics)(scores, target)
+        assert 0 <= metrics['auc_df'] <= 1, name
+
+
+def test_tracking_metrics_create_tensors_on_the_boxes_device() -> None:
+    from torchgeo_ext.metrics.tracking import OTBMetric, precision_at, success_auc
+
+    pred = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 10.0, 10.0]])
+    target = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0]])
+    assert _on_meta_by_default(success_auc)(pred, target) > 0
+    assert _on_meta_by_default(precision_at)(pred, target) == 1.0
+    metric = OTBMetric()
+    _on_meta_by_default(metric.update)(pred, target)
+    assert float(metric.compute()['precision_20']) == 1.0
