@@ -138,15 +138,12 @@ def run(args: argparse.Namespace) -> int:
     """
     from ..errors import InvalidInputError
     from ..pipelines.task_detection import default_overlap, detect_with_checkpoint
+    from ..pipelines.tiling import check_tiling
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
     overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
-    if overlap >= args.tile_size:
-        raise InvalidInputError(
-            None,
-            f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
-        )
+    check_tiling(args.tile_size, overlap, args.batch_size)
     sam_bands = _sam_options(args)
     gdf = detect_with_checkpoint(
         args.inputs,
