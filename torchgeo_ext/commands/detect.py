@@ -161,7 +161,12 @@ def run(args: argparse.Namespace) -> int:
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
     overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
-    check_tiling(args.tile_size, overlap, args.batch_size)
+    try:
+        check_tiling(args.tile_size, overlap, args.batch_size)
+    except InvalidInputError as err:  # name the options the user gave
+        raise InvalidInputError(
+            None, f'--tile-size {args.tile_size}, --overlap {overlap}: {err.problem}'
+        ) from None
     sam_bands = _sam_options(args)
     inputs = resolve_inputs(args.inputs, args.assets)
     with recording_sources(inputs):

@@ -1,35 +1,34 @@
-"""Tiled object detection over georeferenced rasters of any size, merged across tiles.
+"""Tiled object detection over rasters of any size, each object kept once across tiles.
 
-Tiles follow the scheme of :mod:`torchgeo_ext.pipelines.tiling` (the last tile
-of a row or column is flush with the raster edge), read strip by strip as
-there, so that what is read does not grow with the raster width (the
-detections themselves stay in memory). Each tile's boxes are
-shifted to raster pixels; :func:`merge_tile_detections` then keeps each object
-once: complete boxes win over boxes cut by an interior tile edge.
+Tiles are read strip by strip (as :func:`~torchgeo_ext.pipelines.tiling.predict_raster`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import geopandas as gpd
-import numpy as np
 import torch
 from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import raise_if_interrupted
 from ..export.geometry import detections_to_geodataframe
-from ..export.raster import RasterStack, gdal_cache_limit, open_inputs
+from ..export.raster import gdal_cache_limit, open_inputs
 from ..export.vector import write_vector
 from ..ops.obb import poly_to_xyxy
 from . import tiling
-from .tiling import InputPaths, column_strips, tile_grid, worker_thread
+from .tiling import (
+    InputPaths,
+    TileBatch,
+    check_tiling,
+    column_strips,
+    tile_batches,
+    tile_grid,
+)
 
 __all__ = ['PRECISIONS', 'autocast', 'detect_raster', 'merge_tile_detections']
 
@@ -199,72 +198,26 @@ def autocast(
     return torch.autocast(device.type, dtype=dtype)
 
 
-@dataclass
-class _TileBatch:
-    """Tiles read for one model call."""
-
-    #: (row, col) of each tile's top-left pixel in the raster.
-    windows: list[tuple[int, int]]
-    #: (B, C, T, T) float32 pixels, zero outside the raster and at invalid pixels.
-    image: Tensor
-    #: (B, T, T) whether each pixel is valid (inside the raster, no band nodata).
-    valid: Tensor
-
-
-def _tile_origins(
+def _tile_windows(
     height: int, width: int, tile_size: int, overlap: int
-) -> list[tuple[int, int]]:
-    """Tile origins, strip by strip (as predict_raster), each strip top to bottom.
+) -> list[Window]:
+    """Tile windows, strip by strip (as predict_raster), each strip top to bottom.
 
     So the input blocks read (and cached by GDAL) do not grow with the raster width.
     """
     cols = tile_grid(width, tile_size, overlap)
+    strips = column_strips(cols, min(tile_size, width), width, tiling.STRIP_WIDTH)
     return [
-        (r, cols[j])
-        for strip in column_strips(
-            cols, min(tile_size, width), width, tiling.STRIP_WIDTH
-        )
+        Window(cols[j], r, tile_size, tile_size)
+        for strip in strips
         for r in tile_grid(height, tile_size, overlap)
         for j in strip.tiles
     ]
 
 
-def _tile_batches(
-    stack: RasterStack,
-    origins: list[tuple[int, int]],
-    tile_size: int,
-    batch_size: int,
-    device: torch.device,
-) -> Generator[_TileBatch]:
-    """Read batches of tiles, the next one in a worker thread while the model runs."""
-    batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
-
-    def read(batch: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
-        arrays = [stack.read(Window(c, r, tile_size, tile_size)) for r, c in batch]
-        image = torch.from_numpy(np.stack([a for a, _ in arrays]))
-        valid = torch.from_numpy(np.stack([v for _, v in arrays]))
-        if device.type == 'cuda':  # pinned: the copy to the device runs asynchronously
-            image, valid = image.pin_memory(), valid.pin_memory()
-        return image, valid
-
-    with worker_thread('read') as pool:
-        future = pool.submit(read, batches[0]) if batches else None
-        for i, batch in enumerate(batches):
-            assert future is not None
-            image, valid = future.result()
-            if i + 1 < len(batches):
-                future = pool.submit(read, batches[i + 1])
-            yield _TileBatch(
-                batch,
-                image.to(device, non_blocking=True),
-                valid.to(device, non_blocking=True),
-            )
-            raise_if_interrupted()
-
-
 def _run_model(
     model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
-    batch: _TileBatch,
+    batch: TileBatch,
     key: str,
     precision: str,
 ) -> Sequence[dict[str, Tensor]]:
@@ -315,6 +268,30 @@ def _invalid_fraction(xyxy: Tensor, tile: Tensor, valid: Tensor) -> Tensor:
     return torch.where(area > 0, share, torch.zeros_like(share))
 
 
+def _stack_results(
+    results: Sequence[dict[str, Tensor]], key: str, side: int, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A batch's detections as one set of tensors on *device*.
+
+    Returns:
+        Boxes (N, *side*) and scores (N,) in float64, labels (N,) and the
+        index of each detection's tile (N,).
+    """
+
+    def stacked(name: str, dtype: torch.dtype, *shape: int) -> Tensor:
+        parts = [r[name].detach().reshape(*shape).to(device, dtype) for r in results]
+        return torch.cat(parts)
+
+    boxes = stacked(key, torch.float64, -1, side)
+    scores = stacked('prediction_score', torch.float64, -1)
+    labels = stacked('prediction_label', torch.long, -1)
+    counts = [r['prediction_score'].numel() for r in results]
+    tile = torch.repeat_interleave(
+        torch.arange(len(results), device=device), torch.tensor(counts, device=device)
+    )
+    return boxes, scores, labels, tile
+
+
 class _TileDetections:
     """Each tile's detections in raster pixels, with their merge flags.
 
@@ -339,33 +316,14 @@ class _TileDetections:
         self.max_invalid = max_invalid
         self.parts: list[Tensor] = []
 
-    def add(self, batch: _TileBatch, results: Sequence[dict[str, Tensor]]) -> None:
+    def add(self, batch: TileBatch, results: Sequence[dict[str, Tensor]]) -> None:
         """Add a batch's detections (tile pixels) in raster pixels."""
-        side = 8 if self.oriented else 4
         dev = batch.image.device
-        boxes = torch.cat(
-            [
-                r[self.key].detach().reshape(-1, side).to(dev, torch.float64)
-                for r in results
-            ]
+        boxes, scores, labels, tile = _stack_results(
+            results, self.key, 8 if self.oriented else 4, dev
         )
-        scores = torch.cat(
-            [
-                r['prediction_score'].detach().reshape(-1).to(dev, torch.float64)
-                for r in results
-            ]
-        )
-        labels = torch.cat(
-            [
-                r['prediction_label'].detach().reshape(-1).to(dev, torch.long)
-                for r in results
-            ]
-        )
-        counts = torch.tensor(
-            [len(r['prediction_score'].reshape(-1)) for r in results], device=dev
-        )
-        origin = torch.tensor(batch.windows, dtype=torch.float64, device=dev)
-        tile = torch.repeat_interleave(torch.arange(len(results), device=dev), counts)
+        origins = [(w.row_off, w.col_off) for w in batch.windows]
+        origin = torch.tensor(origins, dtype=torch.float64, device=dev)
         row, col = origin[tile, 0], origin[tile, 1]
         boxes[:, 0::2] += col[:, None]
         boxes[:, 1::2] += row[:, None]
@@ -450,6 +408,7 @@ def detect_raster(
     max_invalid: float | None = 0.5,
     precision: str = '32',
     device: str | torch.device = 'cpu',
+    readers: int = 1,
     progress: bool = True,
     gdal_cache_mb: int | None = 128,
 ) -> gpd.GeoDataFrame:
@@ -457,8 +416,9 @@ def detect_raster(
 
     Tiles overlap by at least *overlap* pixels (objects smaller than that are
     seen whole in some tile); the last tile of a row or column is flush with
-    the raster edge. Tile boxes are shifted to raster pixels and merged by
-    :func:`merge_tile_detections`.
+    the raster edge. Tiles come from
+    :func:`~torchgeo_ext.pipelines.tiling.tile_batches`; tile boxes are
+    shifted to raster pixels and merged by :func:`merge_tile_detections`.
 
     Args:
         model: Callable mapping a float32 batch (B, C, T, T) to B dicts with
@@ -480,7 +440,10 @@ def detect_raster(
             them all.
         precision: ``'32'`` or a Lightning mixed precision run by autocast
             (``'16-mixed'``, ``'bf16-mixed'``); see :data:`PRECISIONS`.
-        device: Torch device of the model.
+        device: Torch device of the model (tiles are read into pinned
+            memory for a GPU).
+        readers: Threads reading tiles ahead of the model (more help where
+            reading is slow; see :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
         progress: Show a tqdm progress bar.
         gdal_cache_mb: Cap on GDAL's block cache while reading (see
             :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
@@ -492,12 +455,10 @@ def detect_raster(
         pixels (after merging across tiles).
 
     Raises:
-        ValueError: For inconsistent options or malformed model outputs.
+        InvalidInputError: For inconsistent tiling options.
+        ValueError: For an unknown precision or malformed model outputs.
     """
-    if tile_size <= 0 or batch_size <= 0:
-        raise ValueError('tile_size and batch_size must be positive')
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f'overlap must be in [0, tile_size), got {overlap}')
+    check_tiling(tile_size, overlap, batch_size)
     autocast(precision, torch.device(device))  # validates it before any work
     _check_output(output, inputs)
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
@@ -508,12 +469,12 @@ def detect_raster(
             score_threshold,
             max_invalid,
         )
-        origins = _tile_origins(stack.height, stack.width, tile_size, overlap)
-        batches = _tile_batches(
-            stack, origins, tile_size, batch_size, torch.device(device)
+        windows = _tile_windows(stack.height, stack.width, tile_size, overlap)
+        batches = tile_batches(
+            stack, windows, batch_size, device=device, readers=readers
         )
-        bar = tqdm(total=len(origins), disable=not progress, desc='detect', unit='tile')
-        # closing: an error stops the reader thread before the rasters close
+        bar = tqdm(total=len(windows), disable=not progress, desc='detect', unit='tile')
+        # closing: an error joins the reader threads before the rasters close
         with _eval_mode(model), contextlib.closing(batches), bar:
             for batch in batches:
                 found.add(batch, _run_model(model, batch, found.key, precision))
