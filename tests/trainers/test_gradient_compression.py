@@ -131,9 +131,7 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_two_gloo_processes(tmp_path: Path) -> None:
-    spawn(
-        _worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True
-    )
+    spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f'{rank}.pt') for rank in range(2)]
     # the ranks stay in sync: the hook hands every rank the same averaged gradient
     torch.testing.assert_close(
@@ -163,7 +161,9 @@ def test_config_builds_the_ddp_strategy_with_the_hook() -> None:
     strategy = yaml.safe_load(config.read_text())['trainer']['strategy']
     parser = ArgumentParser()
     parser.add_argument('--strategy', type=Strategy)
-    built = parser.instantiate_classes(parser.parse_object({'strategy': strategy})).strategy
+    built = parser.instantiate_classes(
+        parser.parse_object({'strategy': strategy})
+    ).strategy
     assert isinstance(built, DDPStrategy)
     assert built._ddp_comm_hook is rs_dgc_hook
     assert isinstance(built._ddp_comm_state, RSDGCState)
