@@ -49,6 +49,8 @@ _BUILDERS: dict[str, str] = {
     # Hyperspectral anomaly detection: BSDM's denoiser, STAD's teacher.
     'bsdm': 'bsdm:bsdm',
     'stad': 'stad:stad',
+    # SAP (hyperspectral anomaly detection): the self-supervised anomaly prior network.
+    'sap_prior': 'sap:sap_prior',
 }
 
 
