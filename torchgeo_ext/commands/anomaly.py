@@ -21,6 +21,7 @@ from ..options import (
     open_unit_float,
     positive_int,
 )
+from ._sources import REMOTE_HELP, add_assets_argument
 
 #: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (kept here so ``--help`` imports no torch).
 METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
@@ -40,8 +41,9 @@ def add_parser(subparsers: Any) -> None:
         'optionally write the most anomalous regions as polygons.',
     )
     parser.add_argument(
-        'input', help='scene: GeoTIFF, ENVI (.hdr or data file) or .mat'
+        'input', help='scene: GeoTIFF, ENVI (.hdr or data file) or .mat' + REMOTE_HELP
     )
+    add_assets_argument(parser)
     parser.add_argument('-o', '--output', required=True, help='score GeoTIFF to write')
     parser.add_argument(
         '--method', choices=METHODS, default='rx', help='detector (default: rx)'
@@ -98,8 +100,6 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success.
     """
-    from ..pipelines.anomaly import anomaly_raster
-
     for name in ('threshold', 'min_area'):
         if getattr(args, name) is not None and args.vector is None:
             flag = f'--{name.replace("_", "-")}'
@@ -123,18 +123,18 @@ def run(args: argparse.Namespace) -> int:
         print(
             'note: bsdm does not beat rx on our benchmark scenes (benchmarks/anomaly.md)'
         )
-    result = anomaly_raster(
-        args.input,
-        args.output,
-        method=args.method,
-        checkpoint=args.checkpoint,
-        vector=args.vector,
-        threshold=threshold,
-        min_area=args.min_area or 0,
-        tile_size=args.tile_size,
-        progress=args.progress,
-        **options,
-    )
+    from ..export.sources import recording_sources
+    from ..export.stac import resolve_inputs
+
+    inputs = resolve_inputs([args.input], args.assets)
+    if len(inputs) != 1:
+        names = ', '.join(getattr(p, 'key', str(p)) for p in inputs)
+        raise _option_error(
+            f'anomaly reads one raster but the STAC item gives {len(inputs)} '
+            f'({names}): choose one with --assets'
+        )
+    with recording_sources(inputs):
+        result = _anomaly(args, inputs[0], threshold, options)
     if result.crs is None:
         print(
             f'note: {args.input} has no georeferencing (.mat); '
@@ -147,6 +147,25 @@ def run(args: argparse.Namespace) -> int:
             f'{threshold} quantile, score > {result.threshold:.6g})'
         )
     return 0
+
+
+def _anomaly(
+    args: argparse.Namespace, source: Any, threshold: float, options: dict[str, Any]
+) -> Any:
+    from ..pipelines.anomaly import anomaly_raster
+
+    return anomaly_raster(
+        source,
+        args.output,
+        method=args.method,
+        checkpoint=args.checkpoint,
+        vector=args.vector,
+        threshold=threshold,
+        min_area=args.min_area or 0,
+        tile_size=args.tile_size,
+        progress=args.progress,
+        **options,
+    )
 
 
 def _option_error(problem: str) -> Exception:

@@ -92,9 +92,11 @@ def sinusoidal_embedding(t: Tensor, dim: int = 128) -> Tensor:
     """
     half = dim // 2
     freqs = torch.exp(
-        -math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half
+        -math.log(10000.0)
+        * torch.arange(half, dtype=torch.float32, device=t.device)
+        / half
     )
-    angles = t.to(torch.float32)[:, None] * freqs[None, :].to(t.device)
+    angles = t.to(torch.float32)[:, None] * freqs[None, :]
     return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
@@ -119,10 +121,13 @@ class GammaSchedule:
             beta_end: Last beta.
         """
         self.steps = steps
-        self.betas = torch.linspace(beta_start, beta_end, steps, dtype=torch.float64)
+        # A host-side table: steps read Python floats from it.
+        self.betas = torch.linspace(
+            beta_start, beta_end, steps, dtype=torch.float64, device='cpu'
+        )
         self.alphas = 1 - self.betas
         self.alpha_bar = torch.cumprod(self.alphas, dim=0)
-        gamma = torch.zeros(steps + 1, dtype=torch.float64)
+        gamma = torch.zeros(steps + 1, dtype=torch.float64, device='cpu')
         for t in range(1, steps + 1):
             # The sum above as a recursion:
             # gamma_t = sqrt(alpha_{t-1}) (gamma_{t-1} + sqrt(beta_{t-1})).
@@ -310,21 +315,22 @@ def channel_groups(
         generator: Random generator for the band draws.
 
     Returns:
-        One or more index tensors of length ``target``.
+        One or more index tensors of length ``target``, on the host.
     """
     if bands == target:
-        return [torch.arange(bands)]
+        return [torch.arange(bands, device='cpu')]
     if bands < target:
         right = (target - bands) // 2
         left = target - bands - right
-        index = torch.arange(-left, bands + right)
+        index = torch.arange(-left, bands + right, device='cpu')
         if bands == 1:
-            return [torch.zeros(target, dtype=torch.long)]
+            return [torch.zeros(target, dtype=torch.long, device='cpu')]
         period = 2 * (bands - 1)
         index = index.remainder(period)
         return [torch.where(index >= bands, period - index, index)]
     groups = bands // target
-    chosen = torch.randperm(bands, generator=generator)[: groups * target]
+    chosen = torch.randperm(bands, generator=generator, device='cpu')
+    chosen = chosen[: groups * target]
     chosen = chosen.sort().values
     if groups == 1:
         return [chosen]
@@ -348,8 +354,9 @@ def pseudo_background_noise(
     """
     mean = pixels.mean()
     std = pixels.std()
-    z = torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype)
-    return mean + std * z
+    # Drawn on the host so that a seed gives the same noise on every device.
+    z = torch.randn(pixels.shape, generator=generator, dtype=pixels.dtype, device='cpu')
+    return mean + std * z.to(pixels.device)
 
 
 def normalise_cube(cube: Tensor, valid: Tensor) -> Tensor:
@@ -405,10 +412,10 @@ def fit_bsdm(
     if model is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = BSDM(x.shape[1], **model_kwargs)
+            model = BSDM(x.shape[1], **model_kwargs).to(x.device)
     noise = pseudo_background_noise(x, generator)
     target_x = schedule.sample(x, t, noise)
-    steps = torch.tensor([t])
+    steps = torch.tensor([t], device=x.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=max(iterations, 1), eta_min=min_lr
@@ -416,7 +423,9 @@ def fit_bsdm(
     model.train()
     for _ in range(iterations):
         if batch_size is not None and x.shape[0] > batch_size:
-            index = torch.randint(0, x.shape[0], (batch_size,), generator=generator)
+            index = torch.randint(
+                0, x.shape[0], (batch_size,), generator=generator, device='cpu'
+            ).to(x.device)
             loss = F.mse_loss(model(target_x[index], steps), noise[index])
         else:
             loss = F.mse_loss(model(target_x, steps), noise)
@@ -455,7 +464,7 @@ def suppress_background(
         ``N x C`` suppressed spectra (``dtype``).
     """
     schedule = schedule or GammaSchedule()
-    steps = torch.tensor([t])
+    steps = torch.tensor([t], device=pixels.device)
     net = model if dtype == torch.float32 else copy.deepcopy(model).to(dtype)
     x = pixels.to(dtype)
     for _ in range(repeats):
@@ -500,17 +509,22 @@ def bsdm_scores(
     """
     from .rx import rx_scores
 
-    x = torch.as_tensor(cube).to(torch.float32)
+    # Everything runs where the model is (the cube's device without a model).
+    device = next(model.parameters()).device if model is not None else None
+    x = torch.as_tensor(cube).to(device=device, dtype=torch.float32)
     c, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
-        valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
-    x = torch.where(valid[None], x, torch.zeros(()))
+        valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(x.device)
+    x = x.masked_fill(~valid[None], 0.0)
     if iterations is None:
         iterations = 0 if model is not None else 500
     pixels = normalise_cube(x, valid)
     bands = model.in_channels if model is not None else c
-    groups = channel_groups(c, bands, torch.Generator().manual_seed(seed))
+    groups = [
+        g.to(x.device)
+        for g in channel_groups(c, bands, torch.Generator().manual_seed(seed))
+    ]
     keep = valid.reshape(-1)
     if iterations > 0 or model is None:
         model = copy.deepcopy(model) if model is not None else None

@@ -40,13 +40,16 @@ __all__ = ('crd_scores', 'lrx_scores', 'ring_members', 'ring_offsets')
 CHUNK_BYTES = 64 * 2**20
 
 
-def ring_offsets(inner: int, outer: int) -> Tensor:
+def ring_offsets(
+    inner: int, outer: int, device: torch.device | str | None = None
+) -> Tensor:
     """Offsets of the ring between a guard window and an outer window.
 
     Args:
         inner: Side of the square guard window (odd, >= 1); pixels inside it
             (the centre included) are excluded.
         outer: Side of the square outer window (odd, > inner).
+        device: Where to make them (the cube's device).
 
     Returns:
         ``N x 2`` int64 ``(drow, dcol)`` offsets, row-major,
@@ -60,7 +63,7 @@ def ring_offsets(inner: int, outer: int) -> Tensor:
             f'windows must be odd with outer > inner >= 1, got inner={inner}, outer={outer}'
         )
     r_out, r_in = outer // 2, inner // 2
-    span = torch.arange(-r_out, r_out + 1)
+    span = torch.arange(-r_out, r_out + 1, device=device)
     rows, cols = torch.meshgrid(span, span, indexing='ij')
     ring = torch.maximum(rows.abs(), cols.abs()) > r_in
     return torch.stack([rows[ring], cols[ring]], dim=1)
@@ -134,13 +137,16 @@ class _RingGram:
         r = self.radius
         span = self.span
         ha, wa = r1 - r0 + 2 * r, self.w + 2 * r
-        out = torch.empty(span, span, ha, wa, dtype=self.last.dtype)
+        out = torch.empty(
+            span, span, ha, wa, dtype=self.last.dtype, device=self.last.device
+        )
         block = 32
         for c0 in range(0, wa, block):
             bw = min(block, wa - c0)
             base = self.last[r0 + 2 * r : r0 + 2 * r + ha, 2 * r + c0 : 2 * r + c0 + bw]
             diagonals = (
-                torch.arange(bw)[:, None] + torch.arange(span)[None, :]
+                torch.arange(bw, device=out.device)[:, None]
+                + torch.arange(span, device=out.device)[None, :]
             ).expand(ha, bw, span)
             for dy in range(-2 * r, 2 * r + 1):
                 rows = slice(r0 + 2 * r + dy, r0 + 2 * r + dy + ha)
@@ -210,8 +216,8 @@ def _prepare(
         raise ValueError(f'expected a C x H x W cube, got shape {tuple(x.shape)}')
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
-        valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
-    return torch.where(valid[None], x, torch.zeros((), dtype=x.dtype)), valid
+        valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(x.device)
+    return x.masked_fill(~valid[None], 0.0), valid
 
 
 def _band_variance(x: Tensor, valid: Tensor) -> float:
@@ -249,15 +255,13 @@ def lrx_scores(
     """
     x, valid = _prepare(cube, valid_mask)
     c, h, w = x.shape
-    offsets = ring_offsets(inner, outer)
+    offsets = ring_offsets(inner, outer, x.device)
     lam = regularization * _band_variance(x, valid)
     # LRX is translation invariant: removing the scene mean first keeps the
     # centring below free of cancellation.
     mean = x.reshape(c, -1)[:, valid.reshape(-1)].mean(dim=1)
-    x = torch.where(
-        valid[None], x - mean[:, None, None], torch.zeros((), dtype=x.dtype)
-    )
-    scores = torch.full((h * w,), float('nan'), dtype=torch.float64)
+    x = (x - mean[:, None, None]).masked_fill(~valid[None], 0.0)
+    scores = torch.full((h * w,), float('nan'), dtype=torch.float64, device=x.device)
     for pix, weight, gram, cross, norm in _ring_loop(x, valid, offsets):
         count = weight.sum(dim=1)
         n = count.clamp_min(1)
@@ -302,8 +306,8 @@ def crd_scores(
     """
     x, valid = _prepare(cube, valid_mask)
     _, h, w = x.shape
-    offsets = ring_offsets(inner, outer)
-    scores = torch.full((h * w,), float('nan'), dtype=torch.float64)
+    offsets = ring_offsets(inner, outer, x.device)
+    scores = torch.full((h * w,), float('nan'), dtype=torch.float64, device=x.device)
     for pix, weight, gram, cross, norm in _ring_loop(x, valid, offsets):
         own = gram.diagonal(dim1=1, dim2=2)  # |x_i|^2
         dist2 = (norm[:, None] + own - 2 * cross).clamp_min(0) * weight

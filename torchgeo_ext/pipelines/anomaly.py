@@ -161,9 +161,9 @@ class AnomalyResult:
     crs: str | None = None
 
 
-def _is_streamable(path: Path) -> bool:
+def _is_streamable(path: str | os.PathLike[str]) -> bool:
     """Whether GDAL can read *path* window by window (GeoTIFF, ENVI, ...)."""
-    return path.suffix.lower() != '.mat'
+    return os.path.splitext(os.fspath(path))[1].lower() != '.mat'
 
 
 def _write_scores(
@@ -297,7 +297,7 @@ def anomaly_raster(
     # (TorchGeo's CLI sets GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR process-wide).
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'):
         return _anomaly_raster(
-            Path(input),
+            os.fspath(input),  # not Path: URLs and /vsi paths keep their '//'
             Path(output),
             method=method,
             checkpoint=checkpoint,
@@ -311,7 +311,7 @@ def anomaly_raster(
 
 
 def _anomaly_raster(
-    source: Path,
+    source: str,
     out: Path,
     *,
     method: str,
@@ -330,8 +330,10 @@ def _anomaly_raster(
         raise InvalidInputError(
             None, f'unknown method {method!r}; choose from {", ".join(METHODS)}'
         )
-    if not source.exists():
-        raise MissingInputError(source, 'file not found')
+    from ..export.sources import check_source
+
+    # A GDAL open for URLs and /vsi paths; .mat and ENVI headers are not GDAL's.
+    check_source(source, open_local=False)
     if checkpoint is not None and not Path(checkpoint).exists():
         raise MissingInputError(checkpoint, 'checkpoint not found')
     if method == 'stad' and checkpoint is None:
