@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import geopandas as gpd
 import torch
+from rasterio.crs import CRS
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
@@ -343,12 +345,18 @@ class _TileDetections:
         # one copy to the CPU per batch: boxes, score, label, border, invalid
         self.parts.append(torch.cat((boxes, flags), 1)[keep].cpu())
 
-    def merged(self, iou_threshold: float) -> tuple[Tensor, Tensor, Tensor, int]:
-        """Merge across tiles (see :func:`merge_tile_detections`).
+    def geodataframe(
+        self,
+        iou_threshold: float,
+        transform: Affine,
+        crs: CRS,
+        class_names: Sequence[str] | None,
+    ) -> gpd.GeoDataFrame:
+        """Merge across tiles (see :func:`merge_tile_detections`) into a GeoDataFrame.
 
         Returns:
-            The kept boxes, scores and labels by decreasing score, and the number
-            of merged objects dropped over invalid pixels.
+            The kept objects by decreasing score; ``attrs['dropped_invalid']``:
+            the number of merged objects dropped over invalid pixels.
         """
         side = 8 if self.oriented else 4
         packed = (
@@ -366,7 +374,16 @@ class _TileDetections:
         # nodata, but it is merged into its whole box, whose share decides.
         dropped = invalid[keep]
         keep = keep[~dropped]
-        return boxes[keep], scores[keep], labels[keep], int(dropped.sum())
+        gdf = detections_to_geodataframe(
+            boxes[keep].numpy(),
+            labels[keep].numpy(),
+            scores[keep].numpy(),
+            transform,
+            crs,
+            class_names,
+        )
+        gdf.attrs['dropped_invalid'] = int(dropped.sum())
+        return gdf
 
 
 @contextlib.contextmanager
@@ -381,6 +398,23 @@ def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
         yield
     finally:
         model.train(was_training)
+
+
+def _detect_tiles(
+    model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
+    batches: Generator[TileBatch],
+    found: _TileDetections,
+    precision: str,
+    total: int,
+    progress: bool,
+) -> None:
+    """Run the model over every batch of tiles and collect its detections in *found*."""
+    bar = tqdm(total=total, disable=not progress, desc='detect', unit='tile')
+    # closing: an error joins the reader threads before the rasters close
+    with _eval_mode(model), contextlib.closing(batches), bar:
+        for batch in batches:
+            found.add(batch, _run_model(model, batch, found.key, precision))
+            bar.update(len(batch.windows))
 
 
 def _check_output(output: str | os.PathLike[str] | None, inputs: InputPaths) -> None:
@@ -414,11 +448,8 @@ def detect_raster(
 ) -> gpd.GeoDataFrame:
     """Run a detector over a raster of any size and merge objects across tiles.
 
-    Tiles overlap by at least *overlap* pixels (objects smaller than that are
-    seen whole in some tile); the last tile of a row or column is flush with
-    the raster edge. Tiles come from
-    :func:`~torchgeo_ext.pipelines.tiling.tile_batches`; tile boxes are
-    shifted to raster pixels and merged by :func:`merge_tile_detections`.
+    Objects smaller than *overlap* are seen whole in some tile; the tiles'
+    boxes are shifted to raster pixels and merged by :func:`merge_tile_detections`.
 
     Args:
         model: Callable mapping a float32 batch (B, C, T, T) to B dicts with
@@ -434,25 +465,21 @@ def detect_raster(
         class_names: Names of the class ids.
         oriented: Use oriented boxes.
         score_threshold: Drop detections scoring below this.
-        max_invalid: Drop objects whose box (an oriented box's bounding
-            rectangle) has more than this share of invalid pixels (nodata in
-            any band, or NaN), judged after merging across tiles. None keeps
-            them all.
+        max_invalid: Drop merged objects whose box (bounding rectangle) has more
+            than this share of invalid pixels (nodata in any band, NaN); None: keep.
         precision: ``'32'`` or a Lightning mixed precision run by autocast
             (``'16-mixed'``, ``'bf16-mixed'``); see :data:`PRECISIONS`.
-        device: Torch device of the model (tiles are read into pinned
-            memory for a GPU).
-        readers: Threads reading tiles ahead of the model (more help where
-            reading is slow; see :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
+        device: Torch device of the model.
+        readers: Threads reading tiles ahead (see
+            :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
         progress: Show a tqdm progress bar.
         gdal_cache_mb: Cap on GDAL's block cache while reading (see
             :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
 
     Returns:
         GeoDataFrame with ``class_id``, ``class_name``, ``score`` and polygon
-        geometry in the raster's CRS, by decreasing score. Its
-        ``attrs['dropped_invalid']`` counts the objects dropped over invalid
-        pixels (after merging across tiles).
+        geometry in the raster's CRS, by decreasing score;
+        ``attrs['dropped_invalid']`` counts the objects dropped by *max_invalid*.
 
     Raises:
         InvalidInputError: For inconsistent tiling options.
@@ -462,29 +489,15 @@ def detect_raster(
     autocast(precision, torch.device(device))  # validates it before any work
     _check_output(output, inputs)
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
-        found = _TileDetections(
-            (stack.height, stack.width),
-            tile_size,
-            oriented,
-            score_threshold,
-            max_invalid,
-        )
-        windows = _tile_windows(stack.height, stack.width, tile_size, overlap)
+        size = (stack.height, stack.width)
+        found = _TileDetections(size, tile_size, oriented, score_threshold, max_invalid)
+        windows = _tile_windows(*size, tile_size, overlap)
         batches = tile_batches(
             stack, windows, batch_size, device=device, readers=readers
         )
-        bar = tqdm(total=len(windows), disable=not progress, desc='detect', unit='tile')
-        # closing: an error joins the reader threads before the rasters close
-        with _eval_mode(model), contextlib.closing(batches), bar:
-            for batch in batches:
-                found.add(batch, _run_model(model, batch, found.key, precision))
-                bar.update(len(batch.windows))
+        _detect_tiles(model, batches, found, precision, len(windows), progress)
         crs, transform = stack.crs, stack.transform
-    boxes, scores, labels, dropped = found.merged(iou_threshold)
-    gdf = detections_to_geodataframe(
-        boxes.numpy(), labels.numpy(), scores.numpy(), transform, crs, class_names
-    )
-    gdf.attrs['dropped_invalid'] = dropped
+    gdf = found.geodataframe(iou_threshold, transform, crs, class_names)
     if output is not None:
         write_vector(output, gdf)
     return gdf
