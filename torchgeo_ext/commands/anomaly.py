@@ -15,6 +15,7 @@ import argparse
 from typing import Any
 
 from ..options import (
+    device,
     non_negative_float,
     non_negative_int,
     odd_positive_int,
@@ -48,7 +49,15 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--checkpoint',
-        help='trained model (required for stad; bsdm fits itself otherwise)',
+        help='trained model (required for stad; bsdm fits itself otherwise; '
+        'refused by rx, lrx and crd)',
+    )
+    parser.add_argument(
+        '--align-bands',
+        action='store_true',
+        help='with --checkpoint: align a scene whose band count differs from the '
+        "checkpoint's (bsdm: reflect padding or random band groups; stad: the first "
+        'bands); without it such a scene is refused',
     )
     parser.add_argument(
         '--vector', help='also write anomaly polygons (.gpkg, .geojson or .parquet)'
@@ -69,7 +78,14 @@ def add_parser(subparsers: Any) -> None:
         '--tile-size',
         type=positive_int,
         default=512,
-        help='window side for streamed RX (default: 512)',
+        help='most rows per streamed strip (default: 512; fewer when a strip '
+        'would exceed 8 MB of input)',
+    )
+    parser.add_argument(
+        '--device',
+        type=device,
+        default='cpu',
+        help='torch device of the detector (default: cpu)',
     )
     parser.add_argument(
         '--inner', type=odd_positive_int, help='lrx/crd guard window side (odd)'
@@ -106,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             raise _option_error(
                 f'{flag} applies to the --vector polygons: add --vector'
             )
+    if args.align_bands and args.checkpoint is None:
+        raise _option_error('--align-bands applies to a --checkpoint: add one')
     threshold = 0.999 if args.threshold is None else args.threshold
     options: dict[str, Any] = {}
     for name in ('inner', 'outer'):
@@ -133,8 +151,12 @@ def run(args: argparse.Namespace) -> int:
         min_area=args.min_area or 0,
         tile_size=args.tile_size,
         progress=args.progress,
+        device=args.device,
+        align_bands=args.align_bands,
         **options,
     )
+    for note in result.notes:
+        print(f'note: {note}')
     if result.crs is None:
         print(
             f'note: {args.input} has no georeferencing (.mat); '
