@@ -418,3 +418,29 @@ def test_masked_pixels_are_nodata(tmp_path: Path) -> None:
         gdf = gpd.read_file(vec)
         rows, cols = np.nonzero(np.isfinite(scores) & (scores >= gdf['score'].min()))
         assert not ((rows >= 8) & (rows < 12) & (cols >= 8) & (cols < 12)).any()
+
+
+def test_bsdm_progress_per_step_with_loss(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'b.tif'), '--method', 'bsdm']
+    argv += ['--iterations', '3', '--batch-size', '64', '--progress']
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert 'bsdm training' in err
+    assert '3/3' in err
+    assert 'loss=' in err
+
+
+def test_batch_size_options(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'b.tif')]
+    bsdm = [*argv, '--method', 'bsdm']
+    assert main([*bsdm, '--full-batch', '--batch-size', '8']) == 2
+    assert 'exclude each other' in capsys.readouterr().err
+    assert main([*argv, '--full-batch']) == 2
+    assert '--batch-size applies to bsdm only' in capsys.readouterr().err
+    assert main([*bsdm, '--full-batch', '--iterations', '1']) == 0

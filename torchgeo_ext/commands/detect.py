@@ -29,6 +29,7 @@ from typing import Any
 
 from ..options import device, non_negative_int, positive_float, positive_int, unit_float
 from ..pipelines.task_detection import DEFAULT_OVERLAP
+from ._sources import REMOTE_HELP, add_assets_argument
 
 
 def add_parser(subparsers: Any) -> None:
@@ -47,8 +48,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         'inputs',
         nargs='+',
-        help='raster(s), one per modality, in the training band order',
+        help='raster(s), one per modality, in the training band order' + REMOTE_HELP,
     )
+    add_assets_argument(parser)
     parser.add_argument(
         '-o', '--output', required=True, help='vector file (.gpkg, .geojson, .parquet)'
     )
@@ -137,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
             for bad inputs).
     """
     from ..errors import InvalidInputError
-    from ..pipelines.task_detection import default_overlap, detect_with_checkpoint
+    from ..export.sources import recording_sources
+    from ..export.stac import resolve_inputs
+    from ..pipelines.task_detection import default_overlap
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
@@ -148,8 +152,20 @@ def run(args: argparse.Namespace) -> int:
             f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
         )
     sam_bands = _sam_options(args)
-    gdf = detect_with_checkpoint(
-        args.inputs,
+    inputs = resolve_inputs(args.inputs, args.assets)
+    with recording_sources(inputs):
+        gdf = _detect(args, inputs, overlap, sam_bands)
+    print(f'{len(gdf)} objects written to {args.output}')
+    return 0
+
+
+def _detect(
+    args: argparse.Namespace, inputs: list[Any], overlap: int, sam_bands: Any
+) -> Any:
+    from ..pipelines.task_detection import detect_with_checkpoint
+
+    return detect_with_checkpoint(
+        inputs,
         args.output,
         args.checkpoint,
         tile_size=args.tile_size,
@@ -165,8 +181,6 @@ def run(args: argparse.Namespace) -> int:
         sam_bands=sam_bands,
         engine=args.engine,
     )
-    print(f'{len(gdf)} objects written to {args.output}')
-    return 0
 
 
 def _sam_options(args: argparse.Namespace) -> list[int] | None:

@@ -22,7 +22,7 @@ from rasterio.errors import CRSError, RasterioError, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from ..errors import InvalidInputError, MissingInputError
+from ..errors import InvalidInputError
 from .atomic import atomic_output
 
 __all__ = [
@@ -197,7 +197,9 @@ class RasterWriter:
             transform: Affine transform (6 or 9 coefficients, rasterio order).
             nodata: Nodata value (NaN allowed for float types).
             band_names: One description per band.
-            tags: Dataset metadata; non-string values are stored as JSON.
+            tags: Dataset metadata; non-string values are stored as JSON. The
+                inputs' STAC item and assets are added inside
+                :func:`~torchgeo_ext.export.sources.recording_sources`.
             cog: Convert to a Cloud-Optimized GeoTIFF at close.
             overviews: Build overviews in the COG.
 
@@ -223,9 +225,11 @@ class RasterWriter:
             if not ok:
                 raise ValueError(f'nodata {nodata} does not fit {self.dtype}')
         self.band_names = list(band_names) if band_names is not None else None
+        from .sources import recorded_sources
+
         self.tags = {
             k: v if isinstance(v, str) else json.dumps(v)
-            for k, v in (tags or {}).items()
+            for k, v in {**recorded_sources(), **(tags or {})}.items()
         }
         self.cog = cog
         self.overviews = overviews
@@ -458,29 +462,41 @@ class RasterStack:
     the files, and within a file in band order.
     """
 
-    def __init__(self, paths: Sequence[Path], datasets: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[PathLike],
+        datasets: Sequence[Any],
+        *,
+        env: contextlib.ExitStack | None = None,
+    ) -> None:
         """Initialise a new RasterStack from opened rasterio datasets.
 
         Args:
-            paths: The files.
-            datasets: Their open rasterio datasets.
+            paths: The inputs.
+            datasets: Their open rasterio datasets (or warped views of them).
+            env: Closed with the stack (the GDAL environment, warped files).
         """
+        from .sources import source_name
+
         first = datasets[0]
+        #: The inputs as given (local paths, URLs, GDAL paths or STAC assets).
         self.paths = list(paths)
         self.datasets = list(datasets)
+        self._env = env
         self.crs: CRS = first.crs
         self.transform: Affine = first.transform
         self.width: int = first.width
         self.height: int = first.height
         self.count = sum(ds.count for ds in datasets)
-        #: Band index ranges of each file in the stack, keyed by file stem.
+        #: Band index ranges of each file in the stack, keyed by file stem
+        #: (a STAC asset: its key).
         self.modalities: dict[str, list[int]] = {}
         start = 0
         for path, ds in zip(paths, datasets):
-            self.modalities[path.stem] = list(range(start, start + ds.count))
+            self.modalities[source_name(path)] = list(range(start, start + ds.count))
             start += ds.count
         self.band_names = [
-            desc or f'{path.stem}_{i + 1}'
+            desc or f'{source_name(path)}_{i + 1}'
             for path, ds in zip(paths, datasets)
             for i, desc in enumerate(ds.descriptions)
         ]
@@ -489,6 +505,12 @@ class RasterStack:
             for ds in datasets
             for _ in range(ds.count)
         ]
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the first input's internal blocks (COG tiles)."""
+        rows, cols = self.datasets[0].block_shapes[0]
+        return int(rows), int(cols)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -549,6 +571,8 @@ class RasterStack:
         """Close all files."""
         for ds in self.datasets:
             ds.close()
+        if self._env is not None:
+            self._env.close()
 
     def __enter__(self) -> Self:
         """Return self."""
@@ -559,8 +583,52 @@ class RasterStack:
         self.close()
 
 
+def _warped_to(ds: Any, first: Any) -> Any:
+    """*ds* resampled onto the grid of *first* (bilinear, as TorchGeo does for images)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(
+        ds,
+        crs=first.crs,
+        transform=first.transform,
+        width=first.width,
+        height=first.height,
+        resampling=Resampling.bilinear,
+    )
+
+
+def _check_coregistered(path: str, ds: Any, ref: str, first: Any) -> None:
+    """Refuse a raster whose CRS, size or transform differ from the first one's."""
+    if ds.crs != first.crs:
+        raise InvalidInputError(
+            path,
+            f'its CRS ({crs_to_string(ds.crs)[:80]}) differs from the CRS of '
+            f'{ref} ({crs_to_string(first.crs)[:80]}); reproject it first',
+        )
+    if (ds.width, ds.height) != (first.width, first.height):
+        raise InvalidInputError(
+            path,
+            f'its size {ds.width} x {ds.height} differs from the size of {ref} '
+            f'({first.width} x {first.height}); inputs must be co-registered',
+        )
+    if not _close_enough(ds.transform, first.transform):
+        raise InvalidInputError(
+            path,
+            f'its transform {tuple(ds.transform)[:6]} differs from the transform of '
+            f'{ref} {tuple(first.transform)[:6]}; inputs must be co-registered',
+        )
+
+
 def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
     """Open one raster or several co-registered rasters as one stack of modalities.
+
+    Paths may be local files, URLs or GDAL virtual paths (see
+    :func:`~torchgeo_ext.export.sources.gdal_path`); network reads run with
+    :data:`~torchgeo_ext.export.sources.CLOUD_READ_OPTIONS` while the stack
+    is open. STAC assets (:class:`~torchgeo_ext.export.sources.AssetPath`)
+    on another grid than the first input are warped onto it (bilinear);
+    other inputs must be co-registered.
 
     Args:
         paths: One path or a sequence of paths.
@@ -570,22 +638,26 @@ def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
 
     Raises:
         MissingInputError: If a file does not exist.
-        InvalidInputError: If a file is not a raster, has no CRS, or its CRS,
-            transform or size differ from the first file's.
+        InvalidInputError: If a file is not a raster GDAL can open (GDAL's
+            reason given), has no CRS, or its CRS, transform or size differ
+            from the first file's.
     """
+    from .sources import check_source, reading_env
+
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    files = [Path(p) for p in paths]
-    if not files:
+    given = list(paths)
+    if not given:
         raise ValueError('no input raster given')
+    env = contextlib.ExitStack()
     datasets: list[Any] = []
     try:
-        for path in files:
-            if not path.exists():
-                raise MissingInputError(path, 'no such file')
+        env.enter_context(reading_env(given))
+        for path in given:
+            target = check_source(path)
             try:
-                ds = rasterio.open(path)
-            except RasterioIOError as err:
+                ds = rasterio.open(target)
+            except RasterioIOError as err:  # pragma: no cover - checked just above
                 raise InvalidInputError(
                     path, f'not a raster GDAL can read ({err})'
                 ) from err
@@ -596,29 +668,23 @@ def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
                     'the raster has no CRS; assign one '
                     '(e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
                 )
-            first, ref = datasets[0], files[0]
+            first = datasets[0]
             if ds is first:
                 continue
-            if ds.crs != first.crs:
-                raise InvalidInputError(
-                    path,
-                    f'its CRS ({crs_to_string(ds.crs)[:80]}) differs from the CRS of '
-                    f'{ref} ({crs_to_string(first.crs)[:80]}); reproject it first',
-                )
-            if (ds.width, ds.height) != (first.width, first.height):
-                raise InvalidInputError(
-                    path,
-                    f'its size {ds.width} x {ds.height} differs from the size of {ref} '
-                    f'({first.width} x {first.height}); inputs must be co-registered',
-                )
-            if not _close_enough(ds.transform, first.transform):
-                raise InvalidInputError(
-                    path,
-                    f'its transform {tuple(ds.transform)[:6]} differs from the transform of '
-                    f'{ref} {tuple(first.transform)[:6]}; inputs must be co-registered',
-                )
+            from .sources import AssetPath
+
+            if isinstance(path, AssetPath) and (
+                ds.crs != first.crs
+                or (ds.width, ds.height) != (first.width, first.height)
+                or not _close_enough(ds.transform, first.transform)
+            ):
+                env.callback(ds.close)  # after its VRT (RasterStack.close)
+                datasets[-1] = _warped_to(ds, first)
+                continue
+            _check_coregistered(os.fspath(path), ds, os.fspath(given[0]), first)
     except BaseException:
-        for ds in datasets:
+        for ds in reversed(datasets):
             ds.close()
+        env.close()
         raise
-    return RasterStack(files, datasets)
+    return RasterStack(given, datasets, env=env)

@@ -44,14 +44,14 @@ def _flatten(
     scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None
 ) -> tuple[Tensor, Tensor]:
     s = torch.as_tensor(scores).reshape(-1).to(torch.float64)
-    t = torch.as_tensor(target).reshape(-1).to(torch.long)
+    t = torch.as_tensor(target).reshape(-1).to(s.device, torch.long)
     if s.shape != t.shape:
         raise ValueError(
             f'scores ({s.numel()}) and target ({t.numel()}) differ in size'
         )
     keep = torch.isfinite(s)
     if valid is not None:
-        keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1)
+        keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1).to(s.device)
     return s[keep], (t[keep] > 0).long()
 
 
@@ -121,7 +121,9 @@ def auc_d_f_thresholds(
         raise ValueError('AUC needs both anomaly and background pixels')
     low, high = s.min(), s.max()
     norm = (s - low) / (high - low) if high > low else torch.zeros_like(s)
-    taus = torch.linspace(0, float(norm.max()), thresholds, dtype=torch.float64)
+    taus = torch.linspace(
+        0, float(norm.max()), thresholds, dtype=torch.float64, device=norm.device
+    )
 
     def above(values: Tensor) -> Tensor:
         ordered = values.sort().values

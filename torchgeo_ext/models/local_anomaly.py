@@ -59,13 +59,16 @@ STRIP_BYTES = 32 * 2**20
 DEFAULT_REGULARIZATION = {'lrx': 1e-2, 'crd': 1e-1}
 
 
-def ring_offsets(inner: int, outer: int) -> Tensor:
+def ring_offsets(
+    inner: int, outer: int, device: torch.device | str | None = None
+) -> Tensor:
     """Offsets of the ring between a guard window and an outer window.
 
     Args:
         inner: Side of the square guard window (odd, >= 1); pixels inside it
             (the centre included) are excluded.
         outer: Side of the square outer window (odd, > inner).
+        device: Where to make them (the cube's device).
 
     Returns:
         ``N x 2`` int64 ``(drow, dcol)`` offsets, row-major,
@@ -79,7 +82,7 @@ def ring_offsets(inner: int, outer: int) -> Tensor:
             f'windows must be odd with outer > inner >= 1, got inner={inner}, outer={outer}'
         )
     r_out, r_in = outer // 2, inner // 2
-    span = torch.arange(-r_out, r_out + 1)
+    span = torch.arange(-r_out, r_out + 1, device=device)
     rows, cols = torch.meshgrid(span, span, indexing='ij')
     ring = torch.maximum(rows.abs(), cols.abs()) > r_in
     return torch.stack([rows[ring], cols[ring]], dim=1)
@@ -284,7 +287,7 @@ class RingDetector:
         """
         if self.method not in DEFAULT_REGULARIZATION:
             raise ValueError(f"method must be 'lrx' or 'crd', got {self.method!r}")
-        ring_offsets(self.inner, self.outer)
+        ring_offsets(self.inner, self.outer, self.device)
 
     @property
     def halo(self) -> int:
@@ -312,13 +315,13 @@ class RingDetector:
         ok = valid.to(self.device, torch.bool) & torch.isfinite(x).all(dim=0)
         if self.mean is not None:
             x = x - self.mean.to(x)[:, None, None]
-        x = torch.where(ok[None], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        x = x.masked_fill(~ok[None], 0.0)
         first, last = rows
         w = x.shape[2]
         scores = torch.full(
             ((last - first) * w,), float('nan'), dtype=torch.float64, device=x.device
         )
-        offsets = ring_offsets(self.inner, self.outer)
+        offsets = ring_offsets(self.inner, self.outer, x.device)
         reg = DEFAULT_REGULARIZATION[self.method]
         if self.regularization is not None:
             reg = self.regularization
@@ -397,7 +400,7 @@ def _background(x: Tensor, valid: Tensor) -> tuple[Tensor, float]:
     """Mean spectrum and mean band variance of the valid pixels (float64)."""
     pixels = x.reshape(x.shape[0], -1)[:, valid.reshape(-1)].to(torch.float64)
     if pixels.shape[1] < 2:
-        return torch.zeros(x.shape[0], dtype=torch.float64), 1.0
+        return torch.zeros(x.shape[0], dtype=torch.float64, device=x.device), 1.0
     scale = float(pixels.var(dim=1).mean())
     return pixels.mean(dim=1), scale if scale > 0 else 1.0
 
@@ -422,7 +425,7 @@ def lrx_scores(
             are bands, so their covariance is singular without it).
         valid_mask: Optional ``H x W`` mask; invalid pixels are left out of
             every ring and score NaN.
-        device: Where to compute (default: the CPU).
+        device: Where to compute (default: the cube's device).
 
     Returns:
         ``H x W`` float32 scores (NaN where invalid or where the ring holds
@@ -437,7 +440,7 @@ def lrx_scores(
         regularization,
         mean=mean,
         band_variance=variance,
-        device=torch.device(device or 'cpu'),
+        device=torch.device(device) if device is not None else x.device,
     )
     return detector.score(x, valid)
 
@@ -461,13 +464,17 @@ def crd_scores(
             Tikhonov term (dimensionless: both terms scale with the data squared).
         valid_mask: Optional ``H x W`` mask; invalid pixels are left out of
             every ring and score NaN.
-        device: Where to compute (default: the CPU).
+        device: Where to compute (default: the cube's device).
 
     Returns:
         ``H x W`` float32 residual norms (NaN where invalid or the ring is empty).
     """
     x, valid = _prepare(cube, valid_mask)
     detector = RingDetector(
-        'crd', inner, outer, regularization, device=torch.device(device or 'cpu')
+        'crd',
+        inner,
+        outer,
+        regularization,
+        device=torch.device(device) if device is not None else x.device,
     )
     return detector.score(x, valid)

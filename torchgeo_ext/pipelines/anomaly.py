@@ -62,27 +62,29 @@ class Scene:
     value, a GDAL mask or NaN); invalid pixels are zero in the strips.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         """Open a scene (checks readability and, for GDAL rasters, the CRS).
 
         Args:
-            path: The file.
+            path: A local file, URL, GDAL virtual path or STAC asset.
 
         Raises:
             MissingInputError: If it does not exist.
             InvalidInputError: If it is not a readable scene or has no CRS.
         """
         from ..datasets.hyperspectral import HyperspectralScene, envi_data_file
+        from ..export.sources import check_source
 
         self.path = path
         self._stack: Any = None
         self._cube: Tensor | None = None
         self._valid: Tensor | None = None
-        if not path.exists():
-            raise MissingInputError(path, 'file not found')
         self.crs: str | None = None
         self.transform: tuple[float, ...] | None = None
-        if path.suffix.lower() == '.mat':
+        # Local files only checked to exist: .mat and ENVI headers are not GDAL's.
+        check_source(path, open_local=False)
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix == '.mat':
             scene = HyperspectralScene(path)
             self._cube = torch.from_numpy(scene.image)
             self._valid = torch.from_numpy(scene.valid_mask)
@@ -91,7 +93,7 @@ class Scene:
         from ..export.raster import crs_to_string, open_inputs
 
         # An ENVI header names the cube; GDAL opens its data file.
-        data = envi_data_file(path) if path.suffix.lower() == '.hdr' else path
+        data = envi_data_file(path) if suffix == '.hdr' else path
         self._stack = open_inputs(data)
         self.crs = crs_to_string(self._stack.crs)
         self.transform = tuple(self._stack.transform)[:6]
@@ -116,7 +118,7 @@ class Scene:
         if self._cube is not None and self._valid is not None:
             valid = self._valid[row0:row1]
             cube = self._cube[:, row0:row1]
-            return torch.where(valid[None], cube, torch.zeros(())), valid
+            return cube.masked_fill(~valid[None], 0.0), valid
         from rasterio.windows import Window
 
         window = Window(0, row0, self.width, row1 - row0)  # type: ignore[call-arg]
@@ -339,8 +341,9 @@ def _stad_cube(
         raise ValueError(
             'stad needs a trained checkpoint (train with configs/stad_had100.yaml)'
         )
-    options.pop('device', None)
-    return stad_scores(cube, model=load_stad(checkpoint), valid_mask=valid, **options)
+    device = options.pop('device', None)
+    model = load_stad(checkpoint).to(device or 'cpu')  # STAD runs where its model is
+    return stad_scores(cube, model=model, valid_mask=valid, **options).cpu()
 
 
 def _statistics(scene: Scene, run: Run, desc: str) -> RXStatistics:
@@ -399,11 +402,11 @@ def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> N
     if run.checkpoint is not None:
         options['checkpoint'] = run.checkpoint
         _check_bands(scene, run, method)
-    if DETECTORS[method].options >= {'device'}:
-        options['device'] = run.device
-    if method == 'bsdm' and run.progress:
-        options['progress'] = True
-    scores = DETECTORS[method].score_cube(cube, valid, **options)
+    detector = DETECTORS[method]
+    for name, value in (('device', run.device), ('progress', run.progress)):
+        if name in detector.options:
+            options[name] = value
+    scores = detector.score_cube(cube, valid, **options).cpu()
     scores = scores.masked_fill(~valid, float('nan'))
     rows = scene.strip_rows(run.rows, 1)
     for row0 in range(0, scene.height, rows):
@@ -460,7 +463,9 @@ DETECTORS: dict[str, Detector] = {
         'bsdm',
         _bsdm_cube,
         lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'bsdm'),
-        frozenset({'iterations', 'seed', 'batch_size', 't', 'repeats'}),
+        frozenset(
+            {'iterations', 'seed', 'batch_size', 't', 'repeats', 'device', 'progress'}
+        ),
         checkpoint='optional',
         streamed=False,
     ),
@@ -468,7 +473,7 @@ DETECTORS: dict[str, Detector] = {
         'stad',
         _stad_cube,
         lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'stad'),
-        frozenset({'window'}),
+        frozenset({'window', 'device'}),
         checkpoint='required',
         streamed=False,
     ),
@@ -740,7 +745,7 @@ def anomaly_raster(
     # (TorchGeo's CLI sets GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR process-wide).
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE', GDAL_CACHEMAX=64):
         return _anomaly_raster(
-            Path(input),
+            input if isinstance(input, str) else os.fspath(input),
             Path(output),
             None if vector is None else Path(vector),
             (threshold, min_area),
@@ -757,7 +762,7 @@ def anomaly_raster(
 
 
 def _anomaly_raster(
-    source: Path,
+    source: str,
     out: Path,
     vector: Path | None,
     polygons: tuple[float, float],
@@ -792,7 +797,7 @@ def _anomaly_raster(
 
 
 def _check_request(
-    source: Path, method: str, run: Run, vector: Path | None, quantile: float
+    source: str, method: str, run: Run, vector: Path | None, quantile: float
 ) -> Detector:
     """Check the method, its options and checkpoint before anything is read."""
     detector = DETECTORS.get(method)
@@ -803,8 +808,6 @@ def _check_request(
     unknown = sorted(set(run.options) - detector.options)
     if unknown:
         raise InvalidInputError(None, f'{method} takes no option {", ".join(unknown)}')
-    if not source.exists():
-        raise MissingInputError(source, 'file not found')
     if run.checkpoint is not None and detector.checkpoint == 'refused':
         raise InvalidInputError(
             None, f'--checkpoint does not apply to {method} (it uses no trained model)'
@@ -820,7 +823,7 @@ def _check_request(
         raise InvalidInputError(
             None, f'--threshold must be a quantile in (0, 1), got {quantile}'
         )
-    if vector is not None and source.suffix.lower() == '.mat':
+    if vector is not None and os.path.splitext(source)[1].lower() == '.mat':
         raise InvalidInputError(
             source, 'cannot write polygons: .mat scenes have no CRS (drop --vector)'
         )
@@ -928,7 +931,7 @@ def raster_statistics(
         MissingInputError: If the file does not exist.
         InvalidInputError: If it is not a raster, has no CRS or no valid pixels.
     """
-    scene = Scene(Path(path))
+    scene = Scene(path)
     try:
         return _statistics(scene, Run(rows=window_size), '')
     finally:

@@ -222,7 +222,8 @@ class AnomalyDetectionTask(PluginTask):
         noise = torch.stack([pseudo_background_noise(p) for p in pixels])
         t = self.hparams['diffusion_step']
         noisy = self.schedule.sample(pixels, t, noise)
-        predicted = self.model(noisy.reshape(-1, bands), torch.tensor([t]))
+        step = torch.tensor([t], device=noisy.device)
+        predicted = self.model(noisy.reshape(-1, bands), step)
         loss = F.mse_loss(predicted, noise.reshape(-1, bands))
         self.log('train_loss', loss, batch_size=b)
         return loss
@@ -246,10 +247,11 @@ class AnomalyDetectionTask(PluginTask):
         """
         hp = self.hparams
         # Lightning evaluates under inference mode; BSDM's scene fitting and
-        # STAD's saliency need autograd, on ordinary (non-inference) tensors.
+        # STAD's saliency need autograd, on ordinary (non-inference) tensors,
+        # on the model's device.
         with torch.inference_mode(False), torch.enable_grad():
-            image = image.detach().cpu().to(torch.float32).clone()
-            mask = None if valid_mask is None else valid_mask.detach().cpu().clone()
+            image = image.detach().to(self.device, torch.float32).clone()
+            mask = None if valid_mask is None else valid_mask.detach().clone()
             if hp['method'] == 'bsdm':
                 return bsdm_scores(
                     image,
@@ -271,7 +273,7 @@ class AnomalyDetectionTask(PluginTask):
         for i in range(batch['image'].shape[0]):
             valid = batch['valid_mask'][i] if 'valid_mask' in batch else None
             scores = self.score_scene(batch['image'][i], valid)
-            target = batch['mask'][i].cpu()
+            target = batch['mask'][i]
             if not bool(target.any()) or bool(target.all()):
                 continue  # AUC is undefined on a scene with one class
             for name, value in anomaly_metrics(scores, target, valid).items():

@@ -323,7 +323,7 @@ class TrackingTask(PluginTask):
         gt = (
             _to_xywh(gt_xyxy[0].float())
             if len(gt_xyxy)
-            else torch.full((4,), float('nan'))
+            else torch.full((4,), float('nan'), device=gt_xyxy.device)
         )
         new = self._state.get('sequence') != seq or frame == 0
         if new:
@@ -331,7 +331,7 @@ class TrackingTask(PluginTask):
             self._state = {'sequence': seq, 'pred': [], 'gt': []}
         if 'template' not in self._state:
             if not torch.isfinite(gt).all():
-                pred = torch.full((4,), float('nan'))
+                pred = torch.full((4,), float('nan'), device=gt.device)
             else:
                 state = {k: self._state[k] for k in ('sequence', 'pred', 'gt')}
                 self.init_tracker(image, gt)
