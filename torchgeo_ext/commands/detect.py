@@ -142,15 +142,12 @@ def run(args: argparse.Namespace) -> int:
     from ..export.sources import recording_sources
     from ..export.stac import resolve_inputs
     from ..pipelines.task_detection import default_overlap
+    from ..pipelines.tiling import check_tiling
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
     overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
-    if overlap >= args.tile_size:
-        raise InvalidInputError(
-            None,
-            f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
-        )
+    check_tiling(args.tile_size, overlap, args.batch_size)
     sam_bands = _sam_options(args)
     inputs = resolve_inputs(args.inputs, args.assets)
     with recording_sources(inputs):

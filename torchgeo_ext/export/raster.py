@@ -455,6 +455,23 @@ def _close_enough(a: Affine, b: Affine) -> bool:
     return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b))
 
 
+def _mask_kinds(ds: Any) -> list[str]:
+    """How each band of *ds* marks invalid pixels: 'none', 'nodata', 'mask' or 'dataset'."""
+    from rasterio.enums import MaskFlags
+
+    kinds = []
+    for flags in ds.mask_flag_enums:
+        if MaskFlags.per_dataset in flags:
+            kinds.append('dataset')
+        elif MaskFlags.nodata in flags:
+            kinds.append('nodata')
+        elif MaskFlags.all_valid in flags:
+            kinds.append('none')
+        else:  # a mask band of its own (internal, .msk) or an alpha band
+            kinds.append('mask')
+    return kinds
+
+
 class RasterStack:
     """Several co-registered rasters read as one stack of bands (modalities).
 
@@ -500,11 +517,12 @@ class RasterStack:
             for path, ds in zip(paths, datasets)
             for i, desc in enumerate(ds.descriptions)
         ]
+        #: Nodata value of each band (a VRT may give every band its own).
         self.nodata: list[float | None] = [
-            ds.nodata if ds.nodata is not None else None
-            for ds in datasets
-            for _ in range(ds.count)
+            None if nd is None else float(nd) for ds in datasets for nd in ds.nodatavals
         ]
+        #: Per file, how its invalid pixels are found (see :meth:`read`).
+        self._masks = [_mask_kinds(ds) for ds in datasets]
 
     @property
     def block_shape(self) -> tuple[int, int]:
@@ -518,14 +536,18 @@ class RasterStack:
         return self.count, self.height, self.width
 
     def read(self, window: Window) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """Read a window as float32, zero outside the raster and at nodata pixels.
+        """Read a window as float32, zero outside the raster and at invalid pixels.
+
+        A pixel is invalid when any band marks it so: the band's own nodata
+        value, NaN or infinity, or a GDAL mask (an internal or ``.msk`` mask,
+        a per-dataset mask, an alpha band), as ``dataset.read_masks`` gives it.
 
         Args:
             window: Pixel window; it may extend beyond the raster.
 
         Returns:
             The (C, h, w) float32 array, and the (h, w) validity mask: False
-            outside the raster and where any band is nodata (or NaN).
+            outside the raster and where any band is invalid.
         """
         row0, col0 = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
@@ -539,7 +561,7 @@ class RasterStack:
         ys, xs = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
         bad = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
         band = 0
-        for path, ds in zip(self.paths, self.datasets):
+        for band_file, (path, ds) in enumerate(zip(self.paths, self.datasets)):
             try:
                 data = ds.read(window=inner)
             except (RasterioError, CPLE_BaseError) as err:
@@ -554,18 +576,32 @@ class RasterStack:
                     f'cannot read rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1} '
                     f'(truncated or corrupt file?): {detail}',
                 ) from err
-            for i in range(ds.count):
-                nd = self.nodata[band + i]
-                if nd is not None and not math.isnan(nd):
-                    bad |= data[i] == nd
-                if np.issubdtype(data.dtype, np.floating):
-                    bad |= ~np.isfinite(data[i])
+            bad |= self._invalid(ds, self._masks[band_file], data, band, inner)
             out[band : band + ds.count, ys, xs] = data
             band += ds.count
         valid[ys, xs] = ~bad
         if bad.any():
             out[:, ys, xs][:, bad] = 0
         return out, valid
+
+    def _invalid(
+        self, ds: Any, kinds: list[str], data: NDArray[Any], band: int, window: Window
+    ) -> NDArray[np.bool_]:
+        """Pixels of one file's window that any of its bands marks invalid."""
+        bad = np.zeros(data.shape[1:], dtype=np.bool_)
+        floating = np.issubdtype(data.dtype, np.floating)
+        for i, kind in enumerate(kinds):
+            if kind == 'nodata':  # compared here: cheaper than GDAL re-reading
+                nd = self.nodata[band + i]
+                if nd is not None and not math.isnan(nd):
+                    bad |= data[i] == nd
+            elif kind == 'mask':
+                bad |= ds.read_masks(i + 1, window=window) == 0
+            elif kind == 'dataset' and i == 0:  # one mask for all bands
+                bad |= ds.read_masks(1, window=window) == 0
+            if floating:
+                bad |= ~np.isfinite(data[i])
+        return bad
 
     def close(self) -> None:
         """Close all files."""

@@ -10,7 +10,8 @@ the same tiling through :func:`predict_array` (:mod:`.arrays`). The generic
 pipelines (tiling, detection) take any callable and import neither models nor trainers; segmentation loads a
 task checkpoint and anomaly scoring dispatches to its detectors. Whole-scene maps of
 patch classifiers: :mod:`.classification` (:func:`classification_map`,
-:func:`classify_raster`).
+:func:`classify_raster`). Many rasters, one output each, across devices and
+nodes: :mod:`.batch` (:func:`predict_many`).
 
 Names resolve lazily (PEP 562), so that importing the package pulls in only
 what is used (``torchgeo-ext anomaly --method rx`` must not import Lightning).
@@ -32,6 +33,13 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         score_threshold,
     )
     from .arrays import predict_array
+    from .batch import (
+        BatchInput,
+        BatchRecord,
+        collect_inputs,
+        launch_ranks,
+        predict_many,
+    )
     from .classification import (
         DensePatchClassifier,
         classification_map,
@@ -54,6 +62,11 @@ _EXPORTS: dict[str, str] = {
     'rx_raster': 'torchgeo_ext.pipelines.anomaly',
     'score_threshold': 'torchgeo_ext.pipelines.anomaly',
     'predict_array': 'torchgeo_ext.pipelines.arrays',
+    'BatchInput': 'torchgeo_ext.pipelines.batch',
+    'BatchRecord': 'torchgeo_ext.pipelines.batch',
+    'collect_inputs': 'torchgeo_ext.pipelines.batch',
+    'launch_ranks': 'torchgeo_ext.pipelines.batch',
+    'predict_many': 'torchgeo_ext.pipelines.batch',
     'DensePatchClassifier': 'torchgeo_ext.pipelines.classification',
     'classification_map': 'torchgeo_ext.pipelines.classification',
     'classify_raster': 'torchgeo_ext.pipelines.classification',

@@ -104,7 +104,7 @@ def segment_raster(
     from ..export.raster import open_inputs
     from ..export.vector import write_vector
     from .checkpoints import load_task_for
-    from .tiling import predict_raster
+    from .tiling import check_tiling, predict_raster
 
     paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     # Fail on unsafe or unwritable outputs or a bad extension before the long run.
@@ -129,15 +129,7 @@ def segment_raster(
         )
     tile = int(tile_size or _hparam(task, 'tile_size') or DEFAULT_TILE_SIZE)
     over = tile // 4 if overlap is None else overlap
-    if not 0 <= over < tile:
-        raise InvalidInputError(
-            None, f'the overlap ({over}) must be in [0, tile size {tile})'
-        )
-    if blend != 'crop' and 2 * over > tile:
-        raise InvalidInputError(
-            None,
-            f'{blend} blending needs a tile size of at least twice the overlap ({over})',
-        )
+    check_tiling(tile, over, batch_size, blend)
     logits_of = getattr(task, 'predict_logits', task)
     normalise = getattr(task, 'normalise', None)
 

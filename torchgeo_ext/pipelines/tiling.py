@@ -38,7 +38,7 @@ import json
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -50,7 +50,7 @@ from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import raise_if_interrupted
+from ..errors import InvalidInputError, raise_if_interrupted
 from ..export.raster import (
     BLOCKSIZE,
     RasterStack,
@@ -64,10 +64,14 @@ __all__ = [
     'InputPaths',
     'OutputKind',
     'Strip',
+    'TileBatch',
     'axis_weights',
+    'batch_indices',
     'blend_weights',
+    'check_tiling',
     'column_strips',
     'predict_raster',
+    'tile_batches',
     'tile_grid',
 ]
 
@@ -280,19 +284,56 @@ class _Carry:
                 self.chunks.popleft()
 
 
-def _check_tiling(tile_size: int, overlap: int, batch_size: int) -> None:
-    if tile_size <= 0 or batch_size <= 0:
-        raise ValueError('tile_size and batch_size must be positive')
+def check_tiling(
+    tile_size: int, overlap: int, batch_size: int = 1, blend: str = 'crop'
+) -> None:
+    """Check tiling options: the one check every tiled pipeline runs first.
+
+    Args:
+        tile_size: Tile side ``T``.
+        overlap: Overlap ``O`` between neighbouring tiles.
+        batch_size: Tiles per model call.
+        blend: Blending mode; 'linear' and 'cosine' need ``T >= 2 O``.
+
+    Raises:
+        InvalidInputError: With one line naming the option and its bounds.
+    """
+    if tile_size <= 0:
+        raise InvalidInputError(
+            None, f'the tile size must be positive, got {tile_size}'
+        )
+    if batch_size <= 0:
+        raise InvalidInputError(
+            None, f'the batch size must be positive, got {batch_size}'
+        )
     if not 0 <= overlap < tile_size:
-        raise ValueError(f'overlap must be in [0, tile_size), got {overlap}')
+        raise InvalidInputError(
+            None, f'the overlap ({overlap}) must be in [0, tile size {tile_size})'
+        )
+    if blend not in ('crop', 'linear', 'cosine'):
+        raise InvalidInputError(
+            None, f"blend must be 'cosine', 'linear' or 'crop', got {blend!r}"
+        )
+    if blend != 'crop' and 2 * overlap > tile_size:
+        raise InvalidInputError(
+            None,
+            f'{blend} blending needs a tile size ({tile_size}) of at least twice '
+            f'the overlap ({overlap})',
+        )
+
+
+#: Former name, kept while detection.py still imports it.
+_check_tiling = check_tiling
 
 
 _POOL_NUMBERS = itertools.count()
 
 
 @contextlib.contextmanager
-def worker_thread(name: str) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-    """A one-thread pool whose thread is joined when the block ends, however it ends.
+def worker_thread(
+    name: str, workers: int = 1
+) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    """A thread pool whose threads are joined when the block ends, however it ends.
 
     ``ThreadPoolExecutor.shutdown`` joins only the threads the pool recorded; an
     interruption inside ``submit`` (between starting a thread and recording it)
@@ -300,14 +341,15 @@ def worker_thread(name: str) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     by their unique name instead.
 
     Args:
-        name: What the thread does (part of its name).
+        name: What the threads do (part of their names).
+        workers: Number of threads.
 
     Yields:
         The pool.
     """
     prefix = f'torchgeo-ext-{name}-{next(_POOL_NUMBERS)}'
     pool = concurrent.futures.ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix=prefix
+        max_workers=workers, thread_name_prefix=prefix
     )
     try:
         yield pool
@@ -316,6 +358,166 @@ def worker_thread(name: str) -> Iterator[concurrent.futures.ThreadPoolExecutor]:
         for thread in threading.enumerate():
             if thread.name.startswith(f'{prefix}_'):
                 thread.join()
+
+
+@dataclass(frozen=True)
+class TileBatch:
+    """One batch of tiles read by :func:`tile_batches`.
+
+    Attributes:
+        image: (B, C, h, w) float32 pixel values on the iterator's device, 0
+            where a pixel is invalid.
+        valid: (B, h, w) bool on the same device: False outside the raster
+            and where any band marks the pixel invalid (its nodata value, NaN,
+            a GDAL mask; see :meth:`~torchgeo_ext.export.raster.RasterStack.read`).
+        windows: The tiles' windows in raster pixels, in batch order.
+        indices: The windows' positions in the sequence given to :func:`tile_batches`.
+    """
+
+    image: Tensor
+    valid: Tensor
+    windows: tuple[Window, ...]
+    indices: tuple[int, ...]
+
+
+def batch_indices(
+    windows: Sequence[Window], batch_size: int, groups: Sequence[Hashable] | None = None
+) -> list[list[int]]:
+    """Group consecutive windows into batches of at most *batch_size*.
+
+    A batch holds windows of one size and, when *groups* is given, of one
+    group (e.g. one column strip), so that its tiles stack into one tensor.
+
+    Args:
+        windows: The tiles' windows, in reading order.
+        batch_size: Most windows per batch.
+        groups: One key per window; a batch never mixes keys.
+
+    Returns:
+        The batches, as positions into *windows*.
+    """
+    batches: list[list[int]] = []
+    key: Hashable = None
+    for i, window in enumerate(windows):
+        this = (
+            None if groups is None else groups[i],
+            int(window.height),
+            int(window.width),
+        )
+        if not batches or len(batches[-1]) == batch_size or this != key:
+            batches.append([])
+        batches[-1].append(i)
+        key = this
+    return batches
+
+
+class _Reader:
+    """Reads batches of windows from a stack; each extra reader thread opens its own files."""
+
+    def __init__(self, stack: RasterStack, readers: int, pin: bool) -> None:
+        self.stack, self.readers, self.pin = stack, readers, pin
+        self.local = threading.local()
+        self.opened: list[RasterStack] = []
+        self.lock = threading.Lock()
+
+    def _stack(self) -> RasterStack:
+        if self.readers == 1:  # one thread: the caller's datasets are not shared
+            return self.stack
+        stack: RasterStack | None = getattr(self.local, 'stack', None)
+        if stack is None:  # a rasterio dataset must not be read by two threads
+            stack = self.local.stack = open_inputs(self.stack.paths)
+            with self.lock:
+                self.opened.append(stack)
+        return stack
+
+    def read(self, windows: Sequence[Window]) -> tuple[Tensor, Tensor]:
+        stack = self._stack()
+        arrays = [stack.read(window) for window in windows]
+        image = torch.from_numpy(np.stack([a for a, _ in arrays]))
+        valid = torch.from_numpy(np.stack([v for _, v in arrays]))
+        if self.pin:  # page-locked: the copy to the GPU runs asynchronously
+            image, valid = image.pin_memory(), valid.pin_memory()
+        return image, valid
+
+    def close(self) -> None:
+        for stack in self.opened:
+            stack.close()
+
+
+def tile_batches(
+    stack: RasterStack,
+    windows: Sequence[Window],
+    batch_size: int,
+    *,
+    groups: Sequence[Hashable] | None = None,
+    device: str | torch.device = 'cpu',
+    pin_memory: bool = True,
+    readers: int = 1,
+    read_ahead: int = 2,
+) -> Generator[TileBatch]:
+    """Read tiles in batches, ahead of the consumer, and move them to *device*.
+
+    Windows in, batches out: background threads read the next *read_ahead*
+    batches while the caller runs its model on the current one; the command
+    line's interruption is checked between batches. Close the generator (or
+    exhaust it) to join the threads: ``with contextlib.closing(...)``.
+
+    Args:
+        stack: The open input rasters.
+        windows: Tile windows in raster pixels (they may reach beyond the
+            raster: such pixels read as 0 and invalid).
+        batch_size: Most tiles per batch.
+        groups: One key per window; a batch never mixes keys (see
+            :func:`batch_indices`).
+        device: Where the batches' tensors go.
+        pin_memory: Read into page-locked host memory when *device* is a GPU,
+            so that the copy overlaps the model's work (ignored on the CPU).
+        readers: Reading threads; more than one helps where reading is slow
+            (remote files, heavy decompression), each opening its own handles.
+        read_ahead: Batches read ahead of the consumer (at least *readers*).
+
+    Yields:
+        One :class:`TileBatch` per batch, in the order of *windows*.
+
+    Raises:
+        Interrupted: When the command line received SIGINT or SIGTERM.
+    """
+    if readers < 1 or read_ahead < 1:
+        raise ValueError(
+            f'readers and read_ahead must be positive ({readers}, {read_ahead})'
+        )
+    dev = torch.device(device)
+    pin = pin_memory and dev.type == 'cuda'
+    reader = _Reader(stack, readers, pin)
+    batches = iter(batch_indices(windows, batch_size, groups))
+    try:
+        with worker_thread('read', readers) as pool:
+            queue: collections.deque[
+                tuple[list[int], concurrent.futures.Future[tuple[Tensor, Tensor]]]
+            ] = collections.deque()
+
+            def submit() -> None:
+                batch = next(batches, None)
+                if batch is not None:
+                    queue.append(
+                        (batch, pool.submit(reader.read, [windows[i] for i in batch]))
+                    )
+
+            for _ in range(max(read_ahead, readers)):
+                submit()
+            while queue:
+                batch, future = queue.popleft()
+                image, valid = future.result()
+                submit()
+                raise_if_interrupted()
+                yield TileBatch(
+                    image.to(dev, non_blocking=pin),
+                    valid.to(dev, non_blocking=pin),
+                    tuple(windows[i] for i in batch),
+                    tuple(batch),
+                )
+    finally:
+        reader.close()
 
 
 def _prefetch[T, R](
@@ -486,10 +688,9 @@ def predict_raster(
     Raises:
         ValueError: For inconsistent options or an output of the wrong shape.
     """
-    _check_tiling(tile_size, overlap, batch_size)
+    check_tiling(tile_size, overlap, batch_size, blend)
     if output_kind not in ('scores', 'probabilities', 'classes'):
         raise ValueError(f'unknown output_kind {output_kind!r}')
-    blend_weights(tile_size, overlap, blend)  # validates the options
     dev = torch.device(device)
 
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
