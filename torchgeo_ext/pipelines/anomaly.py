@@ -104,59 +104,69 @@ class Scene:
         per_row = self.width * (bands or self.count) * 4
         return max(1, min(limit, STRIP_BYTES // max(per_row, 1)))
 
-    def read(self, row0: int, row1: int) -> tuple[Tensor, Tensor]:
-        """Rows ``[row0, row1)`` (clipped to the scene): pixels and validity.
-
-        Args:
-            row0: First row (may be negative: rows outside the scene are dropped).
-            row1: Row after the last.
-
-        Returns:
-            ``C x h x W`` float32 pixels (zero where invalid) and ``h x W`` validity.
-        """
-        row0, row1 = max(row0, 0), min(row1, self.height)
-        if self._cube is not None and self._valid is not None:
-            valid = self._valid[row0:row1]
-            cube = self._cube[:, row0:row1]
-            return cube.masked_fill(~valid[None], 0.0), valid
-        from rasterio.windows import Window
-
-        window = Window(0, row0, self.width, row1 - row0)  # type: ignore[call-arg]
-        data, valid = self._stack.read(window)
-        # GDAL masks: each band's own nodata (a VRT may differ per band),
-        # internal or sidecar masks, alpha bands. Any band invalid -> pixel invalid.
-        for ds in self._stack.datasets:
-            valid &= (ds.read_masks(window=window) != 0).all(axis=0)
-        data[:, ~valid] = 0
-        return torch.from_numpy(data), torch.from_numpy(valid)
+    def _rows(self, row0: int, row1: int) -> tuple[Tensor, Tensor]:
+        """Rows ``[row0, row1)`` of an in-memory scene; rows outside it are invalid."""
+        assert self._cube is not None
+        assert self._valid is not None
+        top, bottom = max(row0, 0), min(row1, self.height)
+        pad = (0, 0, top - row0, row1 - bottom)
+        valid = torch.nn.functional.pad(self._valid[top:bottom], pad)
+        cube = torch.nn.functional.pad(self._cube[:, top:bottom], pad)
+        return cube.masked_fill(~valid[None], 0.0), valid
 
     def strips(
-        self, rows: int, halo: int = 0, desc: str = '', progress: bool = False
+        self,
+        rows: int,
+        halo: int = 0,
+        desc: str = '',
+        progress: bool = False,
+        device: str = 'cpu',
     ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
-        """Strips ``(row0, row1, pixels, valid)``, pixels with *halo* extra rows each side.
+        """Strips ``(row0, row1, pixels, valid)`` of rows ``[row0 - halo, row1 + halo)``.
+
+        Rows outside the scene are zero and invalid. GDAL rasters are read by
+        :func:`~torchgeo_ext.pipelines.tiling.tile_batches`, a strip ahead of
+        the scoring.
 
         Args:
             rows: Rows per strip.
-            halo: Extra rows above and below (fewer at the scene's edges).
+            halo: Extra rows above and below.
             desc: Progress bar label.
             progress: Show a progress bar.
+            device: Where the strips' tensors go.
         """
+        from rasterio.windows import Window
         from tqdm import tqdm
 
+        from .tiling import tile_batches
+
+        starts = list(range(0, self.height, rows))
+        stops = [min(r + rows, self.height) for r in starts]
         with tqdm(
             total=self.height, desc=desc, unit='row', disable=not progress
         ) as bar:
-            for row0 in range(0, self.height, rows):
-                raise_if_interrupted()
-                row1 = min(row0 + rows, self.height)
-                pixels, valid = self.read(row0 - halo, row1 + halo)
-                yield row0, row1, pixels, valid
-                bar.update(row1 - row0)
+            if self._stack is None:
+                for row0, row1 in zip(starts, stops):
+                    raise_if_interrupted()
+                    pixels, valid = self._rows(row0 - halo, row1 + halo)
+                    yield row0, row1, pixels.to(device), valid.to(device)
+                    bar.update(row1 - row0)
+                return
+            windows = [
+                Window(0, r0 - halo, self.width, r1 - r0 + 2 * halo)  # type: ignore[call-arg]
+                for r0, r1 in zip(starts, stops)
+            ]
+            batches = tile_batches(self._stack, windows, 1, device=device)
+            with contextlib.closing(batches):
+                for batch in batches:
+                    row0, row1 = starts[batch.indices[0]], stops[batch.indices[0]]
+                    yield row0, row1, batch.image[0], batch.valid[0]
+                    bar.update(row1 - row0)
 
     def cube(self) -> tuple[Tensor, Tensor]:
         """The whole scene in memory (for the methods that need it)."""
-        if self._cube is not None and self._valid is not None:
-            return self.read(0, self.height)
+        if self._stack is None:
+            return self._rows(0, self.height)
         parts = [(p, v) for _, _, p, v in self.strips(self.strip_rows(self.height))]
         return torch.cat([p for p, _ in parts], 1), torch.cat([v for _, v in parts])
 
@@ -369,9 +379,11 @@ def _stream_rx(scene: Scene, sink: ScoreSink, run: Run) -> None:
     detector = detector.to(run.device).eval()
     rows = scene.strip_rows(run.rows)
     with torch.inference_mode():
-        for row0, _, pixels, valid in scene.strips(rows, 0, 'rx', run.progress):
-            scores = detector(pixels.to(run.device)[None])[0, 0].cpu()
-            sink.write(row0, scores.masked_fill(~valid, float('nan')))
+        for row0, _, pixels, valid in scene.strips(
+            rows, 0, 'rx', run.progress, run.device
+        ):
+            scores = detector(pixels[None])[0, 0].masked_fill(~valid, float('nan'))
+            sink.write(row0, scores)
 
 
 def _stream_ring(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
@@ -391,8 +403,8 @@ def _stream_ring(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
     )
     halo, rows = detector.halo, scene.strip_rows(run.rows)
     for row0, row1, pixels, valid in scene.strips(rows, halo, method, run.progress):
-        top = row0 - max(row0 - halo, 0)
-        sink.write(row0, detector.score_rows(pixels, valid, (top, top + row1 - row0)))
+        rows_scored = (halo, halo + row1 - row0)
+        sink.write(row0, detector.score_rows(pixels, valid, rows_scored))
 
 
 def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
