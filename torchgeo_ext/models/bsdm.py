@@ -61,6 +61,7 @@ from torch import Tensor, nn
 __all__ = (
     'BSDM',
     'GammaSchedule',
+    'bsdm',
     'bsdm_scores',
     'channel_groups',
     'fit_bsdm',
@@ -599,3 +600,16 @@ def training_batch(
     if batch_size == 'full' or batch_size is None:
         return None
     return int(batch_size)
+
+
+def bsdm(in_channels: int = 10, **kwargs: Any) -> BSDM:
+    """The registry's BSDM builder: the paper's sizes unless *kwargs* say otherwise.
+
+    Args:
+        in_channels: Band count C.
+        **kwargs: Further :class:`BSDM` arguments.
+
+    Returns:
+        The model.
+    """
+    return BSDM(in_channels, **kwargs)
