@@ -254,7 +254,10 @@ def _invalid_fraction(xyxy: Tensor, tile: Tensor, valid: Tensor) -> Tensor:
     """
     size_y, size_x = valid.shape[1:]
     # summed-area table: the valid pixels of any rectangle in four look-ups
-    table = torch.nn.functional.pad(valid.int().cumsum(1).cumsum(2), (1, 0, 1, 0))
+    table = valid.new_zeros((len(valid), size_y + 1, size_x + 1), dtype=torch.int32)
+    table[:, 1:, 1:] = (
+        valid.int().cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    )
     x0 = xyxy[:, 0].floor().clamp(0, size_x).long()
     x1 = xyxy[:, 2].ceil().clamp(0, size_x).long()
     y0 = xyxy[:, 1].floor().clamp(0, size_y).long()
@@ -336,9 +339,12 @@ class _TileDetections:
         border = _border_flags(
             xyxy, row, col, self.tile_size, self.height, self.width, margin=1.0
         )
-        local = xyxy - torch.stack((col, row, col, row), 1)
-        limit = 1.0 if self.max_invalid is None else self.max_invalid
-        invalid = _invalid_fraction(local, tile, batch.valid) > limit
+        # (the check for invalid pixels spares the table where there are none)
+        if self.max_invalid is None or bool(batch.valid.all()):
+            invalid = torch.zeros_like(border)
+        else:
+            local = xyxy - torch.stack((col, row, col, row), 1)
+            invalid = _invalid_fraction(local, tile, batch.valid) > self.max_invalid
         flags = torch.stack(
             (scores, labels.double(), border.double(), invalid.double()), 1
         )
