@@ -2,7 +2,7 @@
 
 Per seed: a synthetic scene (``synthetic_hsi_lidar``: Voronoi regions of 6
 classes, smooth class spectra, a LiDAR height band, mixed pixels at region
-borders, a few flipped training labels), patches around 1200 training and
+borders, a few flipped training labels), patches around 600 training and
 3000 test pixels. A tiny MIViT (``PatchClassificationTask``) is trained on
 all training patches for the TDDS trajectory with ``TDDSRecorder``; then
 at each budget the same task is trained from scratch, same epochs, on the
@@ -31,7 +31,7 @@ from torchgeo_ext.samplers.subset import write_index_list
 from torchgeo_ext.trainers.classification import PatchClassificationTask
 from torchgeo_ext.trainers.tdds import TDDSRecorder, TrainSubset, tdds_scores
 
-CLASSES, BANDS, PATCH = 6, 30, 8
+CLASSES, BANDS, PATCH, TRAIN = 6, 30, 8, 600
 
 
 def synthetic_hsi_lidar(seed: int, size: int = 96) -> dict[str, np.ndarray]:
@@ -106,7 +106,7 @@ def make_split(seed: int) -> dict[str, Any]:
     h, w = scene['labels'].shape
     order = rng.permutation(h * w)
     pixels = np.stack(np.unravel_index(order, (h, w)), axis=1)
-    train, test = pixels[:1200], pixels[1200:4200]
+    train, test = pixels[:TRAIN], pixels[TRAIN : TRAIN + 3000]
     labels = scene['labels'][train[:, 0], train[:, 1]].copy()
     flipped = rng.random(len(labels)) < 0.05
     labels[flipped] = (
@@ -168,7 +168,7 @@ def run_seed(
     n = len(split['train'])
     for budget in budgets:
         k = round(budget * n)
-        batch = 16 if k < 300 else 64
+        batch = 16 if k < 150 else 32
         lists = {'tdds': ranking[:k], 'random': rng.permutation(n)[:k].tolist()}
         for name, indices in lists.items():
             path = write_index_list(tmp / f'{name}_{seed}_{budget}.txt', indices)
@@ -182,8 +182,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--seeds', type=int, default=3)
     parser.add_argument('--budgets', type=float, nargs='*', default=[0.1, 0.3])
-    parser.add_argument('--epochs', type=int, default=30)
-    parser.add_argument('--subset-epochs', type=int, default=60)
+    parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument('--subset-epochs', type=int, default=40)
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows: dict[str, list[float]] = {}
