@@ -110,10 +110,9 @@ def stad_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import lightning
     from torch.utils.data import DataLoader
 
-    from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
+    from torchgeo_ext.trainers.anomaly import STADTask
 
-    task = AnomalyDetectionTask(
-        method='stad',
+    task = STADTask(
         in_channels=6,
         model_kwargs={'stages': 2, 'ffn': 16},
         student_width=4,

@@ -61,6 +61,7 @@ from torch import Tensor, nn
 __all__ = (
     'BSDM',
     'GammaSchedule',
+    'bsdm',
     'bsdm_scores',
     'channel_groups',
     'fit_bsdm',
@@ -548,3 +549,16 @@ def bsdm_scores(
     )
     cube_out = suppressed.T.reshape(-1, h, w)
     return rx_scores(cube_out, valid)
+
+
+def bsdm(in_channels: int = 10, **kwargs: Any) -> BSDM:
+    """The registry's BSDM builder: the paper's sizes unless *kwargs* say otherwise.
+
+    Args:
+        in_channels: Band count C.
+        **kwargs: Further :class:`BSDM` arguments.
+
+    Returns:
+        The model.
+    """
+    return BSDM(in_channels, **kwargs)
