@@ -33,7 +33,7 @@ def test_cli_fit_test_predict_and_generalisation(tmp_path: Path) -> None:
 
 
 def test_training_step_changes_the_prior_and_predict_passes_through() -> None:
-    task = SAPPriorTask(features=4, iterations=3, clusters=2, atoms=4)
+    task = SAPPriorTask(model_kwargs={'features': 4}, iterations=3, clusters=2, atoms=4)
     loss = task.training_step({'image': torch.rand(2, 5, 8, 8)}, 0)
     loss.backward()
     assert torch.isfinite(loss)
@@ -52,11 +52,9 @@ def test_training_step_changes_the_prior_and_predict_passes_through() -> None:
 
 
 def test_load_sap_prior_refuses_other_checkpoints(tmp_path: Path) -> None:
-    from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask
+    from torchgeo_ext.trainers.anomaly import STADTask
 
-    task = AnomalyDetectionTask(
-        method='stad', in_channels=4, model_kwargs={'stages': 1, 'ffn': 8}
-    )
+    task = STADTask(in_channels=4, model_kwargs={'stages': 1, 'ffn': 8})
     path = tmp_path / 'stad.ckpt'
     import lightning
 

@@ -8,7 +8,7 @@ against its copy with pseudo-anomaly prisms (the pretext classification,
 generalisation protocol, validation/test score whole scenes of other
 sensors with the trained prior as is (``scene_steps: 0``) through
 :func:`~torchgeo_ext.models.sap.sap_scores`, and log the anomaly AUCs
-(:func:`~torchgeo_ext.metrics.anomaly.anomaly_metrics`). ``predict_step``
+(:class:`~torchgeo_ext.metrics.anomaly.AnomalyMetrics`). ``predict_step``
 returns score maps under ``prediction``. :func:`load_sap_prior` returns the
 trained prior of a checkpoint (``torchgeo-ext anomaly --method sap
 --checkpoint``).
@@ -16,7 +16,6 @@ trained prior of a checkpoint (``torchgeo-ext anomaly --method sap
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -25,23 +24,23 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 
 from ..errors import InvalidInputError
-from ..metrics.anomaly import anomaly_metrics
+from ..models.api import get_model
 from ..models.sap import AnomalyPrior, prior_loss, sap_scores
-from .base import PluginTask, load_task
+from .anomaly import AnomalyTaskBase
+from .base import load_task
 
 __all__ = ('SAPPriorTask', 'load_sap_prior')
 
 
-class SAPPriorTask(PluginTask):
+class SAPPriorTask(AnomalyTaskBase):
     """Self-supervised pre-training of SAP's anomaly prior."""
 
-    monitor = 'val_auc_df'
-    mode = 'max'
+    models = ('sap_prior',)
 
     def __init__(
         self,
-        features: int = 8,
-        top_fraction: float = 0.02,
+        model: str = 'sap_prior',
+        model_kwargs: dict[str, Any] | None = None,
         rank: int = 3,
         lr: float = 1e-3,
         seed: int = 0,
@@ -54,11 +53,12 @@ class SAPPriorTask(PluginTask):
         """Initialise a new SAPPriorTask.
 
         Args:
-            features: Prior width (:class:`~torchgeo_ext.models.sap.AnomalyPrior`).
-            top_fraction: Pixels making the prior's image logit.
+            model: ``'sap_prior'``.
+            model_kwargs: Further :class:`~torchgeo_ext.models.sap.AnomalyPrior`
+                arguments (``features``, ``top_fraction``).
             rank: Principal components removed from the prior's input.
             lr: Adam learning rate.
-            seed: Seed of the prisms' generator.
+            seed: Seed of the prisms' generator (and of scene scoring).
             scene_steps: Self-supervised steps on each scored scene before
                 scoring (0: the pre-trained prior as is).
             clusters: Dictionary k-means clusters (scoring).
@@ -71,7 +71,7 @@ class SAPPriorTask(PluginTask):
     def configure_models(self) -> None:
         """Build the prior."""
         hp = self.hparams
-        self.model = AnomalyPrior(hp['features'], hp['top_fraction'])
+        self.model: AnomalyPrior = get_model(hp['model'], **(hp['model_kwargs'] or {}))
         self.prisms = torch.Generator().manual_seed(hp['seed'])
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
@@ -82,10 +82,22 @@ class SAPPriorTask(PluginTask):
         """
         return torch.optim.Adam(self.model.parameters(), lr=self.hparams['lr'])
 
+    def compute_loss(self, image: Tensor) -> dict[str, Tensor]:
+        """The pretext loss on anomaly-free crops and their prism copies.
+
+        Args:
+            image: ``B x C x H x W`` anomaly-free crops.
+
+        Returns:
+            ``loss``.
+        """
+        rank = self.hparams['rank']
+        return {'loss': prior_loss(self.model, image, self.prisms, rank)}
+
     def training_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor:
-        """The pretext loss on anomaly-free crops and their prism copies.
+        """One training step.
 
         Args:
             batch: Mini-batch with ``image`` (``B x C x H x W`` crops).
@@ -96,92 +108,23 @@ class SAPPriorTask(PluginTask):
             The loss.
         """
         image = torch.nan_to_num(batch['image'].to(torch.float32))
-        loss = prior_loss(self.model, image, self.prisms, self.hparams['rank'])
-        self.log('train_loss', loss, batch_size=image.shape[0])
-        return loss
+        terms = self.compute_loss(image)
+        self.log_losses(terms, 'train', image.shape[0])
+        return terms['loss']
 
-    def score_scene(self, image: Tensor, valid_mask: Tensor | None = None) -> Tensor:
-        """Score one ``C x H x W`` scene with the trained prior.
-
-        Args:
-            image: The scene.
-            valid_mask: Optional ``H x W`` validity mask.
-
-        Returns:
-            ``H x W`` scores.
-        """
+    def _score(self, image: Tensor, valid_mask: Tensor | None) -> Tensor:
         hp = self.hparams
-        # Lightning evaluates under inference mode; scene fine-tuning needs
-        # autograd on ordinary tensors.
-        with torch.inference_mode(False), torch.enable_grad():
-            return sap_scores(
-                image.detach().clone(),
-                valid_mask=None if valid_mask is None else valid_mask.clone(),
-                prior=self.model,
-                fit_steps=hp['scene_steps'],
-                clusters=hp['clusters'],
-                atoms=hp['atoms'],
-                purge=hp['purge'],
-                iterations=hp['iterations'],
-                seed=hp['seed'],
-            )
-
-    def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
-        for i in range(batch['image'].shape[0]):
-            valid = batch['valid_mask'][i] if 'valid_mask' in batch else None
-            scores = self.score_scene(batch['image'][i], valid)
-            target = batch['mask'][i]
-            if not bool(target.any()) or bool(target.all()):
-                continue  # AUC is undefined on a scene with one class
-            for name, value in anomaly_metrics(scores, target, valid).items():
-                if math.isfinite(value):
-                    self.log(f'{stage}_{name}', value, batch_size=1, on_epoch=True)
-
-    def validation_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        """Score the scene and log its metrics.
-
-        Args:
-            batch: One scene with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-        """
-        self._evaluate(batch, 'val')
-
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Score the scene and log its metrics.
-
-        Args:
-            batch: One scene with ``image`` and ``mask``.
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-        """
-        self._evaluate(batch, 'test')
-
-    def predict_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Any]:
-        """Score maps under ``prediction``, georeferencing passed through.
-
-        Args:
-            batch: Scenes with ``image`` (and optionally ``valid_mask``, ``crs``, ``transform``).
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-
-        Returns:
-            The batch with ``prediction`` (float32 B x H x W).
-        """
-        scores = [
-            self.score_scene(
-                batch['image'][i],
-                batch['valid_mask'][i] if 'valid_mask' in batch else None,
-            )
-            for i in range(batch['image'].shape[0])
-        ]
-        out = dict(batch)
-        out['prediction'] = torch.stack(scores).to(batch['image'].device)
-        return out
+        return sap_scores(
+            image,
+            valid_mask=valid_mask,
+            prior=self.model,
+            fit_steps=hp['scene_steps'],
+            clusters=hp['clusters'],
+            atoms=hp['atoms'],
+            purge=hp['purge'],
+            iterations=hp['iterations'],
+            seed=hp['seed'],
+        )
 
 
 def load_sap_prior(checkpoint: str | os.PathLike[str]) -> AnomalyPrior:
