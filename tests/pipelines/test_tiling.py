@@ -382,7 +382,7 @@ def test_streaming_memory_is_bounded(
 
     def ensure(self: Any, rows: int) -> None:
         original_ensure(self, rows)
-        rows_seen.append(self.wsum.shape[0])
+        rows_seen.append(self.valid.shape[0])
 
     def write(self: Any, window: Any, data: Any) -> None:
         writes.append(int(window.height))
@@ -493,9 +493,9 @@ def test_buffers_do_not_grow_with_width(
         widths.append(width)
         original_init(self, channels, width, device)
 
-    def put(self: Any, row: int, acc: Any, wsum: Any, valid: Any) -> None:
-        carried.append(wsum.shape[1])
-        original_put(self, row, acc, wsum, valid)
+    def put(self: Any, row: int, values: Any, valid: Any) -> None:
+        carried.append(valid.shape[1])
+        original_put(self, row, values, valid)
 
     monkeypatch.setattr(stitching.Accumulator, '__init__', init)
     monkeypatch.setattr(stitching.Carry, 'put', put)

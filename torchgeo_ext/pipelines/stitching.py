@@ -26,8 +26,8 @@ OutputDtype = Literal['float32', 'float16', 'uint8']
 #: uint8 probabilities store ``round(p * PROBABILITY_STEPS)``; 255 is nodata.
 PROBABILITY_STEPS = 254
 
-#: Rows of a strip: (weighted sums (K, h, w), weight sums (h, w), validity (h, w)).
-type Rows = tuple[Tensor, Tensor, Tensor]
+#: Rows of a strip: blended values (K, h, w) and validity (h, w).
+type Rows = tuple[Tensor, Tensor]
 
 
 @dataclass(frozen=True)
@@ -49,25 +49,25 @@ class OutputFormat:
     scale: float = 1.0
 
     def finish(self, rows: Rows) -> Tensor:
-        """Divide the weighted sums, fill nodata and convert, on the rows' device.
+        """Fill nodata and convert blended rows, on their device, into new memory.
 
         Args:
-            rows: Weighted sums, weight sums and validity of some rows.
+            rows: Blended values and validity of some rows.
 
         Returns:
             The (count, h, w) values to write, in :attr:`dtype`.
         """
-        acc, wsum, valid = rows
-        ok = valid & (wsum > 0)
-        values = acc / torch.where(ok, wsum, 1)
+        values, valid = rows
+        invalid = ~valid
         if self.kind == 'classes':
             ids = values.argmax(dim=0).to(torch.uint8)
-            return ids.masked_fill_(~ok, int(self.nodata))[None]
+            return ids.masked_fill_(invalid, int(self.nodata))[None]
         if self.dtype == 'uint8':
             steps = (values * PROBABILITY_STEPS).round_().clamp_(0, PROBABILITY_STEPS)
-            return steps.to(torch.uint8).masked_fill_(~ok, int(self.nodata))
-        out = values.to(getattr(torch, self.dtype))
-        return out.masked_fill_(~ok, self.nodata)
+            return steps.to(torch.uint8).masked_fill_(invalid, int(self.nodata))
+        dtype = getattr(torch, self.dtype)
+        nodata = torch.tensor(self.nodata, dtype=dtype, device=values.device)
+        return torch.where(valid, values.to(dtype), nodata)
 
 
 def output_format(
@@ -119,7 +119,7 @@ def output_format(
 
 
 class Carry:
-    """Sums of the columns a strip shares with the next one, kept by row range.
+    """Blended columns a strip shares with the next one, kept by row range.
 
     One strip appends the shared columns of each finished row range and the
     next takes them back, in the same row order.
@@ -129,29 +129,34 @@ class Carry:
         """Initialise an empty carry."""
         self.chunks: collections.deque[tuple[int, Rows]] = collections.deque()
 
-    def put(self, row: int, acc: Tensor, wsum: Tensor, valid: Tensor) -> None:
-        """Keep rows ``[row, row + len(wsum))`` of the shared columns."""
-        self.chunks.append((row, (acc.clone(), wsum.clone(), valid.clone())))
+    def put(self, row: int, values: Tensor, valid: Tensor) -> None:
+        """Keep rows ``[row, row + h)`` of the shared columns."""
+        self.chunks.append((row, (values.clone(), valid.clone())))
 
     def add_to(self, row: int, rows: Rows) -> None:
         """Add the carried rows ``[row, row + h)`` into the first columns of *rows*."""
-        acc, wsum, valid = rows
-        done, height = 0, wsum.shape[0]
+        values, valid = rows
+        done, height = 0, valid.shape[0]
         while done < height:
-            start, (c_acc, c_wsum, c_valid) = self.chunks[0]
+            start, (c_values, c_valid) = self.chunks[0]
             lo = row + done - start
-            take = min(c_wsum.shape[0] - lo, height - done)
-            ys, cols = slice(done, done + take), c_wsum.shape[1]
-            acc[:, ys, :cols] += c_acc[:, lo : lo + take]
-            wsum[ys, :cols] += c_wsum[lo : lo + take]
+            take = min(c_valid.shape[0] - lo, height - done)
+            ys, cols = slice(done, done + take), c_valid.shape[1]
+            values[:, ys, :cols] += c_values[:, lo : lo + take]
             valid[ys, :cols] |= c_valid[lo : lo + take]
             done += take
-            if lo + take == c_wsum.shape[0]:
+            if lo + take == c_valid.shape[0]:
                 self.chunks.popleft()
 
 
 class Accumulator:
-    """Weighted sums of tile outputs for a band of raster rows of one strip."""
+    """Blended tile outputs for a band of raster rows of one strip.
+
+    Tile weights come normalised (they sum to one at every pixel), so the
+    sums are the blended values. Rows live in a buffer from :attr:`top` on;
+    popped rows are dropped by moving :attr:`top`, and the live rows move to
+    the buffer's start only when it is full (amortised: one copy per buffer).
+    """
 
     def __init__(self, channels: int, width: int, device: torch.device) -> None:
         """Initialise an empty band of rows.
@@ -162,23 +167,25 @@ class Accumulator:
             device: Where the sums live (the model's device).
         """
         self.channels, self.width, self.device = channels, width, device
-        self.base = 0  # raster row of buffer row 0
-        self.acc = torch.zeros((channels, 0, width), device=device)
-        self.wsum = torch.zeros((0, width), device=device)
+        self.base = 0  # raster row of buffer row top
+        self.top = 0
+        self.used = 0  # live rows touched so far, from top
+        self.values = torch.zeros((channels, 0, width), device=device)
         self.valid = torch.zeros((0, width), dtype=torch.bool, device=device)
-        self.used = 0  # buffer rows touched so far
 
     def _ensure(self, rows: int) -> None:
+        """Make live rows ``[0, rows)`` addressable."""
         self.used = max(self.used, rows)
-        have = self.wsum.shape[0]
-        if rows <= have:
+        if self.top + rows <= self.valid.shape[0]:
             return
-        grow = rows + 64  # needs are bounded: grow rarely, never double
-        acc = torch.zeros((self.channels, grow, self.width), device=self.device)
-        wsum = torch.zeros((grow, self.width), device=self.device)
-        valid = torch.zeros((grow, self.width), dtype=torch.bool, device=self.device)
-        acc[:, :have], wsum[:have], valid[:have] = self.acc, self.wsum, self.valid
-        self.acc, self.wsum, self.valid = acc, wsum, valid
+        size = max(self.valid.shape[0], 2 * rows)  # room to pop for a while
+        values = torch.zeros((self.channels, size, self.width), device=self.device)
+        valid = torch.zeros((size, self.width), dtype=torch.bool, device=self.device)
+        live = slice(self.top, self.top + self.used)
+        have = min(self.used, self.valid.shape[0] - self.top)
+        values[:, :have] = self.values[:, live][:, :have]
+        valid[:have] = self.valid[live][:have]
+        self.values, self.valid, self.top = values, valid, 0
 
     def add(
         self, row: int, col: int, out: Tensor, weight: Tensor | None, valid: Tensor
@@ -189,41 +196,34 @@ class Accumulator:
             row: Raster row of the tile's first row.
             col: Column of the tile in the strip.
             out: (K, h, w) tile output.
-            weight: (h, w) blending weights, or None to copy the tile (crop:
-                *out* and *valid* are then the tile's kept core).
+            weight: (h, w) normalised blending weights, or None to copy the
+                tile (crop: *out* and *valid* are then the tile's kept core).
             valid: (h, w) validity of the tile's pixels.
         """
         t_h, t_w = out.shape[1:]
         r = row - self.base
         self._ensure(r + t_h)
-        ys, xs = slice(r, r + t_h), slice(col, col + t_w)
+        ys, xs = slice(self.top + r, self.top + r + t_h), slice(col, col + t_w)
+        self.valid[ys, xs] = valid  # every tile reads the same validity
         if weight is None:
-            self.acc[:, ys, xs] = out
-            self.wsum[ys, xs] = 1
-            self.valid[ys, xs] = valid
-            return
-        self.acc[:, ys, xs].addcmul_(out, weight)
-        self.wsum[ys, xs] += weight
-        self.valid[ys, xs] |= valid
+            self.values[:, ys, xs] = out
+        else:
+            self.values[:, ys, xs].addcmul_(out, weight)
 
     def pop(self, start: int, stop: int) -> Rows:
-        """Return raster rows ``[start, stop)`` and drop all rows before *stop*."""
+        """Raster rows ``[start, stop)``, then drop all rows before *stop*.
+
+        The rows are views of the buffer, valid until the next :meth:`add`.
+        """
         i0, i1 = start - self.base, stop - self.base
         self._ensure(i1)
         rows = (
-            self.acc[:, i0:i1].clone(),
-            self.wsum[i0:i1].clone(),
-            self.valid[i0:i1].clone(),
+            self.values[:, self.top + i0 : self.top + i1],
+            self.valid[self.top + i0 : self.top + i1],
         )
-        keep = max(self.used - i1, 0)
-        if keep:  # rows still pending move to the top of the buffer
-            self.acc[:, :keep] = self.acc[:, i1 : i1 + keep].clone()
-            self.wsum[:keep] = self.wsum[i1 : i1 + keep].clone()
-            self.valid[:keep] = self.valid[i1 : i1 + keep].clone()
-        self.acc[:, keep : self.used] = 0
-        self.wsum[keep : self.used] = 0
-        self.valid[keep : self.used] = False
-        self.used = keep
+        # the buffer's rows past the live ones are zero: fresh rows start there
+        self.top += i1
+        self.used = max(self.used - i1, 0)
         self.base = stop
         return rows
 

@@ -562,8 +562,9 @@ class TilePlan:
         windows: The tiles, strip by strip, each strip from top to bottom.
         strip_of: The strip of each tile.
         weight_of: Each tile's (row, column) index into *wy* and *wx*.
-        wy: 1-D weights of each tile row (see :func:`axis_weights`).
-        wx: 1-D weights of each tile column.
+        wy: 1-D weights of each tile row (see :func:`axis_weights`),
+            normalised: the weights of the tiles covering a row sum to one.
+        wx: 1-D weights of each tile column, normalised.
     """
 
     height: int
@@ -606,8 +607,8 @@ def plan_tiles(
     Returns:
         The plan.
     """
-    rows, wy = axis_weights(height, tile_size, overlap, blend)
-    cols, wx = axis_weights(width, tile_size, overlap, blend)
+    rows, wy = _normalised(height, *axis_weights(height, tile_size, overlap, blend))
+    cols, wx = _normalised(width, *axis_weights(width, tile_size, overlap, blend))
     th, tw = len(wy[0]), len(wx[0])
     strips = column_strips(cols, tw, width, STRIP_WIDTH)
     windows, strip_of, weight_of = [], [], []
@@ -618,6 +619,24 @@ def plan_tiles(
                 strip_of.append(k)
                 weight_of.append((i, j))
     return TilePlan(height, width, strips, windows, strip_of, weight_of, wy, wx)
+
+
+def _normalised(
+    length: int, starts: list[int], weights: list[NDArray[np.float32]]
+) -> tuple[list[int], list[NDArray[np.float32]]]:
+    """Divide 1-D tile weights by their sum over the tiles covering each pixel.
+
+    Tile weights are outer products over a grid of tiles, so their sum at a
+    pixel is the product of the 1-D sums: dividing the 1-D weights makes every
+    pixel's 2-D weights sum to one, and blending needs no division per pixel.
+    """
+    total = np.zeros(length, dtype=np.float64)
+    for start, w in zip(starts, weights):
+        total[start : start + len(w)] += w
+    return starts, [
+        (w / total[start : start + len(w)]).astype(np.float32)
+        for start, w in zip(starts, weights)
+    ]
 
 
 def forward_tiles(
@@ -704,17 +723,17 @@ class Stitcher:
         """Add the columns carried from the previous strip, keep those for the next, pass the rest."""
         k, row = self.strip, self.written
         strip = self.plan.strips[k]
-        acc, wsum, valid = rows
+        values, valid = rows
         if k > 0:
             self.carries[k - 1].add_to(row, rows)
-            if row + wsum.shape[0] == self.plan.height:
+            if row + valid.shape[0] == self.plan.height:
                 del self.carries[k - 1]
         n = strip.final - strip.start
         if strip.final < strip.stop:
             carry = self.carries.setdefault(k, Carry())
-            carry.put(row, acc[:, :, n:], wsum[:, n:], valid[:, n:])
-        window = Window(strip.start, row, n, wsum.shape[0])
-        sink(window, (acc[:, :, :n], wsum[:, :n], valid[:, :n]))
+            carry.put(row, values[:, :, n:], valid[:, n:])
+        window = Window(strip.start, row, n, valid.shape[0])
+        sink(window, (values[:, :, :n], valid[:, :n]))
 
 
 class RasterSink:
