@@ -128,7 +128,7 @@ def _job(args: argparse.Namespace, device: str) -> tuple[Any, list[str]]:
         raise InvalidInputError(None, 'give --checkpoint or --method')
     kind = task_kind(task_class_path(args.checkpoint))
     if kind == 'detection':
-        from ..pipelines.task_detection import detect_with_checkpoint
+        from ..pipelines.checkpoint_detection import detect_with_checkpoint
 
         def detect(sources: list[str], outputs: list[Any]) -> None:
             detect_with_checkpoint(

@@ -46,6 +46,8 @@ _BUILDERS: dict[str, str] = {
     'mivit_tiny': 'mivit:mivit_tiny',
     'm3amba_base': 'm3amba:m3amba_base',
     'm3amba_tiny': 'm3amba:m3amba_tiny',
+    # SAP (hyperspectral anomaly detection): the self-supervised anomaly prior network.
+    'sap_prior': 'sap:sap_prior',
 }
 
 

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         launch_ranks,
         predict_many,
     )
+    from .checkpoint_detection import detect_with_checkpoint
     from .classification import (
         DensePatchClassifier,
         classification_map,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .detection import detect_raster, merge_tile_detections
     from .sam import refine_with_sam
     from .segmentation import SegmentResult, segment_raster
-    from .task_detection import detect_with_checkpoint
     from .tiling import axis_weights, blend_weights, predict_raster, tile_grid
 
 # Public name -> module that defines it. A new public name adds one line here and
@@ -76,7 +76,7 @@ _EXPORTS: dict[str, str] = {
     'refine_with_sam': 'torchgeo_ext.pipelines.sam',
     'SegmentResult': 'torchgeo_ext.pipelines.segmentation',
     'segment_raster': 'torchgeo_ext.pipelines.segmentation',
-    'detect_with_checkpoint': 'torchgeo_ext.pipelines.task_detection',
+    'detect_with_checkpoint': 'torchgeo_ext.pipelines.checkpoint_detection',
     'axis_weights': 'torchgeo_ext.pipelines.tiling',
     'blend_weights': 'torchgeo_ext.pipelines.tiling',
     'predict_raster': 'torchgeo_ext.pipelines.tiling',

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .fusionsam import FusionSAMTask
     from .oriented_detection import E2EMFDTask, OrientedDetectionTask
     from .segmentation import SegmentationTask
+    from .tdds import TDDSRecorder, TrainSubset, tdds_scores
     from .tracking import TrackingTask
 
 # Public name -> module that defines it. A new public name adds one line here and
@@ -29,6 +30,9 @@ _EXPORTS: dict[str, str] = {
     'E2EMFDTask': 'torchgeo_ext.trainers.oriented_detection',
     'OrientedDetectionTask': 'torchgeo_ext.trainers.oriented_detection',
     'SegmentationTask': 'torchgeo_ext.trainers.segmentation',
+    'TDDSRecorder': 'torchgeo_ext.trainers.tdds',
+    'TrainSubset': 'torchgeo_ext.trainers.tdds',
+    'tdds_scores': 'torchgeo_ext.trainers.tdds',
     'TrackingTask': 'torchgeo_ext.trainers.tracking',
 }
 

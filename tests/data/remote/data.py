@@ -17,6 +17,7 @@ from the own-imagery fake data (``tests/data/own``):
 import json
 import os
 import shutil
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -31,7 +32,7 @@ BANDS = {'B02': ('blue', 3), 'B03': ('green', 2), 'B04': ('red', 1)}
 DATETIME = '2024-06-01T10:00:00Z'
 
 
-def write_cog(path: str, data: np.ndarray, profile: dict) -> None:
+def write_cog(path: str, data: np.ndarray, profile: dict[str, Any]) -> None:
     """Write a (C, H, W) array as a COG with 256 x 256 blocks."""
     profile = {**profile, 'driver': 'GTiff', 'count': data.shape[0]}
     profile.pop('blockxsize', None), profile.pop('blockysize', None)
@@ -50,7 +51,7 @@ def write_cog(path: str, data: np.ndarray, profile: dict) -> None:
             )
 
 
-def bbox_of(path: str) -> tuple[list[float], dict]:
+def bbox_of(path: str) -> tuple[list[float], dict[str, Any]]:
     """WGS 84 bbox and footprint of a raster."""
     from rasterio.warp import transform_bounds
 
@@ -60,7 +61,7 @@ def bbox_of(path: str) -> tuple[list[float], dict]:
     return [west, south, east, north], {'type': 'Polygon', 'coordinates': [box]}
 
 
-def item(item_id: str, folder: str, hrefs: dict[str, str]) -> dict:
+def item(item_id: str, folder: str, hrefs: dict[str, str]) -> dict[str, Any]:
     """A STAC Item dict with eo:bands common names; hrefs relative to *folder*."""
     bbox, geometry = bbox_of(os.path.join(folder, hrefs['B04']))
     assets = {}
