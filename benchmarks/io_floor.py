@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ from rasterio.transform import from_origin
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from torchgeo_ext.export.raster import write_raster  # noqa: E402
-from torchgeo_ext.pipelines.tiling import predict_raster  # noqa: E402
+from torchgeo_ext.export.raster import write_raster
+from torchgeo_ext.pipelines.tiling import predict_raster
 
 TRANSFORM = from_origin(500000, 5000000, 1, 1)
 COG_OPTIONS = {
@@ -55,14 +56,13 @@ def make_input(path: Path, size: int) -> Path:
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     bands = [
-        127 + 60 * np.sin(2 * np.pi * (k + 1) * (x + y * k / 4))
+        127
+        + 60 * np.sin(2 * np.pi * (k + 1) * (x + y * k / 4))
         + rng.normal(0, 8, (size, size))
         for k in range(4)
     ]
     data = np.clip(np.stack(bands), 0, 255).astype(np.uint8)
-    return write_raster(
-        path, data, crs='EPSG:32633', transform=TRANSFORM, cog=False
-    )
+    return write_raster(path, data, crs='EPSG:32633', transform=TRANSFORM, cog=False)
 
 
 def model() -> torch.nn.Module:
@@ -139,7 +139,7 @@ def main() -> None:
         for run in range(1, args.runs + 1):
             read, write = floor(src, Path(tmp) / 'floor.tif', conv)
             out = Path(tmp) / 'out.tif'
-            seconds = timed(lambda: predict_raster(conv, src, out, progress=False))
+            seconds = timed(partial(predict_raster, conv, src, out, progress=False))
             assert is_cog(out), 'predict_raster did not write a COG'
             ratio = seconds / (read + write)
             ratios.append(ratio)
@@ -148,11 +148,8 @@ def main() -> None:
             if args.variants:
                 for name, options in VARIANTS.items():
                     path = Path(tmp) / 'variant.tif'
-                    t = timed(
-                        lambda o=options, p=path: predict_raster(
-                            conv, src, p, progress=False, **o
-                        )
-                    )
+                    call = partial(predict_raster, conv, src, path, progress=False)
+                    t = timed(partial(call, **options))
                     print(f'|  | {name} | | | {t:.2f} | {t / (read + write):.2f} |')
     print(f'\nmedian ratio {statistics.median(ratios):.2f} (target <= 1.3)')
 

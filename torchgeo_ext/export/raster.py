@@ -640,11 +640,11 @@ class RasterStack:
         bad = np.zeros(data.shape[1:], dtype=np.bool_)
         floating = np.issubdtype(data.dtype, np.floating)
         for i, kind in enumerate(kinds):
-            if kind == 'nodata':  # compared here: cheaper than GDAL re-reading
-                nd = self.nodata[band + i]
-                if nd is not None and not math.isnan(nd):
-                    bad |= data[i] == nd
-            elif kind == 'mask':
+            # the nodata value counts even where GDAL's mask flags prefer a mask
+            nd = self.nodata[band + i]
+            if nd is not None and not math.isnan(nd):
+                bad |= data[i] == nd
+            if kind == 'mask':
                 bad |= ds.read_masks(i + 1, window=window) == 0
             elif kind == 'dataset' and i == 0:  # one mask for all bands
                 bad |= ds.read_masks(1, window=window) == 0

@@ -286,10 +286,6 @@ def check_tiling(
         )
 
 
-#: Former name, kept while detection.py still imports it.
-_check_tiling = check_tiling
-
-
 _POOL_NUMBERS = itertools.count()
 
 
@@ -484,41 +480,18 @@ def tile_batches(
         reader.close()
 
 
-def _prefetch[T, R](
-    fn: Callable[[T], R], items: Sequence[T], pool: concurrent.futures.Executor
-) -> Iterator[tuple[T, R]]:
-    """Yield ``(item, fn(item))``, computing the next result in *pool* meanwhile."""
-    if not items:
-        return
-    future = pool.submit(fn, items[0])
-    for i, item in enumerate(items):
-        result = future.result()
-        if i + 1 < len(items):
-            future = pool.submit(fn, items[i + 1])
-        yield item, result
-
-
-def _as_module_eval(model: Callable[..., Any]) -> Callable[[], None]:
-    """Put a torch module in eval mode; return a function restoring its mode."""
-    if isinstance(model, torch.nn.Module):
-        module, was_training = model, model.training
-        module.eval()
-
-        def restore() -> None:
-            module.train(was_training)
-
-        return restore
-    return lambda: None
-
-
 @contextlib.contextmanager
 def eval_mode(model: Callable[..., Any]) -> Iterator[None]:
     """Put a torch module in eval mode for the block, then restore its mode."""
-    restore = _as_module_eval(model)
+    if not isinstance(model, torch.nn.Module):
+        yield
+        return
+    was_training = model.training
+    model.eval()
     try:
         yield
     finally:
-        restore()
+        model.train(was_training)
 
 
 def check_precision(precision: str | int) -> Precision:
@@ -739,14 +712,21 @@ class Stitcher:
 class RasterSink:
     """Finishes rows on their device and writes them on a writer thread (one block in flight)."""
 
-    def __init__(self, writer: RasterWriter, output: OutputFormat) -> None:
+    def __init__(
+        self,
+        writer: RasterWriter,
+        output: OutputFormat,
+        on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
+    ) -> None:
         """Initialise a new RasterSink.
 
         Args:
             writer: The (unopened) output.
             output: What is written per pixel.
+            on_rows: Called with each window and its blended rows (see
+                :func:`predict_raster`).
         """
-        self.writer, self.output = writer, output
+        self.writer, self.output, self.on_rows = writer, output, on_rows
         self.pending: concurrent.futures.Future[None] | None = None
         self.exit = contextlib.ExitStack()
 
@@ -760,6 +740,8 @@ class RasterSink:
 
     def __call__(self, window: Window, rows: Rows) -> None:
         """Finish and write rows (the previous write must be done first)."""
+        if self.on_rows is not None:
+            self.on_rows(window, *rows)
         block = self.output.finish(rows).cpu().numpy()
         if self.pending is not None:
             self.pending.result()
@@ -790,6 +772,7 @@ def open_output(
     class_names: Sequence[str] | None,
     cog: bool,
     threads: int | None,
+    on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
 ) -> RasterSink:
     """The sink writing *fmt* to *output* on the grid of *stack*."""
     channels = fmt.count if fmt.kind != 'classes' else None
@@ -815,7 +798,7 @@ def open_output(
         band_names=names, tags=tags, cog=cog, threads=threads,
         scale=None if fmt.scale == 1 else fmt.scale,
     )  # fmt: skip
-    return RasterSink(writer, fmt)
+    return RasterSink(writer, fmt, on_rows)
 
 
 def predict_raster(
@@ -839,6 +822,7 @@ def predict_raster(
     gdal_cache_mb: int | None = 128,
     threads: int | None = None,
     readers: int = 1,
+    on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
 ) -> Path:
     """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
 
@@ -874,6 +858,11 @@ def predict_raster(
             :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
         threads: Compression threads (None: all cores).
         readers: Reading threads (see :func:`tile_batches`).
+        on_rows: Called, before they are written, with each window of
+            finished rows, their blended outputs (K, h, w) on *device*
+            (probabilities for 'probabilities' and 'classes', else scores) and
+            their validity (h, w): a pipeline's own statistics or rasters
+            come from there, not from re-reading the output.
 
     Returns:
         The output path.
@@ -895,26 +884,51 @@ def predict_raster(
             device=dev,
             readers=readers,
         )
-        stitcher = Stitcher(plan, blend == 'crop', dev)
+
+        def forward(image: Tensor) -> Tensor:
+            return forward_tiles(model, image, precision, output_kind)
+
+        def open_sink(channels: int) -> RasterSink:
+            fmt = output_format(output_kind, dtype, channels, nodata)
+            return open_output(
+                stack, output, fmt, band_names, class_names, cog, threads, on_rows
+            )
+
         bar = tqdm(
             total=len(plan.windows), disable=not progress, desc='predict', unit='tile'
         )
-        with (
-            eval_mode(model),
-            contextlib.closing(batches),
-            bar,
-            contextlib.ExitStack() as run,
-        ):
-            sink: RasterSink | None = None
-            for batch in batches:
-                out = forward_tiles(model, batch.image, precision, output_kind)
-                if sink is None:
-                    fmt = output_format(output_kind, dtype, out.shape[1], nodata)
-                    opened = open_output(
-                        stack, output, fmt, band_names, class_names, cog, threads
-                    )
-                    sink = run.enter_context(opened)
-                stitcher.add(batch, out, sink)
-                bar.update(len(batch.indices))
-        assert sink is not None
-        return sink.writer.path
+        stitcher = Stitcher(plan, blend == 'crop', dev)
+        with eval_mode(model), contextlib.closing(batches), bar:
+            return run_tiles(batches, forward, stitcher, open_sink, bar.update)
+
+
+def run_tiles(
+    batches: Iterator[TileBatch],
+    forward: Callable[[Tensor], Tensor],
+    stitcher: Stitcher,
+    open_sink: Callable[[int], RasterSink],
+    done: Callable[[int], object],
+) -> Path:
+    """The loop of :func:`predict_raster`: model, blending, writing, batch by batch.
+
+    Args:
+        batches: The tiles (see :func:`tile_batches`).
+        forward: The model step (see :func:`forward_tiles`).
+        stitcher: Blends outputs into finished rows.
+        open_sink: Opens the output for the model's number of channels
+            (known from the first batch).
+        done: Called with the number of tiles of each finished batch.
+
+    Returns:
+        The output path, once written; on an error nothing is left there.
+    """
+    with contextlib.ExitStack() as run:
+        sink: RasterSink | None = None
+        for batch in batches:
+            out = forward(batch.image)
+            if sink is None:
+                sink = run.enter_context(open_sink(out.shape[1]))
+            stitcher.add(batch, out, sink)
+            done(len(batch.indices))
+    assert sink is not None  # a raster has at least one tile
+    return sink.writer.path
