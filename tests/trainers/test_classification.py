@@ -87,7 +87,7 @@ def test_metrics_match_definitions() -> None:
     assert float(values['test_OA']) == pytest.approx(oa)
     assert float(values['test_AA']) == pytest.approx(per_class.mean())
     assert float(values['test_kappa']) == pytest.approx((oa - pe) / (1 - pe))
-    np.testing.assert_allclose(values['test_per_class'].numpy(), per_class, rtol=1e-6)
+    np.testing.assert_allclose(values['test_accuracy'].numpy(), per_class, rtol=1e-6)
 
 
 def test_prediction_heads_and_predict_step() -> None:
@@ -107,7 +107,7 @@ def test_prediction_heads_and_predict_step() -> None:
     task.hparams['prediction_head'] = 'nope'
     with pytest.raises(ValueError, match='prediction_head'):
         task.predict_step(batch, 0)
-    with pytest.raises(ValueError, match='class names'):
+    with pytest.raises(ValueError, match='class_names has 1 names for 3'):
         PatchClassificationTask(num_classes=3, class_names=['a'])
 
 

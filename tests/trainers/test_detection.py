@@ -49,7 +49,7 @@ def test_task_options_and_predict() -> None:
     assert out['crs'] == ['EPSG:32612']
     assert out['transform'] is transform
     names = SuperYOLOTask(
-        variant='rgb', num_classes=2, super_resolution=False
+        model='superyolo_rgb', num_classes=2, super_resolution=False
     ).class_names
     assert names == ['class_0', 'class_1']
 
@@ -73,7 +73,8 @@ def test_loss_decreases_on_fake_vedai() -> None:
     cls_losses = []
     task.train()
     for _ in range(4):
-        loss, parts, _ = task.compute_loss(batch, task.model)
+        parts, _ = task.compute_loss(batch, task.model)
+        loss = parts['loss']
         assert 'loss_sr' in parts
         optimizer.zero_grad()
         loss.backward()
@@ -86,7 +87,7 @@ def test_loss_decreases_on_fake_vedai() -> None:
     assert cls_losses[-1] < cls_losses[0]
     # Without image_hr the SR branch is off.
     batch.pop('image_hr')
-    _, parts, _ = task.compute_loss(batch, task.model)
+    parts, _ = task.compute_loss(batch, task.model)
     assert 'loss_sr' not in parts
 
 
@@ -115,7 +116,7 @@ def test_cli_fit_validate_test_predict(tmp_path: Path, runner: str) -> None:
 def test_ghost_cli_and_teacher(tmp_path: Path) -> None:
     # A full-precision early-fusion teacher checkpoint.
     torch.manual_seed(0)
-    teacher = SuperYOLOTask(variant='early', super_resolution=False)
+    teacher = SuperYOLOTask(model='superyolo_early', super_resolution=False)
     teacher_ckpt = save(teacher, tmp_path / 'teacher.ckpt')
     task = GHOSTTask(teacher=str(teacher_ckpt), fixed_bits=4)
     student = task.detector

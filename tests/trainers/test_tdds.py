@@ -207,9 +207,7 @@ def _trainer(*callbacks: Any, epochs: int) -> Trainer:
 def test_patch_classification_prune_then_train_on_the_subset(tmp_path: Path) -> None:
     torch.manual_seed(0)
     dm = Houston2013DataModule(batch_size=32, patch_size=8, root=HOUSTON)
-    task = PatchClassificationTask(
-        model='mivit_tiny', hsi_bands=144, num_classes=15, max_epochs=3
-    )
+    task = PatchClassificationTask(model='mivit_tiny', hsi_bands=144, num_classes=15)
     keep = tmp_path / 'keep.txt'
     recorder = TDDSRecorder(output=str(keep), keep=0.25, epochs=3, window=3)
     _trainer(recorder, epochs=3).fit(task, datamodule=dm)

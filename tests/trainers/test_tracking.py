@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from torchgeo_ext.cli import main
 from torchgeo_ext.datasets.hotc import HOTC
-from torchgeo_ext.metrics.tracking import success_auc
+from torchgeo_ext.metrics.tracking import OTBMetric, success_auc
 from torchgeo_ext.trainers.tracking import TrackingTask
 
 ROOT = 'tests/data/hotc/hotc2020'
@@ -91,9 +91,11 @@ def test_test_step_scores_sequences() -> None:
     for i, batch in enumerate(DataLoader(dataset, batch_size=1)):
         task.test_step(batch, i)
     task._finish_sequence()
-    result = task.test_otb.compute()
-    assert float(task.test_otb.num_sequences) == 1
+    result = task.test_metrics.compute()
+    otb = task.test_metrics['otb']
+    assert isinstance(otb, OTBMetric)
+    assert float(otb.num_sequences) == 1
     torch.testing.assert_close(
-        result['success_auc'].float(),
+        result['test_success_auc'].float(),
         torch.tensor(success_auc(pred, view.boxes), dtype=torch.float32),
     )

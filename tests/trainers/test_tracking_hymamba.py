@@ -60,9 +60,9 @@ def test_otb_evaluation_of_a_sequence() -> None:
     for i, batch in enumerate(DataLoader(dataset, batch_size=1)):
         task.test_step(batch, i)
     task._finish_sequence()
-    result = task.test_otb.compute()
+    result = task.test_metrics.compute()
     torch.testing.assert_close(
-        result['success_auc'].float(),
+        result['test_success_auc'].float(),
         torch.tensor(success_auc(boxes, view.boxes), dtype=torch.float32),
     )
 

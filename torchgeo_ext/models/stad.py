@@ -51,6 +51,7 @@ __all__ = (
     'saliency_scores',
     'select_bands',
     'small_target_filter',
+    'stad',
     'stad_scores',
     'synthetic_blobs',
 )
@@ -394,3 +395,16 @@ def stad_scores(
                 model, tile, weights
             )[0]
     return scores.masked_fill(~valid, float('nan'))
+
+
+def stad(in_channels: int = 10, **kwargs: Any) -> STADTeacher:
+    """The registry's STAD builder: the teacher, the authors' sizes unless *kwargs* say otherwise.
+
+    Args:
+        in_channels: Model band count.
+        **kwargs: Further :class:`STADTeacher` arguments.
+
+    Returns:
+        The teacher.
+    """
+    return STADTeacher(in_channels, **kwargs)

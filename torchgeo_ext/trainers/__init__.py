@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
-    from .anomaly import AnomalyDetectionTask
+    from .anomaly import AnomalyDetectionTask, BSDMTask, STADTask
     from .base import PluginTask, load_task
     from .classification import PatchClassificationTask
     from .detection import GHOSTTask, SuperYOLOTask
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
     'AnomalyDetectionTask': 'torchgeo_ext.trainers.anomaly',
+    'BSDMTask': 'torchgeo_ext.trainers.anomaly',
+    'STADTask': 'torchgeo_ext.trainers.anomaly',
     'PluginTask': 'torchgeo_ext.trainers.base',
     'load_task': 'torchgeo_ext.trainers.base',
     'PatchClassificationTask': 'torchgeo_ext.trainers.classification',
