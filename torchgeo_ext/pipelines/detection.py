@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
 
 import geopandas as gpd
 import torch
@@ -25,14 +24,18 @@ from ..ops.obb import poly_to_xyxy
 from . import tiling
 from .tiling import (
     InputPaths,
+    Precision,
     TileBatch,
+    autocast,
+    check_precision,
     check_tiling,
     column_strips,
+    eval_mode,
     tile_batches,
     tile_grid,
 )
 
-__all__ = ['PRECISIONS', 'autocast', 'detect_raster', 'merge_tile_detections']
+__all__ = ['detect_raster', 'merge_tile_detections']
 
 
 def _border_flags(
@@ -166,40 +169,6 @@ def merge_tile_detections(
     return keep
 
 
-#: ``precision`` values (Lightning's names) and the autocast dtype of each.
-PRECISIONS: dict[str, torch.dtype | None] = {
-    '32': None,
-    '32-true': None,
-    '16-mixed': torch.float16,
-    'bf16-mixed': torch.bfloat16,
-}
-
-
-def autocast(
-    precision: str, device: torch.device
-) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of a Lightning-style *precision* on *device*.
-
-    Args:
-        precision: One of :data:`PRECISIONS`.
-        device: Where the model runs.
-
-    Returns:
-        ``torch.autocast`` for the mixed precisions, else a null context.
-
-    Raises:
-        ValueError: For an unknown precision.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}'
-        )
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _tile_windows(
     height: int, width: int, tile_size: int, overlap: int
 ) -> list[Window]:
@@ -221,14 +190,14 @@ def _run_model(
     model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
     batch: TileBatch,
     key: str,
-    precision: str,
+    precision: Precision,
 ) -> Sequence[dict[str, Tensor]]:
     """Run the model on a batch and check its output.
 
     Raises:
         ValueError: If the output is not one dict per tile holding *key*.
     """
-    with torch.inference_mode(), autocast(precision, batch.image.device):
+    with torch.inference_mode(), autocast(batch.image.device, precision):
         results = model(batch.image)
     if len(results) != len(batch.windows):
         raise ValueError(
@@ -392,32 +361,18 @@ class _TileDetections:
         return gdf
 
 
-@contextlib.contextmanager
-def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
-    """Run a torch module in eval mode, restoring its mode after; other callables as they are."""
-    if not isinstance(model, torch.nn.Module):
-        yield
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def _detect_tiles(
     model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
     batches: Generator[TileBatch],
     found: _TileDetections,
-    precision: str,
+    precision: Precision,
     total: int,
     progress: bool,
 ) -> None:
     """Run the model over every batch of tiles and collect its detections in *found*."""
     bar = tqdm(total=total, disable=not progress, desc='detect', unit='tile')
     # closing: an error joins the reader threads before the rasters close
-    with _eval_mode(model), contextlib.closing(batches), bar:
+    with eval_mode(model), contextlib.closing(batches), bar:
         for batch in batches:
             found.add(batch, _run_model(model, batch, found.key, precision))
             bar.update(len(batch.windows))
@@ -446,7 +401,7 @@ def detect_raster(
     oriented: bool = False,
     score_threshold: float = 0.0,
     max_invalid: float | None = 0.5,
-    precision: str = '32',
+    precision: Precision | str = '32',
     device: str | torch.device = 'cpu',
     readers: int = 1,
     progress: bool = True,
@@ -474,7 +429,7 @@ def detect_raster(
         max_invalid: Drop merged objects whose box (bounding rectangle) has more
             than this share of invalid pixels (nodata in any band, NaN); None: keep.
         precision: ``'32'`` or a Lightning mixed precision run by autocast
-            (``'16-mixed'``, ``'bf16-mixed'``); see :data:`PRECISIONS`.
+            (``'16-mixed'``, ``'bf16-mixed'``).
         device: Torch device of the model.
         readers: Threads reading tiles ahead (see
             :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
@@ -488,11 +443,11 @@ def detect_raster(
         ``attrs['dropped_invalid']`` counts the objects dropped by *max_invalid*.
 
     Raises:
-        InvalidInputError: For inconsistent tiling options.
-        ValueError: For an unknown precision or malformed model outputs.
+        InvalidInputError: For inconsistent tiling options or an unknown precision.
+        ValueError: For malformed model outputs.
     """
     check_tiling(tile_size, overlap, batch_size)
-    autocast(precision, torch.device(device))  # validates it before any work
+    mode = check_precision(precision)
     _check_output(output, inputs)
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
         size = (stack.height, stack.width)
@@ -501,7 +456,7 @@ def detect_raster(
         batches = tile_batches(
             stack, windows, batch_size, device=device, readers=readers
         )
-        _detect_tiles(model, batches, found, precision, len(windows), progress)
+        _detect_tiles(model, batches, found, mode, len(windows), progress)
         crs, transform = stack.crs, stack.transform
     gdf = found.geodataframe(iou_threshold, transform, crs, class_names)
     if output is not None:
