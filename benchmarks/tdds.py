@@ -181,6 +181,7 @@ def run_seed(
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--first-seed', type=int, default=0)
     parser.add_argument('--budgets', type=float, nargs='*', default=[0.1, 0.3])
     parser.add_argument('--epochs', type=int, default=20)
     parser.add_argument('--subset-epochs', type=int, default=40)
@@ -188,7 +189,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             start = time.perf_counter()
             result = run_seed(
                 seed, args.budgets, args.epochs, args.subset_epochs, Path(tmp)
