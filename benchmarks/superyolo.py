@@ -201,7 +201,8 @@ def train_curve(steps: int) -> tuple[list[float], list[float]]:
         for batch in dm.train_dataloader():
             assert dm.train_aug is not None
             batch = dm.train_aug(batch)
-            loss, parts, _ = task.compute_loss(batch, task.model)
+            parts, _ = task.compute_loss(batch, task.model)
+            loss = parts['loss']
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -1,11 +1,14 @@
 """Shared pytest configuration."""
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import matplotlib
 import pytest
 import torch
+
+from torchgeo_ext.export.http_server import LocalRangeServer
 
 # Plots in tests render off-screen.
 matplotlib.use('Agg')
@@ -29,3 +32,19 @@ def _restore_gdal_readdir() -> Iterator[None]:
         os.environ.pop('GDAL_DISABLE_READDIR_ON_OPEN', None)
     else:
         os.environ['GDAL_DISABLE_READDIR_ON_OPEN'] = before
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[str | os.PathLike[str]], LocalRangeServer]]:
+    """Serve folders over HTTP with Range requests from 127.0.0.1 (stopped after the test).
+
+    ``serve(folder)`` returns the running
+    :class:`~torchgeo_ext.export.http_server.LocalRangeServer`; its
+    ``bytes_sent`` counts what GDAL downloaded.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start(folder: str | os.PathLike[str]) -> LocalRangeServer:
+            return stack.enter_context(LocalRangeServer(folder))
+
+        yield start

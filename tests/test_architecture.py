@@ -38,7 +38,14 @@ LAYERS = {
 
 #: Pipelines that load a checkpoint or dispatch to their models; every other
 #: pipeline is generic and imports nothing from the models layer up.
-TASK_PIPELINES = {'anomaly', 'checkpoints', 'sam', 'segmentation', 'task_detection'}
+TASK_PIPELINES = {
+    'anomaly',
+    'checkpoint_detection',
+    'checkpoints',
+    'sam',
+    'segmentation',
+    'task_detection',
+}
 
 #: Known upward imports being removed (importer, imported), each with its reason.
 ALLOWED: set[tuple[str, str]] = set()

@@ -239,7 +239,7 @@ def check_declared(args: argparse.Namespace) -> None:
     """
     declared: Sequence[tuple[str, str]] = getattr(args, 'io_outputs', ())
     if declared:
-        from .export.outputs import Output, check_outputs
+        from .export.outputs import Output, check_local_output, check_outputs
 
         outputs = []
         for dest, kind in declared:
@@ -248,6 +248,8 @@ def check_declared(args: argparse.Namespace) -> None:
                 label = (
                     '-o/--output' if dest == 'output' else f'--{dest.replace("_", "-")}'
                 )
+                # Before Path(): it would make 's3://b/o.tif' the local 's3:/b/o.tif'.
+                check_local_output(value, label)
                 outputs.append(Output(Path(value), cast(Any, kind), label))
         inputs: list[Any] = []
         for dest in getattr(args, 'io_inputs', ()):

@@ -461,7 +461,7 @@ def run_detection_demo(
         seed=seed,
     )
     task = SuperYOLOTask(
-        variant='mf',
+        model='superyolo_mf',
         num_classes=len(classes),
         class_names=classes,
         width=width,

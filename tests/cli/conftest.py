@@ -181,3 +181,40 @@ def work(tmp_path: Path, assets: Assets) -> Path:
         shutil.copy(path, tmp_path / path.name)
     shutil.copy(assets.extra, tmp_path / assets.extra.name)
     return tmp_path
+
+
+def write_vrt(
+    path: Path, sources: list[str], *, relative: bool = True, like: Path
+) -> Path:
+    """A VRT mosaic of *sources* side by side (each shaped like the raster *like*).
+
+    Args:
+        path: The VRT to write.
+        sources: Source file names as written in the VRT.
+        relative: Whether they are relative to the VRT (``relativeToVRT="1"``).
+        like: A raster giving the sources' band count, size and data type.
+    """
+    with rasterio.open(like) as src:
+        bands, height, width = src.count, src.height, src.width
+        dtype = {'uint8': 'Byte', 'float32': 'Float32'}[src.dtypes[0]]
+        left, top = src.transform.c, src.transform.f
+    lines = [
+        f'<VRTDataset rasterXSize="{width * len(sources)}" rasterYSize="{height}">',
+        f'  <SRS>{CRS}</SRS>',
+        f'  <GeoTransform>{left}, 1, 0, {top}, 0, -1</GeoTransform>',
+    ]
+    for band in range(1, bands + 1):
+        lines.append(f'  <VRTRasterBand dataType="{dtype}" band="{band}">')
+        for i, name in enumerate(sources):
+            lines += [
+                '    <SimpleSource>',
+                f'      <SourceFilename relativeToVRT="{int(relative)}">{name}</SourceFilename>',
+                f'      <SourceBand>{band}</SourceBand>',
+                f'      <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>',
+                f'      <DstRect xOff="{i * width}" yOff="0" xSize="{width}" ySize="{height}"/>',
+                '    </SimpleSource>',
+            ]
+        lines.append('  </VRTRasterBand>')
+    lines.append('</VRTDataset>')
+    path.write_text('\n'.join(lines) + '\n')
+    return path

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,9 @@ def save(task: PluginTask, path: Path) -> Path:
     return path
 
 
-def write_pair(root: Path, size: int = 72) -> tuple[Path, Path]:
+def write_pair(
+    root: Path, size: int = 72, nodata: float | None = None
+) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     transform = from_origin(420000.0, 4500000.0, 0.125, 0.125)
     paths = []
@@ -41,9 +47,13 @@ def write_pair(root: Path, size: int = 72) -> tuple[Path, Path]:
             'dtype': 'uint8',
             'crs': CRS,
             'transform': transform,
+            'nodata': nodata,
         }
+        pixels = rng.integers(0, 255, (count, size, size), dtype=np.uint8)
+        if nodata is not None:
+            pixels[:] = nodata
         with rasterio.open(path, 'w', **profile) as dst:
-            dst.write(rng.integers(0, 255, (count, size, size), dtype=np.uint8))
+            dst.write(pixels)
         paths.append(path)
     return paths[0], paths[1]
 
@@ -149,3 +159,62 @@ def test_model_output_is_per_image() -> None:
     assert boxes.shape == (5, 4)
     assert boxes.min() >= 0
     assert boxes.max() <= 40
+
+
+def test_detect_drops_objects_over_an_all_nodata_pair(
+    tmp_path: Path, superyolo_ckpt: Path
+) -> None:
+    # An untrained model at score threshold 0 finds objects anywhere, nodata too.
+    argv = ['--tile-size', '48', '--overlap', '16', '--score-threshold', '0']
+    argv += ['--checkpoint', str(superyolo_ckpt)]
+    rgb, ir = write_pair(tmp_path, nodata=0)
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parents[2])}
+    command = [sys.executable, '-m', 'torchgeo_ext.cli', 'detect', str(rgb), str(ir)]
+    out = tmp_path / 'out.gpkg'
+    result = subprocess.run(
+        [*command, '-o', str(out), *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(gpd.read_file(out)) == 0
+    count, dropped = result.stdout.split(' objects written')[0], result.stdout
+    assert count.strip() == '0'
+    assert int(dropped.split('; ')[1].split()[0]) > 0
+    kept = tmp_path / 'kept.gpkg'
+    result = subprocess.run(
+        [*command, '-o', str(kept), *argv, '--max-invalid', '1'],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(gpd.read_file(kept)) > 0
+    assert '; 0 dropped over nodata' in result.stdout
+
+
+@pytest.mark.parametrize('precision', ['bf16-mixed', '32'])
+def test_detect_precision(tmp_path: Path, superyolo_ckpt: Path, precision: str) -> None:
+    rgb, ir = write_pair(tmp_path)
+    out = tmp_path / 'out.gpkg'
+    argv = ['detect', str(rgb), str(ir), '-o', str(out)]
+    argv += ['--checkpoint', str(superyolo_ckpt), '--tile-size', '48']
+    argv += ['--overlap', '16', '--score-threshold', '0']
+    assert main([*argv, '--precision', precision]) == 0
+    assert len(gpd.read_file(out)) > 0
+
+
+def test_task_detection_import_path_is_deprecated() -> None:
+    import importlib
+
+    sys.modules.pop('torchgeo_ext.pipelines.task_detection', None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        old = importlib.import_module('torchgeo_ext.pipelines.task_detection')
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    from torchgeo_ext.pipelines.checkpoint_detection import detect_with_checkpoint
+
+    assert old.detect_with_checkpoint is detect_with_checkpoint

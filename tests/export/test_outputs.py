@@ -14,9 +14,12 @@ from torchgeo_ext.export.atomic import (
     temporary_directory,
 )
 from torchgeo_ext.export.outputs import (
+    Output,
     check_outputs,
     directory_output,
     file_output,
+    input_files,
+    non_local,
     raster_output,
     same_file,
     vector_output,
@@ -170,3 +173,80 @@ def test_signal_right_after_output_folder_or_rename(
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
     assert registered_temporaries() == []
+
+
+def test_input_files_follow_what_gdal_reads(tmp_path: Path) -> None:
+    import zipfile
+
+    scene = tmp_path / 'scene.tif'
+    scene.write_text('x')
+    for side in ('scene.tif.aux.xml', 'scene.tif.ovr', 'scene.tif.msk', 'scene.TFW'):
+        (tmp_path / side).write_text('x')
+    (tmp_path / 'unrelated.tfw').write_text('x')
+    found = {path.name: why for path, why in input_files(scene)}
+    assert found == {
+        'scene.tif': '',
+        'scene.tif.aux.xml': f'a side file of {scene}',
+        'scene.tif.ovr': f'a side file of {scene}',
+        'scene.tif.msk': f'a side file of {scene}',
+        'scene.TFW': f'a side file of {scene}',
+    }
+    # A VRT naming itself (and a VRT of it, by vrt:// with options) ends.
+    loop = tmp_path / 'loop.vrt'
+    loop.write_text(
+        '<VRTDataset><VRTRasterBand><SimpleSource>'
+        '<SourceFilename relativeToVRT="1">loop.vrt</SourceFilename>'
+        '</SimpleSource><SimpleSource>'
+        '<SourceFilename relativeToVRT="1">vrt://scene.tif?bands=1</SourceFilename>'
+        '</SimpleSource></VRTRasterBand></VRTDataset>'
+    )
+    names = [path.name for path, _ in input_files(loop)]
+    assert names[:2] == ['loop.vrt', 'scene.tif']
+    # A /vsizip/ member reads its archive; URLs read nothing local.
+    archive = tmp_path / 'scenes.zip'
+    with zipfile.ZipFile(archive, 'w') as z:
+        z.writestr('inner/scene.tif', 'x')
+    assert input_files(f'/vsizip/{archive}/inner/scene.tif') == [
+        (archive, 'the archive it reads')
+    ]
+    assert input_files(f'/vsizip/{{{archive}}}/inner/scene.tif')[0][0] == archive
+    assert input_files('s3://bucket/scene.tif') == []
+    assert input_files('/vsicurl/https://host/scene.tif') == []
+    assert input_files(f'NETCDF:"{scene}":band')[0] == (scene, '')
+
+
+def test_outputs_on_what_an_input_reads_are_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    scene = tmp_path / 'scene.tif'
+    scene.write_text('x')
+    (tmp_path / 'scene.tif.aux.xml').write_text('<PAMDataset/>')
+    with pytest.raises(InvalidInputError, match='side file'):
+        check_outputs([file_output(tmp_path / 'scene.tif.aux.xml')], [scene])
+    archive = tmp_path / 'scenes.zip'
+    with zipfile.ZipFile(archive, 'w') as z:
+        z.writestr('scene.tif', 'x')
+    with pytest.raises(InvalidInputError, match='archive'):
+        check_outputs([file_output(archive)], [f'/vsizip/{archive}/scene.tif'])
+    # Another output beside them is fine.
+    check_outputs([raster_output(tmp_path / 'o.tif')], [scene, archive])
+
+
+@pytest.mark.parametrize(
+    'path', ['s3://bucket/o.tif', 'gs://b/o.gpkg', 'https://h/o.tif', '/vsis3/b/o.tif']
+)
+def test_non_local_outputs_are_refused(path: str, tmp_path: Path) -> None:
+    kind = 'virtual path' if path.startswith('/vsi') else 'URL'
+    assert non_local(path) == ('a GDAL virtual path' if kind != 'URL' else 'a URL')
+    for make in (raster_output, vector_output, file_output, directory_output):
+        with pytest.raises(InvalidInputError, match=kind):
+            make(path)
+    # Even after Path() collapsed '//' (the Python API takes paths).
+    with pytest.raises(InvalidInputError, match=kind):
+        check_outputs([Output(Path(path), 'raster')])
+    with pytest.raises(InvalidInputError, match=kind):
+        check_writable(path)
+    with pytest.raises(InvalidInputError, match=kind), atomic_output(Path(path)):
+        pass
+    assert non_local(tmp_path / 'o.tif') is None
+    assert non_local('C:/data/o.tif') is None  # a drive letter is no scheme

@@ -186,3 +186,71 @@ def test_strips_give_the_same_detections(
     many = detect_raster(blob_detector(), path, **options)
     assert pixel_boxes(many) == pixel_boxes(one)
     assert len(one) == len(range(5, 690, 37))
+
+
+def dark_blob_detector() -> Any:
+    """Boxes around dark blobs of band 0: it also fires on zero-filled nodata, as real detectors do."""
+
+    def detect(x: Tensor) -> list[dict[str, Tensor]]:
+        return blob_detector(partial_bonus=False)(
+            torch.stack((x[:, 0] < 0.1, x[:, 0] > 2), 1).float()
+        )
+
+    return detect
+
+
+def test_detections_over_nodata_are_dropped(tmp_path: Path) -> None:
+    array = np.full((2, 100, 100), 0.5, np.float32)
+    array[0, 10:20, 10:20] = 0.05  # a dark object on valid pixels
+    array[:, 10:20, 60:70] = -9999  # nodata: zero-filled, the detector fires
+    array[0, 60:70, 60:70] = 0.05  # a dark object, 30 % of its box nodata
+    array[1, 60:70, 60:63] = -9999
+    path = write_raster(
+        tmp_path / 'gaps.tif', array, crs='EPSG:32633', transform=UTM, nodata=-9999
+    )
+    options: dict[str, Any] = {'tile_size': 40, 'overlap': 16, 'progress': False}
+    kept = detect_raster(dark_blob_detector(), path, max_invalid=None, **options)
+    assert (60, 10, 70, 20, 0) in pixel_boxes(kept)
+    assert kept.attrs['dropped_invalid'] == 0
+    gdf = detect_raster(dark_blob_detector(), path, **options)
+    assert pixel_boxes(gdf) == [(10, 10, 20, 20, 0), (60, 60, 70, 70, 0)]
+    assert gdf.attrs['dropped_invalid'] == 1
+    strict = detect_raster(dark_blob_detector(), path, max_invalid=0.2, **options)
+    assert pixel_boxes(strict) == [(10, 10, 20, 20, 0)]
+    assert strict.attrs['dropped_invalid'] == 2
+
+
+def test_all_nodata_raster_gives_no_objects(tmp_path: Path) -> None:
+    array = np.full((2, 90, 90), -9999, np.float32)
+    path = write_raster(
+        tmp_path / 'empty.tif', array, crs='EPSG:32633', transform=UTM, nodata=-9999
+    )
+    gdf = detect_raster(
+        dark_blob_detector(), path, tile_size=40, overlap=16, progress=False
+    )
+    assert len(gdf) == 0
+    # the detector saw one dark area in every tile; merged across tiles it is one object
+    assert gdf.attrs['dropped_invalid'] >= 1
+
+
+@pytest.mark.parametrize('precision', ['16-mixed', 'bf16-mixed'])
+def test_mixed_precision_runs_the_model_under_autocast(
+    scene: Path, precision: str
+) -> None:
+    seen: list[torch.dtype] = []
+    conv = torch.nn.Conv2d(2, 2, 1)
+    detector = blob_detector()
+
+    def model(x: Tensor) -> list[dict[str, Tensor]]:
+        seen.append(conv(x).dtype)  # autocast runs convolutions in low precision
+        return detector(x)
+
+    gdf = detect_raster(
+        model, scene, tile_size=40, overlap=16, precision=precision, progress=False
+    )
+    expected = torch.float16 if precision == '16-mixed' else torch.bfloat16
+    assert seen
+    assert set(seen) == {expected}
+    assert pixel_boxes(gdf) == sorted(EXPECTED)
+    with pytest.raises(ValueError, match='precision'):
+        detect_raster(model, scene, precision='16', progress=False)

@@ -1,5 +1,7 @@
+import contextlib
 import itertools
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,17 +11,20 @@ import rasterio
 import torch
 from rasterio.crs import CRS
 from rasterio.transform import Affine, from_origin
+from rasterio.windows import Window
 from torch import Tensor, nn
 
 from torchgeo_ext.errors import InvalidInputError
-from torchgeo_ext.export.raster import RasterWriter, write_raster
-from torchgeo_ext.pipelines import tiling
+from torchgeo_ext.export.raster import RasterWriter, open_inputs, write_raster
+from torchgeo_ext.pipelines import stitching, tiling
 from torchgeo_ext.pipelines.tiling import (
     Blend,
     OutputKind,
     blend_weights,
+    check_tiling,
     column_strips,
     predict_raster,
+    tile_batches,
 )
 
 UTM = from_origin(500000, 5000000, 10, 10)
@@ -372,18 +377,18 @@ def test_streaming_memory_is_bounded(
     path = make_raster(tmp_path / 'in.tif', array)
     rows_seen: list[int] = []
     writes: list[int] = []
-    original_ensure = tiling._Accumulator._ensure
+    original_ensure = stitching.Accumulator._ensure
     original_write = RasterWriter.write
 
     def ensure(self: Any, rows: int) -> None:
         original_ensure(self, rows)
-        rows_seen.append(self.wsum.shape[0])
+        rows_seen.append(self.valid.shape[0])
 
     def write(self: Any, window: Any, data: Any) -> None:
         writes.append(int(window.height))
         original_write(self, window, data)
 
-    monkeypatch.setattr(tiling._Accumulator, '_ensure', ensure)
+    monkeypatch.setattr(stitching.Accumulator, '_ensure', ensure)
     monkeypatch.setattr(RasterWriter, 'write', write)
     out = predict_raster(
         nn.Identity(),
@@ -481,19 +486,19 @@ def test_buffers_do_not_grow_with_width(
     monkeypatch.setattr(tiling, 'STRIP_WIDTH', 256)
     widths: list[int] = []
     carried: list[int] = []
-    original_init = tiling._Accumulator.__init__
-    original_put = tiling._Carry.put
+    original_init = stitching.Accumulator.__init__
+    original_put = stitching.Carry.put
 
-    def init(self: Any, channels: int, width: int) -> None:
+    def init(self: Any, channels: int, width: int, device: torch.device) -> None:
         widths.append(width)
-        original_init(self, channels, width)
+        original_init(self, channels, width, device)
 
-    def put(self: Any, row: int, acc: Any, wsum: Any, valid: Any) -> None:
-        carried.append(wsum.shape[1])
-        original_put(self, row, acc, wsum, valid)
+    def put(self: Any, row: int, values: Any, valid: Any) -> None:
+        carried.append(valid.shape[1])
+        original_put(self, row, values, valid)
 
-    monkeypatch.setattr(tiling._Accumulator, '__init__', init)
-    monkeypatch.setattr(tiling._Carry, 'put', put)
+    monkeypatch.setattr(stitching.Accumulator, '__init__', init)
+    monkeypatch.setattr(stitching.Carry, 'put', put)
     out = predict_raster(
         nn.Identity(), path, tmp_path / 'o.tif', tile_size=32, overlap=8, progress=False
     )
@@ -555,3 +560,175 @@ def test_worker_thread_joins_a_thread_the_pool_lost() -> None:
     assert not any(
         t.name.startswith('torchgeo-ext-read') for t in threading.enumerate()
     )
+
+
+# ----------------------------------------------------------- tile-batch iterator
+
+
+def _windows(stack_height: int, stack_width: int, size: int) -> list[Window]:
+    return [
+        Window(c, r, size, size)
+        for r in tiling.tile_grid(stack_height, size, 4)
+        for c in tiling.tile_grid(stack_width, size, 4)
+    ]
+
+
+def test_tile_batches_read_every_window_in_order(
+    image: tuple[Path, np.ndarray],
+) -> None:
+    path, array = image
+    with open_inputs(path) as stack:
+        windows = _windows(stack.height, stack.width, 32)
+        groups = [int(w.col_off) // 64 for w in windows]
+        with contextlib.closing(
+            tile_batches(stack, windows, 3, groups=groups, read_ahead=2)
+        ) as batches:
+            seen = list(batches)
+    assert [i for b in seen for i in b.indices] == list(range(len(windows)))
+    for batch in seen:
+        assert len(batch.indices) <= 3
+        assert len({groups[i] for i in batch.indices}) == 1  # never mixes groups
+        assert batch.image.shape == (len(batch.indices), 3, 32, 32)
+        assert batch.valid.shape == (len(batch.indices), 32, 32)
+        assert batch.valid.all()
+        for window, tile in zip(batch.windows, batch.image):
+            r, c = int(window.row_off), int(window.col_off)
+            np.testing.assert_array_equal(
+                tile.numpy(), array[:, r : r + 32, c : c + 32]
+            )
+
+
+def test_batch_indices_split_on_size_and_group() -> None:
+    windows = [Window(0, 0, 8, 8)] * 3 + [Window(0, 0, 8, 4)] * 2
+    assert tiling.batch_indices(windows, 2) == [[0, 1], [2], [3, 4]]
+    assert tiling.batch_indices(windows, 9, groups=[0, 1, 1, 1, 1]) == [
+        [0],
+        [1, 2],
+        [3, 4],
+    ]
+
+
+def _masked_vrt(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A 2-band VRT whose bands have different nodata values (0 and 9)."""
+    a = np.full((1, 20, 24), 5, dtype=np.uint8)
+    b = np.full((1, 20, 24), 6, dtype=np.uint8)
+    a[0, 2, 3] = 0  # band 1's nodata
+    b[0, 7, 8] = 9  # band 2's nodata
+    b[0, 4, 5] = 0  # 0 is valid in band 2
+    expected = np.ones((20, 24), dtype=bool)
+    expected[2, 3] = expected[7, 8] = False
+    bands = []
+    for k, (name, data, nodata) in enumerate([('a', a, 0), ('b', b, 9)], start=1):
+        make_raster(tmp_path / f'{name}.tif', data)
+        bands.append(
+            f'<VRTRasterBand dataType="Byte" band="{k}"><NoDataValue>{nodata}'
+            f'</NoDataValue><SimpleSource><SourceFilename relativeToVRT="1">{name}.tif'
+            '</SourceFilename><SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>'
+        )
+    with rasterio.open(tmp_path / 'a.tif') as src:
+        srs, gt = src.crs.to_wkt(), src.transform.to_gdal()
+    vrt = tmp_path / 'bands.vrt'
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="24" rasterYSize="20"><SRS>{srs}</SRS>'
+        f'<GeoTransform>{", ".join(map(str, gt))}</GeoTransform>{"".join(bands)}'
+        '</VRTDataset>'
+    )
+    return vrt, expected
+
+
+def _internal_mask(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A 3-band GeoTIFF with an internal (per-dataset) mask and no nodata value."""
+    data = np.full((3, 20, 24), 4, dtype=np.uint8)
+    mask = np.full((20, 24), 255, dtype=np.uint8)
+    mask[10:, :6] = 0
+    path = tmp_path / 'masked.tif'
+    profile: dict[str, Any] = {
+        'driver': 'GTiff', 'width': 24, 'height': 20, 'count': 3, 'dtype': 'uint8',
+        'crs': 'EPSG:32633', 'transform': UTM,
+    }  # fmt: skip
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(path, 'w', **profile) as dst,
+    ):
+        dst.write(data)
+        dst.write_mask(mask)
+    return path, mask > 0
+
+
+@pytest.mark.parametrize('make', [_masked_vrt, _internal_mask])
+def test_tile_batches_validity_from_band_nodata_and_gdal_masks(
+    tmp_path: Path, make: Any
+) -> None:
+    path, expected = make(tmp_path)
+    with open_inputs(path) as stack:
+        windows = [Window(0, 0, 16, 16), Window(8, 4, 16, 16)]
+        with contextlib.closing(tile_batches(stack, windows, 2)) as batches:
+            (batch,) = list(batches)
+    for window, valid, tile in zip(batch.windows, batch.valid, batch.image):
+        r, c = int(window.row_off), int(window.col_off)
+        want = expected[r : r + 16, c : c + 16]
+        np.testing.assert_array_equal(valid.numpy(), want)
+        assert (tile[:, ~valid] == 0).all()
+
+
+def test_predict_raster_writes_nodata_over_a_gdal_mask(tmp_path: Path) -> None:
+    path, expected = _internal_mask(tmp_path)
+    out = predict_raster(
+        nn.Conv2d(3, 2, 1), path, tmp_path / 'o.tif', tile_size=16, overlap=4,
+        progress=False,
+    )  # fmt: skip
+    scores = read(out)
+    assert np.isnan(scores[:, ~expected]).all()
+    assert np.isfinite(scores[:, expected]).all()
+
+
+def test_tile_batches_several_readers_read_the_same(
+    image: tuple[Path, np.ndarray],
+) -> None:
+    path, _ = image
+    with open_inputs(path) as stack:
+        windows = _windows(stack.height, stack.width, 24)
+        one = list(tile_batches(stack, windows, 2))
+        four = list(tile_batches(stack, windows, 2, readers=4, read_ahead=6))
+    assert [b.indices for b in one] == [b.indices for b in four]
+    for a, b in zip(one, four):
+        torch.testing.assert_close(a.image, b.image, rtol=0, atol=0)
+    assert not any(
+        t.name.startswith('torchgeo-ext-read') for t in threading.enumerate()
+    )
+
+
+def test_tile_batches_stop_on_interruption(
+    image: tuple[Path, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchgeo_ext import errors
+
+    path, _ = image
+    with open_inputs(path) as stack:
+        windows = _windows(stack.height, stack.width, 24)
+        batches = tile_batches(stack, windows, 2, readers=2)
+        next(batches)
+        monkeypatch.setattr(errors, 'RECEIVED_SIGNALS', [15])
+        with pytest.raises(errors.Interrupted):
+            next(batches)
+    assert not any(
+        t.name.startswith('torchgeo-ext-read') for t in threading.enumerate()
+    )
+
+
+@pytest.mark.parametrize(
+    ('args', 'message'),
+    [
+        ((0, 0, 1, 'crop'), 'tile size must be positive'),
+        ((8, 0, 0, 'crop'), 'batch size must be positive'),
+        ((8, 8, 1, 'crop'), r'overlap \(8\) must be in \[0, tile size 8\)'),
+        ((8, -1, 1, 'crop'), 'overlap'),
+        ((8, 5, 1, 'cosine'), 'at least twice the overlap'),
+        ((8, 2, 1, 'gauss'), 'blend'),
+    ],
+)
+def test_check_tiling(args: tuple[int, int, int, str], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        check_tiling(*args)
+    check_tiling(8, 4, 1, 'linear')  # the limit itself is fine
+    check_tiling(8, 7, 1, 'crop')

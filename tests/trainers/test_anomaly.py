@@ -9,7 +9,13 @@ from torchgeo_ext.cli import main
 from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.models.bsdm import BSDM
 from torchgeo_ext.models.stad import STADStudent, STADTeacher
-from torchgeo_ext.trainers.anomaly import AnomalyDetectionTask, load_bsdm, load_stad
+from torchgeo_ext.trainers.anomaly import (
+    AnomalyDetectionTask,
+    BSDMTask,
+    STADTask,
+    load_bsdm,
+    load_stad,
+)
 from torchgeo_ext.trainers.base import load_task
 
 ROOT = Path(__file__).parents[1]
@@ -31,7 +37,7 @@ def test_cli_fit_test_predict(method: str, tmp_path: Path) -> None:
     assert main(['fit', *common]) == 0
     (checkpoint,) = (tmp_path / 'checkpoints').glob('*.ckpt')
     task = load_task(checkpoint)
-    assert isinstance(task, AnomalyDetectionTask)
+    assert isinstance(task, BSDMTask if method == 'bsdm' else STADTask)
     assert isinstance(task.model, BSDM if method == 'bsdm' else STADTeacher)
     assert main(['test', *common, '--ckpt_path', str(checkpoint)]) == 0
     # the paper's generalisation protocol: the trained model on another scene,
@@ -50,12 +56,8 @@ def test_cli_fit_test_predict(method: str, tmp_path: Path) -> None:
 
 
 def test_predict_step_scores_and_georeferencing() -> None:
-    task = AnomalyDetectionTask(
-        method='stad',
-        in_channels=4,
-        model_kwargs={'stages': 1, 'ffn': 8},
-        student_width=4,
-        window=4,
+    task = STADTask(
+        in_channels=4, model_kwargs={'stages': 1, 'ffn': 8}, student_width=4, window=4
     )
     batch = {
         'image': torch.rand(1, 6, 6, 5),  # 6 bands -> the first 4
@@ -70,8 +72,7 @@ def test_predict_step_scores_and_georeferencing() -> None:
 
 
 def test_training_steps_and_ema() -> None:
-    task = AnomalyDetectionTask(
-        method='stad',
+    task = STADTask(
         in_channels=4,
         model_kwargs={'stages': 2, 'ffn': 8},
         student_width=4,
@@ -103,8 +104,7 @@ def test_training_steps_and_ema() -> None:
     )
     assert task.ema_teacher.decay == 0.5
 
-    bsdm = AnomalyDetectionTask(
-        method='bsdm',
+    bsdm = BSDMTask(
         in_channels=4,
         model_kwargs={
             'embed_dim': 8,
@@ -132,9 +132,7 @@ def test_training_steps_and_ema() -> None:
 
 
 def test_load_wrong_checkpoint(tmp_path: Path) -> None:
-    task = AnomalyDetectionTask(
-        method='stad', in_channels=4, model_kwargs={'stages': 1, 'ffn': 8}
-    )
+    task = STADTask(in_channels=4, model_kwargs={'stages': 1, 'ffn': 8})
     trainer = lightning.Trainer(logger=False, accelerator='cpu', max_epochs=0)
     trainer.strategy.connect(task)
     path = tmp_path / 'stad.ckpt'
@@ -144,6 +142,33 @@ def test_load_wrong_checkpoint(tmp_path: Path) -> None:
     assert isinstance(load_stad(path), STADTeacher)
 
 
-def test_bad_method() -> None:
+def test_bad_model() -> None:
+    with pytest.raises(
+        ValueError, match="unknown model 'stad' for BSDMTask; it trains bsdm"
+    ):
+        BSDMTask(model='stad')
+
+
+def test_deprecated_single_task(tmp_path: Path) -> None:
+    # the former task still builds and loads each method's task, with a warning
+    with pytest.warns(DeprecationWarning, match='use BSDMTask'):
+        task = AnomalyDetectionTask(method='bsdm', in_channels=4, window=8)
+    assert isinstance(task, BSDMTask)
     with pytest.raises(ValueError, match='method'):
         AnomalyDetectionTask(method='rx')
+    # a checkpoint of the former task: its class path and every argument
+    with pytest.warns(DeprecationWarning, match='use STADTask'):
+        stad = AnomalyDetectionTask(in_channels=4, model_kwargs={'stages': 1, 'ffn': 8})
+    trainer = lightning.Trainer(logger=False, accelerator='cpu', max_epochs=0)
+    trainer.strategy.connect(stad)
+    path = tmp_path / 'former.ckpt'
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    checkpoint['torchgeo_ext_task_class'] = (
+        'torchgeo_ext.trainers.anomaly.AnomalyDetectionTask'
+    )
+    checkpoint['hyper_parameters'].update(method='stad', scene_iterations=500)
+    torch.save(checkpoint, path)
+    loaded = load_task(path)
+    assert isinstance(loaded, STADTask)
+    assert loaded.hparams['model_kwargs'] == {'stages': 1, 'ffn': 8}

@@ -13,6 +13,8 @@ from torchgeo_ext.models.ghost import QuantConv2d
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.detection import GHOSTTask, SuperYOLOTask
 
+from .conftest import assert_gradient_step_lowers
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / 'conf'
 DATA = ROOT / 'data' / 'vedai'
@@ -49,7 +51,7 @@ def test_task_options_and_predict() -> None:
     assert out['crs'] == ['EPSG:32612']
     assert out['transform'] is transform
     names = SuperYOLOTask(
-        variant='rgb', num_classes=2, super_resolution=False
+        model='superyolo_rgb', num_classes=2, super_resolution=False
     ).class_names
     assert names == ['class_0', 'class_1']
 
@@ -62,37 +64,24 @@ def fake_batch() -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_learns_fake_vedai() -> None:
-    # What it means: SuperYOLO fits a fixed batch. The losses on that batch are measured with
-    # the same weights before and after 10 steps (no trajectory point is compared). Over seeds
-    # 0-5 on torch 2.14.1 the ratios after/before were 0.52-0.72 (detection) and 0.36-0.50
-    # (class); a single step-4-vs-step-0 comparison failed for seed 3.
+def test_loss_trains_on_fake_vedai() -> None:
     torch.manual_seed(0)
     batch = fake_batch()
     assert batch['image'].shape[1] == 4
     assert batch['image_hr'].shape[-1] == 2 * batch['image'].shape[-1]
-    task = SuperYOLOTask(ema=False)
-    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    # The objectness targets are the predicted boxes' IoU (detached): they move
+    # with the parameters, so the check is on the box, class and SR terms.
+    task = SuperYOLOTask(ema=False, obj_gain=0.0)
     task.train()
-
-    def measure() -> tuple[float, float]:
-        with torch.no_grad():
-            _, parts, _ = task.compute_loss(batch, task.model)
-        return parts['loss_det'].item(), parts['loss_cls'].item()
-
-    det_before, cls_before = measure()
-    for _ in range(10):
-        loss, parts, _ = task.compute_loss(batch, task.model)
-        assert 'loss_sr' in parts
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    det_after, cls_after = measure()
-    assert det_after < 0.85 * det_before
-    assert cls_after < 0.7 * cls_before
+    parts, _ = task.compute_loss(batch, task.model)
+    assert 'loss_sr' in parts
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(batch, task.model)[0]['loss'],
+        list(task.model.parameters()),
+    )
     # Without image_hr the SR branch is off.
     batch.pop('image_hr')
-    _, parts, _ = task.compute_loss(batch, task.model)
+    parts, _ = task.compute_loss(batch, task.model)
     assert 'loss_sr' not in parts
 
 
@@ -121,7 +110,7 @@ def test_cli_fit_validate_test_predict(tmp_path: Path, runner: str) -> None:
 def test_ghost_cli_and_teacher(tmp_path: Path) -> None:
     # A full-precision early-fusion teacher checkpoint.
     torch.manual_seed(0)
-    teacher = SuperYOLOTask(variant='early', super_resolution=False)
+    teacher = SuperYOLOTask(model='superyolo_early', super_resolution=False)
     teacher_ckpt = save(teacher, tmp_path / 'teacher.ckpt')
     task = GHOSTTask(teacher=str(teacher_ckpt), fixed_bits=4)
     student = task.detector

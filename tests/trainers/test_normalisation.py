@@ -146,7 +146,7 @@ def test_round_trip_through_checkpoint(tmp_path: Path) -> None:
 def test_superyolo_detect_images_applies_record(tmp_path: Path) -> None:
     torch.manual_seed(0)
     task = SuperYOLOTask(
-        variant='early',
+        model='superyolo_early',
         in_channels=3,
         super_resolution=False,
         ema=False,

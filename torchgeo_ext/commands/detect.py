@@ -28,7 +28,8 @@ import argparse
 from typing import Any
 
 from ..options import device, non_negative_int, positive_float, positive_int, unit_float
-from ..pipelines.task_detection import DEFAULT_OVERLAP
+from ..pipelines.checkpoint_detection import DEFAULT_OVERLAP
+from ._sources import REMOTE_HELP, add_assets_argument
 
 
 def add_parser(subparsers: Any) -> None:
@@ -47,8 +48,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         'inputs',
         nargs='+',
-        help='raster(s), one per modality, in the training band order',
+        help='raster(s), one per modality, in the training band order' + REMOTE_HELP,
     )
+    add_assets_argument(parser)
     parser.add_argument(
         '-o', '--output', required=True, help='vector file (.gpkg, .geojson, .parquet)'
     )
@@ -88,6 +90,20 @@ def add_parser(subparsers: Any) -> None:
         '--device', type=device, default='cpu', help='torch device (default: cpu)'
     )
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
+    parser.add_argument(
+        '--precision',
+        choices=('32', '16-mixed', 'bf16-mixed'),
+        default='32',
+        help='model precision, as Lightning names it: 32 (default), or mixed '
+        'float16/bfloat16 run by autocast (fastest on GPUs)',
+    )
+    parser.add_argument(
+        '--max-invalid',
+        type=unit_float,
+        default=0.5,
+        help='drop objects whose box has more than this share of nodata pixels '
+        '(any band; default: 0.5); the count is printed',
+    )
     parser.add_argument(
         '--engine',
         choices=('torch', 'onnxruntime'),
@@ -137,19 +153,39 @@ def run(args: argparse.Namespace) -> int:
             for bad inputs).
     """
     from ..errors import InvalidInputError
-    from ..pipelines.task_detection import default_overlap, detect_with_checkpoint
+    from ..export.sources import recording_sources
+    from ..export.stac import resolve_inputs
+    from ..pipelines.checkpoint_detection import default_overlap
+    from ..pipelines.tiling import check_tiling
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
     overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
-    if overlap >= args.tile_size:
+    try:
+        check_tiling(args.tile_size, overlap, args.batch_size)
+    except InvalidInputError as err:  # name the options the user gave
         raise InvalidInputError(
-            None,
-            f'--overlap ({overlap}) must be smaller than --tile-size ({args.tile_size})',
-        )
+            None, f'--tile-size {args.tile_size}, --overlap {overlap}: {err.problem}'
+        ) from None
     sam_bands = _sam_options(args)
-    gdf = detect_with_checkpoint(
-        args.inputs,
+    inputs = resolve_inputs(args.inputs, args.assets)
+    with recording_sources(inputs):
+        gdf = _detect(args, inputs, overlap, sam_bands)
+    dropped = gdf.attrs.get('dropped_invalid', 0)
+    print(
+        f'{len(gdf)} objects written to {args.output}; {dropped} dropped over '
+        f'nodata (more than {args.max_invalid:g} of their box)'
+    )
+    return 0
+
+
+def _detect(
+    args: argparse.Namespace, inputs: list[Any], overlap: int, sam_bands: Any
+) -> Any:
+    from ..pipelines.checkpoint_detection import detect_with_checkpoint
+
+    return detect_with_checkpoint(
+        inputs,
         args.output,
         args.checkpoint,
         tile_size=args.tile_size,
@@ -164,9 +200,9 @@ def run(args: argparse.Namespace) -> int:
         sam_model=args.sam_model,
         sam_bands=sam_bands,
         engine=args.engine,
+        precision=args.precision,
+        max_invalid=args.max_invalid,
     )
-    print(f'{len(gdf)} objects written to {args.output}')
-    return 0
 
 
 def _sam_options(args: argparse.Namespace) -> list[int] | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..options import device, non_negative_float, non_negative_int, positive_int
 from ..pipelines.segmentation import DEFAULT_TILE_SIZE
+from ._sources import REMOTE_HELP, add_assets_argument
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,8 +44,10 @@ def add_parser(subparsers: Any) -> None:
         'inputs',
         nargs='+',
         metavar='INPUT',
-        help='raster(s); several co-registered rasters are stacked as bands in order',
+        help='raster(s); several co-registered rasters are stacked as bands in order'
+        + REMOTE_HELP,
     )
+    add_assets_argument(parser)
     parser.add_argument('-o', '--output', required=True, help='class GeoTIFF to write')
     parser.add_argument(
         '--checkpoint', required=True, help='segmentation task checkpoint'
@@ -79,6 +82,13 @@ def add_parser(subparsers: Any) -> None:
         '--device', type=device, default='cpu', help='torch device (default: cpu)'
     )
     parser.add_argument(
+        '--precision',
+        choices=('32', '16-mixed', 'bf16-mixed'),
+        default='32',
+        help="model precision, as Lightning names it: '16-mixed' and 'bf16-mixed' "
+        'run the model under autocast (default: 32)',
+    )
+    parser.add_argument(
         '--min-area',
         type=non_negative_float,
         default=0,
@@ -102,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
         0 on success.
     """
     from ..errors import InvalidInputError
-    from ..pipelines.segmentation import segment_raster
+    from ..export.sources import recording_sources
+    from ..export.stac import resolve_inputs
 
     for name in ('tile_size', 'batch_size'):
         value = getattr(args, name)
@@ -112,19 +123,9 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.overlap is not None and args.overlap < 0:
         raise InvalidInputError(None, '--overlap must not be negative')
-    result = segment_raster(
-        args.inputs,
-        args.output,
-        args.checkpoint,
-        vector=args.vector,
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-        blend=args.blend,
-        device=args.device,
-        min_area=args.min_area,
-        progress=args.progress,
-    )
+    inputs = resolve_inputs(args.inputs, args.assets)
+    with recording_sources(inputs):
+        result = _segment(args, inputs)
     total = sum(result.counts.values()) or 1
     summary = ', '.join(
         f'{result.class_names[k]} {100 * n / total:.1f}%'
@@ -134,3 +135,22 @@ def run(args: argparse.Namespace) -> int:
     if result.vector is not None:
         print(f'polygons: {result.vector} ({result.polygons} regions)')
     return 0
+
+
+def _segment(args: argparse.Namespace, inputs: list[Any]) -> Any:
+    from ..pipelines.segmentation import segment_raster
+
+    return segment_raster(
+        inputs,
+        args.output,
+        args.checkpoint,
+        vector=args.vector,
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        blend=args.blend,
+        device=args.device,
+        precision=args.precision,
+        min_area=args.min_area,
+        progress=args.progress,
+    )

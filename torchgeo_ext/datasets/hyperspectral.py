@@ -337,7 +337,8 @@ class HyperspectralScene:
     """One hyperspectral scene read from ``.mat``, ENVI or GeoTIFF.
 
     Attributes:
-        path: The file read (for ENVI, the data file).
+        path: The file read (for ENVI, the data file; a URL or GDAL virtual
+            path as its GDAL path string).
         image: float32 C x H x W array, no-data filled.
         mask: int64 H x W binary ground truth (``.mat`` ``map``), else None.
         crs: CRS as an authority string (``'EPSG:32611'``) or WKT, else None.
@@ -372,15 +373,21 @@ class HyperspectralScene:
             InvalidInputError: If the file is unreadable, has the wrong band
                 count or a band index is out of range.
         """
-        path = Path(path)
-        if not path.exists():
-            raise MissingInputError(path, 'hyperspectral scene not found')
+        from ..export.sources import check_source, is_virtual
+
+        if is_virtual(path):  # a URL or GDAL virtual path: checked with a GDAL open
+            path = check_source(path)
+        else:
+            path = Path(path)
+            if not path.exists():
+                raise MissingInputError(path, 'hyperspectral scene not found')
+        self.path: Path | str = path
         self.mask: np.ndarray | None = None
         self.crs: str | None = None
         self.transform: tuple[float, ...] | None = None
         self.interleave: str | None = None
         extra_nodata: list[float] = []
-        if path.suffix.lower() == '.mat':
+        if isinstance(path, Path) and path.suffix.lower() == '.mat':
             self.path = path
             image = self._read_mat(path)
         else:
@@ -440,15 +447,19 @@ class HyperspectralScene:
         return np.transpose(data, (2, 0, 1))
 
     def _read_raster(
-        self, path: Path, bands: Sequence[int] | None, expected: int | None
+        self, path: Path | str, bands: Sequence[int] | None, expected: int | None
     ) -> tuple[np.ndarray, list[float]]:
         import rasterio
         from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+        from ..export.sources import reading_env
+
         extra: list[float] = []
         header: Path | None = None
         fields: dict[str, str] = {}
-        if path.suffix.lower() == '.hdr':
+        if isinstance(path, str):  # remote (GDAL path): no ENVI side files
+            header = None
+        elif path.suffix.lower() == '.hdr':
             header = path
             path = envi_data_file(path)
         else:
@@ -467,6 +478,7 @@ class HyperspectralScene:
                 # (GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR).
                 with (
                     rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'),
+                    reading_env([path]),  # remote: cloud options (docs/remote.md)
                     rasterio.open(path) as src,
                 ):
                     count = src.count

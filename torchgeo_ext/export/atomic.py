@@ -121,10 +121,14 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
         The output path as an absolute :class:`~pathlib.Path`.
 
     Raises:
-        InvalidInputError: If the path is a folder, an ancestor is a file, or
+        InvalidInputError: If the path is a URL or GDAL virtual path, a
+            folder, an ancestor is a file, or
             nothing can be written where the file would go, or the file
             exists and is read-only.
     """
+    from .outputs import check_local_output
+
+    check_local_output(path)
     out = Path(path).expanduser().absolute()
     if out.is_dir():
         raise InvalidInputError(
@@ -153,9 +157,12 @@ def check_writable_dir(path: str | os.PathLike[str]) -> Path:
         The folder as an absolute :class:`~pathlib.Path`.
 
     Raises:
-        InvalidInputError: If *path* or an ancestor is an existing file, or
-            nothing can be written there.
+        InvalidInputError: If *path* is a URL or GDAL virtual path, *path* or
+            an ancestor is an existing file, or nothing can be written there.
     """
+    from .outputs import check_local_output
+
+    check_local_output(path, 'the output folder')
     out = Path(path).expanduser().absolute()
     folder = _nearest_existing(out)
     if not folder.is_dir():

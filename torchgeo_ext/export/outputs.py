@@ -4,8 +4,12 @@
 will write and all the files it reads. It refuses, with one
 :class:`~torchgeo_ext.errors.InvalidInputError` naming the path:
 
+* an output that is a URL or a GDAL virtual path (``s3://...``,
+  ``/vsizip/...``): outputs are local files, never reinterpreted;
 * an output that is one of the inputs (the same file after resolving links
-  and ``..``, or a hard link to it), which would destroy the input;
+  and ``..``, or a hard link to it) or a file an input reads with it
+  (:func:`input_files`: VRT sources, the archive of a ``/vsizip/`` member,
+  the side files GDAL opens), which would destroy the input;
 * two outputs that are the same file (one would silently replace the other);
 * an extension that does not match the format written, naming the formats
   accepted (GeoTIFF ``.tif``/``.tiff``; vector formats by
@@ -20,7 +24,9 @@ Nothing is created by the check; the writers create folders when they write
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,9 +37,12 @@ from .atomic import check_writable, check_writable_dir
 __all__ = [
     'RASTER_SUFFIXES',
     'Output',
+    'check_local_output',
     'check_outputs',
     'directory_output',
     'file_output',
+    'input_files',
+    'non_local',
     'raster_output',
     'same_file',
     'vector_output',
@@ -73,7 +82,11 @@ def raster_output(path: PathLike, label: str = 'the output') -> Output:
 
     Returns:
         The output description.
+
+    Raises:
+        InvalidInputError: If *path* is a URL or a GDAL virtual path.
     """
+    check_local_output(path, label)
     return Output(Path(path), 'raster', label)
 
 
@@ -86,7 +99,11 @@ def vector_output(path: PathLike, label: str = '--vector') -> Output:
 
     Returns:
         The output description.
+
+    Raises:
+        InvalidInputError: If *path* is a URL or a GDAL virtual path.
     """
+    check_local_output(path, label)
     return Output(Path(path), 'vector', label)
 
 
@@ -102,7 +119,11 @@ def file_output(
 
     Returns:
         The output description.
+
+    Raises:
+        InvalidInputError: If *path* is a URL or a GDAL virtual path.
     """
+    check_local_output(path, label)
     return Output(
         Path(path), 'file', label, None if suffixes is None else tuple(suffixes)
     )
@@ -117,7 +138,11 @@ def directory_output(path: PathLike, label: str = 'the output folder') -> Output
 
     Returns:
         The output description.
+
+    Raises:
+        InvalidInputError: If *path* is a URL or a GDAL virtual path.
     """
+    check_local_output(path, label)
     return Output(Path(path), 'directory', label)
 
 
@@ -144,18 +169,188 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
-def _input_files(path: Path) -> list[Path]:
-    """An input and the side files read with it (ENVI header <-> data file)."""
-    files = [path]
-    if path.suffix.lower() == '.hdr':
-        files += [
-            path.with_suffix(''),
-            path.with_suffix('.img'),
-            path.with_suffix('.dat'),
-        ]
+#: A URL scheme; ``Path`` turns ``s3://b/k`` into ``s3:/b/k``, so one slash suffices.
+_URL = re.compile(r'^[A-Za-z][A-Za-z0-9+.-]+:/')
+#: GDAL virtual file systems that read an archive on the local disk.
+_VSI_ARCHIVES = ('/vsizip/', '/vsitar/', '/vsigzip/', '/vsi7z/', '/vsirar/')
+#: A GDAL subdataset name with a quoted file: ``NETCDF:"scene.nc":band``.
+_SUBDATASET = re.compile(r'^[A-Z][A-Z0-9_]*:"([^"]+)"')
+#: The most files followed from one input (VRTs of VRTs).
+_MAX_INPUT_FILES = 10_000
+
+
+def non_local(path: PathLike) -> str | None:
+    """What a path that is not a local file is: a URL or a GDAL virtual path.
+
+    Args:
+        path: A path as the user gave it (``s3://b/k``, ``/vsizip/a.zip/b``,
+            or ``s3:/b/k`` after :class:`~pathlib.Path` collapsed the slashes).
+
+    Returns:
+        ``'a URL'``, ``'a GDAL virtual path'`` or None for a local path.
+    """
+    text = os.fspath(path)
+    if text.startswith('/vsi'):
+        return 'a GDAL virtual path'
+    if _URL.match(text):
+        return 'a URL'
+    return None
+
+
+def check_local_output(path: PathLike, label: str = 'the output') -> None:
+    """Refuse an output that is a URL or a GDAL virtual path.
+
+    Outputs are written atomically to local files; ``s3://bucket/o.tif`` must
+    not become the local ``./s3:/bucket/o.tif``.
+
+    Args:
+        path: The output as the user gave it.
+        label: How the user named it.
+
+    Raises:
+        InvalidInputError: If *path* is not a local path.
+    """
+    kind = non_local(path)
+    if kind is not None:
+        raise InvalidInputError(
+            path,
+            f'{label} is {kind}; outputs are written to local files only: '
+            'write a local file and copy it there',
+        )
+
+
+def _archive(inner: str, base: Path | None) -> Path | None:
+    """The local archive a ``/vsizip/``-style path reads (prefix removed)."""
+    if inner.startswith('/vsi'):
+        return _local_file(inner, base)  # an archive inside an archive
+    if inner.startswith('{') and '}' in inner:
+        candidate = Path(inner[1 : inner.index('}')])
     else:
-        files.append(path.with_suffix('.hdr') if path.suffix else Path(f'{path}.hdr'))
-    return files
+        candidate = Path(inner)
+        # The archive is the first component that is a file: a.zip/dir/b.tif.
+        for prefix in (*reversed(candidate.parents), candidate):
+            if prefix != Path(prefix.anchor) and prefix.is_file():
+                candidate = prefix
+                break
+    if base is not None and not candidate.is_absolute():
+        candidate = base / candidate
+    return candidate
+
+
+def _local_file(name: str, base: Path | None = None) -> Path | None:
+    """The local file GDAL reads for a dataset name (None: not local).
+
+    Args:
+        name: A file name as GDAL takes it: a path, ``vrt://path?options``,
+            a subdataset name, a ``/vsizip/`` member.
+        base: The folder relative paths are in (None: the working folder).
+    """
+    name = name.strip()
+    if name.startswith('vrt://'):
+        name = name[len('vrt://') :].split('?', 1)[0]
+    match = _SUBDATASET.match(name)
+    if match:
+        name = match.group(1)
+    for prefix in _VSI_ARCHIVES:
+        if name.startswith(prefix):
+            return _archive(name[len(prefix) :], base)
+    if not name or non_local(name) is not None:
+        return None
+    path = Path(name)
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _vrt_sources(vrt: Path) -> Iterator[Path]:
+    """The files a VRT (raster or OGR) names as its sources."""
+    try:
+        with open(vrt, 'rb') as f:
+            head = f.read(256).lstrip()
+        if not head.startswith((b'<VRTDataset', b'<OGRVRTDataSource')):
+            return
+        root = ET.parse(vrt).getroot()
+    except (OSError, ET.ParseError):
+        return  # not a VRT, or unreadable: the reader will say so
+    for element in root.iter():
+        if element.tag in ('SourceFilename', 'SourceDataset', 'SrcDataSource'):
+            relative = element.get('relativeToVRT', '0').strip() == '1'
+            # GDAL resolves relativeToVRT="0" paths from the working folder.
+            source = _local_file(element.text or '', vrt.parent if relative else None)
+            if source is not None:
+                yield source
+
+
+def _side_files(path: Path) -> list[Path]:
+    """The side files GDAL opens beside a raster (if they exist)."""
+    name, stem, ext = path.name, path.stem, path.suffix[1:]
+    names = [
+        f'{name}.aux.xml',
+        f'{name}.ovr',
+        f'{name}.msk',
+        f'{name}.aux',
+        f'{stem}.aux',
+        f'{stem}.wld',
+        f'{stem}.prj',
+        f'{stem}.rpb',
+        f'{stem}_rpc.txt',
+        f'{stem}.imd',
+    ]
+    if ext:
+        # World files: .tif -> .tfw and .tifw, .jpg -> .jgw and .jpgw.
+        names += [f'{stem}.{ext[0]}{ext[-1]}w', f'{stem}.{ext}w']
+    if ext.lower() == 'hdr':
+        names += [stem, f'{stem}.img', f'{stem}.dat']  # ENVI header -> data
+    else:
+        names.append(f'{name}.hdr' if not ext else f'{stem}.hdr')
+    found = []
+    for side in names:
+        head, dot, tail = side.rpartition('.')
+        for variant in {
+            side,
+            f'{head}{dot}{tail.upper()}',
+            f'{head}{dot}{tail.lower()}',
+        }:
+            candidate = path.with_name(variant)
+            if candidate != path and candidate.is_file():
+                found.append(candidate)
+    return found
+
+
+def input_files(path: PathLike) -> list[tuple[Path, str]]:
+    """Every local file reading *path* may open, and why.
+
+    Followed: the sources of VRTs (nested, relative or not), the archive of a
+    ``/vsizip/`` (``/vsitar/``, ``/vsigzip/``, ...) member, the data file of an
+    ENVI header, and the side files GDAL opens beside each of them
+    (``.aux.xml``, ``.ovr``, ``.msk``, world files, ``.prj``, RPC/IMD
+    metadata). URLs and remote virtual paths read nothing local.
+
+    Args:
+        path: An input, as given (a string keeps ``//`` intact).
+
+    Returns:
+        ``(file, why)`` pairs, the input itself first (why ``''``); the other
+        files exist.
+    """
+    first = _local_file(os.fspath(path))
+    if first is None:
+        return []
+    archive = os.fspath(path).startswith(_VSI_ARCHIVES)
+    found: list[tuple[Path, str]] = [(first, 'the archive it reads' if archive else '')]
+    seen = {os.path.realpath(first)}
+    queue = [first]
+    while queue and len(found) < _MAX_INPUT_FILES:
+        current = queue.pop(0)
+        related = [(src, f'a source of {current}') for src in _vrt_sources(current)]
+        related += [
+            (side, f'a side file of {current}') for side in _side_files(current)
+        ]
+        for candidate, why in related:
+            key = os.path.realpath(candidate)
+            if key not in seen:
+                seen.add(key)
+                found.append((candidate, why))
+                queue.append(candidate)
+    return found
 
 
 def _check_format(out: Output) -> None:
@@ -200,16 +395,31 @@ def check_outputs(
         InvalidInputError: On the first problem found (see the module docs).
     """
     outs = [out for out in outputs if out is not None]
-    ins = [Path(p) for p in inputs if p is not None and os.fspath(p) != '']
     for out in outs:
-        for source in ins:
-            for candidate in _input_files(source):
-                if candidate.exists() and same_file(out.path, candidate):
-                    raise InvalidInputError(
-                        out.path,
-                        f'{out.label} is the input {source} (same file); writing it '
-                        'would destroy the input: choose another output path',
+        check_local_output(out.path, out.label)
+    # Inputs stay strings here: Path() would turn 's3://b/k' into 's3:/b/k'.
+    ins = [p for p in inputs if p is not None and os.fspath(p) != '']
+    for source in ins:
+        for candidate, why in input_files(source):
+            if not candidate.exists():
+                continue
+            for out in outs:
+                if not same_file(out.path, candidate):
+                    continue
+                if not why:
+                    problem = (
+                        f'{out.label} is the input {os.fspath(source)} (same file)'
                     )
+                else:
+                    problem = (
+                        f'{out.label} is read with the input {os.fspath(source)} '
+                        f'({why})'
+                    )
+                raise InvalidInputError(
+                    out.path,
+                    f'{problem}; writing it would destroy the input: '
+                    'choose another output path',
+                )
     for i, out in enumerate(outs):
         for other in outs[:i]:
             if same_file(out.path, other.path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -22,13 +23,14 @@ from rasterio.errors import CRSError, RasterioError, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from ..errors import InvalidInputError, MissingInputError
+from ..errors import InvalidInputError
 from .atomic import atomic_output
 
 __all__ = [
     'RasterStack',
     'RasterWriter',
     'as_numpy',
+    'compression_threads',
     'crs_to_string',
     'gdal_cache_limit',
     'open_inputs',
@@ -141,26 +143,57 @@ def transform_to_tuple(transform: TransformLike) -> tuple[float, ...]:
 
 
 def _writable_array(array: Any) -> NDArray[Any]:
-    """The values as a numpy array of a dtype GeoTIFF stores (bool and float16 widened)."""
+    """The values as a numpy array of a dtype GeoTIFF stores (bool widened to uint8)."""
     out = as_numpy(array)
     if out.dtype == np.bool_:
         out = out.astype(np.uint8)
-    elif out.dtype == np.float16:
-        out = out.astype(np.float32)
     return out
 
 
 def _predictor(dtype: np.dtype[Any]) -> int:
-    return 3 if np.issubdtype(dtype, np.floating) else 2
+    """The TIFF predictor: 3 (floating point) for float32/64, else 2 (float16 too)."""
+    return 3 if dtype in (np.dtype(np.float32), np.dtype(np.float64)) else 2
+
+
+def compression_threads(threads: int | None) -> str:
+    """GDAL's ``NUM_THREADS`` value: *threads*, or every core when None."""
+    if threads is None:
+        return 'ALL_CPUS'
+    if threads < 1:
+        raise ValueError(f'threads must be positive, got {threads}')
+    return str(threads)
+
+
+@functools.cache
+def _stream_compression() -> dict[str, Any]:
+    """Creation options of the temporary stream that the COG driver then copies.
+
+    The COG driver decompresses its source, so the stream is compressed only to
+    bound its size on disk, as cheaply as GDAL allows: ZSTD at level 1 where
+    the build has it (about 4x faster than DEFLATE at level 1), else none.
+    """
+    options = {'compress': 'zstd', 'zstd_level': 1}
+    profile = {'driver': 'GTiff', 'width': 1, 'height': 1, 'count': 1, 'dtype': 'uint8'}
+    try:
+        with warnings.catch_warnings():  # a probe: not georeferenced
+            warnings.simplefilter('ignore')
+            with rasterio.MemoryFile() as mem, mem.open(**profile, **options):
+                pass
+    except (RasterioError, CPLE_BaseError):  # pragma: no cover - GDAL without ZSTD
+        return {}
+    return options
 
 
 class RasterWriter:
     """Streaming, atomic GeoTIFF writer.
 
-    Windows are written into a tiled, deflate-compressed GeoTIFF beside the
-    final path; on a clean exit it is converted to a Cloud-Optimized GeoTIFF
-    (when ``cog=True`` and GDAL's COG driver can) and renamed onto *path*. If
-    the ``with`` block raises, nothing is left under *path*.
+    Windows are written into a tiled GeoTIFF beside the final path; on a
+    clean exit it is renamed onto *path*. If the ``with`` block raises,
+    nothing is left under *path*. With ``cog=False`` that GeoTIFF is the
+    output, DEFLATE-compressed as it is written. With ``cog=True`` it is a
+    lightly compressed stream that GDAL's COG driver copies once into the
+    output (DEFLATE, overviews): the only full compression pass. Both
+    compress on *threads* cores (GDAL ``NUM_THREADS``).
 
     Example::
 
@@ -184,6 +217,9 @@ class RasterWriter:
         tags: Mapping[str, Any] | None = None,
         cog: bool = True,
         overviews: bool = True,
+        threads: int | None = None,
+        scale: float | None = None,
+        offset: float | None = None,
     ) -> None:
         """Initialise a new RasterWriter (nothing is opened before ``__enter__``).
 
@@ -197,9 +233,14 @@ class RasterWriter:
             transform: Affine transform (6 or 9 coefficients, rasterio order).
             nodata: Nodata value (NaN allowed for float types).
             band_names: One description per band.
-            tags: Dataset metadata; non-string values are stored as JSON.
+            tags: Dataset metadata; non-string values are stored as JSON. The
+                inputs' STAC item and assets are added inside
+                :func:`~torchgeo_ext.export.sources.recording_sources`.
             cog: Convert to a Cloud-Optimized GeoTIFF at close.
             overviews: Build overviews in the COG.
+            threads: Compression threads (None: all cores).
+            scale: GDAL scale of every band (value = stored * scale + offset).
+            offset: GDAL offset of every band.
 
         Raises:
             ValueError: If sizes, band names or nodata are inconsistent.
@@ -223,12 +264,16 @@ class RasterWriter:
             if not ok:
                 raise ValueError(f'nodata {nodata} does not fit {self.dtype}')
         self.band_names = list(band_names) if band_names is not None else None
+        from .sources import recorded_sources
+
         self.tags = {
             k: v if isinstance(v, str) else json.dumps(v)
-            for k, v in (tags or {}).items()
+            for k, v in {**recorded_sources(), **(tags or {})}.items()
         }
         self.cog = cog
         self.overviews = overviews
+        self.threads = compression_threads(threads)
+        self.scale, self.offset = scale, offset
         self._stack: contextlib.ExitStack | None = None
         self._dst: Any = None
         self._tmp: Path | None = None
@@ -257,13 +302,14 @@ class RasterWriter:
                 'crs': self.crs,
                 'transform': self.transform,
                 'nodata': self.nodata,
-                'compress': 'deflate',
-                'predictor': _predictor(self.dtype),
-                # the COG conversion recompresses: stream fast, compress well once
-                'zlevel': 1 if self.cog else 6,
                 'bigtiff': 'IF_SAFER',
                 'interleave': 'band',
+                'num_threads': self.threads,
             }
+            if self.cog:  # the COG driver compresses: keep the stream cheap
+                profile.update(_stream_compression())
+            else:
+                profile.update(compress='deflate', predictor=_predictor(self.dtype))
             if (
                 self.width >= bs and self.height >= bs
             ) or self.width * self.height > bs * bs:
@@ -329,6 +375,10 @@ class RasterWriter:
                 dst.set_band_description(i, name)
         if self.tags:
             dst.update_tags(**self.tags)
+        if self.scale is not None:
+            dst.scales = (self.scale,) * self.count
+        if self.offset is not None:
+            dst.offsets = (self.offset,) * self.count
         dst.close()
         self._dst = None
         if not self.cog:
@@ -336,7 +386,10 @@ class RasterWriter:
         assert self._tmp is not None
         options: dict[str, Any] = {
             'compress': 'DEFLATE',
-            'predictor': 'YES',
+            'predictor': 'FLOATING_POINT'
+            if _predictor(self.dtype) == 3
+            else 'STANDARD',
+            'num_threads': self.threads,
             'blocksize': BLOCKSIZE,
             'bigtiff': 'IF_SAFER',
             'overviews': 'AUTO' if self.overviews else 'NONE',
@@ -451,6 +504,23 @@ def _close_enough(a: Affine, b: Affine) -> bool:
     return all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b))
 
 
+def _mask_kinds(ds: Any) -> list[str]:
+    """How each band of *ds* marks invalid pixels: 'none', 'nodata', 'mask' or 'dataset'."""
+    from rasterio.enums import MaskFlags
+
+    kinds = []
+    for flags in ds.mask_flag_enums:
+        if MaskFlags.per_dataset in flags:
+            kinds.append('dataset')
+        elif MaskFlags.nodata in flags:
+            kinds.append('nodata')
+        elif MaskFlags.all_valid in flags:
+            kinds.append('none')
+        else:  # a mask band of its own (internal, .msk) or an alpha band
+            kinds.append('mask')
+    return kinds
+
+
 class RasterStack:
     """Several co-registered rasters read as one stack of bands (modalities).
 
@@ -458,37 +528,56 @@ class RasterStack:
     the files, and within a file in band order.
     """
 
-    def __init__(self, paths: Sequence[Path], datasets: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        paths: Sequence[PathLike],
+        datasets: Sequence[Any],
+        *,
+        env: contextlib.ExitStack | None = None,
+    ) -> None:
         """Initialise a new RasterStack from opened rasterio datasets.
 
         Args:
-            paths: The files.
-            datasets: Their open rasterio datasets.
+            paths: The inputs.
+            datasets: Their open rasterio datasets (or warped views of them).
+            env: Closed with the stack (the GDAL environment, warped files).
         """
+        from .sources import source_name
+
         first = datasets[0]
+        #: The inputs as given (local paths, URLs, GDAL paths or STAC assets).
         self.paths = list(paths)
         self.datasets = list(datasets)
+        self._env = env
         self.crs: CRS = first.crs
         self.transform: Affine = first.transform
         self.width: int = first.width
         self.height: int = first.height
         self.count = sum(ds.count for ds in datasets)
-        #: Band index ranges of each file in the stack, keyed by file stem.
+        #: Band index ranges of each file in the stack, keyed by file stem
+        #: (a STAC asset: its key).
         self.modalities: dict[str, list[int]] = {}
         start = 0
         for path, ds in zip(paths, datasets):
-            self.modalities[path.stem] = list(range(start, start + ds.count))
+            self.modalities[source_name(path)] = list(range(start, start + ds.count))
             start += ds.count
         self.band_names = [
-            desc or f'{path.stem}_{i + 1}'
+            desc or f'{source_name(path)}_{i + 1}'
             for path, ds in zip(paths, datasets)
             for i, desc in enumerate(ds.descriptions)
         ]
+        #: Nodata value of each band (a VRT may give every band its own).
         self.nodata: list[float | None] = [
-            ds.nodata if ds.nodata is not None else None
-            for ds in datasets
-            for _ in range(ds.count)
+            None if nd is None else float(nd) for ds in datasets for nd in ds.nodatavals
         ]
+        #: Per file, how its invalid pixels are found (see :meth:`read`).
+        self._masks = [_mask_kinds(ds) for ds in datasets]
+
+    @property
+    def block_shape(self) -> tuple[int, int]:
+        """(rows, columns) of the first input's internal blocks (COG tiles)."""
+        rows, cols = self.datasets[0].block_shapes[0]
+        return int(rows), int(cols)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -496,14 +585,18 @@ class RasterStack:
         return self.count, self.height, self.width
 
     def read(self, window: Window) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """Read a window as float32, zero outside the raster and at nodata pixels.
+        """Read a window as float32, zero outside the raster and at invalid pixels.
+
+        A pixel is invalid when any band marks it so: the band's own nodata
+        value, NaN or infinity, or a GDAL mask (an internal or ``.msk`` mask,
+        a per-dataset mask, an alpha band), as ``dataset.read_masks`` gives it.
 
         Args:
             window: Pixel window; it may extend beyond the raster.
 
         Returns:
             The (C, h, w) float32 array, and the (h, w) validity mask: False
-            outside the raster and where any band is nodata (or NaN).
+            outside the raster and where any band is invalid.
         """
         row0, col0 = int(window.row_off), int(window.col_off)
         h, w = int(window.height), int(window.width)
@@ -517,7 +610,7 @@ class RasterStack:
         ys, xs = slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0)
         bad = np.zeros((r1 - r0, c1 - c0), dtype=np.bool_)
         band = 0
-        for path, ds in zip(self.paths, self.datasets):
+        for band_file, (path, ds) in enumerate(zip(self.paths, self.datasets)):
             try:
                 data = ds.read(window=inner)
             except (RasterioError, CPLE_BaseError) as err:
@@ -532,12 +625,7 @@ class RasterStack:
                     f'cannot read rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1} '
                     f'(truncated or corrupt file?): {detail}',
                 ) from err
-            for i in range(ds.count):
-                nd = self.nodata[band + i]
-                if nd is not None and not math.isnan(nd):
-                    bad |= data[i] == nd
-                if np.issubdtype(data.dtype, np.floating):
-                    bad |= ~np.isfinite(data[i])
+            bad |= self._invalid(ds, self._masks[band_file], data, band, inner)
             out[band : band + ds.count, ys, xs] = data
             band += ds.count
         valid[ys, xs] = ~bad
@@ -545,10 +633,31 @@ class RasterStack:
             out[:, ys, xs][:, bad] = 0
         return out, valid
 
+    def _invalid(
+        self, ds: Any, kinds: list[str], data: NDArray[Any], band: int, window: Window
+    ) -> NDArray[np.bool_]:
+        """Pixels of one file's window that any of its bands marks invalid."""
+        bad = np.zeros(data.shape[1:], dtype=np.bool_)
+        floating = np.issubdtype(data.dtype, np.floating)
+        for i, kind in enumerate(kinds):
+            # the nodata value counts even where GDAL's mask flags prefer a mask
+            nd = self.nodata[band + i]
+            if nd is not None and not math.isnan(nd):
+                bad |= data[i] == nd
+            if kind == 'mask':
+                bad |= ds.read_masks(i + 1, window=window) == 0
+            elif kind == 'dataset' and i == 0:  # one mask for all bands
+                bad |= ds.read_masks(1, window=window) == 0
+            if floating:
+                bad |= ~np.isfinite(data[i])
+        return bad
+
     def close(self) -> None:
         """Close all files."""
         for ds in self.datasets:
             ds.close()
+        if self._env is not None:
+            self._env.close()
 
     def __enter__(self) -> Self:
         """Return self."""
@@ -559,8 +668,52 @@ class RasterStack:
         self.close()
 
 
+def _warped_to(ds: Any, first: Any) -> Any:
+    """*ds* resampled onto the grid of *first* (bilinear, as TorchGeo does for images)."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    return WarpedVRT(
+        ds,
+        crs=first.crs,
+        transform=first.transform,
+        width=first.width,
+        height=first.height,
+        resampling=Resampling.bilinear,
+    )
+
+
+def _check_coregistered(path: str, ds: Any, ref: str, first: Any) -> None:
+    """Refuse a raster whose CRS, size or transform differ from the first one's."""
+    if ds.crs != first.crs:
+        raise InvalidInputError(
+            path,
+            f'its CRS ({crs_to_string(ds.crs)[:80]}) differs from the CRS of '
+            f'{ref} ({crs_to_string(first.crs)[:80]}); reproject it first',
+        )
+    if (ds.width, ds.height) != (first.width, first.height):
+        raise InvalidInputError(
+            path,
+            f'its size {ds.width} x {ds.height} differs from the size of {ref} '
+            f'({first.width} x {first.height}); inputs must be co-registered',
+        )
+    if not _close_enough(ds.transform, first.transform):
+        raise InvalidInputError(
+            path,
+            f'its transform {tuple(ds.transform)[:6]} differs from the transform of '
+            f'{ref} {tuple(first.transform)[:6]}; inputs must be co-registered',
+        )
+
+
 def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
     """Open one raster or several co-registered rasters as one stack of modalities.
+
+    Paths may be local files, URLs or GDAL virtual paths (see
+    :func:`~torchgeo_ext.export.sources.gdal_path`); network reads run with
+    :data:`~torchgeo_ext.export.sources.CLOUD_READ_OPTIONS` while the stack
+    is open. STAC assets (:class:`~torchgeo_ext.export.sources.AssetPath`)
+    on another grid than the first input are warped onto it (bilinear);
+    other inputs must be co-registered.
 
     Args:
         paths: One path or a sequence of paths.
@@ -570,22 +723,26 @@ def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
 
     Raises:
         MissingInputError: If a file does not exist.
-        InvalidInputError: If a file is not a raster, has no CRS, or its CRS,
-            transform or size differ from the first file's.
+        InvalidInputError: If a file is not a raster GDAL can open (GDAL's
+            reason given), has no CRS, or its CRS, transform or size differ
+            from the first file's.
     """
+    from .sources import check_source, reading_env
+
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    files = [Path(p) for p in paths]
-    if not files:
+    given = list(paths)
+    if not given:
         raise ValueError('no input raster given')
+    env = contextlib.ExitStack()
     datasets: list[Any] = []
     try:
-        for path in files:
-            if not path.exists():
-                raise MissingInputError(path, 'no such file')
+        env.enter_context(reading_env(given))
+        for path in given:
+            target = check_source(path)
             try:
-                ds = rasterio.open(path)
-            except RasterioIOError as err:
+                ds = rasterio.open(target)
+            except RasterioIOError as err:  # pragma: no cover - checked just above
                 raise InvalidInputError(
                     path, f'not a raster GDAL can read ({err})'
                 ) from err
@@ -596,29 +753,23 @@ def open_inputs(paths: PathLike | Sequence[PathLike]) -> RasterStack:
                     'the raster has no CRS; assign one '
                     '(e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
                 )
-            first, ref = datasets[0], files[0]
+            first = datasets[0]
             if ds is first:
                 continue
-            if ds.crs != first.crs:
-                raise InvalidInputError(
-                    path,
-                    f'its CRS ({crs_to_string(ds.crs)[:80]}) differs from the CRS of '
-                    f'{ref} ({crs_to_string(first.crs)[:80]}); reproject it first',
-                )
-            if (ds.width, ds.height) != (first.width, first.height):
-                raise InvalidInputError(
-                    path,
-                    f'its size {ds.width} x {ds.height} differs from the size of {ref} '
-                    f'({first.width} x {first.height}); inputs must be co-registered',
-                )
-            if not _close_enough(ds.transform, first.transform):
-                raise InvalidInputError(
-                    path,
-                    f'its transform {tuple(ds.transform)[:6]} differs from the transform of '
-                    f'{ref} {tuple(first.transform)[:6]}; inputs must be co-registered',
-                )
+            from .sources import AssetPath
+
+            if isinstance(path, AssetPath) and (
+                ds.crs != first.crs
+                or (ds.width, ds.height) != (first.width, first.height)
+                or not _close_enough(ds.transform, first.transform)
+            ):
+                env.callback(ds.close)  # after its VRT (RasterStack.close)
+                datasets[-1] = _warped_to(ds, first)
+                continue
+            _check_coregistered(os.fspath(path), ds, os.fspath(given[0]), first)
     except BaseException:
-        for ds in datasets:
+        for ds in reversed(datasets):
             ds.close()
+        env.close()
         raise
-    return RasterStack(files, datasets)
+    return RasterStack(given, datasets, env=env)

@@ -53,7 +53,10 @@ def write_vector(
 
     ``.gpkg`` is GeoPackage, ``.geojson``/``.json`` GeoJSON (GDAL reprojects
     GeoJSON to EPSG:4326 only when asked; here the CRS is kept and recorded),
-    ``.parquet``/``.geoparquet`` GeoParquet (needs pyarrow).
+    ``.parquet``/``.geoparquet`` GeoParquet (needs pyarrow). Inside
+    :func:`~torchgeo_ext.export.sources.recording_sources` the inputs' STAC
+    item and assets are recorded: GeoPackage layer metadata, the GeoJSON
+    layer ``description`` (JSON), GeoParquet pandas attributes.
 
     Args:
         path: Output file; an existing file is replaced.
@@ -70,16 +73,28 @@ def write_vector(
     driver = vector_driver(path)
     if gdf.crs is None:
         raise ValueError(f'{path}: the GeoDataFrame has no CRS')
+    import json
+
+    from .sources import recorded_sources
+
     out = Path(path)
+    sources = recorded_sources()
     with atomic_output(out) as tmp:
         if driver == 'Parquet':
+            if sources:  # stored as the file's pandas attrs
+                gdf = gdf.copy()
+                gdf.attrs.update(sources)
             gdf.to_parquet(tmp, index=False)
         else:
             kwargs: dict[str, Any] = {'driver': driver, 'engine': 'pyogrio'}
             if driver == 'GPKG':
                 kwargs['layer'] = layer or out.stem
+                if sources:
+                    kwargs['layer_metadata'] = sources
             elif driver == 'GeoJSON':
                 kwargs['RFC7946'] = 'NO'
                 kwargs['WRITE_NAME'] = 'NO'
+                if sources:  # GeoJSON has no metadata: the layer description
+                    kwargs['DESCRIPTION'] = json.dumps(sources)
             gdf.to_file(tmp, index=False, **kwargs)
     return out

@@ -173,7 +173,7 @@ class YOLOv5Loss(nn.Module):
             tobj[b[order], a[order], gj[order], gi[order]] = score[order]
             if self.num_classes > 1:
                 tcls = torch.full_like(ps[:, 5:], self.negative)
-                tcls[torch.arange(len(cls)), cls] = self.positive
+                tcls[torch.arange(len(cls), device=cls.device), cls] = self.positive
                 lcls = F.binary_cross_entropy_with_logits(ps[:, 5:], tcls)
         lobj = F.binary_cross_entropy_with_logits(raw[..., 4], tobj)
         total = (

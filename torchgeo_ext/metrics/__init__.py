@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
-    from .anomaly import anomaly_metrics, auc_d_f, auc_tau
+    from .anomaly import AnomalyMetrics, anomaly_metrics, auc_d_f, auc_tau
     from .detection import OrientedMeanAveragePrecision
     from .tracking import OTBMetric
 
 # Public name -> module that defines it. A new public name adds one line here and
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
+    'AnomalyMetrics': 'torchgeo_ext.metrics.anomaly',
     'anomaly_metrics': 'torchgeo_ext.metrics.anomaly',
     'auc_d_f': 'torchgeo_ext.metrics.anomaly',
     'auc_tau': 'torchgeo_ext.metrics.anomaly',

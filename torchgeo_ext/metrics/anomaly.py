@@ -25,13 +25,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 
 __all__ = (
+    'MEASURES',
+    'AnomalyMetrics',
     'anomaly_metrics',
     'auc_d_f',
     'auc_d_f_thresholds',
@@ -40,18 +44,30 @@ __all__ = (
 )
 
 
+#: The measures of :func:`anomaly_metrics`, in order.
+MEASURES = (
+    'auc_df',
+    'auc_df_30k',
+    'auc_dtau',
+    'auc_ftau',
+    'auc_bs',
+    'auc_snpr',
+    'auc_odp',
+)
+
+
 def _flatten(
     scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None
 ) -> tuple[Tensor, Tensor]:
     s = torch.as_tensor(scores).reshape(-1).to(torch.float64)
-    t = torch.as_tensor(target).reshape(-1).to(torch.long)
+    t = torch.as_tensor(target).reshape(-1).to(s.device, torch.long)
     if s.shape != t.shape:
         raise ValueError(
             f'scores ({s.numel()}) and target ({t.numel()}) differ in size'
         )
     keep = torch.isfinite(s)
     if valid is not None:
-        keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1)
+        keep &= torch.as_tensor(valid, dtype=torch.bool).reshape(-1).to(s.device)
     return s[keep], (t[keep] > 0).long()
 
 
@@ -121,7 +137,9 @@ def auc_d_f_thresholds(
         raise ValueError('AUC needs both anomaly and background pixels')
     low, high = s.min(), s.max()
     norm = (s - low) / (high - low) if high > low else torch.zeros_like(s)
-    taus = torch.linspace(0, float(norm.max()), thresholds, dtype=torch.float64)
+    taus = torch.linspace(
+        0, float(norm.max()), thresholds, dtype=torch.float64, device=norm.device
+    )
 
     def above(values: Tensor) -> Tensor:
         ordered = values.sort().values
@@ -182,3 +200,60 @@ def anomaly_metrics(
         'auc_snpr': dtau / ftau if ftau > 0 else float('inf'),
         'auc_odp': df + dtau - ftau,
     }
+
+
+class AnomalyMetrics(Metric):
+    """Every measure of :func:`anomaly_metrics`, averaged over scenes.
+
+    Call :meth:`update` once per scene. A scene with one class only (AUC is
+    undefined) is left out, and so is a measure's non-finite value (e.g.
+    ``auc_snpr`` when ``auc_ftau`` is 0). :meth:`compute` returns the mean of
+    each measure over the scenes that gave it one.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Initialise a new AnomalyMetrics.
+
+        Args:
+            **kwargs: Passed to :class:`torchmetrics.Metric`.
+        """
+        super().__init__(**kwargs)
+        for name in MEASURES:
+            self.add_state(f'{name}_sum', torch.zeros((), dtype=torch.float64), 'sum')
+            self.add_state(f'{name}_count', torch.zeros((), dtype=torch.int64), 'sum')
+
+    def update(
+        self, scores: Tensor, target: Tensor, valid: Tensor | None = None
+    ) -> None:
+        """Add one scene.
+
+        Args:
+            scores: ``H x W`` score map.
+            target: ``H x W`` anomaly mask.
+            valid: Optional ``H x W`` mask of the pixels to evaluate.
+        """
+        if not bool(target.any()) or bool(target.all()):
+            return
+        for name, value in anomaly_metrics(scores, target, valid).items():
+            if math.isfinite(value):
+                total: Tensor = getattr(self, f'{name}_sum')
+                count: Tensor = getattr(self, f'{name}_count')
+                total += value
+                count += 1
+
+    def compute(self) -> dict[str, Tensor]:
+        """The mean of each measure (measures no scene gave are left out).
+
+        Returns:
+            Measure name to float32 mean.
+        """
+        out = {}
+        for name in MEASURES:
+            count = getattr(self, f'{name}_count')
+            if int(count) > 0:
+                out[name] = (getattr(self, f'{name}_sum') / count).float()
+        return out

@@ -102,7 +102,7 @@ def oriented_average_precision(
             hard = (
                 difficult[gt_mask].bool()
                 if difficult is not None
-                else torch.zeros(gt.shape[0], dtype=torch.bool)
+                else torch.zeros(gt.shape[0], dtype=torch.bool, device=gt.device)
             )
             npos += int((~hard).sum())
             p_mask = pred['prediction_label'] == c
@@ -112,7 +112,7 @@ def oriented_average_precision(
                 continue
             order = score.argsort(descending=True, stable=True)
             boxes, score = boxes[order], score[order]
-            result = torch.zeros(boxes.shape[0], dtype=torch.int64)
+            result = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
             if gt.shape[0]:
                 # each detection is judged against its best-overlapping box
                 # (taken or not, VOC rule): ignored if that box is difficult,
@@ -123,7 +123,12 @@ def oriented_average_precision(
                 claim = (matched & ~hard[j]).nonzero(as_tuple=True)[0]
                 if claim.numel():
                     gt_idx = j[claim]
-                    first = torch.full((gt.shape[0],), boxes.shape[0], dtype=torch.long)
+                    first = torch.full(
+                        (gt.shape[0],),
+                        boxes.shape[0],
+                        dtype=torch.long,
+                        device=gt.device,
+                    )
                     first.scatter_reduce_(0, gt_idx, claim, reduce='amin')
                     result[claim[first[gt_idx] == claim]] = 1
             scores.append(score)

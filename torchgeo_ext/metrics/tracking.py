@@ -24,10 +24,29 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-#: The OTB overlap thresholds 0, 0.05, ..., 1.
-OVERLAP_THRESHOLDS = torch.linspace(0, 1, 21, dtype=torch.float64)
-#: The OTB centre-error thresholds 0, 1, ..., 50 px.
-PRECISION_THRESHOLDS = torch.arange(0, 51, dtype=torch.float64)
+
+def overlap_thresholds(device: torch.device | str | None = None) -> Tensor:
+    """The OTB overlap thresholds 0, 0.05, ..., 1.
+
+    Args:
+        device: Where to create them (the boxes' device).
+
+    Returns:
+        float64 (21,).
+    """
+    return torch.linspace(0, 1, 21, dtype=torch.float64, device=device)
+
+
+def precision_thresholds(device: torch.device | str | None = None) -> Tensor:
+    """The OTB centre-error thresholds 0, 1, ..., 50 px.
+
+    Args:
+        device: Where to create them (the boxes' device).
+
+    Returns:
+        float64 (51,).
+    """
+    return torch.arange(0, 51, dtype=torch.float64, device=device)
 
 
 def _as_boxes(boxes: Tensor) -> Tensor:
@@ -118,14 +137,16 @@ def success_curve(
     Args:
         pred: N x 4 predicted ``x, y, w, h`` boxes of one sequence.
         target: N x 4 ground-truth boxes.
-        thresholds: Overlap thresholds (default :data:`OVERLAP_THRESHOLDS`).
+        thresholds: Overlap thresholds (default :func:`overlap_thresholds`).
         exclude_first: Leave out the first (initialisation) frame.
 
     Returns:
         float64 curve, one value per threshold (zeros if no frame is evaluated).
     """
-    thresholds = OVERLAP_THRESHOLDS if thresholds is None else thresholds.double()
     pred, target = _evaluated(pred, target, exclude_first)
+    if thresholds is None:
+        thresholds = overlap_thresholds(target.device)
+    thresholds = thresholds.to(target.device, torch.float64)
     if len(target) == 0:
         return torch.zeros_like(thresholds)
     iou = box_iou_xywh(pred, target)
@@ -143,14 +164,16 @@ def precision_curve(
     Args:
         pred: N x 4 predicted ``x, y, w, h`` boxes of one sequence.
         target: N x 4 ground-truth boxes.
-        thresholds: Distance thresholds in px (default :data:`PRECISION_THRESHOLDS`).
+        thresholds: Distance thresholds in px (default :func:`precision_thresholds`).
         exclude_first: Leave out the first (initialisation) frame.
 
     Returns:
         float64 curve, one value per threshold (zeros if no frame is evaluated).
     """
-    thresholds = PRECISION_THRESHOLDS if thresholds is None else thresholds.double()
     pred, target = _evaluated(pred, target, exclude_first)
+    if thresholds is None:
+        thresholds = precision_thresholds(target.device)
+    thresholds = thresholds.to(target.device, torch.float64)
     if len(target) == 0:
         return torch.zeros_like(thresholds)
     error = center_error_xywh(pred, target)
@@ -188,7 +211,7 @@ def precision_at(
     curve = precision_curve(
         pred,
         target,
-        torch.tensor([threshold], dtype=torch.float64),
+        torch.tensor([threshold], dtype=torch.float64, device=_as_boxes(pred).device),
         exclude_first=exclude_first,
     )
     return float(curve[0])

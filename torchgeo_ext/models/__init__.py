@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .obb_detector import OBBDetector, yolov8n_obb
     from .rx import RX, rx_scores
     from .sam import build_sam, load_sam, sam_tiny
+    from .sap import AnomalyPrior, sap_prior, sap_scores
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -90,6 +91,9 @@ _EXPORTS: dict[str, str] = {
     'build_sam': 'torchgeo_ext.models.sam',
     'load_sam': 'torchgeo_ext.models.sam',
     'sam_tiny': 'torchgeo_ext.models.sam',
+    'AnomalyPrior': 'torchgeo_ext.models.sap',
+    'sap_prior': 'torchgeo_ext.models.sap',
+    'sap_scores': 'torchgeo_ext.models.sap',
     'STADStudent': 'torchgeo_ext.models.stad',
     'STADTeacher': 'torchgeo_ext.models.stad',
     'stad_scores': 'torchgeo_ext.models.stad',

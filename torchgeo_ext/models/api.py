@@ -46,6 +46,11 @@ _BUILDERS: dict[str, str] = {
     'mivit_tiny': 'mivit:mivit_tiny',
     'm3amba_base': 'm3amba:m3amba_base',
     'm3amba_tiny': 'm3amba:m3amba_tiny',
+    # Hyperspectral anomaly detection: BSDM's denoiser, STAD's teacher.
+    'bsdm': 'bsdm:bsdm',
+    'stad': 'stad:stad',
+    # SAP (hyperspectral anomaly detection): the self-supervised anomaly prior network.
+    'sap_prior': 'sap:sap_prior',
 }
 
 

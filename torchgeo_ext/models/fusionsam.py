@@ -91,7 +91,9 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _init_from(self, flat: Tensor) -> None:
-        picks = torch.randint(flat.shape[0], (self.codebook.num_embeddings,))
+        picks = torch.randint(
+            flat.shape[0], (self.codebook.num_embeddings,), device=flat.device
+        )
         noise = torch.randn_like(self.codebook.weight) * 1e-3
         self.codebook.weight.copy_(flat[picks].detach() + noise)
         self.initialized.fill_(True)

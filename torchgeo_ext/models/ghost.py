@@ -123,13 +123,13 @@ def kmeans_1d(values: Tensor, k: int, iterations: int = 30) -> tuple[Tensor, flo
     """
     x = values.detach().flatten().double()
     k = min(k, x.numel())
-    centres = torch.quantile(x, torch.linspace(0, 1, k, dtype=x.dtype))
+    centres = torch.quantile(x, torch.linspace(0, 1, k, dtype=x.dtype, device=x.device))
     for _ in range(iterations):
         centres, _ = centres.sort()
         bounds = (centres[1:] + centres[:-1]) / 2
         assign = torch.searchsorted(bounds, x)
-        sums = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, x)
-        counts = torch.zeros(k, dtype=x.dtype).index_add_(0, assign, torch.ones_like(x))
+        sums = x.new_zeros(k).index_add_(0, assign, x)
+        counts = x.new_zeros(k).index_add_(0, assign, torch.ones_like(x))
         new = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
         if torch.allclose(new, centres, rtol=0, atol=1e-12):
             centres = new

@@ -52,8 +52,11 @@ class RXStatistics:
         """
         self.channels = channels
         self.count = 0
-        self._mean = torch.zeros(channels, dtype=torch.float64)
-        self._scatter = torch.zeros(channels, channels, dtype=torch.float64)
+        # On the host until the first chunk says where the pixels are.
+        self._mean = torch.zeros(channels, dtype=torch.float64, device='cpu')
+        self._scatter = torch.zeros(
+            channels, channels, dtype=torch.float64, device='cpu'
+        )
 
     def update(self, pixels: Tensor | NDArray[Any]) -> None:
         """Add a chunk of pixel spectra.
@@ -78,6 +81,9 @@ class RXStatistics:
         scatter_b = centred.T @ centred
         n_a = self.count
         n = n_a + n_b
+        if n_a == 0:  # the statistics live where the first chunk is
+            self._mean = self._mean.to(x.device)
+            self._scatter = self._scatter.to(x.device)
         delta = mean_b - self._mean
         self._mean = self._mean + delta * (n_b / n)
         self._scatter = (
@@ -134,7 +140,7 @@ def whitening_matrix(
     keep = values > max(rcond * top, tiny)
     if not bool(keep.any()):
         # A constant scene: nothing is anomalous.
-        return torch.zeros(1, channels, dtype=torch.float64)
+        return torch.zeros(1, channels, dtype=torch.float64, device=cov.device)
     return (vectors[:, keep] / values[keep].sqrt()).T * scale[None, :]
 
 

@@ -51,6 +51,7 @@ __all__ = (
     'saliency_scores',
     'select_bands',
     'small_target_filter',
+    'stad',
     'stad_scores',
     'synthetic_blobs',
 )
@@ -199,9 +200,17 @@ def _grow_blob(area: int, generator: torch.Generator | None) -> list[tuple[int, 
             - shape
         )
         for point in frontier:
-            if len(shape) < area and float(torch.rand(1, generator=generator)) < 0.5:
+            if (
+                len(shape) < area
+                and float(torch.rand(1, generator=generator, device='cpu')) < 0.5
+            ):
                 shape.add(point)
     return sorted(shape)
+
+
+def _draw(low: int, high: int, generator: torch.Generator | None) -> int:
+    """One host-side integer draw in ``[low, high)``."""
+    return int(torch.randint(low, high, (1,), generator=generator, device='cpu'))
 
 
 def synthetic_blobs(
@@ -237,19 +246,17 @@ def synthetic_blobs(
     """
     cells = max(9, -(-max(height, width) // cell))
     size = cells * cell
-    mask = torch.zeros(batch, 1, height, width)
+    # Drawn on the host (a seed gives the same masks on every device).
+    mask = torch.zeros(batch, 1, height, width, device='cpu')
     for b in range(batch):
-        n = int(torch.randint(count[0], count[1] + 1, (1,), generator=generator))
-        slots = torch.randperm(cells * cells, generator=generator)[:n].tolist()
+        n = _draw(count[0], count[1] + 1, generator)
+        order = torch.randperm(cells * cells, generator=generator, device='cpu')
+        slots = order[:n].tolist()
         for slot in slots:
             row_cell, col_cell = divmod(slot, cells)
-            r0 = row_cell * cell + int(
-                torch.randint(0, cell, (1,), generator=generator)
-            )
-            c0 = col_cell * cell + int(
-                torch.randint(0, cell, (1,), generator=generator)
-            )
-            a = int(torch.randint(area[0], area[1] + 1, (1,), generator=generator))
+            r0 = row_cell * cell + _draw(0, cell, generator)
+            c0 = col_cell * cell + _draw(0, cell, generator)
+            a = _draw(area[0], area[1] + 1, generator)
             for dr, dc in _grow_blob(a, generator):
                 r, c = r0 + dr, c0 + dc
                 if 0 <= r < min(height, size) and 0 <= c < min(width, size):
@@ -366,18 +373,20 @@ def stad_scores(
     from .rx import rx_scores
 
     model.eval()
-    x = torch.as_tensor(cube).to(torch.float32)
+    # Everything runs where the model is.
+    device = next(model.parameters()).device
+    x = torch.as_tensor(cube).to(device=device, dtype=torch.float32)
     _, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
-        valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
-    x = torch.where(valid[None], x, torch.zeros(()))
+        valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(device)
+    x = x.masked_fill(~valid[None], 0.0)
     bands = int(getattr(model, 'in_channels', x.shape[0]))
     aligned = _standardise(select_bands(x[None], bands))
     stf = small_target_filter(rx_scores(aligned[0], valid).nan_to_num(0.0)[None, None])
     if not isinstance(model, STADTeacher):
         window = max(h, w)
-    scores = torch.zeros(h, w)
+    scores = torch.zeros(h, w, device=device)
     for r0 in range(0, h, window):
         for c0 in range(0, w, window):
             tile = aligned[:, :, r0 : r0 + window, c0 : c0 + window]
@@ -386,3 +395,16 @@ def stad_scores(
                 model, tile, weights
             )[0]
     return scores.masked_fill(~valid, float('nan'))
+
+
+def stad(in_channels: int = 10, **kwargs: Any) -> STADTeacher:
+    """The registry's STAD builder: the teacher, the authors' sizes unless *kwargs* say otherwise.
+
+    Args:
+        in_channels: Model band count.
+        **kwargs: Further :class:`STADTeacher` arguments.
+
+    Returns:
+        The teacher.
+    """
+    return STADTeacher(in_channels, **kwargs)

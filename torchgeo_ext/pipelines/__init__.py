@@ -10,7 +10,8 @@ the same tiling through :func:`predict_array` (:mod:`.arrays`). The generic
 pipelines (tiling, detection) take any callable and import neither models nor trainers; segmentation loads a
 task checkpoint and anomaly scoring dispatches to its detectors. Whole-scene maps of
 patch classifiers: :mod:`.classification` (:func:`classification_map`,
-:func:`classify_raster`).
+:func:`classify_raster`). Many rasters, one output each, across devices and
+nodes: :mod:`.batch` (:func:`predict_many`).
 
 Names resolve lazily (PEP 562), so that importing the package pulls in only
 what is used (``torchgeo-ext anomaly --method rx`` must not import Lightning).
@@ -32,6 +33,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         score_threshold,
     )
     from .arrays import predict_array
+    from .batch import (
+        BatchInput,
+        BatchRecord,
+        collect_inputs,
+        launch_ranks,
+        predict_many,
+    )
+    from .checkpoint_detection import detect_with_checkpoint
     from .classification import (
         DensePatchClassifier,
         classification_map,
@@ -41,7 +50,6 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .detection import detect_raster, merge_tile_detections
     from .sam import refine_with_sam
     from .segmentation import SegmentResult, segment_raster
-    from .task_detection import detect_with_checkpoint
     from .tiling import axis_weights, blend_weights, predict_raster, tile_grid
 
 # Public name -> module that defines it. A new public name adds one line here and
@@ -54,6 +62,11 @@ _EXPORTS: dict[str, str] = {
     'rx_raster': 'torchgeo_ext.pipelines.anomaly',
     'score_threshold': 'torchgeo_ext.pipelines.anomaly',
     'predict_array': 'torchgeo_ext.pipelines.arrays',
+    'BatchInput': 'torchgeo_ext.pipelines.batch',
+    'BatchRecord': 'torchgeo_ext.pipelines.batch',
+    'collect_inputs': 'torchgeo_ext.pipelines.batch',
+    'launch_ranks': 'torchgeo_ext.pipelines.batch',
+    'predict_many': 'torchgeo_ext.pipelines.batch',
     'DensePatchClassifier': 'torchgeo_ext.pipelines.classification',
     'classification_map': 'torchgeo_ext.pipelines.classification',
     'classify_raster': 'torchgeo_ext.pipelines.classification',
@@ -63,7 +76,7 @@ _EXPORTS: dict[str, str] = {
     'refine_with_sam': 'torchgeo_ext.pipelines.sam',
     'SegmentResult': 'torchgeo_ext.pipelines.segmentation',
     'segment_raster': 'torchgeo_ext.pipelines.segmentation',
-    'detect_with_checkpoint': 'torchgeo_ext.pipelines.task_detection',
+    'detect_with_checkpoint': 'torchgeo_ext.pipelines.checkpoint_detection',
     'axis_weights': 'torchgeo_ext.pipelines.tiling',
     'blend_weights': 'torchgeo_ext.pipelines.tiling',
     'predict_raster': 'torchgeo_ext.pipelines.tiling',

@@ -66,8 +66,8 @@ def _pad(image: Tensor, patch_size: int, padding: str) -> Tensor:
         return F.pad(image, pad)
     if padding == 'symmetric':  # edge pixel repeated (numpy 'symmetric')
         h, w = image.shape[-2:]
-        rows = torch.arange(-pad[2], h + pad[3])
-        cols = torch.arange(-pad[0], w + pad[1])
+        rows = torch.arange(-pad[2], h + pad[3], device=image.device)
+        cols = torch.arange(-pad[0], w + pad[1], device=image.device)
         rows = _mirror(rows, h)
         cols = _mirror(cols, w)
         return image[:, rows][:, :, cols]
@@ -120,7 +120,11 @@ def classify_scene(
     padded = _pad(image.float(), patch_size, padding)
     # (C, H, W, P, P) view of all patches; indexing copies only a batch.
     windows = padded.unfold(1, patch_size, 1).unfold(2, patch_size, 1)
-    wanted = torch.ones(h, w, dtype=torch.bool) if mask is None else mask.bool()
+    wanted = (
+        torch.ones(h, w, dtype=torch.bool, device=image.device)
+        if mask is None
+        else mask.bool()
+    )
     rows, cols = torch.nonzero(wanted, as_tuple=True)
     labels = torch.full((h, w), -1, dtype=torch.int64)
     scores = torch.full((h, w), float('nan'), dtype=torch.float32)

@@ -29,8 +29,10 @@ from typing import Any
 import torch
 from torch import Tensor
 from torchgeo.tasks import BaseTask
+from torchmetrics import MetricCollection
 
 from ..errors import InvalidInputError, MissingInputError
+from ..models.api import get_model_builder
 
 #: Checkpoint key holding the task's import path.
 TASK_CLASS_KEY = 'torchgeo_ext_task_class'
@@ -164,18 +166,35 @@ def datamodule_class_names(datamodule: Any) -> list[str] | None:
 class PluginTask(BaseTask):
     """A TorchGeo task whose checkpoints know which class wrote them.
 
-    Subclasses define ``configure_models`` etc. as for any TorchGeo task. The
-    conventions every task follows:
+    The one way a task is written (docs/architecture.md shows a minimal one):
 
+    * **model**: the ``model`` argument names a builder of the registry
+      (:func:`torchgeo_ext.models.api.get_model`); :attr:`models` lists those
+      the task trains, and :meth:`check_hyperparameters` refuses others
+      before anything is built;
+    * **metrics**: :meth:`build_metrics` returns one unprefixed
+      :class:`~torchmetrics.MetricCollection`; :meth:`configure_metrics`
+      clones it as ``train_metrics``, ``val_metrics`` and ``test_metrics``
+      (prefixes ``train_``, ``val_``, ``test_``, TorchGeo's pattern). Steps
+      update ``self.stage_metrics(stage)``; at each epoch's end the updated
+      collection is computed, logged (:meth:`loggable_metrics`) and reset;
+    * **loss**: ``compute_loss`` returns the loss under ``'loss'`` and its
+      terms; :meth:`log_losses` logs them as ``<stage>_loss`` and
+      ``<stage>_<term>``;
+    * **schedule length**: from the trainer
+      (:func:`~torchgeo_ext.trainers.optimization.schedule_steps`,
+      :func:`~torchgeo_ext.trainers.optimization.schedule_epochs`), never a
+      task argument;
     * **monitored metric**: ``monitor`` names a metric exactly as logged,
       ``val_<metric>`` (mAP at IoU 0.5 is ``val_map_50`` for every detector,
       as torchmetrics names it; ``mode`` says whether higher is better);
     * **hyperparameter names**: ``max_detections`` (boxes kept per image),
       ``final_lr_ratio`` (learning-rate factor at the end of the schedule),
       ``val_score_threshold`` / ``score_threshold`` (evaluation / prediction),
-      ``model`` (a :func:`torchgeo_ext.models.api.get_model` name);
-    * **class names**: the ``class_names`` hyperparameter, else the data
-      module's (recorded at fit, see :func:`datamodule_class_names`), else
+      ``model_kwargs`` (further arguments of the model builder);
+    * **class names**: the ``class_names`` hyperparameter (its length is
+      checked against ``num_classes`` once, here), else the data module's
+      (recorded at fit, see :func:`datamodule_class_names`), else
       ``class_<i>``; never guessed from the number of classes
       (:attr:`class_names`);
     * **predictions** carry the batch's :attr:`passthrough_keys`
@@ -188,6 +207,17 @@ class PluginTask(BaseTask):
     :meth:`normalise` applies it to raw inputs.
     """
 
+    #: Registry names of the models this task trains (empty: it takes no ``model``).
+    models: tuple[str, ...] = ()
+    #: Per-class metric results and the name their values are logged under
+    #: (``{'map_per_class': 'ap'}``: ``val_ap_<class>``); other vectors of
+    #: ``num_classes`` values keep their own name (``val_IoU_<class>``).
+    per_class_names: Mapping[str, str] = {}
+
+    train_metrics: MetricCollection
+    val_metrics: MetricCollection
+    test_metrics: MetricCollection
+
     #: Batch keys copied unchanged into the output of ``predict_step``.
     passthrough_keys: tuple[str, ...] = (
         'transform',
@@ -198,6 +228,166 @@ class PluginTask(BaseTask):
         'sequence',
         'frame',
     )
+
+    def save_hyperparameters(
+        self,
+        *args: Any,
+        ignore: Sequence[str] | str | None = None,
+        frame: Any = None,
+        logger: bool = True,
+    ) -> None:
+        """Save the ``__init__`` arguments, then check them (before any model is built).
+
+        Args:
+            *args: As :meth:`lightning.pytorch.LightningModule.save_hyperparameters`.
+            ignore: Arguments not to save.
+            frame: The ``__init__`` frame (default: the caller's).
+            logger: Log the hyperparameters.
+        """
+        if frame is None:
+            current = inspect.currentframe()
+            frame = current.f_back if current is not None else None
+        super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+        self.check_hyperparameters()
+
+    def check_hyperparameters(self) -> None:
+        """The checks every task shares: the model name and the class names.
+
+        Raises:
+            ValueError: If ``model`` is not in the registry or not one of
+                :attr:`models`, or ``class_names`` does not have
+                ``num_classes`` names.
+        """
+        hp = self.hparams
+        if self.models:
+            name = hp.get('model')
+            get_model_builder(str(name))  # unknown to the registry: lists them all
+            if name not in self.models:
+                raise ValueError(
+                    f'unknown model {name!r} for {type(self).__name__}; '
+                    f'it trains {", ".join(self.models)}'
+                )
+        names = hp.get('class_names')
+        num_classes = hp.get('num_classes')
+        if names is not None and num_classes is not None and len(names) != num_classes:
+            raise ValueError(
+                f'class_names has {len(names)} names for {num_classes} classes'
+            )
+
+    # -- metrics ----------------------------------------------------------------
+
+    def build_metrics(self) -> MetricCollection | None:
+        """The task's metrics, unprefixed (None: the task has none).
+
+        Returns:
+            One collection; :meth:`configure_metrics` clones it per stage.
+        """
+        return None
+
+    def configure_metrics(self) -> None:
+        """Clone :meth:`build_metrics` as ``train_``, ``val_`` and ``test_metrics``."""
+        metrics = self.build_metrics()
+        if metrics is None:
+            return
+        self.train_metrics = metrics.clone(prefix='train_')
+        self.val_metrics = metrics.clone(prefix='val_')
+        self.test_metrics = metrics.clone(prefix='test_')
+
+    def stage_metrics(self, stage: str) -> MetricCollection:
+        """The metric collection of a stage.
+
+        Args:
+            stage: ``'train'``, ``'val'`` or ``'test'``.
+
+        Returns:
+            The collection.
+        """
+        return {
+            'train': self.train_metrics,
+            'val': self.val_metrics,
+            'test': self.test_metrics,
+        }[stage]
+
+    def loggable_metrics(self, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Computed metric values as the scalars logged.
+
+        Scalars are logged as they are; a vector of ``num_classes`` values (or
+        a result in :attr:`per_class_names`) as one value per class named
+        ``<key>_<class name>`` (NaN values, classes without data, are left
+        out); a key ending in ``classes`` (mAP's list of class ids) and other
+        vectors (curves) are not logged.
+
+        Args:
+            values: The collection's computed values (keys prefixed).
+
+        Returns:
+            Metric name to scalar.
+        """
+        out: dict[str, Tensor] = {}
+        num_classes = self.hparams.get('num_classes')
+        for key, value in values.items():
+            if key.endswith('classes'):
+                continue
+            if value.ndim == 0 and not any(
+                key.endswith(k) for k in self.per_class_names
+            ):
+                out[key] = value
+                continue
+            renamed = key
+            for suffix, name in self.per_class_names.items():
+                if key.endswith(suffix):
+                    renamed = key[: -len(suffix)] + name
+            if value.ndim != 1 or num_classes is None or len(value) != num_classes:
+                continue
+            for name, item in zip(self.class_names, value, strict=True):
+                if not torch.isnan(item):
+                    out[f'{renamed}_{self.metric_name(name)}'] = item
+        return out
+
+    def log_stage_metrics(self, stage: str) -> None:
+        """Compute, log and reset a stage's metrics (if they were updated).
+
+        Args:
+            stage: ``'train'``, ``'val'`` or ``'test'``.
+        """
+        if not hasattr(self, f'{stage}_metrics'):
+            return
+        metrics = self.stage_metrics(stage)
+        if not any(metric.update_called for metric in metrics.values()):
+            return
+        self.log_dict(self.loggable_metrics(metrics.compute()))
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Log the training metrics."""
+        self.log_stage_metrics('train')
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the validation metrics."""
+        self.log_stage_metrics('val')
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics."""
+        self.log_stage_metrics('test')
+
+    def log_losses(
+        self, terms: Mapping[str, Tensor], stage: str, batch_size: int
+    ) -> None:
+        """Log the result of ``compute_loss``: ``<stage>_loss`` and ``<stage>_<term>``.
+
+        Args:
+            terms: The loss under ``'loss'`` and its terms.
+            stage: ``'train'``, ``'val'`` or ``'test'``.
+            batch_size: Samples in the batch.
+        """
+        for name, value in terms.items():
+            key = f'{stage}_loss' if name == 'loss' else f'{stage}_{name}'
+            self.log(
+                key,
+                value.detach(),
+                batch_size=batch_size,
+                prog_bar=stage == 'train' and name == 'loss',
+            )
 
     @property
     def class_names(self) -> list[str]:

@@ -49,11 +49,9 @@ from ..losses.classification import (
 )
 from ..models.api import get_model, get_model_builder
 from .base import PluginTask
-from .optimization import build_optimizer
+from .optimization import build_optimizer, schedule_epochs
 
 __all__ = ['PatchClassificationTask']
-
-_STAGES = ('train', 'val', 'test')
 
 
 class PatchClassificationTask(PluginTask):
@@ -61,6 +59,7 @@ class PatchClassificationTask(PluginTask):
 
     monitor = 'val_OA'
     mode = 'max'
+    models = ('mivit_base', 'mivit_tiny', 'm3amba_base', 'm3amba_tiny')
 
     def __init__(
         self,
@@ -84,7 +83,6 @@ class PatchClassificationTask(PluginTask):
         scheduler: Literal['step', 'cosine', 'none'] = 'step',
         step_size: int | None = None,
         gamma: float = 0.9,
-        max_epochs: int = 500,
     ) -> None:
         """Initialize a new PatchClassificationTask.
 
@@ -113,17 +111,10 @@ class PatchClassificationTask(PluginTask):
             lr: Learning rate.
             weight_decay: Weight decay.
             scheduler: ``'step'`` (StepLR, MIViT), ``'cosine'`` or ``'none'``.
-            step_size: StepLR period in epochs (default ``max_epochs // 10``).
+            step_size: StepLR period in epochs (default: a tenth of the
+                trainer's ``max_epochs``).
             gamma: StepLR factor.
-            max_epochs: Length of the schedules.
-
-        Raises:
-            ValueError: If ``class_names`` does not have ``num_classes`` names.
         """
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f'{len(class_names)} class names for {num_classes} classes'
-            )
         self.class_weights: Tensor | None = None
         super().__init__()
 
@@ -143,20 +134,21 @@ class PatchClassificationTask(PluginTask):
             **kwargs,
         )
 
-    def configure_metrics(self) -> None:
-        """OA, AA, kappa and per-class accuracy for each stage."""
+    def build_metrics(self) -> MetricCollection:
+        """OA, AA, kappa and per-class accuracy (``<stage>_accuracy_<class>``).
+
+        Returns:
+            The collection.
+        """
         k = self.hparams['num_classes']
-        for stage in _STAGES:
-            metrics = MetricCollection(
-                {
-                    'OA': MulticlassAccuracy(k, average='micro'),
-                    'AA': MulticlassAccuracy(k, average='macro'),
-                    'kappa': MulticlassCohenKappa(k),
-                    'per_class': MulticlassAccuracy(k, average='none'),
-                },
-                prefix=f'{stage}_',
-            )
-            setattr(self, f'{stage}_metrics', metrics)
+        return MetricCollection(
+            {
+                'OA': MulticlassAccuracy(k, average='micro'),
+                'AA': MulticlassAccuracy(k, average='macro'),
+                'kappa': MulticlassCohenKappa(k),
+                'accuracy': MulticlassAccuracy(k, average='none'),
+            }
+        )
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """The optimiser and schedule of the hyperparameters.
@@ -171,11 +163,12 @@ class PatchClassificationTask(PluginTask):
         )
         if h['scheduler'] == 'none':
             return optimizer
+        epochs = schedule_epochs(self._trainer)
         if h['scheduler'] == 'step':
-            step = h['step_size'] or max(1, h['max_epochs'] // 10)
+            step = h['step_size'] or max(1, epochs // 10)
             scheduler: Any = StepLR(optimizer, step_size=step, gamma=h['gamma'])
         else:
-            scheduler = CosineAnnealingLR(optimizer, T_max=max(1, h['max_epochs']))
+            scheduler = CosineAnnealingLR(optimizer, T_max=epochs)
         return {'optimizer': optimizer, 'lr_scheduler': scheduler}
 
     def on_fit_start(self) -> None:
@@ -276,25 +269,9 @@ class PatchClassificationTask(PluginTask):
         target = batch['label'].reshape(-1).long()
         out = self(batch['image'])
         terms = self.compute_loss(out, target)
-        n = target.shape[0]
-        for name, value in terms.items():
-            key = f'{stage}_loss' if name == 'loss' else f'{stage}_{name}'
-            self.log(key, value, batch_size=n)
-        metrics: MetricCollection = getattr(self, f'{stage}_metrics')
-        metrics.update(self._logits(out).detach().argmax(1), target)
+        self.log_losses(terms, stage, target.shape[0])
+        self.stage_metrics(stage).update(self._logits(out).detach().argmax(1), target)
         return terms['loss']
-
-    def _log_metrics(self, stage: str) -> None:
-        metrics: MetricCollection = getattr(self, f'{stage}_metrics')
-        values = metrics.compute()
-        names = self.class_names
-        for key, value in values.items():
-            if key.endswith('per_class'):
-                for name, acc in zip(names, value, strict=True):
-                    self.log(f'{stage}_accuracy_{self.metric_name(name)}', acc)
-            else:
-                self.log(key, value)
-        metrics.reset()
 
     def training_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -311,10 +288,6 @@ class PatchClassificationTask(PluginTask):
         """
         return self._step(batch, 'train')
 
-    def on_train_epoch_end(self) -> None:
-        """Log the training metrics."""
-        self._log_metrics('train')
-
     def validation_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
@@ -327,10 +300,6 @@ class PatchClassificationTask(PluginTask):
         """
         self._step(batch, 'val')
 
-    def on_validation_epoch_end(self) -> None:
-        """Log the validation metrics."""
-        self._log_metrics('val')
-
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Compute the test loss and update the metrics.
 
@@ -340,10 +309,6 @@ class PatchClassificationTask(PluginTask):
             dataloader_idx: Data loader index.
         """
         self._step(batch, 'test')
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test metrics."""
-        self._log_metrics('test')
 
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:

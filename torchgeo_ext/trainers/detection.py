@@ -20,6 +20,7 @@ under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 from torchmetrics.detection import MeanAveragePrecision
 
 from ..losses.yolo import YOLOv5Loss
@@ -67,9 +69,14 @@ class SuperYOLOTask(PluginTask):
     """SuperYOLO detection task (multimodal RGB+IR by default).
 
     Validation and test use the EMA weights (``ema=True``). Metrics:
-    ``val_map_50``, ``val_map`` (mAP50:95), ``val_loss`` and their ``test_``
-    counterparts.
+    ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
+    :class:`~torchmetrics.detection.MeanAveragePrecision` (``val_map_75``,
+    ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.
     """
+
+    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
+    #: Without ``class_metrics``, mAP's per-class results are a -1 placeholder.
+    per_class_names = {'map_per_class': 'ap', 'mar_100_per_class': 'ar_100'}
 
     #: Outputs axis-aligned boxes (``prediction_bbox_xyxy``).
     oriented = False
@@ -78,13 +85,13 @@ class SuperYOLOTask(PluginTask):
     #: The engine's inference copy of the model (None: the live evaluation model).
     _inference_model: nn.Module | None = None
     #: Keep every argument (``weights`` is a path, safe to record).
-    ignore = None
+    ignore = 'variant'
     monitor = 'val_map_50'
     mode = 'max'
 
     def __init__(
         self,
-        variant: str = 'mf',
+        model: str = 'superyolo_mf',
         num_classes: int = 8,
         class_names: Sequence[str] | None = None,
         rgb_bands: Sequence[int] = (0, 1, 2),
@@ -112,18 +119,20 @@ class SuperYOLOTask(PluginTask):
         iou_threshold: float = 0.45,
         max_detections: int = 300,
         weights: str | None = None,
+        variant: str | None = None,
     ) -> None:
         """Initialise a new SuperYOLOTask.
 
         Args:
-            variant: ``'mf'`` (RGB+IR), ``'rgb'``, ``'ir'`` or ``'early'``
-                (all ``in_channels`` bands fused at the input).
+            model: ``'superyolo_mf'`` (RGB+IR), ``'superyolo_rgb'``,
+                ``'superyolo_ir'`` or ``'superyolo_early'`` (all
+                ``in_channels`` bands fused at the input).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
             rgb_bands: RGB band indices of the input image.
             ir_bands: Infrared band indices of the input image.
-            in_channels: Input bands of the ``'early'`` variant.
+            in_channels: Input bands of ``'superyolo_early'``.
             width: Channel multiplier of the model (1: the paper's; 0.25: a
                 small model for quick CPU training, as in the detection demo).
             super_resolution: Train the SR branch when batches hold ``image_hr``.
@@ -148,11 +157,16 @@ class SuperYOLOTask(PluginTask):
             max_detections: Maximum boxes per image.
             weights: Optional path to initial weights: a task checkpoint or a
                 model state dict.
+            variant: Deprecated: ``model='superyolo_<variant>'`` (checkpoints
+                of earlier versions name the variant).
         """
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f'class_names has {len(class_names)} names for {num_classes} classes'
+        if variant is not None:
+            warnings.warn(
+                f"SuperYOLOTask: variant is deprecated, use model='superyolo_{variant}'",
+                DeprecationWarning,
+                stacklevel=2,
             )
+            model = f'superyolo_{variant}'  # noqa: F841 (recorded from this frame)
         super().__init__()
 
     # -- set-up -----------------------------------------------------------------
@@ -170,13 +184,14 @@ class SuperYOLOTask(PluginTask):
         }
         if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
             kwargs['width'] = h['width']
-        if h['variant'] in ('mf', 'rgb'):
+        variant = h['model'].removeprefix('superyolo_')
+        if variant in ('mf', 'rgb'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
-        if h['variant'] in ('mf', 'ir'):
+        if variant in ('mf', 'ir'):
             kwargs['ir_bands'] = list(h['ir_bands'])
-        if h['variant'] == 'early':
+        if variant == 'early':
             kwargs['in_channels'] = h['in_channels']
-        model: SuperYOLO = get_model(f'superyolo_{h["variant"]}', **kwargs)
+        model: SuperYOLO = get_model(h['model'], **kwargs)
         return model
 
     def configure_models(self) -> None:
@@ -206,10 +221,15 @@ class SuperYOLOTask(PluginTask):
             h['label_smoothing'],
         )
 
-    def configure_metrics(self) -> None:
-        """Build mAP metrics (COCO-style, pycocotools backend)."""
-        self.val_map = MeanAveragePrecision(box_format='xyxy', iou_type='bbox')
-        self.test_map = MeanAveragePrecision(box_format='xyxy', iou_type='bbox')
+    def build_metrics(self) -> MetricCollection:
+        """COCO-style mAP (pycocotools backend).
+
+        Returns:
+            The collection.
+        """
+        return MetricCollection(
+            {'map': MeanAveragePrecision(box_format='xyxy', iou_type='bbox')}
+        )
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """SGD (Nesterov) with weight decay on weights only, warm-up + cosine.
@@ -279,11 +299,12 @@ class SuperYOLOTask(PluginTask):
         does it by hand.
 
         Args:
-            engine: ``'torch'`` (the fused model, eager, prepared by
-                :func:`~torchgeo_ext.models.engine.optimise_eager`: channels-last,
-                convolution and SiLU as one oneDNN kernel), ``'onnxruntime'``
-                (the fused model exported to ONNX and run by ONNX Runtime on
-                the CPU: :class:`~torchgeo_ext.models.engine.OnnxRuntimeModule`)
+            engine: ``'torch'`` (the fused model, eager, with the stem composed
+                and convolution and SiLU as one oneDNN kernel:
+                :class:`~torchgeo_ext.models.superyolo_engine.SuperYOLOEagerEngine`),
+                ``'onnxruntime'`` (the fused model exported to ONNX and run by
+                ONNX Runtime on the CPU:
+                :class:`~torchgeo_ext.models.superyolo_engine.SuperYOLOOnnxEngine`)
                 or None (the live, unfused evaluation model: the default).
             threads: ONNX Runtime intra-op threads (default: PyTorch's).
 
@@ -302,18 +323,11 @@ class SuperYOLOTask(PluginTask):
                 f'engine must be one of {", ".join(self.engines)} or None, '
                 f'got {engine!r}'
             )
+        from ..models.superyolo_engine import inference_engine
+
         source = self.eval_model()
         assert isinstance(source, SuperYOLO)
-        fused = copy.deepcopy(source).fuse()
-        if engine == 'onnxruntime':
-            from ..models.engine import OnnxRuntimeModule
-
-            example = torch.zeros(1, max(fused.bands) + 1, 64, 64)
-            model: nn.Module = OnnxRuntimeModule(fused, example, threads)
-        else:
-            from ..models.engine import optimise_eager
-
-            model = optimise_eager(fused)
+        model = inference_engine(source, engine, threads)
         # Not a submodule: the copy stays out of the state dict and checkpoints.
         object.__setattr__(self, '_inference_model', model)
         return self
@@ -385,7 +399,7 @@ class SuperYOLOTask(PluginTask):
 
     def compute_loss(
         self, batch: Batch, model: nn.Module
-    ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    ) -> tuple[dict[str, Tensor], Tensor]:
         """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
 
         Args:
@@ -393,7 +407,9 @@ class SuperYOLOTask(PluginTask):
             model: The SuperYOLO to run.
 
         Returns:
-            Total loss, its logged components and the raw head output.
+            The total under ``'loss'`` with its (detached) terms (``loss_det``,
+            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``), and the raw
+            head output.
         """
         assert isinstance(model, SuperYOLO)
         use_sr = (
@@ -412,7 +428,7 @@ class SuperYOLOTask(PluginTask):
             loss_sr = F.l1_loss(sr, target)
             loss = loss + self.hparams['sr_weight'] * loss_sr
             parts['loss_sr'] = loss_sr.detach()
-        return loss, parts, raw
+        return {'loss': loss, **parts}, raw
 
     # -- steps ------------------------------------------------------------------
 
@@ -429,11 +445,9 @@ class SuperYOLOTask(PluginTask):
         Returns:
             The loss.
         """
-        loss, parts, _ = self.compute_loss(batch, self.model)
-        bs = batch['image'].shape[0]
-        self.log('train_loss', loss, batch_size=bs, prog_bar=True)
-        self.log_dict({f'train_{k}': v for k, v in parts.items()}, batch_size=bs)
-        return loss
+        terms, _ = self.compute_loss(batch, self.model)
+        self.log_losses(terms, 'train', batch['image'].shape[0])
+        return terms['loss']
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the EMA weights.
@@ -446,17 +460,15 @@ class SuperYOLOTask(PluginTask):
         if self.ema_model is not None:
             self.ema_model.update_parameters(self.model)
 
-    def _evaluate(
-        self, batch: Batch, prefix: str, metric: MeanAveragePrecision
-    ) -> None:
+    def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
         assert isinstance(model, SuperYOLO)
         model.eval()
         with torch.no_grad():
-            loss, _, raw = self.compute_loss(batch, model)
+            terms, raw = self.compute_loss(batch, model)
             decoded = model.detect.decode(raw)
         bs = batch['image'].shape[0]
-        self.log(f'{prefix}_loss', loss, batch_size=bs)
+        self.log(f'{prefix}_loss', terms['loss'], batch_size=bs)
         preds = postprocess(
             decoded,
             self.hparams['val_score_threshold'],
@@ -467,19 +479,13 @@ class SuperYOLOTask(PluginTask):
             {'boxes': b.float(), 'labels': lab.long()}
             for b, lab in zip(batch['bbox_xyxy'], batch['label'])
         ]
-        metric.update(
+        self.stage_metrics(prefix).update(
             [
                 {k: v.float() if k != 'labels' else v for k, v in p.items()}
                 for p in preds
             ],
             targets,
         )
-
-    def _log_map(self, prefix: str, metric: MeanAveragePrecision) -> None:
-        result = metric.compute()
-        self.log(f'{prefix}_map_50', result['map_50'].float())
-        self.log(f'{prefix}_map', result['map'].float())
-        metric.reset()
 
     def validation_step(
         self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
@@ -491,11 +497,7 @@ class SuperYOLOTask(PluginTask):
             batch_idx: Batch index.
             dataloader_idx: Data loader index.
         """
-        self._evaluate(batch, 'val', self.val_map)
-
-    def on_validation_epoch_end(self) -> None:
-        """Log validation mAP50 (``val_map_50``) and mAP50:95 (``val_map``)."""
-        self._log_map('val', self.val_map)
+        self._evaluate(batch, 'val')
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Accumulate test loss and mAP.
@@ -505,11 +507,7 @@ class SuperYOLOTask(PluginTask):
             batch_idx: Batch index.
             dataloader_idx: Data loader index.
         """
-        self._evaluate(batch, 'test', self.test_map)
-
-    def on_test_epoch_end(self) -> None:
-        """Log test mAP50 and mAP50:95."""
-        self._log_map('test', self.test_map)
+        self._evaluate(batch, 'test')
 
     def predict_step(
         self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
@@ -549,7 +547,7 @@ class GHOSTTask(SuperYOLOTask):
 
     def __init__(
         self,
-        variant: str = 'early',
+        model: str = 'superyolo_early',
         teacher: str | None = None,
         fixed_bits: int | None = None,
         bit_widths: dict[str, int] | None = None,
@@ -565,7 +563,7 @@ class GHOSTTask(SuperYOLOTask):
         """Initialise a new GHOSTTask.
 
         Args:
-            variant: SuperYOLO variant of teacher and student (``'early'``
+            model: SuperYOLO of teacher and student (``'superyolo_early'``
                 for the paper's VEDAI model).
             teacher: Checkpoint of the trained full-precision model (a
                 :class:`SuperYOLOTask` checkpoint or a model state dict). The
@@ -588,7 +586,7 @@ class GHOSTTask(SuperYOLOTask):
         """
         # The arguments whose defaults differ from SuperYOLOTask's are passed on
         # by name: Lightning records each __init__ frame's values.
-        super().__init__(variant=variant, super_resolution=super_resolution, **kwargs)
+        super().__init__(model=model, super_resolution=super_resolution, **kwargs)
 
     def configure_models(self) -> None:
         """Build the teacher, the quantised student, the OST module and the EMA."""
@@ -651,16 +649,14 @@ class GHOSTTask(SuperYOLOTask):
         h = self.hparams
         self.teacher.eval()
         with self.student_tap.capture() as student_feats:
-            det_loss, parts, _ = self.compute_loss(batch, self.model)
+            terms, _ = self.compute_loss(batch, self.model)
         with self.teacher_tap.capture() as teacher_feats, torch.no_grad():
             self.teacher.forward_raw(batch['image'])
         ost_loss, gates = self.ost(student_feats, teacher_feats)
-        loss = h['det_weight'] * det_loss + h['ost_weight'] * ost_loss
+        loss = h['det_weight'] * terms['loss'] + h['ost_weight'] * ost_loss
         bs = batch['image'].shape[0]
-        self.log('train_loss', loss, batch_size=bs, prog_bar=True)
-        self.log('train_loss_ost', ost_loss.detach(), batch_size=bs)
+        self.log_losses({**terms, 'loss': loss, 'loss_ost': ost_loss}, 'train', bs)
         self.log('train_gate_open', gates.mean(), batch_size=bs)
-        self.log_dict({f'train_{k}': v for k, v in parts.items()}, batch_size=bs)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -24,9 +24,6 @@ from .segmentation import SemanticSegmentationBase
 
 __all__ = ['FusionSAMTask']
 
-#: Builders this task accepts.
-MODELS = ('fusionsam_vit_b', 'fusionsam_vit_l', 'fusionsam_vit_h', 'fusionsam_tiny')
-
 
 class FusionSAMTask(SemanticSegmentationBase):
     """RGB-thermal semantic segmentation with FusionSAM.
@@ -42,6 +39,8 @@ class FusionSAMTask(SemanticSegmentationBase):
     Metrics, steps and prediction come from
     :class:`~torchgeo_ext.trainers.segmentation.SemanticSegmentationBase`.
     """
+
+    models = ('fusionsam_vit_b', 'fusionsam_vit_l', 'fusionsam_vit_h', 'fusionsam_tiny')
 
     def __init__(
         self,
@@ -96,16 +95,7 @@ class FusionSAMTask(SemanticSegmentationBase):
                 :class:`~torchgeo_ext.trainers.base.PluginTask`); accepted so that
                 ``test``/``predict --ckpt_path`` can pass a checkpoint's
                 hyperparameters back. Leave it None.
-
-        Raises:
-            ValueError: If the model is unknown or ``class_names`` has the wrong length.
         """
-        if model not in MODELS:
-            raise ValueError(f'unknown model {model!r}; choose one of {MODELS}')
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f'class_names has {len(class_names)} names for {num_classes} classes'
-            )
         super().__init__()
 
     @classmethod
@@ -220,12 +210,19 @@ class FusionSAMTask(SemanticSegmentationBase):
         logits: Tensor = self.model(x)
         return logits
 
-    def _logits_and_loss(
-        self, x: Tensor, y: Tensor
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def compute_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The logits and the loss: cross-entropy, Dice and the codebook terms.
+
+        Args:
+            x: Images (B, C, H, W) in [0, 1].
+            y: Targets (B, H, W) int64.
+
+        Returns:
+            The logits, and ``loss`` with ``ce``, ``dice``, ``codebook`` and
+            ``commitment``.
+        """
         self._check_sam()
         out = self.model.forward_with_latents(x)
         terms = self.criterion(out.logits, y, out.latents)
-        extra = {k: terms[k] for k in ('ce', 'dice', 'codebook', 'commitment')}
-        loss: Tensor = terms['loss']
-        return out.logits, loss, extra
+        keys = ('loss', 'ce', 'dice', 'codebook', 'commitment')
+        return out.logits, {k: terms[k] for k in keys}

@@ -9,7 +9,8 @@ chooses hyperparameters:
 * :func:`warmup_cosine`: linear warm-up and cosine decay from
   :mod:`torch.optim.lr_scheduler` (``LinearLR``, ``CosineAnnealingLR``, and
   ``SequentialLR`` or ``ChainedScheduler``); :func:`poly` (``PolynomialLR``);
-  :func:`schedule_steps` derives the step counts from the Lightning trainer;
+  :func:`schedule_steps` and :func:`schedule_epochs` derive the schedule
+  length from the Lightning trainer (its one source);
 * :class:`ExponentialMovingAverage`: a
   :class:`torch.optim.swa_utils.AveragedModel` (parameters *and* buffers, so
   BatchNorm statistics are averaged too) whose averaging function is the
@@ -41,6 +42,7 @@ __all__ = [
     'build_optimizer',
     'decay_groups',
     'poly',
+    'schedule_epochs',
     'schedule_steps',
     'warmup_cosine',
 ]
@@ -141,6 +143,28 @@ def schedule_steps(trainer: Any, warmup_epochs: float = 0.0) -> tuple[int, int]:
     max_epochs = getattr(trainer, 'max_epochs', None)
     epochs = int(max_epochs) if max_epochs and max_epochs > 0 else 1
     return total, round(warmup_epochs * total / epochs)
+
+
+def schedule_epochs(trainer: Any) -> int:
+    """The number of epochs of a fit, for schedules stepped per epoch.
+
+    Args:
+        trainer: The Lightning trainer (``None``, or one without a positive
+            ``max_epochs``, e.g. a run bounded by ``max_steps``: the epochs
+            the step budget spans, at least 1).
+
+    Returns:
+        The epoch count, at least 1.
+    """
+    max_epochs = getattr(trainer, 'max_epochs', None)
+    if max_epochs and max_epochs > 0:
+        return int(max_epochs)
+    total, _ = schedule_steps(trainer)
+    try:
+        per_epoch = max(int(trainer.num_training_batches), 1)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return 1
+    return max(1, math.ceil(total / per_epoch))
 
 
 def warmup_cosine(

@@ -31,20 +31,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from torchmetrics import MetricCollection
 
 from ..losses.fusion import FusionLoss
 from ..losses.obb import OBBLoss
 from ..metrics.detection import OrientedMeanAveragePrecision
 from ..models.api import get_model_builder
 from ..models.e2emfd import E2EMFD, gmta_backward
-from ..models.lma import (
-    DEFAULT_MODALITIES,
-    LMADetector,
-    RankAllocator,
-    TwoStreamOBBDetector,
-    adaptor_ranks,
-)
-from ..models.obb_detector import OBBDetector, OBBOutput, postprocess
+from ..models.lma import DEFAULT_MODALITIES, LMADetector, RankAllocator, adaptor_ranks
+from ..models.obb_detector import OBBOutput, postprocess
 from .base import PluginTask
 from .optimization import build_optimizer, schedule_steps, warmup_cosine
 
@@ -55,16 +50,17 @@ class ObbDetectionBase(PluginTask):
     """The shared part of the oriented-detection tasks (arguments, loss, metrics).
 
     Subclasses pass ``model`` (a :func:`~torchgeo_ext.models.api.get_model`
-    name) and their own arguments' values; :meth:`model_kwargs` adds
-    model-specific builder arguments, :attr:`model_type` says which models fit.
+    name, one of their :attr:`~PluginTask.models`) and their own arguments'
+    values; :meth:`builder_kwargs` adds model-specific builder arguments.
+    Metrics: ``<stage>_map_50``, ``_map_75``, ``_map`` (over both IoU
+    thresholds), ``_map_voc07``, ``_map_auc`` and ``<stage>_ap_<class>``.
     """
 
     #: Predictions are oriented (``prediction_bbox``), read by ``torchgeo-ext detect``.
     oriented = True
     monitor = 'val_map_50'
     mode = 'max'
-    #: Model classes this task can train (others are refused).
-    model_type: tuple[type[nn.Module], ...] = (nn.Module,)
+    per_class_names = {'map_per_class': 'ap'}
 
     def __init__(
         self,
@@ -118,10 +114,7 @@ class ObbDetectionBase(PluginTask):
             max_detections: Detections kept per image.
             ap_method: ``'voc07'`` or ``'auc'`` for the reported mAP.
 
-        Raises:
-            ValueError: For an unknown model name or one this task cannot train.
         """
-        get_model_builder(model)  # fail early on an unknown name
         super().__init__()
 
     @property
@@ -140,7 +133,7 @@ class ObbDetectionBase(PluginTask):
         """The detection model (its ``bands`` tell ``torchgeo-ext detect`` what it reads)."""
         return self.model
 
-    def model_kwargs(self) -> dict[str, Any]:
+    def builder_kwargs(self) -> dict[str, Any]:
         """Builder arguments beyond the shared ones (none here).
 
         Returns:
@@ -149,11 +142,7 @@ class ObbDetectionBase(PluginTask):
         return {}
 
     def configure_models(self) -> None:
-        """Build the model by name; the builder gets the arguments it takes.
-
-        Raises:
-            ValueError: If the model is not one this task trains.
-        """
+        """Build the model by name; the builder gets the arguments it takes."""
         h = self.hparams
         builder = get_model_builder(h['model'])
         bands = sum(len(v) for v in self.modalities.values())
@@ -163,18 +152,12 @@ class ObbDetectionBase(PluginTask):
             'in_channels': bands,
             'width': h['width'],
             'depth': h['depth'],
-            **self.model_kwargs(),
+            **self.builder_kwargs(),
         }
         accepted = inspect.signature(builder).parameters
-        model = builder(**{k: v for k, v in offered.items() if k in accepted})
-        if not isinstance(model, self.model_type):
-            # a wrong name in a config: a value error, as for an unknown name
-            raise ValueError(  # noqa: TRY004
-                f'unknown model {h["model"]!r} for {type(self).__name__}: it builds '
-                f'a {type(model).__name__}, this task trains '
-                + ' or '.join(t.__name__ for t in self.model_type)
-            )
-        self.model: nn.Module = model
+        self.model: nn.Module = builder(
+            **{k: v for k, v in offered.items() if k in accepted}
+        )
 
     def configure_losses(self) -> None:
         """Build the detection loss."""
@@ -186,14 +169,19 @@ class ObbDetectionBase(PluginTask):
             dfl_gain=h['dfl_gain'],
         )
 
-    def configure_metrics(self) -> None:
-        """Build the oriented mAP metrics."""
+    def build_metrics(self) -> MetricCollection:
+        """Oriented mAP at IoU 0.5 and 0.75.
+
+        Returns:
+            The collection.
+        """
         h = self.hparams
-        self.val_metrics = OrientedMeanAveragePrecision(
-            h['num_classes'], iou_thresholds=(0.5,), method=h['ap_method']
-        )
-        self.test_metrics = OrientedMeanAveragePrecision(
-            h['num_classes'], iou_thresholds=(0.5, 0.75), method=h['ap_method']
+        return MetricCollection(
+            {
+                'map': OrientedMeanAveragePrecision(
+                    h['num_classes'], iou_thresholds=(0.5, 0.75), method=h['ap_method']
+                )
+            }
         )
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
@@ -259,36 +247,33 @@ class ObbDetectionBase(PluginTask):
             The loss.
         """
         out = self.detection_output(batch['image'])
-        loss, parts = self.criterion(out, batch['bbox'], batch['label'])
-        bs = batch['image'].shape[0]
-        self.log('train_loss', loss, batch_size=bs)
-        for key, value in parts.items():
-            self.log(f'train_{key}', value, batch_size=bs)
-        return loss
+        terms = self.compute_loss(out, batch)
+        self.log_losses(terms, 'train', batch['image'].shape[0])
+        return terms['loss']
 
-    def _evaluate(
-        self, batch: Batch, prefix: str, metric: OrientedMeanAveragePrecision
-    ) -> None:
+    def compute_loss(self, out: OBBOutput, batch: Batch) -> dict[str, Tensor]:
+        """The detection loss (ProbIoU, class BCE, DFL).
+
+        Args:
+            out: Raw head outputs.
+            batch: The batch (``bbox``, ``label``).
+
+        Returns:
+            ``loss`` and its terms.
+        """
+        loss, parts = self.criterion(out, batch['bbox'], batch['label'])
+        return {'loss': loss, **parts}
+
+    def _evaluate(self, batch: Batch, prefix: str) -> None:
         out = self.detection_output(batch['image'])
-        loss, _ = self.criterion(out, batch['bbox'], batch['label'])
-        self.log(f'{prefix}_loss', loss, batch_size=batch['image'].shape[0])
+        terms = self.compute_loss(out, batch)
+        self.log(f'{prefix}_loss', terms['loss'], batch_size=batch['image'].shape[0])
         preds = self.detect(out)
         targets = [
             {'bbox': b, 'label': lab}
             for b, lab in zip(batch['bbox'], batch['label'], strict=True)
         ]
-        metric.update(preds, targets)
-
-    def _log_metric(self, prefix: str, metric: OrientedMeanAveragePrecision) -> None:
-        values = metric.compute()
-        for key, value in values.items():
-            if key == 'map_per_class':
-                for name, ap in zip(self.class_names, value, strict=False):
-                    if not torch.isnan(ap):
-                        self.log(f'{prefix}_ap_{name.replace(" ", "_")}', ap)
-            else:
-                self.log(f'{prefix}_{key}', value)
-        metric.reset()
+        self.stage_metrics(prefix).update(preds, targets)
 
     def validation_step(
         self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
@@ -300,11 +285,7 @@ class ObbDetectionBase(PluginTask):
             batch_idx: Its index.
             dataloader_idx: Index of the dataloader.
         """
-        self._evaluate(batch, 'val', self.val_metrics)
-
-    def on_validation_epoch_end(self) -> None:
-        """Log validation mAP."""
-        self._log_metric('val', self.val_metrics)
+        self._evaluate(batch, 'val')
 
     def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Accumulate test mAP.
@@ -314,11 +295,7 @@ class ObbDetectionBase(PluginTask):
             batch_idx: Its index.
             dataloader_idx: Index of the dataloader.
         """
-        self._evaluate(batch, 'test', self.test_metrics)
-
-    def on_test_epoch_end(self) -> None:
-        """Log test mAP."""
-        self._log_metric('test', self.test_metrics)
+        self._evaluate(batch, 'test')
 
     def predict_step(
         self, batch: Batch, batch_idx: int = 0, dataloader_idx: int = 0
@@ -359,7 +336,7 @@ class OrientedDetectionTask(ObbDetectionBase):
     adaptive rank allocation during training (``adaptive_rank``).
     """
 
-    model_type = (OBBDetector, LMADetector, TwoStreamOBBDetector)
+    models = ('lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb')
 
     def __init__(
         self,
@@ -384,7 +361,7 @@ class OrientedDetectionTask(ObbDetectionBase):
         self.allocator: RankAllocator | None = None
         super().__init__(model, **kwargs)
 
-    def model_kwargs(self) -> dict[str, Any]:
+    def builder_kwargs(self) -> dict[str, Any]:
         """The adaptor rank and scaling (taken by the LMA builders).
 
         Returns:
@@ -409,7 +386,7 @@ class OrientedDetectionTask(ObbDetectionBase):
         """
         if self.allocator is not None:
             budget = self.allocator.step(self.global_step)
-            self.log('rank_budget', budget, on_step=True, on_epoch=False)
+            self.log('train_rank_budget', budget, on_step=True, on_epoch=False)
 
     def final_ranks(self) -> dict[str, int]:
         """Active adaptor rank of each backbone convolution (LMA; empty otherwise).
@@ -421,9 +398,10 @@ class OrientedDetectionTask(ObbDetectionBase):
 
     def on_train_epoch_end(self) -> None:
         """Log the mean active adaptor rank (LMA)."""
+        super().on_train_epoch_end()
         ranks = self.final_ranks()
         if ranks:
-            self.log('adaptor_rank_mean', sum(ranks.values()) / len(ranks))
+            self.log('train_adaptor_rank_mean', sum(ranks.values()) / len(ranks))
 
     def on_train_end(self) -> None:
         """Report the final adaptor ranks (LMA) through Lightning's logger."""
@@ -443,7 +421,7 @@ class E2EMFDTask(ObbDetectionBase):
     optimiser. ``gmta=False`` back-propagates the plain sum instead.
     """
 
-    model_type = (E2EMFD,)
+    models = ('e2emfd_yolov8n_obb',)
 
     def __init__(
         self,
@@ -467,7 +445,7 @@ class E2EMFDTask(ObbDetectionBase):
         super().__init__(model, **kwargs)
         self.automatic_optimization = False
 
-    def model_kwargs(self) -> dict[str, Any]:
+    def builder_kwargs(self) -> dict[str, Any]:
         """The fusion network's channels.
 
         Returns:
@@ -527,13 +505,9 @@ class E2EMFDTask(ObbDetectionBase):
         scheduler = self.lr_schedulers()
         if scheduler is not None and not isinstance(scheduler, list):
             scheduler.step()  # type: ignore[call-arg]
-        bs = batch['image'].shape[0]
         total = (det_loss + fus_loss).detach()
-        self.log('train_loss', total, batch_size=bs)
-        self.log('train_loss_det', det_loss.detach(), batch_size=bs)
-        self.log('train_loss_fusion', fus_loss.detach(), batch_size=bs)
-        for key, value in {**det_parts, **fus_parts}.items():
-            self.log(f'train_{key}', value, batch_size=bs)
+        terms = {'loss': total, 'loss_det': det_loss, 'loss_fusion': fus_loss}
+        self.log_losses({**terms, **det_parts, **fus_parts}, 'train', len(out.fused))
         return total
 
     def predict_images(self, image: Tensor) -> Batch:

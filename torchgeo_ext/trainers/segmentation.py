@@ -12,21 +12,20 @@ prediction) lives in :class:`SemanticSegmentationBase`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor, nn
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
 from ..losses.segmentation import DistributionAwareLoss, OhemCrossEntropyLoss
-from ..models.api import get_model, get_model_builder
+from ..models.api import get_model
 from .base import PluginTask
 from .optimization import build_optimizer, poly, schedule_steps
 
 __all__ = ['SegmentationTask', 'SemanticSegmentationBase']
-
-_STAGES = ('train', 'val', 'test')
 
 
 def _without_class(logits: Tensor, index: int | None) -> Tensor:
@@ -43,7 +42,7 @@ class SemanticSegmentationBase(PluginTask):
 
     A subclass takes ``num_classes``, ``class_names`` and ``ignore_index``
     hyperparameters, builds its model and loss, and implements
-    :meth:`_logits_and_loss` (a batch's logits, loss and loss terms). This
+    :meth:`compute_loss` (a batch's logits, loss and loss terms). This
     base logs ``<stage>_loss`` and the terms per step, ``<stage>_mIoU`` (mean over the classes other than the ignore index),
     ``<stage>_accuracy`` (pixel accuracy) and one ``<stage>_IoU_<class name>``
     per class (non-alphanumeric runs of the name replaced by ``_``) at each
@@ -54,26 +53,46 @@ class SemanticSegmentationBase(PluginTask):
     monitor = 'val_mIoU'
     mode = 'max'
 
-    def configure_metrics(self) -> None:
-        """Initialize per-stage IoU (per class) and pixel-accuracy metrics."""
+    def build_metrics(self) -> MetricCollection:
+        """IoU per class and pixel accuracy, the ignore index left out.
+
+        Returns:
+            The collection.
+        """
         num_classes = self.hparams['num_classes']
         ignore_index = self.hparams['ignore_index']
-        for stage in _STAGES:
-            # torchmetrics states are registered per attribute (reset per stage).
-            setattr(
-                self,
-                f'{stage}_iou',
-                MulticlassJaccardIndex(
+        return MetricCollection(
+            {
+                'IoU': MulticlassJaccardIndex(
                     num_classes, average='none', ignore_index=ignore_index
                 ),
-            )
-            setattr(
-                self,
-                f'{stage}_accuracy',
-                MulticlassAccuracy(
+                'accuracy': MulticlassAccuracy(
                     num_classes, average='micro', ignore_index=ignore_index
                 ),
-            )
+            }
+        )
+
+    def loggable_metrics(self, values: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per-class IoU and the mIoU, both without the ignore class.
+
+        Args:
+            values: The collection's computed values.
+
+        Returns:
+            Metric name to scalar.
+        """
+        ignore_index = self.hparams['ignore_index']
+        values = dict(values)
+        derived = {}
+        for key, iou in list(values.items()):
+            if not key.endswith('IoU'):
+                continue
+            keep = [k for k in range(len(iou)) if k != ignore_index]
+            derived[f'{key[: -len("IoU")]}mIoU'] = iou[keep].mean()
+            values[key] = iou.clone()
+            if ignore_index is not None and 0 <= ignore_index < len(iou):
+                values[key][ignore_index] = float('nan')  # not logged
+        return {**super().loggable_metrics(values), **derived}
 
     def predict_logits(self, x: Tensor) -> Tensor:
         """Logits for prediction: the ignore class (if a model output) is never chosen.
@@ -98,23 +117,7 @@ class SemanticSegmentationBase(PluginTask):
             y = y.squeeze(1)
         return y.long()
 
-    def _iou(self, stage: str) -> MulticlassJaccardIndex:
-        return cast(MulticlassJaccardIndex, getattr(self, f'{stage}_iou'))
-
-    def _accuracy(self, stage: str) -> MulticlassAccuracy:
-        return cast(MulticlassAccuracy, getattr(self, f'{stage}_accuracy'))
-
-    def _update_metrics(self, logits: Tensor, y: Tensor, stage: str) -> None:
-        """Update the stage's IoU and accuracy with a batch's (undetached) logits."""
-        preds = _without_class(logits.detach(), self.hparams['ignore_index']).argmax(
-            dim=1
-        )
-        self._iou(stage).update(preds, y)
-        self._accuracy(stage).update(preds, y)
-
-    def _logits_and_loss(
-        self, x: Tensor, y: Tensor
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def compute_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Run the model on a batch and compute its loss.
 
         Args:
@@ -122,39 +125,19 @@ class SemanticSegmentationBase(PluginTask):
             y: Targets (B, H, W) int64.
 
         Returns:
-            The logits (B, num_classes, H, W), the loss, and further loss
-            terms to log as ``<stage>_<name>`` (may be empty).
+            The logits (B, num_classes, H, W), and the loss under ``'loss'``
+            with its terms.
         """
         raise NotImplementedError
 
     def _shared_step(self, batch: dict[str, Any], stage: str) -> Tensor:
         x, y = batch['image'], self._target(batch)
-        logits, loss, terms = self._logits_and_loss(x, y)
-        self._update_metrics(logits, y, stage)
-        batch_size = x.shape[0]
-        self.log(
-            f'{stage}_loss', loss, batch_size=batch_size, prog_bar=stage == 'train'
-        )
-        for name, value in terms.items():
-            self.log(f'{stage}_{name}', value, batch_size=batch_size)
-        return loss
-
-    def _log_epoch_metrics(self, stage: str) -> None:
-        iou_metric = self._iou(stage)
-        if not iou_metric.update_called:
-            return
-        iou = iou_metric.compute()
+        logits, terms = self.compute_loss(x, y)
         ignore_index = self.hparams['ignore_index']
-        keep = [k for k in range(len(iou)) if k != ignore_index]
-        values = {
-            f'{stage}_IoU_{self.metric_name(self.class_names[k])}': iou[k] for k in keep
-        }
-        values[f'{stage}_mIoU'] = iou[keep].mean()
-        accuracy = self._accuracy(stage)
-        values[f'{stage}_accuracy'] = accuracy.compute()
-        self.log_dict(values)
-        iou_metric.reset()
-        accuracy.reset()
+        preds = _without_class(logits.detach(), ignore_index).argmax(dim=1)
+        self.stage_metrics(stage).update(preds, y)
+        self.log_losses(terms, stage, x.shape[0])
+        return terms['loss']
 
     def training_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -193,18 +176,6 @@ class SemanticSegmentationBase(PluginTask):
         """
         self._shared_step(batch, 'test')
 
-    def on_train_epoch_end(self) -> None:
-        """Log the epoch's training IoUs."""
-        self._log_epoch_metrics('train')
-
-    def on_validation_epoch_end(self) -> None:
-        """Log the epoch's validation IoUs."""
-        self._log_epoch_metrics('val')
-
-    def on_test_epoch_end(self) -> None:
-        """Log the test IoUs."""
-        self._log_epoch_metrics('test')
-
     def predict_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Any]:
@@ -234,6 +205,8 @@ class SegmentationTask(SemanticSegmentationBase):
     name replaced by ``_``). ``predict_step`` returns
     ``prediction`` (B, H, W) class ids plus the batch's georeferencing keys.
     """
+
+    models = ('dianet_w48', 'dianet_w18', 'dianet_w8')
 
     def __init__(
         self,
@@ -276,15 +249,7 @@ class SegmentationTask(SemanticSegmentationBase):
                 ``lr * (1 - step / total_steps) ** poly_power``.
             tile_size: Training tile size, the default tile of tiled inference.
             model_kwargs: Further arguments of the model builder.
-
-        Raises:
-            ValueError: If the model is unknown or ``class_names`` has the wrong length.
         """
-        get_model_builder(model)  # fail early on an unknown name
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f'class_names has {len(class_names)} names for {num_classes} classes'
-            )
         super().__init__()
 
     @property
@@ -357,9 +322,16 @@ class SegmentationTask(SemanticSegmentationBase):
         logits: Tensor = self.model(x)
         return logits
 
-    def _logits_and_loss(
-        self, x: Tensor, y: Tensor
-    ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def compute_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The model's logits and its loss.
+
+        Args:
+            x: Images (B, C, H, W).
+            y: Targets (B, H, W) int64.
+
+        Returns:
+            The logits and ``{'loss': loss}``.
+        """
         logits = self(x)
         loss: Tensor = self.criterion(logits, y)
-        return logits, loss, {}
+        return logits, {'loss': loss}

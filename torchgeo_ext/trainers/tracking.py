@@ -26,15 +26,16 @@ import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 from torch.optim.lr_scheduler import CosineAnnealingLR
+from torchmetrics import MetricCollection
 from torchvision.ops import box_convert
 
 from ..losses.tracking import TrackingLoss, centre_heatmap
-from ..metrics.tracking import OTBMetric, precision_at, success_auc
-from ..models.api import get_model, get_model_builder
+from ..metrics.tracking import OTBMetric
+from ..models.api import get_model
 from ..models.hyat import HyATracker
 from ..samplers.tracking import crop_around_box
 from .base import PluginTask
-from .optimization import build_optimizer
+from .optimization import build_optimizer, schedule_epochs
 
 
 def _to_xywh(box: Tensor) -> Tensor:
@@ -57,6 +58,7 @@ class TrackingTask(PluginTask):
     """Train and run a HyA-T tracker on template/search pairs."""
 
     monitor = 'val_loss'
+    models = ('hyat_tiny', 'hyat_base', 'hymamba_tiny', 'hymamba_base')
 
     def __init__(
         self,
@@ -75,12 +77,11 @@ class TrackingTask(PluginTask):
         giou_weight: float = 2.0,
         lr: float = 4e-4,
         weight_decay: float = 1e-4,
-        max_epochs: int = 100,
     ) -> None:
         """Initialize a new TrackingTask.
 
         Args:
-            model: ``'hyat_tiny'`` or ``'hyat_base'``.
+            model: ``'hyat_tiny'``, ``'hyat_base'``, ``'hymamba_tiny'`` or ``'hymamba_base'``.
             hsi_bands: HSI bands (16 VIS, 25 NIR, 15 RedNIR).
             colour_bands: Colour bands stacked before the HSI bands.
             template_size: Template crop side (as in the data module).
@@ -96,12 +97,7 @@ class TrackingTask(PluginTask):
             giou_weight: Weight of the GIoU box loss.
             lr: AdamW learning rate.
             weight_decay: AdamW weight decay.
-            max_epochs: Length of the cosine learning-rate schedule.
-
-        Raises:
-            ValueError: If ``model`` is unknown.
         """
-        get_model_builder(model)  # fail early on an unknown name
         self._state: dict[str, Any] = {}
         super().__init__()
 
@@ -128,9 +124,15 @@ class TrackingTask(PluginTask):
             h['focal_weight'], h['l1_weight'], h['giou_weight']
         )
 
-    def configure_metrics(self) -> None:
-        """Initialize the OTB metric of the test sequences."""
-        self.test_otb = OTBMetric()
+    def build_metrics(self) -> MetricCollection:
+        """OTB success AUC and DP@20 (``<stage>_success_auc``, ``<stage>_precision_20``).
+
+        Validation counts each batch of pairs as one sequence; test, each video.
+
+        Returns:
+            The collection.
+        """
+        return MetricCollection({'otb': OTBMetric()})
 
     def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW on the trainable parameters with a cosine schedule.
@@ -145,9 +147,7 @@ class TrackingTask(PluginTask):
             self.hparams['lr'],
             weight_decay=self.hparams['weight_decay'],
         )
-        scheduler = CosineAnnealingLR(
-            optimizer, T_max=max(1, self.hparams['max_epochs'])
-        )
+        scheduler = CosineAnnealingLR(optimizer, T_max=schedule_epochs(self._trainer))
         return {'optimizer': optimizer, 'lr_scheduler': scheduler}
 
     def forward(self, template: Tensor, search: Tensor) -> dict[str, Tensor]:  # type: ignore[override]
@@ -186,15 +186,10 @@ class TrackingTask(PluginTask):
         out = self(batch['template'], batch['search'])
         target = batch['search_bbox_xyxy'].reshape(-1, 4)
         losses = self.compute_loss(out, target)
-        n = target.shape[0]
-        for name, value in losses.items():
-            key = f'{prefix}_loss' if name == 'loss' else f'{prefix}_{name}'
-            self.log(key, value, batch_size=n)
+        self.log_losses(losses, prefix, target.shape[0])
         if prefix == 'val':
             pred = _to_xywh(out['bbox_xyxy'].detach())
-            gt = _to_xywh(target)
-            self.log('val_success_auc', success_auc(pred, gt), batch_size=n)
-            self.log('val_precision_20', precision_at(pred, gt), batch_size=n)
+            self.stage_metrics('val').update(pred, _to_xywh(target))
         return losses['loss']
 
     def training_step(
@@ -323,7 +318,7 @@ class TrackingTask(PluginTask):
         gt = (
             _to_xywh(gt_xyxy[0].float())
             if len(gt_xyxy)
-            else torch.full((4,), float('nan'))
+            else torch.full((4,), float('nan'), device=gt_xyxy.device)
         )
         new = self._state.get('sequence') != seq or frame == 0
         if new:
@@ -331,7 +326,7 @@ class TrackingTask(PluginTask):
             self._state = {'sequence': seq, 'pred': [], 'gt': []}
         if 'template' not in self._state:
             if not torch.isfinite(gt).all():
-                pred = torch.full((4,), float('nan'))
+                pred = torch.full((4,), float('nan'), device=gt.device)
             else:
                 state = {k: self._state[k] for k in ('sequence', 'pred', 'gt')}
                 self.init_tracker(image, gt)
@@ -345,7 +340,7 @@ class TrackingTask(PluginTask):
 
     def _finish_sequence(self) -> None:
         if self._state.get('pred') and self._testing:
-            self.test_otb.update(
+            self.test_metrics.update(
                 torch.stack(self._state['pred']), torch.stack(self._state['gt'])
             )
         self._state = {}
@@ -371,10 +366,7 @@ class TrackingTask(PluginTask):
         """Score the last sequence and log OTB success AUC and DP@20."""
         self._finish_sequence()
         self._testing = False
-        result = self.test_otb.compute()
-        self.log('test_success_auc', result['success_auc'].float())
-        self.log('test_precision_20', result['precision_20'].float())
-        self.test_otb.reset()
+        super().on_test_epoch_end()
 
     def on_predict_epoch_start(self) -> None:
         """Reset the tracker state."""
