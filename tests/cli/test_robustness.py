@@ -848,7 +848,7 @@ def test_declared_outputs_are_known_options() -> None:
 
 
 def test_every_option_value_is_validated() -> None:
-    # Numbers and devices go through the types of torchgeo_ext.options (one-line
+    # Numbers and devices go through the types of torchgeo_ext.commands._options (one-line
     # errors for 0, negatives, NaN, ...), and every subcommand writing files
     # declares them for the output checks.
     from torchgeo_ext import options

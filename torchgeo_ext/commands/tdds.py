@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import open_unit_float, positive_int
+from ._options import open_unit_float, positive_int
 
 
 def _keep(value: str) -> float | int:
