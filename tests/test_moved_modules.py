@@ -11,7 +11,11 @@ import pytest
     [
         ('torchgeo_ext.options', 'torchgeo_ext.commands._options', 'positive_int'),
         ('torchgeo_ext.demo_scene', 'torchgeo_ext.demos.scene', 'make_demo_scene'),
-        ('torchgeo_ext.datasets.fyh_builder', 'torchgeo_ext.converters.fyh', 'build_fyh'),
+        (
+            'torchgeo_ext.datasets.fyh_builder',
+            'torchgeo_ext.converters.fyh',
+            'build_fyh',
+        ),
     ],
 )
 def test_old_path_warns_and_reexports(old: str, new: str, name: str) -> None:
