@@ -429,6 +429,7 @@ def write_raster(
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     cog: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Write an array as a tiled, compressed, Cloud-Optimized GeoTIFF, atomically.
 
@@ -441,6 +442,7 @@ def write_raster(
         band_names: One description per band.
         tags: Dataset metadata (non-string values stored as JSON).
         cog: Write a Cloud-Optimized GeoTIFF (else a tiled GeoTIFF).
+        threads: Compression threads (None: all cores).
 
     Returns:
         The output path.
@@ -466,6 +468,7 @@ def write_raster(
         band_names=band_names,
         tags=tags,
         cog=cog,
+        threads=threads,
     ) as dst:
         dst.write(Window(0, 0, width, height), arr)
     return dst.path
