@@ -811,6 +811,21 @@ def test_output_is_one_cog_pass_on_any_thread_count(tmp_path: Path) -> None:
             outputs.append(src.read())
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_allclose(outputs[0], array, atol=1e-6)
+    half = predict_raster(
+        nn.Identity(),
+        path,
+        tmp_path / 'half.tif',
+        tile_size=128,
+        overlap=16,
+        output_kind='probabilities',
+        dtype='float16',
+        progress=False,
+    )
+    with rasterio.open(half) as src:
+        assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+        assert src.dtypes == ('float16', 'float16')
+        assert src.overviews(1) == [2, 4]
+    half.unlink()
     # nothing temporary is left beside the outputs
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         'in.tif',

@@ -184,6 +184,19 @@ def _stream_compression() -> dict[str, Any]:
     return options
 
 
+def _build_overviews(path: Path, width: int, height: int) -> None:
+    """Average overviews in *path*, halving until they fit one block (as COG's AUTO)."""
+    from rasterio.enums import Resampling
+
+    factors, factor = [], 2
+    while math.ceil(max(width, height) / (factor // 2)) > BLOCKSIZE:
+        factors.append(factor)
+        factor *= 2
+    if factors:
+        with rasterio.open(path, 'r+') as dst:
+            dst.build_overviews(factors, Resampling.average)
+
+
 class RasterWriter:
     """Streaming, atomic GeoTIFF writer.
 
@@ -397,6 +410,10 @@ class RasterWriter:
             if np.issubdtype(self.dtype, np.floating)
             else 'NEAREST',
         }
+        if self.overviews and self.dtype == np.float16:
+            # GDAL 3.12's COG driver fails to make Float16 overviews itself
+            _build_overviews(self._stream_path, self.width, self.height)
+            options['overviews'] = 'FORCE_USE_EXISTING'
         try:
             rasterio.shutil.copy(self._stream_path, self._tmp, driver='COG', **options)
         except RasterioError as err:  # pragma: no cover - depends on the GDAL build
