@@ -1,4 +1,7 @@
-"""Georeferenced outputs: raster and vector writers, geometry conversion, the prediction writer."""
+"""Georeferenced outputs: raster and vector writers, geometry conversion, the prediction writer.
+
+Also the atomic checkpoint writer used by ``fit``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .atomic import atomic_output
+    from .checkpoint_io import AtomicCheckpointIO
     from .geometry import (
         boxes_to_polygons,
         detections_to_geodataframe,
@@ -28,6 +32,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
     'atomic_output': 'torchgeo_ext.export.atomic',
+    'AtomicCheckpointIO': 'torchgeo_ext.export.checkpoint_io',
     'boxes_to_polygons': 'torchgeo_ext.export.geometry',
     'detections_to_geodataframe': 'torchgeo_ext.export.geometry',
     'mask_to_polygons': 'torchgeo_ext.export.geometry',

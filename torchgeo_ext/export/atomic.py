@@ -30,6 +30,7 @@ __all__ = [
     'atomic_output',
     'check_writable',
     'check_writable_dir',
+    'disk_full',
     'fsync_file',
     'fsync_folder',
     'make_output_dir',
@@ -379,8 +380,19 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _disk_full(error: BaseException, folder: Path) -> bool:
-    """Whether a write that failed with *error* in *folder* ran out of space."""
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a write that failed with *error* in *folder* ran out of space.
+
+    Call it before removing what the failed write left (it may hold the space).
+
+    Args:
+        error: What the writer raised.
+        folder: Where it wrote.
+
+    Returns:
+        True for an ENOSPC/EDQUOT anywhere in the exception chain, a message
+        saying the disk is full, or less than 1 MiB free in *folder*.
+    """
     for cause in _causes(error):
         if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
@@ -419,7 +431,7 @@ def write_error(
     if isinstance(error, InputError) or not isinstance(error, Exception):
         return None
     prefix = f'{what}: ' if what else ''
-    if _disk_full(error, out.parent):
+    if disk_full(error, out.parent):
         return OSError(
             errno.ENOSPC,
             f'{prefix}{os.strerror(errno.ENOSPC)} in {out.parent}; nothing was '
