@@ -10,10 +10,10 @@ processes affects every candidate alike), batch 1, 4 x 512 x 512, eval mode unde
   32^2), in both memory formats;
 * the fused SuperYOLO forward (backbone, neck, head and box decoding, no NMS) in
   contiguous (NCHW) and ``channels_last`` (NHWC) memory formats, as the torch
-  engine runs it (``models.engine.optimise_eager``: NHWC, conv + SiLU as one
+  engine runs it (``models.superyolo_engine.SuperYOLOEagerEngine``: NHWC, conv + SiLU as one
   oneDNN kernel, stem and first convolution composed into one) and, when it is
   installed, through ONNX Runtime
-  (``models.engine.OnnxRuntimeModule``, what ``detect --engine onnxruntime`` runs);
+  (``models.superyolo_engine.SuperYOLOOnnxEngine``, what ``detect --engine onnxruntime`` runs);
 * TorchGeo's Faster R-CNN R50-FPN (``ObjectDetectionTask``, ``weights=None``, 4 bands);
 * the post-processing (score filter, class-wise NMS) on a realistic score
   distribution: the decoded output with every objectness set to zero except 100
@@ -40,12 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from torchgeo_ext.models.complexity import count_macs
-from torchgeo_ext.models.engine import (
-    OnnxRuntimeModule,
-    onnxruntime_available,
-    optimise_eager,
-)
 from torchgeo_ext.models.superyolo import postprocess, superyolo_mf
+from torchgeo_ext.models.superyolo_engine import (
+    SuperYOLOEagerEngine,
+    SuperYOLOOnnxEngine,
+    onnxruntime_available,
+)
 
 sys.path.insert(0, str(ROOT / 'benchmarks'))
 from superyolo import faster_rcnn  # the same Faster R-CNN as the latency table there
@@ -108,9 +108,7 @@ def main() -> None:
     model_cl = superyolo_mf(8).eval().fuse()
     model_cl.load_state_dict(model.state_dict())
     model_cl = model_cl.to(memory_format=torch.channels_last)
-    plain = superyolo_mf(8).eval().fuse()
-    plain.load_state_dict(model.state_dict())
-    model_engine = optimise_eager(plain)
+    model_engine = SuperYOLOEagerEngine(model)
     x_cl = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         decoded = sparse_scores(model(x))
@@ -128,7 +126,7 @@ def main() -> None:
         expected = model(x)
         assert torch.allclose(model_engine(x), expected, rtol=1e-4, atol=1e-3)
     if onnxruntime_available():
-        ort = OnnxRuntimeModule(model, x, threads=1)
+        ort = SuperYOLOOnnxEngine(model, threads=1)
         assert torch.allclose(ort(x), expected, rtol=1e-4, atol=1e-3)
         candidates['SuperYOLO forward ONNX Runtime'] = lambda: ort(x)
     convs = conv_candidates()

@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -155,7 +157,8 @@ def test_every_method_with_vector(
     if method == 'bsdm':
         argv += ['--iterations', '5']
     if method == 'stad':
-        argv += ['--checkpoint', str(stad_checkpoint)]
+        # a 12-band scene, a 6-band checkpoint
+        argv += ['--checkpoint', str(stad_checkpoint), '--align-bands']
     if method == 'lrx':
         argv += ['--inner', '3', '--outer', '7']
     assert main([*argv, '--threshold', '0.98']) == 0
@@ -244,3 +247,199 @@ def test_checkpoint_of_wrong_model(
     assert main([*argv, '--checkpoint', str(stad_checkpoint)]) == 2
     assert 'not a BSDM checkpoint' in capsys.readouterr().err
     assert not (tmp_path / 'o.tif').exists()
+
+
+# --- Issue 25: subprocess tests of the command line ------------------------------------
+
+
+def cli(*argv: str | Path) -> subprocess.CompletedProcess[str]:
+    """``torchgeo-ext anomaly ...`` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, '-m', 'torchgeo_ext.cli', 'anomaly', *map(str, argv)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_concurrent_runs_sharing_output(tmp_path: Path) -> None:
+    # Item 4: each run's polygons come from its own scores, never from the
+    # shared output path that the other run may have replaced meanwhile.
+    scenes, alone = {}, {}
+    for name, seed in (('a', 1), ('b', 2)):
+        scenes[name], _ = make_demo_scene(
+            tmp_path / f'{name}.tif', size=48, bands=6, seed=seed
+        )
+        vec = tmp_path / f'{name}_alone.gpkg'
+        assert (
+            cli(
+                scenes[name], '-o', tmp_path / f'{name}.out.tif', '--vector', vec
+            ).returncode
+            == 0
+        )
+        alone[name] = gpd.read_file(vec)
+    shared = tmp_path / 'shared.tif'
+    procs = {
+        name: subprocess.Popen(
+            [
+                *(sys.executable, '-m', 'torchgeo_ext.cli', 'anomaly'),
+                *(str(scenes[name]), '-o', str(shared)),
+                *('--vector', str(tmp_path / f'{name}.gpkg')),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for name in scenes
+    }
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0
+        gdf = gpd.read_file(tmp_path / f'{name}.gpkg')
+        assert f'({len(gdf)} regions' in out
+        assert len(gdf) == len(alone[name])
+        np.testing.assert_allclose(
+            np.sort(gdf['score']), np.sort(alone[name]['score']), rtol=1e-6
+        )
+
+
+def test_checkpoint_band_count_refused_without_align(
+    scene: tuple[Path, np.ndarray], stad_checkpoint: Path, tmp_path: Path
+) -> None:
+    # Item 7: a 12-band scene and a 6-band checkpoint.
+    path, _ = scene
+    out = tmp_path / 'o.tif'
+    argv: list[str | Path] = [
+        *(path, '-o', out, '--method', 'stad', '--checkpoint', stad_checkpoint)
+    ]
+    refused = cli(*argv)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert '12 bands' in refused.stderr
+    assert '6' in refused.stderr
+    assert '--align-bands' in refused.stderr
+    assert not out.exists()
+    aligned = cli(*argv, '--align-bands')
+    assert aligned.returncode == 0, aligned.stderr
+    assert 'note: aligned the 12 bands' in aligned.stdout
+    assert 'first 6 bands' in aligned.stdout
+    assert out.exists()
+    alone = cli(path, '-o', tmp_path / 'p.tif', '--align-bands')
+    assert alone.returncode == 2
+    assert '--align-bands applies to a --checkpoint' in alone.stderr
+
+
+def test_rx_refuses_checkpoint(
+    scene: tuple[Path, np.ndarray], stad_checkpoint: Path, tmp_path: Path
+) -> None:
+    # Item 8: like --inner with rx.
+    path, _ = scene
+    for method in ('rx', 'lrx', 'crd'):
+        result = cli(
+            path,
+            '-o',
+            tmp_path / 'o.tif',
+            '--method',
+            method,
+            '--checkpoint',
+            stad_checkpoint,
+        )
+        assert result.returncode == 2
+        assert f'--checkpoint does not apply to {method}' in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / 'o.tif').exists()
+
+
+def test_envi_header_for_every_method(tmp_path: Path) -> None:
+    # Item 9: one input resolver: the .hdr is accepted by rx as by lrx and crd.
+    source = Path(__file__).parents[1] / 'data' / 'had100' / 'data' / 'aviris_ng_target'
+    for file in source.glob('ang20170821t183707_1.*'):
+        shutil.copy(file, tmp_path / file.name)
+    header = tmp_path / 'ang20170821t183707_1.hdr'
+    assert header.exists()
+    for method in ('rx', 'lrx', 'crd'):
+        out = tmp_path / f'{method}.tif'
+        argv: list[str | Path] = [header, '-o', out, '--method', method]
+        if method != 'rx':
+            argv += ['--inner', '1', '--outer', '3']
+        result = cli(*argv)
+        assert result.returncode == 0, result.stderr
+        with rasterio.open(out) as dst:
+            assert dst.crs is not None
+            assert dst.tags()['output_kind'] == 'scores'
+
+
+def test_every_score_file_tagged(
+    scene: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    # Item 14: lrx and bsdm score files carry output_kind like rx's.
+    path, _ = scene
+    for method in ('lrx', 'bsdm'):
+        out = tmp_path / f'{method}.tif'
+        extra = ['--iterations', '2'] if method == 'bsdm' else []
+        assert cli(path, '-o', out, '--method', method, *extra).returncode == 0
+        with rasterio.open(out) as dst:
+            assert dst.tags()['output_kind'] == 'scores'
+            assert dst.descriptions == (f'{method}_score',)
+
+
+def test_masked_pixels_are_nodata(tmp_path: Path) -> None:
+    # Item 5: a GeoTIFF with an internal mask over a bright 'sensor gap'.
+    cube, _ = synthetic_anomaly_scene(32, 5, seed=1, targets=0)
+    cube[:, 8:12, 8:12] += 50
+    path = tmp_path / 'masked.tif'
+    profile = {
+        'driver': 'GTiff',
+        'width': 32,
+        'height': 32,
+        'count': 5,
+        'dtype': 'float32',
+        'crs': 'EPSG:32633',
+        'transform': rasterio.Affine(30, 0, 5e5, 0, -30, 5e6),
+    }
+    with (
+        rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+        rasterio.open(path, 'w', **profile) as dst,
+    ):
+        dst.write(cube.astype(np.float32))
+        mask = np.full((32, 32), 255, dtype=np.uint8)
+        mask[8:12, 8:12] = 0
+        dst.write_mask(mask)
+    for method in ('rx', 'lrx'):
+        out, vec = tmp_path / f'{method}.tif', tmp_path / f'{method}.gpkg'
+        result = cli(
+            path, '-o', out, '--method', method, '--vector', vec, '--threshold', '0.99'
+        )
+        assert result.returncode == 0, result.stderr
+        with rasterio.open(out) as dst:
+            scores = dst.read(1)
+        assert np.isnan(scores[8:12, 8:12]).all()
+        assert np.isfinite(scores).sum() == 32 * 32 - 16
+        gdf = gpd.read_file(vec)
+        rows, cols = np.nonzero(np.isfinite(scores) & (scores >= gdf['score'].min()))
+        assert not ((rows >= 8) & (rows < 12) & (cols >= 8) & (cols < 12)).any()
+
+
+def test_bsdm_progress_per_step_with_loss(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'b.tif'), '--method', 'bsdm']
+    argv += ['--iterations', '3', '--batch-size', '64', '--progress']
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert 'bsdm training' in err
+    assert '3/3' in err
+    assert 'loss=' in err
+
+
+def test_batch_size_options(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'b.tif')]
+    bsdm = [*argv, '--method', 'bsdm']
+    assert main([*bsdm, '--full-batch', '--batch-size', '8']) == 2
+    assert 'exclude each other' in capsys.readouterr().err
+    assert main([*argv, '--full-batch']) == 2
+    assert '--batch-size applies to bsdm only' in capsys.readouterr().err
+    assert main([*bsdm, '--full-batch', '--iterations', '1']) == 0

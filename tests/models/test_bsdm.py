@@ -184,3 +184,13 @@ def test_bsdm_other_band_count_and_mask() -> None:
     assert torch.isfinite(scores[1:]).all()
     fewer = bsdm_scores(cube[:4], model=model, repeats=1)  # reflect-padded 4 -> 6
     assert torch.isfinite(fewer).all()
+
+
+def test_training_batch_auto_full_and_number() -> None:
+    from torchgeo_ext.models.bsdm import AUTO_BATCH, AUTO_FULL_BATCH, training_batch
+
+    assert training_batch('auto', AUTO_FULL_BATCH) is None  # the authors' full batch
+    assert training_batch('auto', AUTO_FULL_BATCH + 1) == AUTO_BATCH
+    assert training_batch('full', 10**6) is None
+    assert training_batch(None, 10**6) is None
+    assert training_batch(128, 10**6) == 128

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.export.raster import RasterWriter, open_inputs, write_raster
-from torchgeo_ext.pipelines import tiling
+from torchgeo_ext.pipelines import stitching, tiling
 from torchgeo_ext.pipelines.tiling import (
     Blend,
     OutputKind,
@@ -377,18 +377,18 @@ def test_streaming_memory_is_bounded(
     path = make_raster(tmp_path / 'in.tif', array)
     rows_seen: list[int] = []
     writes: list[int] = []
-    original_ensure = tiling._Accumulator._ensure
+    original_ensure = stitching.Accumulator._ensure
     original_write = RasterWriter.write
 
     def ensure(self: Any, rows: int) -> None:
         original_ensure(self, rows)
-        rows_seen.append(self.wsum.shape[0])
+        rows_seen.append(self.valid.shape[0])
 
     def write(self: Any, window: Any, data: Any) -> None:
         writes.append(int(window.height))
         original_write(self, window, data)
 
-    monkeypatch.setattr(tiling._Accumulator, '_ensure', ensure)
+    monkeypatch.setattr(stitching.Accumulator, '_ensure', ensure)
     monkeypatch.setattr(RasterWriter, 'write', write)
     out = predict_raster(
         nn.Identity(),
@@ -486,19 +486,19 @@ def test_buffers_do_not_grow_with_width(
     monkeypatch.setattr(tiling, 'STRIP_WIDTH', 256)
     widths: list[int] = []
     carried: list[int] = []
-    original_init = tiling._Accumulator.__init__
-    original_put = tiling._Carry.put
+    original_init = stitching.Accumulator.__init__
+    original_put = stitching.Carry.put
 
-    def init(self: Any, channels: int, width: int) -> None:
+    def init(self: Any, channels: int, width: int, device: torch.device) -> None:
         widths.append(width)
-        original_init(self, channels, width)
+        original_init(self, channels, width, device)
 
-    def put(self: Any, row: int, acc: Any, wsum: Any, valid: Any) -> None:
-        carried.append(wsum.shape[1])
-        original_put(self, row, acc, wsum, valid)
+    def put(self: Any, row: int, values: Any, valid: Any) -> None:
+        carried.append(valid.shape[1])
+        original_put(self, row, values, valid)
 
-    monkeypatch.setattr(tiling._Accumulator, '__init__', init)
-    monkeypatch.setattr(tiling._Carry, 'put', put)
+    monkeypatch.setattr(stitching.Accumulator, '__init__', init)
+    monkeypatch.setattr(stitching.Carry, 'put', put)
     out = predict_raster(
         nn.Identity(), path, tmp_path / 'o.tif', tile_size=32, overlap=8, progress=False
     )

@@ -285,5 +285,7 @@ def test_configs_record_prune_and_train_on_the_subset(tmp_path: Path) -> None:
     assert len(listed) == 64  # keep 0.5 of 127, rounded
     subset = tmp_path / 'subset.yaml'
     text = (conf / 'tdds_subset_mivit_houston2013.yaml').read_text()
-    subset.write_text(text.replace('tdds_keep.txt', str(tmp_path / 'keep.txt')))
+    subset.write_text(
+        text.replace('tests/conf/tdds_keep.txt', str(tmp_path / 'keep.txt'))
+    )
     assert main(['fit', '--config', str(subset), root]) == 0

@@ -82,6 +82,13 @@ def add_parser(subparsers: Any) -> None:
         '--device', type=device, default='cpu', help='torch device (default: cpu)'
     )
     parser.add_argument(
+        '--precision',
+        choices=('32', '16-mixed', 'bf16-mixed'),
+        default='32',
+        help="model precision, as Lightning names it: '16-mixed' and 'bf16-mixed' "
+        'run the model under autocast (default: 32)',
+    )
+    parser.add_argument(
         '--min-area',
         type=non_negative_float,
         default=0,
@@ -143,6 +150,7 @@ def _segment(args: argparse.Namespace, inputs: list[Any]) -> Any:
         batch_size=args.batch_size,
         blend=args.blend,
         device=args.device,
+        precision=args.precision,
         min_area=args.min_area,
         progress=args.progress,
     )

@@ -282,13 +282,21 @@ class VectorObjects(GeoDataset):
     # -- reading ------------------------------------------------------------------
 
     def _vector_files(self) -> list[str]:
-        """The vector files: given files as they are, directories searched by suffix."""
+        """The vector files: given files as they are, directories searched by suffix.
+
+        URLs and GDAL virtual paths are files (their GDAL path), checked with an
+        OGR open.
+        """
         paths = (
             [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
         )
+        from ..export.sources import check_vector_source, is_virtual
+
         files: set[str] = set()
         for path in paths:
-            if os.path.isdir(path):
+            if is_virtual(path):  # a URL or GDAL path: checked by opening it
+                files.add(check_vector_source(path))
+            elif os.path.isdir(path):
                 for found in pathlib.Path(path).rglob('*'):
                     if found.suffix.lower() in VECTOR_SUFFIXES and found.is_file():
                         files.add(str(found))

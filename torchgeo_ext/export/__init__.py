@@ -1,6 +1,8 @@
-"""Georeferenced outputs: raster and vector writers, geometry conversion, the prediction writer.
+"""Georeferenced outputs and the inputs they come from.
 
-Also the atomic checkpoint writer used by ``fit``.
+Raster and vector writers, geometry conversion, the prediction writer, the
+atomic checkpoint writer used by ``fit``; input paths, URLs and STAC items
+resolved for reading (``sources``, ``stac``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         mask_to_polygons,
         oriented_boxes_to_polygons,
     )
+    from .http_server import LocalRangeServer
     from .raster import (
         RasterStack,
         RasterWriter,
@@ -25,7 +28,10 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         open_inputs,
         write_raster,
     )
+    from .sources import AssetPath, check_source, gdal_path, recording_sources
+    from .stac import stac_assets
     from .vector import write_vector
+    from .vrt import write_vrt_mosaic
     from .writer import GeoPredictionWriter
 
 # Public name -> module that defines it. A new public name adds one line here and
@@ -42,7 +48,14 @@ _EXPORTS: dict[str, str] = {
     'crs_to_string': 'torchgeo_ext.export.raster',
     'open_inputs': 'torchgeo_ext.export.raster',
     'write_raster': 'torchgeo_ext.export.raster',
+    'LocalRangeServer': 'torchgeo_ext.export.http_server',
+    'AssetPath': 'torchgeo_ext.export.sources',
+    'check_source': 'torchgeo_ext.export.sources',
+    'gdal_path': 'torchgeo_ext.export.sources',
+    'recording_sources': 'torchgeo_ext.export.sources',
+    'stac_assets': 'torchgeo_ext.export.stac',
     'write_vector': 'torchgeo_ext.export.vector',
+    'write_vrt_mosaic': 'torchgeo_ext.export.vrt',
     'GeoPredictionWriter': 'torchgeo_ext.export.writer',
 }
 

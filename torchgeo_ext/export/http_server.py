@@ -1,14 +1,19 @@
 """A local HTTP server with Range requests, to read rasters "remotely" offline.
 
 Tests, the remote-inputs tutorial and ``benchmarks/remote.py`` serve a folder
-from 127.0.0.1 with it; it counts the bytes it sends and can add latency.
+from 127.0.0.1 with it; it counts the bytes it sends and can add latency. The
+module runs as the server process and imports nothing but the standard library.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
@@ -35,7 +40,23 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def do_GET(self) -> None:
-        """Serve a file, or the requested byte range of it."""
+        """Serve a file, or the requested byte range of it (or the counters)."""
+        if self.path in ('/__stats__', '/__reset__'):
+            with self.server.lock:
+                if self.path == '/__reset__':
+                    self.server.bytes_sent = self.server.requests = 0
+                body = json.dumps(
+                    {
+                        'bytes_sent': self.server.bytes_sent,
+                        'requests': self.server.requests,
+                    }
+                ).encode()
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         if self.server.latency:
             time.sleep(self.server.latency)
         match = _RANGE.match(self.headers.get('Range', '').strip())
@@ -76,10 +97,10 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 
 class _CountingServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
-    latency = 0.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, address: Any, handler: Any, latency: float) -> None:
+        super().__init__(address, handler)
+        self.latency = latency
         self.lock = threading.Lock()
         self.bytes_sent = 0
         self.requests = 0
@@ -90,13 +111,27 @@ class _CountingServer(http.server.ThreadingHTTPServer):
             self.requests += 1
 
 
+def _serve(argv: list[str]) -> None:
+    """The server process: ``http_server.py ROOT LATENCY``; prints its port, serves."""
+    root, latency = argv[0], float(argv[1])
+    handler = partial(_RangeHandler, directory=root)
+    server = _CountingServer(('127.0.0.1', 0), handler, latency)
+    print(server.server_address[1], flush=True)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C reaches the whole group
+        server.serve_forever()
+
+
 class LocalRangeServer:
-    """Serve a folder over HTTP on 127.0.0.1 (a free port) in a background thread.
+    """Serve a folder over HTTP on 127.0.0.1 (a free port) from a child process.
+
+    A process, not a thread: a GDAL call that holds the GIL while it waits for
+    the answer would otherwise wait for a server thread that cannot run.
+    ``GET /__stats__`` answers the counters as JSON (not counted).
 
     Example::
 
         with LocalRangeServer('data/') as server:
-            open_inputs(server.url('scene.tif'))  # /vsicurl/http://127.0.0.1:PORT/scene.tif
+            open_inputs(server.url('scene.tif'))  # http://127.0.0.1:PORT/scene.tif
             print(server.bytes_sent, server.requests)
     """
 
@@ -109,23 +144,30 @@ class LocalRangeServer:
         """
         self.root = Path(root)
         self.latency = float(latency)
-        self._server: _CountingServer | None = None
-        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[str] | None = None
+        self._port = 0
 
     def __enter__(self) -> Self:
-        """Start serving.
+        """Start the server process and wait until it listens.
 
         Returns:
             This server.
+
+        Raises:
+            RuntimeError: If the server does not start.
         """
-        handler = partial(_RangeHandler, directory=os.fspath(self.root))
-        server = _CountingServer(('127.0.0.1', 0), handler)
-        server.latency = self.latency
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name='local-range-server', daemon=True
+        root = os.fspath(self.root.absolute())
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, root, str(self.latency)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        self._thread.start()
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()  # the port, once it listens
+        if not line.strip().isdigit():
+            self.__exit__(None, None, None)
+            raise RuntimeError(f'the local HTTP server did not start ({line!r})')
+        self._port = int(line)
         return self
 
     def __exit__(
@@ -134,26 +176,26 @@ class LocalRangeServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop serving and join the thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    @property
-    def _running(self) -> _CountingServer:
-        if self._server is None:
-            raise RuntimeError(
-                'LocalRangeServer is not started: use it in a with block'
-            )
-        return self._server
+        """Stop the server process."""
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+            self._process = None
 
     @property
     def base(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        host, port = self._running.server_address[:2]
-        return f'http://{host!s}:{port}'
+        """``http://127.0.0.1:PORT``.
+
+        Raises:
+            RuntimeError: If the server is not started.
+        """
+        if self._process is None:
+            raise RuntimeError(
+                'LocalRangeServer is not started: use it in a with block'
+            )
+        return f'http://127.0.0.1:{self._port}'
 
     def url(self, name: str | os.PathLike[str]) -> str:
         """The URL of a file under the served folder.
@@ -169,18 +211,28 @@ class LocalRangeServer:
             path = path.relative_to(self.root.absolute())
         return f'{self.base}/{path.as_posix()}'
 
+    def _stats(self, action: str = 'stats') -> dict[str, int]:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f'{self.base}/__{action}__', timeout=30) as answer:
+            stats: dict[str, int] = json.loads(answer.read())
+        return stats
+
     @property
     def bytes_sent(self) -> int:
         """Bytes of file content sent so far."""
-        return self._running.bytes_sent
+        return self._stats()['bytes_sent']
 
     @property
     def requests(self) -> int:
         """Requests answered so far."""
-        return self._running.requests
+        return self._stats()['requests']
 
     def reset_counts(self) -> None:
         """Set the byte and request counters back to zero."""
-        with self._running.lock:
-            self._running.bytes_sent = 0
-            self._running.requests = 0
+        self._stats('reset')
+
+
+if __name__ == '__main__':
+    _serve(sys.argv[1:])

@@ -51,7 +51,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,15 @@ __all__ = (
     'sinusoidal_embedding',
     'suppress_background',
 )
+
+#: Scenes with at most this many pixels train on the full batch by default
+#: (``batch_size='auto'``), as the authors did.
+AUTO_FULL_BATCH = 4096
+
+#: Pixels per training step on larger scenes by default: a 256 x 256 scene
+#: then fits in 2 minutes and well under 1 GB on 2 CPU cores
+#: (benchmarks/anomaly_scale.md) instead of 12 minutes and 3.3 GB.
+AUTO_BATCH = 4096
 
 #: Residual MLP blocks of the paper: (in, hidden, out).
 PAPER_BLOCKS: tuple[tuple[int, int, int], ...] = (
@@ -387,6 +396,7 @@ def fit_bsdm(
     t: int = 500,
     schedule: GammaSchedule | None = None,
     seed: int = 0,
+    progress: bool = False,
     **model_kwargs: Any,
 ) -> tuple[BSDM, Tensor]:
     """Train BSDM on a scene's own pixels (unsupervised).
@@ -402,11 +412,14 @@ def fit_bsdm(
         t: Diffusion step used for training (paper: 500).
         schedule: Noise schedule (default :class:`GammaSchedule`).
         seed: Seed of the noise draw, batches and initialisation.
+        progress: Show a progress bar over the steps, with the loss.
         **model_kwargs: Passed to :class:`BSDM` for a new model.
 
     Returns:
         The trained model (eval mode) and the fixed pseudo-background noise.
     """
+    from tqdm import tqdm
+
     generator = torch.Generator().manual_seed(seed)
     schedule = schedule or GammaSchedule()
     x = pixels.to(torch.float32)
@@ -422,7 +435,10 @@ def fit_bsdm(
         optimizer, T_max=max(iterations, 1), eta_min=min_lr
     )
     model.train()
-    for _ in range(iterations):
+    bar = tqdm(
+        range(iterations), desc='bsdm training', unit='step', disable=not progress
+    )
+    for _ in bar:
         if batch_size is not None and x.shape[0] > batch_size:
             index = torch.randint(
                 0, x.shape[0], (batch_size,), generator=generator, device='cpu'
@@ -434,6 +450,8 @@ def fit_bsdm(
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if progress:  # .item() waits for the device: only when shown
+            bar.set_postfix(loss=f'{loss.item():.4g}')
     model.eval()
     return model, noise
 
@@ -480,11 +498,13 @@ def bsdm_scores(
     valid_mask: Tensor | NDArray[Any] | None = None,
     model: BSDM | None = None,
     iterations: int | None = None,
-    batch_size: int | None = None,
+    batch_size: int | Literal['auto', 'full'] | None = 'auto',
     t: int = 500,
     repeats: int = 10,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    device: str | torch.device | None = None,
+    progress: bool = False,
     **model_kwargs: Any,
 ) -> Tensor:
     """BSDM anomaly scores of a scene in one call: fit on the scene, suppress, RX.
@@ -498,20 +518,31 @@ def bsdm_scores(
             :func:`channel_groups`.
         iterations: Training steps on the scene (default: 500 from scratch,
             0 when a trained model is given).
-        batch_size: Pixels per training step (``None``: all, the authors').
+        batch_size: Pixels per training step: ``'full'`` (or ``None``) every
+            pixel in every step, the authors' setting; ``'auto'`` (default)
+            the full batch on scenes of at most :data:`AUTO_FULL_BATCH`
+            pixels, else random mini-batches of :data:`AUTO_BATCH` pixels
+            (memory and time per step bounded; see the model page for the
+            AUC of each); or a number of pixels.
         t: Diffusion step for training and suppression.
         repeats: Suppression steps K.
         seed: Random seed (initialisation, noise, band draws).
         dtype: Precision of the suppression iteration and of RX's input.
+        device: Where to fit and suppress (default: the model's, else the cube's).
+        progress: Show a progress bar over the training steps, with the loss.
         **model_kwargs: Passed to :class:`BSDM` for a new model.
 
     Returns:
-        ``H x W`` float32 scores.
+        ``H x W`` float32 scores, on the cube's device.
     """
     from .rx import rx_scores
 
+    home = torch.as_tensor(cube).device
     # Everything runs where the model is (the cube's device without a model).
-    device = next(model.parameters()).device if model is not None else None
+    if device is None and model is not None:
+        device = next(model.parameters()).device
+    if device is not None and model is not None:
+        model = copy.deepcopy(model).to(device)
     x = torch.as_tensor(cube).to(device=device, dtype=torch.float32)
     c, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
@@ -534,9 +565,10 @@ def bsdm_scores(
             train,
             model=model,
             iterations=iterations,
-            batch_size=batch_size,
+            batch_size=training_batch(batch_size, len(train)),
             t=t,
             seed=seed,
+            progress=progress,
             **model_kwargs,
         )
     assert model is not None
@@ -548,7 +580,26 @@ def bsdm_scores(
         dim=1,
     )
     cube_out = suppressed.T.reshape(-1, h, w)
-    return rx_scores(cube_out, valid)
+    return rx_scores(cube_out, valid).to(home)
+
+
+def training_batch(
+    batch_size: int | Literal['auto', 'full'] | None, pixels: int
+) -> int | None:
+    """Pixels per training step of :func:`bsdm_scores` (None: the full batch).
+
+    Args:
+        batch_size: ``'auto'``, ``'full'``/None or a number of pixels.
+        pixels: Training pixels of the scene.
+
+    Returns:
+        The mini-batch size, or None for the full batch.
+    """
+    if batch_size == 'auto':
+        return None if pixels <= AUTO_FULL_BATCH else AUTO_BATCH
+    if batch_size == 'full' or batch_size is None:
+        return None
+    return int(batch_size)
 
 
 def bsdm(in_channels: int = 10, **kwargs: Any) -> BSDM:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import cast
+from typing import BinaryIO, cast
 
 import torch
 import torch.nn.functional as F
@@ -158,7 +158,8 @@ def stem_and_first_conv(stem: MultimodalFusion, conv: nn.Module, x: Tensor) -> T
         stem: The MF block.
         conv: The first backbone convolution, batch norm fused (a
             :class:`~torchgeo_ext.models.yolo_layers.Conv` after ``fuse`` or
-            an engine ``ConvAct``): 3 x 3, stride 2, padding 1.
+            a :class:`~torchgeo_ext.models.superyolo_engine.ConvAct`): 3 x 3,
+            stride 2, padding 1.
         x: Image (B, C, H, W), H and W even.
 
     Returns:
@@ -462,9 +463,6 @@ class SuperYOLO(nn.Module):
             if super_resolution
             else None
         )
-        #: Run the stem and ``b1`` as one convolution when no gradient is needed
-        #: (:func:`stem_and_first_conv`; set by ``engine.optimise_eager``).
-        self.merge_stem = False
 
     @property
     def bands(self) -> list[int]:
@@ -484,16 +482,25 @@ class SuperYOLO(nn.Module):
             Raw head output (B, 3, H/4, W/4, 5 + classes) and the SR image
             (B, bands, 2H, 2W) or None.
         """
-        if (
-            self.merge_stem
-            and not torch.is_grad_enabled()
-            and isinstance(getattr(self.b1, 'bn', None), nn.Identity | None)
-            and x.shape[-2] % 2 == 0
-            and x.shape[-1] % 2 == 0
-        ):
-            x = stem_and_first_conv(self.stem, self.b1, x)
-        else:
-            x = self.b1(self.stem(x))
+        return self.forward_after_first_conv(self.b1(self.stem(x)), with_sr)
+
+    def forward_after_first_conv(
+        self, x: Tensor, with_sr: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """Run the detector from the first backbone convolution's output on.
+
+        :meth:`forward_raw` is ``forward_after_first_conv(b1(stem(x)))``; the
+        eager inference engine
+        (:class:`~torchgeo_ext.models.superyolo_engine.SuperYOLOEagerEngine`)
+        computes ``b1(stem(x))`` as one convolution instead.
+
+        Args:
+            x: Output of ``b1`` (B, C, H/2, W/2).
+            with_sr: Also return the SR reconstruction (needs the branch).
+
+        Returns:
+            As :meth:`forward_raw`.
+        """
         x = self.b2(x)
         p4 = self.b4(self.b3(x))
         p6 = self.b6(self.b5(p4))
@@ -684,20 +691,21 @@ def superyolo_early(
 
 def export_onnx(
     model: SuperYOLO,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     image_size: int = 512,
     in_channels: int | None = None,
     opset: int = 17,
 ) -> None:
     """Export the inference model (decoded outputs, before NMS) to ONNX.
 
-    The model is copied, fused and its SR branch dropped; the exported graph
-    maps ``image`` (B, C, H, W) to ``predictions`` (B, N, 5 + classes) with a
-    dynamic batch dimension.
+    The one ONNX export of SuperYOLO (``detect --engine onnxruntime`` runs
+    it too). The model is copied, fused and its SR branch dropped; the
+    exported graph maps ``image`` (B, C, H, W) to ``predictions``
+    (B, N, 5 + classes), with batch, height and width dynamic.
 
     Args:
         model: A SuperYOLO (not modified).
-        path: Output ``.onnx`` file.
+        path: Output ``.onnx`` file, or a binary file object.
         image_size: Height and width of the example input.
         in_channels: Input bands (default: highest band index used + 1).
         opset: ONNX opset version.
@@ -708,16 +716,20 @@ def export_onnx(
     inference = copy.deepcopy(model).cpu().fuse()
     channels = in_channels if in_channels is not None else max(model.bands) + 1
     example = torch.zeros(1, channels, image_size, image_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is deprecated but needs no extra package.
-        warnings.simplefilter('ignore', DeprecationWarning)
+        warnings.simplefilter('ignore')
         torch.onnx.export(
             inference,
             (example,),
-            os.fspath(path),
+            # a file object works too
+            path if not isinstance(path, str | os.PathLike) else os.fspath(path),  # type: ignore[arg-type]
             input_names=['image'],
             output_names=['predictions'],
             opset_version=opset,
             dynamo=False,
-            dynamic_axes={'image': {0: 'batch'}, 'predictions': {0: 'batch'}},
+            dynamic_axes={
+                'image': {0: 'batch', 2: 'height', 3: 'width'},
+                'predictions': {0: 'batch', 1: 'boxes'},
+            },
         )

@@ -1,61 +1,523 @@
 """Hyperspectral anomaly detection on scenes and rasters: one entry point for every method.
 
 :func:`detect_anomalies` scores an in-memory cube; :func:`anomaly_raster`
-scores a file (GeoTIFF, ENVI or ``.mat``) and writes a georeferenced score
-GeoTIFF, optionally with the polygons of the most anomalous regions. It is
-what ``torchgeo-ext anomaly`` runs.
+scores a file (GeoTIFF, ENVI or ``.mat``) strip by strip and writes a
+georeferenced score GeoTIFF, optionally with the polygons of the most
+anomalous regions. It is what ``torchgeo-ext anomaly`` runs.
 
-Methods (see ``docs/models/anomaly.md``):
-
-==========  =================================================================
-``rx``      global RX (:mod:`torchgeo_ext.models.rx`); on GeoTIFF/ENVI input
-            both passes are streamed in windows (rasters larger than memory,
-            :func:`rx_raster`)
-``lrx``     local RX in a ring of guard/outer windows
-            (:mod:`torchgeo_ext.models.local_anomaly`)
-``crd``     collaborative representation detector
-            (:mod:`torchgeo_ext.models.local_anomaly`)
-``bsdm``    background-suppression diffusion model, fitted on the scene
-            itself (:mod:`torchgeo_ext.models.bsdm`)
-``stad``    small-target-aware detector; needs a trained checkpoint
-            (:mod:`torchgeo_ext.models.stad`)
-==========  =================================================================
-
-Every method except streamed RX holds the scene in memory. This pipeline is
-method-specific: it imports the detectors of :mod:`torchgeo_ext.models`, each
-only when its method runs.
+Every method is one entry of :data:`DETECTORS` (see ``docs/models/anomaly.md``):
+how it scores a cube in memory, how it scores a raster in strips, which
+options and whether a checkpoint it takes. RX, LRX and CRD are streamed with
+memory bounded by a strip of rows; BSDM, STAD and SAP hold the scene in memory.
+This pipeline is method-specific: it imports the detectors of
+:mod:`torchgeo_ext.models`, each only when its method runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import warnings
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from ..errors import InvalidInputError, MissingInputError
+from ..errors import InvalidInputError, MissingInputError, raise_if_interrupted
 
 if TYPE_CHECKING:
     from ..models.rx import RXStatistics
 
 __all__ = (
+    'DETECTORS',
     'METHODS',
     'AnomalyResult',
+    'Detector',
     'anomaly_raster',
     'detect_anomalies',
     'raster_statistics',
     'rx_raster',
     'score_threshold',
+    'streamed_quantile',
 )
 
+#: Bytes of float32 input per strip of rows (a strip is read, scored and
+#: written before the next; the working copies of LRX/CRD are a few times this).
+STRIP_BYTES = 8 * 2**20
+
+
+# --- Scenes read strip by strip ---------------------------------------------------------
+
+
+class Scene:
+    """A hyperspectral scene read in strips of full-width rows.
+
+    GDAL rasters (GeoTIFF, ENVI by header or data file, VRT, ...) are read
+    from disk strip by strip; ``.mat`` scenes (no georeferencing) are read
+    whole. A pixel is invalid when any band is nodata (that band's own nodata
+    value, a GDAL mask or NaN); invalid pixels are zero in the strips.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Open a scene (checks readability and, for GDAL rasters, the CRS).
+
+        Args:
+            path: A local file, URL, GDAL virtual path or STAC asset.
+
+        Raises:
+            MissingInputError: If it does not exist.
+            InvalidInputError: If it is not a readable scene or has no CRS.
+        """
+        from ..datasets.hyperspectral import HyperspectralScene, envi_data_file
+        from ..export.sources import check_source
+
+        self.path = path
+        self._stack: Any = None
+        self._cube: Tensor | None = None
+        self._valid: Tensor | None = None
+        self.crs: str | None = None
+        self.transform: tuple[float, ...] | None = None
+        # Local files only checked to exist: .mat and ENVI headers are not GDAL's.
+        check_source(path, open_local=False)
+        suffix = os.path.splitext(os.fspath(path))[1].lower()
+        if suffix == '.mat':
+            scene = HyperspectralScene(path)
+            self._cube = torch.from_numpy(scene.image)
+            self._valid = torch.from_numpy(scene.valid_mask)
+            self.count, self.height, self.width = scene.image.shape
+            return
+        from ..export.raster import crs_to_string, open_inputs
+
+        # An ENVI header names the cube; GDAL opens its data file.
+        data = envi_data_file(path) if suffix == '.hdr' else path
+        self._stack = open_inputs(data)
+        self.crs = crs_to_string(self._stack.crs)
+        self.transform = tuple(self._stack.transform)[:6]
+        self.count, self.height, self.width = self._stack.shape
+
+    def strip_rows(self, limit: int, bands: int | None = None) -> int:
+        """Rows per strip: at most *limit*, and about :data:`STRIP_BYTES` of input."""
+        per_row = self.width * (bands or self.count) * 4
+        return max(1, min(limit, STRIP_BYTES // max(per_row, 1)))
+
+    def _rows(self, row0: int, row1: int) -> tuple[Tensor, Tensor]:
+        """Rows ``[row0, row1)`` of an in-memory scene; rows outside it are invalid."""
+        assert self._cube is not None
+        assert self._valid is not None
+        top, bottom = max(row0, 0), min(row1, self.height)
+        pad = (0, 0, top - row0, row1 - bottom)
+        valid = torch.nn.functional.pad(self._valid[top:bottom], pad)
+        cube = torch.nn.functional.pad(self._cube[:, top:bottom], pad)
+        return cube.masked_fill(~valid[None], 0.0), valid
+
+    def strips(
+        self,
+        rows: int,
+        halo: int = 0,
+        desc: str = '',
+        progress: bool = False,
+        device: str = 'cpu',
+    ) -> Iterator[tuple[int, int, Tensor, Tensor]]:
+        """Strips ``(row0, row1, pixels, valid)`` of rows ``[row0 - halo, row1 + halo)``.
+
+        Rows outside the scene are zero and invalid. GDAL rasters are read by
+        :func:`~torchgeo_ext.pipelines.tiling.tile_batches`, a strip ahead of
+        the scoring.
+
+        Args:
+            rows: Rows per strip.
+            halo: Extra rows above and below.
+            desc: Progress bar label.
+            progress: Show a progress bar.
+            device: Where the strips' tensors go.
+        """
+        from rasterio.windows import Window
+        from tqdm import tqdm
+
+        from .tiling import tile_batches
+
+        starts = list(range(0, self.height, rows))
+        stops = [min(r + rows, self.height) for r in starts]
+        with tqdm(
+            total=self.height, desc=desc, unit='row', disable=not progress
+        ) as bar:
+            if self._stack is None:
+                for row0, row1 in zip(starts, stops):
+                    raise_if_interrupted()
+                    pixels, valid = self._rows(row0 - halo, row1 + halo)
+                    yield row0, row1, pixels.to(device), valid.to(device)
+                    bar.update(row1 - row0)
+                return
+            windows = [
+                Window(0, r0 - halo, self.width, r1 - r0 + 2 * halo)  # type: ignore[call-arg]
+                for r0, r1 in zip(starts, stops)
+            ]
+            batches = tile_batches(self._stack, windows, 1, device=device)
+            with contextlib.closing(batches):
+                for batch in batches:
+                    row0, row1 = starts[batch.indices[0]], stops[batch.indices[0]]
+                    yield row0, row1, batch.image[0], batch.valid[0]
+                    bar.update(row1 - row0)
+
+    def cube(self) -> tuple[Tensor, Tensor]:
+        """The whole scene in memory (for the methods that need it)."""
+        if self._stack is None:
+            return self._rows(0, self.height)
+        parts = [(p, v) for _, _, p, v in self.strips(self.strip_rows(self.height))]
+        return torch.cat([p for p, _ in parts], 1), torch.cat([v for _, v in parts])
+
+    def close(self) -> None:
+        """Close the files."""
+        if self._stack is not None:
+            self._stack.close()
+
+
+# --- Scores written strip by strip ------------------------------------------------------
+
+
+class ScoreSink:
+    """Score strips written to a run-private GeoTIFF, with their value range.
+
+    The polygons and the final output are both made from this file, so two
+    runs writing the same output path never read each other's scores.
+    """
+
+    def __init__(self, path: Path, scene: Scene, method: str) -> None:
+        """Open the private file.
+
+        Args:
+            path: Where to write it (inside a temporary folder).
+            scene: The scene scored (size and georeferencing).
+            method: The method's name (band description).
+        """
+        import rasterio
+
+        self.path = path
+        self.finite = 0
+        self.low, self.high = np.inf, -np.inf
+        self.crs, self.transform = scene.crs, scene.transform
+        self.method = method
+        profile: dict[str, Any] = {
+            'driver': 'GTiff',
+            'width': scene.width,
+            'height': scene.height,
+            'count': 1,
+            'dtype': 'float32',
+            'nodata': float('nan'),
+            'tiled': True,
+            'blockxsize': 256,
+            'blockysize': 256,
+        }
+        if scene.crs is not None and scene.transform is not None:
+            from ..export.raster import to_affine
+
+            profile.update(crs=scene.crs, transform=to_affine(scene.transform))
+        with _quiet_georeferencing():
+            self._dst = rasterio.open(path, 'w', **profile)
+
+    def write(self, row0: int, scores: Tensor) -> None:
+        """Write the scores of rows ``row0 ...``.
+
+        Args:
+            row0: First row.
+            scores: ``h x W`` scores (NaN where invalid).
+        """
+        from rasterio.windows import Window
+
+        values = scores.detach().to('cpu', torch.float32).numpy()
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            self.finite += finite.size
+            self.low = min(self.low, float(finite.min()))
+            self.high = max(self.high, float(finite.max()))
+        h, w = values.shape
+        self._dst.write(values[None], window=Window(0, row0, w, h))  # type: ignore[call-arg]
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        self._dst.close()
+
+
+@contextlib.contextmanager
+def _quiet_georeferencing() -> Iterator[None]:
+    """Silence rasterio's warning for the (documented) ungeoreferenced ``.mat`` scores."""
+    import warnings
+
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
+        yield
+
+
+# --- The methods ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one streamed run needs besides the scene and the sink.
+
+    Attributes:
+        rows: Rows per strip (before the byte budget).
+        device: Where the detector computes.
+        progress: Show progress bars.
+        checkpoint: The trained model, if any.
+        align_bands: Align a scene's band count to the checkpoint's.
+        options: Method options.
+        notes: Messages for the user (filled while running).
+    """
+
+    rows: int = 512
+    device: str = 'cpu'
+    progress: bool = False
+    checkpoint: Path | None = None
+    align_bands: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+#: Scores a cube in memory: ``(cube, valid, checkpoint, device, **options)``.
+type CubeScorer = Callable[..., Tensor]
+
+#: Scores a scene into a sink strip by strip.
+type StreamScorer = Callable[[Scene, ScoreSink, Run], None]
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One anomaly detection method as the pipeline runs it.
+
+    Attributes:
+        name: Method name (``--method``).
+        score_cube: In-memory scoring (:func:`detect_anomalies`).
+        stream: Scoring of a scene into a sink (:func:`anomaly_raster`).
+        options: Method options it accepts.
+        checkpoint: ``'required'``, ``'optional'`` or ``'refused'``.
+        streamed: Whether memory is bounded by a strip (else the scene is held).
+    """
+
+    name: str
+    score_cube: CubeScorer
+    stream: StreamScorer
+    options: frozenset[str] = frozenset()
+    checkpoint: Literal['required', 'optional', 'refused'] = 'refused'
+    streamed: bool = True
+
+
+def _rx_cube(cube: Tensor, valid: Tensor | None, **options: Any) -> Tensor:
+    from ..models.rx import rx_scores
+
+    device = options.pop('device', None)
+    return rx_scores(cube.to(device or 'cpu'), valid, **options).cpu()
+
+
+def _ring_cube(method: str) -> CubeScorer:
+    def score(cube: Tensor, valid: Tensor | None, **options: Any) -> Tensor:
+        from ..models.local_anomaly import crd_scores, lrx_scores
+
+        fn = lrx_scores if method == 'lrx' else crd_scores
+        return fn(cube, valid_mask=valid, **options)
+
+    return score
+
+
+def _bsdm_cube(
+    cube: Tensor,
+    valid: Tensor | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Tensor:
+    from ..models.bsdm import bsdm_scores
+    from ..trainers.anomaly import load_bsdm
+
+    model = None if checkpoint is None else load_bsdm(checkpoint)
+    return bsdm_scores(cube, valid_mask=valid, model=model, **options)
+
+
+def _stad_cube(
+    cube: Tensor,
+    valid: Tensor | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Tensor:
+    from ..models.stad import stad_scores
+    from ..trainers.anomaly import load_stad
+
+    if checkpoint is None:
+        raise ValueError(
+            'stad needs a trained checkpoint (train with configs/stad_had100.yaml)'
+        )
+    device = options.pop('device', None)
+    model = load_stad(checkpoint).to(device or 'cpu')  # STAD runs where its model is
+    return stad_scores(cube, model=model, valid_mask=valid, **options).cpu()
+
+
+def _sap_cube(
+    cube: Tensor,
+    valid: Tensor | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Tensor:
+    from ..models.sap import sap_scores
+    from ..trainers.sap import load_sap_prior
+
+    device = options.pop('device', None) or 'cpu'
+    prior = None if checkpoint is None else load_sap_prior(checkpoint).to(device)
+    return sap_scores(cube.to(device), valid_mask=valid, prior=prior, **options).cpu()
+
+
+def _statistics(scene: Scene, run: Run, desc: str) -> RXStatistics:
+    """Mean and covariance of the scene's valid pixels, one streamed pass (float64)."""
+    from ..models.rx import RXStatistics, _valid_pixels
+
+    stats = RXStatistics(scene.count)
+    for _, _, pixels, valid in scene.strips(
+        scene.strip_rows(run.rows), desc=desc, progress=run.progress
+    ):
+        stats.update(_valid_pixels(pixels, valid))
+    if stats.count < 2:
+        raise InvalidInputError(scene.path, 'fewer than two valid (non-nodata) pixels')
+    return stats
+
+
+def _stream_rx(scene: Scene, sink: ScoreSink, run: Run) -> None:
+    """RX in two passes: statistics, then scores strip by strip."""
+    from ..models.rx import RX
+
+    stats = _statistics(scene, run, 'rx statistics')
+    detector = RX.from_statistics(stats.mean, stats.covariance, **run.options)
+    detector = detector.to(run.device).eval()
+    rows = scene.strip_rows(run.rows)
+    with torch.inference_mode():
+        for row0, _, pixels, valid in scene.strips(
+            rows, 0, 'rx', run.progress, run.device
+        ):
+            scores = detector(pixels[None])[0, 0].masked_fill(~valid, float('nan'))
+            sink.write(row0, scores)
+
+
+def _stream_ring(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
+    """LRX (after a statistics pass) or CRD: strips with a halo of the outer window."""
+    from ..models.local_anomaly import RingDetector
+
+    background: dict[str, Any] = {}
+    if method == 'lrx':
+        stats = _statistics(scene, run, 'lrx statistics')
+        variance = float(torch.diagonal(stats.covariance).mean())
+        background = {'mean': stats.mean, 'band_variance': variance or 1.0}
+    detector = RingDetector(
+        method,  # type: ignore[arg-type]
+        device=torch.device(run.device),
+        **run.options,
+        **background,
+    )
+    halo, rows = detector.halo, scene.strip_rows(run.rows)
+    for row0, row1, pixels, valid in scene.strips(rows, halo, method, run.progress):
+        rows_scored = (halo, halo + row1 - row0)
+        sink.write(row0, detector.score_rows(pixels, valid, rows_scored))
+
+
+def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
+    """Methods that need the whole scene: read it, score it, write it in strips."""
+    cube, valid = scene.cube()
+    options = dict(run.options)
+    if run.checkpoint is not None:
+        options['checkpoint'] = run.checkpoint
+        if method != 'sap':  # SAP's prior takes any band count
+            _check_bands(scene, run, method)
+    detector = DETECTORS[method]
+    for name, value in (('device', run.device), ('progress', run.progress)):
+        if name in detector.options:
+            options[name] = value
+    scores = detector.score_cube(cube, valid, **options).cpu()
+    scores = scores.masked_fill(~valid, float('nan'))
+    rows = scene.strip_rows(run.rows, 1)
+    for row0 in range(0, scene.height, rows):
+        sink.write(row0, scores[row0 : row0 + rows])
+
+
+def _check_bands(scene: Scene, run: Run, method: str) -> None:
+    """Refuse a scene whose band count differs from the checkpoint's, unless aligned."""
+    from ..trainers.anomaly import load_bsdm, load_stad
+
+    assert run.checkpoint is not None
+    model = (load_bsdm if method == 'bsdm' else load_stad)(run.checkpoint)
+    declared = getattr(model, 'in_channels', None)
+    bands = scene.count if declared is None else int(declared)
+    if bands == scene.count:
+        return
+    how = (
+        f'the first {bands} bands are used'
+        if method == 'stad' and scene.count > bands
+        else 'bands are reflect-padded'
+        if scene.count < bands
+        else 'random band subsets or groups are drawn (channel_groups)'
+    )
+    if not run.align_bands:
+        raise InvalidInputError(
+            scene.path,
+            f'has {scene.count} bands but the checkpoint {run.checkpoint} was trained '
+            f'on {bands}; pass --align-bands to align them ({how})',
+        )
+    run.notes.append(
+        f'aligned the {scene.count} bands of {scene.path} to the {bands} of the '
+        f'checkpoint: {how}'
+    )
+
+
+#: Every method: how it runs in memory and streamed. A new method is one entry.
+DETECTORS: dict[str, Detector] = {
+    'rx': Detector(
+        'rx', _rx_cube, _stream_rx, frozenset({'regularization', 'rcond', 'device'})
+    ),
+    'lrx': Detector(
+        'lrx',
+        _ring_cube('lrx'),
+        lambda scene, sink, run: _stream_ring(scene, sink, run, 'lrx'),
+        frozenset({'inner', 'outer', 'regularization', 'device'}),
+    ),
+    'crd': Detector(
+        'crd',
+        _ring_cube('crd'),
+        lambda scene, sink, run: _stream_ring(scene, sink, run, 'crd'),
+        frozenset({'inner', 'outer', 'regularization', 'device'}),
+    ),
+    'bsdm': Detector(
+        'bsdm',
+        _bsdm_cube,
+        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'bsdm'),
+        frozenset(
+            {'iterations', 'seed', 'batch_size', 't', 'repeats', 'device', 'progress'}
+        ),
+        checkpoint='optional',
+        streamed=False,
+    ),
+    'stad': Detector(
+        'stad',
+        _stad_cube,
+        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'stad'),
+        frozenset({'window', 'device'}),
+        checkpoint='required',
+        streamed=False,
+    ),
+    'sap': Detector(
+        'sap',
+        _sap_cube,
+        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'sap'),
+        frozenset(
+            {'fit_steps', 'clusters', 'atoms', 'purge', 'iterations', 'seed', 'device'}
+        ),
+        checkpoint='optional',
+        streamed=False,
+    ),
+}
+
 #: Detection methods known to :func:`detect_anomalies` and ``torchgeo-ext anomaly``.
-METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
+METHODS = tuple(DETECTORS)
 
 
 def detect_anomalies(
@@ -76,7 +538,7 @@ def detect_anomalies(
         checkpoint: Trained model (needed by ``stad``; optional for ``bsdm``,
             which otherwise fits itself on the scene).
         **options: Method options (e.g. ``inner``/``outer`` windows for
-            ``lrx``/``crd``, ``iterations`` for ``bsdm``).
+            ``lrx``/``crd``, ``iterations`` for ``bsdm``, ``device``).
 
     Returns:
         ``H x W`` float32 scores, higher is more anomalous.
@@ -84,44 +546,26 @@ def detect_anomalies(
     Raises:
         ValueError: For an unknown method.
     """
-    x = torch.as_tensor(np.asarray(cube) if not isinstance(cube, Tensor) else cube)
-    x = x.to(torch.float32)
-    mask = None if valid_mask is None else torch.as_tensor(valid_mask, dtype=torch.bool)
-    if method == 'rx':
-        from ..models.rx import rx_scores
-
-        return rx_scores(x, mask, **options)
-    if method in ('lrx', 'crd'):
-        from ..models.local_anomaly import crd_scores, lrx_scores
-
-        fn = lrx_scores if method == 'lrx' else crd_scores
-        scores = fn(x, valid_mask=mask, **options)
-    elif method == 'bsdm':
-        from ..models.bsdm import bsdm_scores
-        from ..trainers.anomaly import load_bsdm
-
-        model = None if checkpoint is None else load_bsdm(checkpoint)
-        scores = bsdm_scores(x, valid_mask=mask, model=model, **options)
-    elif method == 'stad':
-        from ..models.stad import stad_scores
-        from ..trainers.anomaly import load_stad
-
-        if checkpoint is None:
-            raise ValueError(
-                'stad needs a trained checkpoint (train with configs/stad_had100.yaml)'
-            )
-        scores = stad_scores(x, model=load_stad(checkpoint), valid_mask=mask, **options)
-    else:
+    if method not in DETECTORS:
         raise ValueError(
             f'unknown anomaly method {method!r}; choose from {", ".join(METHODS)}'
         )
+    x = torch.as_tensor(np.asarray(cube) if not isinstance(cube, Tensor) else cube)
+    x = x.to(torch.float32)
+    mask = None if valid_mask is None else torch.as_tensor(valid_mask, dtype=torch.bool)
+    if checkpoint is not None:
+        options['checkpoint'] = checkpoint
+    scores = DETECTORS[method].score_cube(x, mask, **options)
     if mask is not None:
         scores = scores.masked_fill(~mask, float('nan'))
     return scores
 
 
+# --- Thresholds and polygons ------------------------------------------------------------
+
+
 def score_threshold(scores: Tensor | NDArray[Any], quantile: float) -> float:
-    """The score at a quantile of the valid (finite) scores.
+    """The score at a quantile of the valid (finite) scores of an in-memory map.
 
     Args:
         scores: Score map.
@@ -142,6 +586,126 @@ def score_threshold(scores: Tensor | NDArray[Any], quantile: float) -> float:
     return float(np.quantile(values, quantile))
 
 
+def _georeferencing(path: Path) -> tuple[Any, Any, tuple[int, int]]:
+    """CRS (None when absent), transform and ``(height, width)`` of a raster."""
+    import rasterio
+
+    with _quiet_georeferencing(), rasterio.open(path) as src:
+        return src.crs, src.transform, (src.height, src.width)
+
+
+def _score_strips(path: Path, rows: int = 1024) -> Iterator[tuple[int, NDArray[Any]]]:
+    """``(row0, scores)`` strips of a one-band score GeoTIFF."""
+    import rasterio
+    from rasterio.windows import Window
+
+    with _quiet_georeferencing(), rasterio.open(path) as src:
+        for row0 in range(0, src.height, rows):
+            h = min(rows, src.height - row0)
+            window = Window(0, row0, src.width, h)  # type: ignore[call-arg]
+            yield row0, src.read(1, window=window).astype(np.float64)
+
+
+def streamed_quantile(
+    path: str | os.PathLike[str], quantile: float, bins: int = 1 << 16
+) -> float:
+    """A quantile of a score raster's finite values without holding or sorting them.
+
+    Equal to ``np.quantile`` of all finite values (linear interpolation):
+    a first pass counts the values in ``bins`` bins between the minimum and
+    maximum, a second keeps only the values of the bins holding the two
+    order statistics the quantile interpolates.
+
+    Args:
+        path: One-band score GeoTIFF.
+        quantile: In (0, 1).
+        bins: Histogram bins (memory of the first pass).
+
+    Returns:
+        The quantile.
+
+    Raises:
+        ValueError: If the quantile is outside (0, 1) or no value is finite.
+    """
+    if not 0 < quantile < 1:
+        raise ValueError(f'the threshold quantile must be in (0, 1), got {quantile}')
+    low, high, count = np.inf, -np.inf, 0
+    for _, values in _score_strips(Path(path)):
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            low, high = min(low, finite.min()), max(high, finite.max())
+            count += finite.size
+    if count == 0:
+        raise ValueError('no valid scores to threshold')
+    edges = np.linspace(low, high, bins + 1)
+    hist = np.zeros(bins, dtype=np.int64)
+    for _, values in _score_strips(Path(path)):
+        finite = values[np.isfinite(values)]
+        hist += np.histogram(finite, bins=edges)[0]
+    position = quantile * (count - 1)
+    lo, hi = int(np.floor(position)), int(np.ceil(position))
+    cumulative = np.cumsum(hist)
+    # Bins holding the order statistics lo and hi (0-based), and the count below.
+    first, last = np.searchsorted(cumulative, [lo + 1, hi + 1])
+    below = int(cumulative[first - 1]) if first > 0 else 0
+    kept = []
+    for _, values in _score_strips(Path(path)):
+        finite = values[np.isfinite(values)]
+        # np.histogram's bins are [e_k, e_k+1), the last one closed.
+        inside = finite >= edges[first]
+        if last < bins - 1:
+            inside &= finite < edges[last + 1]
+        kept.append(finite[inside])
+    ordered = np.sort(np.concatenate(kept))
+    a, b = ordered[lo - below], ordered[hi - below]
+    return float(a + (b - a) * (position - lo))
+
+
+def _polygons(
+    scores: Path, vector: Path, quantile: float, min_area: float
+) -> tuple[float, int]:
+    """Regions scoring above a quantile, written as polygons with their peak score.
+
+    The score raster is read in strips; only a label image of the regions
+    (int32, a 50th of a 50-band float32 scene) is held whole.
+    """
+    from scipy import ndimage
+
+    from ..export.geometry import mask_to_polygons
+    from ..export.vector import write_vector
+
+    crs, transform, shape = _georeferencing(scores)
+    if crs is None:
+        raise InvalidInputError(
+            vector,
+            'cannot write polygons: the input has no CRS (.mat scenes are not georeferenced)',
+        )
+    try:
+        threshold = streamed_quantile(scores, quantile)
+    except ValueError as error:
+        raise InvalidInputError(scores, str(error)) from error
+    above = np.zeros(shape, dtype=np.bool_)
+    for row0, values in _score_strips(scores):
+        above[row0 : row0 + len(values)] = np.isfinite(values) & (values > threshold)
+    # 4-connected regions, as rasterio's polygonisation (connectivity 4).
+    labels, count = ndimage.label(above)
+    del above
+    peaks = np.full(count + 1, -np.inf)
+    for row0, values in _score_strips(scores):
+        part = labels[row0 : row0 + len(values)]
+        inside = part > 0
+        np.maximum.at(peaks, part[inside], values[inside])
+    gdf = mask_to_polygons(labels, transform, crs, min_area=min_area, ignore_index=0)
+    gdf['score'] = peaks[gdf['class_id'].to_numpy()].astype(np.float64)
+    gdf['class_id'] = np.ones(len(gdf), dtype=np.int64)
+    gdf['class_name'] = ['anomaly'] * len(gdf)
+    write_vector(vector, gdf)
+    return threshold, len(gdf)
+
+
+# --- The pipeline -----------------------------------------------------------------------
+
+
 @dataclass
 class AnomalyResult:
     """What :func:`anomaly_raster` wrote.
@@ -152,6 +716,7 @@ class AnomalyResult:
         threshold: The score threshold used for the polygons, if any.
         regions: Number of polygons written.
         crs: The output CRS (None for ``.mat`` input, which has none).
+        notes: What the run did that the user should know (e.g. band alignment).
     """
 
     scores: Path
@@ -159,94 +724,7 @@ class AnomalyResult:
     threshold: float | None = None
     regions: int = 0
     crs: str | None = None
-
-
-def _is_streamable(path: str | os.PathLike[str]) -> bool:
-    """Whether GDAL can read *path* window by window (GeoTIFF, ENVI, ...)."""
-    return os.path.splitext(os.fspath(path))[1].lower() != '.mat'
-
-
-def _write_scores(
-    path: Path, scores: Tensor, crs: str | None, transform: tuple[float, ...] | None
-) -> Path:
-    """Write a score map, georeferenced when a CRS is known."""
-    from ..export.atomic import atomic_output
-    from ..export.raster import write_raster
-
-    array = scores.detach().cpu().numpy().astype(np.float32)
-    if crs is not None and transform is not None:
-        return write_raster(
-            path, array, crs=crs, transform=transform, nodata=float('nan')
-        )
-    import rasterio
-
-    # No georeferencing (.mat input): a plain GeoTIFF in pixel coordinates.
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(
-            tmp,
-            'w',
-            driver='GTiff',
-            width=array.shape[1],
-            height=array.shape[0],
-            count=1,
-            dtype='float32',
-            nodata=float('nan'),
-            compress='deflate',
-        ) as dst:
-            dst.write(array, 1)
-    return path
-
-
-def _polygons(
-    score_path: Path, vector: Path, quantile: float, min_area: float
-) -> tuple[float, int]:
-    """Threshold a score GeoTIFF at a quantile and write the regions above it as polygons."""
-    import rasterio
-
-    from ..export.geometry import mask_to_polygons
-    from ..export.vector import write_vector
-
-    with rasterio.open(score_path) as src:
-        scores = src.read(1, masked=True).filled(np.nan)
-        crs, transform = src.crs, src.transform
-    if crs is None:
-        raise InvalidInputError(
-            vector,
-            'cannot write polygons: the input has no CRS (.mat scenes are not georeferenced)',
-        )
-    try:
-        threshold = score_threshold(scores, quantile)
-    except ValueError as error:
-        raise InvalidInputError(score_path, str(error)) from error
-    above = np.isfinite(scores) & (scores > threshold)
-    gdf = mask_to_polygons(
-        above.astype(np.uint8),
-        transform,
-        crs,
-        class_names=['background', 'anomaly'],
-        min_area=min_area,
-        ignore_index=0,
-    )
-    # Each region's score is its peak score (the most anomalous pixel inside).
-    if len(gdf):
-        from rasterio.features import rasterize
-
-        labels = rasterize(
-            ((geom, i + 1) for i, geom in enumerate(gdf.geometry)),
-            out_shape=scores.shape,
-            transform=transform,
-            fill=0,
-            dtype='int32',
-        )
-        peaks = np.full(len(gdf) + 1, -np.inf)
-        inside = labels > 0
-        np.maximum.at(peaks, labels[inside], np.nan_to_num(scores[inside], nan=-np.inf))
-        gdf['score'] = peaks[1:]
-    else:
-        gdf['score'] = np.zeros(0)
-    write_vector(vector, gdf)
-    return threshold, len(gdf)
+    notes: list[str] = field(default_factory=list)
 
 
 def anomaly_raster(
@@ -260,6 +738,8 @@ def anomaly_raster(
     min_area: float = 0,
     tile_size: int = 512,
     progress: bool = False,
+    device: str = 'cpu',
+    align_bands: bool = False,
     **options: Any,
 ) -> AnomalyResult:
     """Detect anomalies in a hyperspectral scene file and write georeferenced results.
@@ -268,8 +748,9 @@ def anomaly_raster(
         input: GeoTIFF (or any raster GDAL reads), ENVI cube (header or data
             file) or ``.mat`` scene.
         output: Score GeoTIFF: same CRS, transform and size as the input,
-            NaN where the input is nodata. For ``.mat`` input (no
-            georeferencing) it is written in pixel coordinates without a CRS.
+            NaN where any band of the input is nodata or masked. For ``.mat``
+            input (no georeferencing) it is written in pixel coordinates
+            without a CRS.
         method: One of :data:`METHODS`.
         checkpoint: Trained model for ``stad`` (and optionally ``bsdm``).
         vector: Optional polygon output (GeoPackage, GeoJSON or GeoParquet by
@@ -279,8 +760,12 @@ def anomaly_raster(
         threshold: Quantile of the valid scores above which a pixel is
             anomalous (0.999 = the top 0.1 %).
         min_area: Drop regions smaller than this many pixels.
-        tile_size: Window side of the streamed RX passes.
-        progress: Show a progress bar (streamed RX).
+        tile_size: Most rows per strip (fewer when a strip would exceed
+            :data:`STRIP_BYTES` of input).
+        progress: Show progress bars (one per pass; BSDM: one per training step).
+        device: Where the detector computes (``cpu``, ``cuda``, ...).
+        align_bands: Let a checkpoint trained on another band count align
+            the scene's bands (otherwise such a scene is refused).
         **options: Method options, see :func:`detect_anomalies`.
 
     Returns:
@@ -295,138 +780,172 @@ def anomaly_raster(
 
     # ENVI headers are sidecar files: GDAL must be allowed to list the folder
     # (TorchGeo's CLI sets GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR process-wide).
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE'):
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN='FALSE', GDAL_CACHEMAX=64):
         return _anomaly_raster(
-            os.fspath(input),  # not Path: URLs and /vsi paths keep their '//'
+            input if isinstance(input, str) else os.fspath(input),
             Path(output),
+            None if vector is None else Path(vector),
+            (threshold, min_area),
             method=method,
-            checkpoint=checkpoint,
-            vector=vector,
-            threshold=threshold,
-            min_area=min_area,
-            tile_size=tile_size,
-            progress=progress,
-            **options,
+            run=Run(
+                rows=tile_size,
+                device=device,
+                progress=progress,
+                checkpoint=None if checkpoint is None else Path(checkpoint),
+                align_bands=align_bands,
+                options=options,
+            ),
         )
 
 
 def _anomaly_raster(
     source: str,
     out: Path,
+    vector: Path | None,
+    polygons: tuple[float, float],
     *,
     method: str,
-    checkpoint: str | os.PathLike[str] | None,
-    vector: str | os.PathLike[str] | None,
-    threshold: float,
-    min_area: float,
-    tile_size: int,
-    progress: bool,
-    **options: Any,
+    run: Run,
 ) -> AnomalyResult:
-    """:func:`anomaly_raster` inside its GDAL environment."""
+    """:func:`anomaly_raster` inside its GDAL environment: check, score, polygons, commit."""
+    from ..export.atomic import temporary_directory
     from ..export.outputs import check_outputs, raster_output, vector_output
 
-    if method not in METHODS:
-        raise InvalidInputError(
-            None, f'unknown method {method!r}; choose from {", ".join(METHODS)}'
-        )
-    from ..export.sources import check_source
-
-    # A GDAL open for URLs and /vsi paths; .mat and ENVI headers are not GDAL's.
-    check_source(source, open_local=False)
-    if checkpoint is not None and not Path(checkpoint).exists():
-        raise MissingInputError(checkpoint, 'checkpoint not found')
-    if method == 'stad' and checkpoint is None:
-        raise InvalidInputError(
-            None,
-            'method stad needs --checkpoint (train one with configs/stad_had100.yaml)',
-        )
-    if vector is not None and not 0 < threshold < 1:
-        raise InvalidInputError(
-            None, f'--threshold must be a quantile in (0, 1), got {threshold}'
-        )
-    if vector is not None and not _is_streamable(source):
-        raise InvalidInputError(
-            source, 'cannot write polygons: .mat scenes have no CRS (drop --vector)'
-        )
-    windows = ''
-    if method in ('lrx', 'crd'):
-        import inspect
-
-        from ..models import local_anomaly
-
-        scorer = (
-            local_anomaly.lrx_scores if method == 'lrx' else local_anomaly.crd_scores
-        )
-        params = inspect.signature(scorer).parameters
-        inner = options.get('inner', params['inner'].default)
-        outer = options.get('outer', params['outer'].default)
-        try:
-            local_anomaly.ring_offsets(inner, outer)
-        except ValueError as error:
-            raise InvalidInputError(None, f'--inner/--outer: {error}') from error
-        windows = f' (inner {inner}, outer {outer})'
-    # Every output checked before the first byte: same file as an input, the
-    # two outputs on one path, extensions, writability.
+    detector = _check_request(source, method, run, vector, polygons[0])
     check_outputs(
         [
             raster_output(out, 'the score output'),
             None if vector is None else vector_output(vector),
         ],
-        [source, checkpoint],
+        [source, run.checkpoint],
     )
-
-    crs: str | None
-    if method == 'rx' and _is_streamable(source):
-        from ..export.raster import crs_to_string, open_inputs
-
-        with open_inputs(source) as stack:  # checks readability and CRS up front
-            crs = crs_to_string(stack.crs)
-        rx_raster(source, out, tile_size=tile_size, progress=progress, **options)
-    else:
-        from tqdm import tqdm
-
-        from ..datasets.hyperspectral import HyperspectralScene
-
-        # In-memory methods: one step each for reading, scoring and writing.
-        with tqdm(total=3, desc=method, unit='step', disable=not progress) as bar:
-            bar.set_postfix_str('reading')
-            scene = HyperspectralScene(source)
-            crs = scene.crs
-            if crs is None and _is_streamable(source):
-                raise InvalidInputError(
-                    source,
-                    'the raster has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:XXXX FILE)',
-                )
-            bar.update()
-            bar.set_postfix_str('scoring')
-            scores = detect_anomalies(
-                scene.image,
-                method,
-                valid_mask=scene.valid_mask,
-                checkpoint=checkpoint,
-                **options,
-            )
-            if not bool(torch.isfinite(scores).any()):
-                height, width = scores.shape[-2:]
-                raise InvalidInputError(
-                    source,
-                    f'{method} gave no finite score on this {height} x {width} scene'
-                    f'{windows}: the raster is too small for the method or has no '
-                    'valid pixels'
-                    + ('; use smaller --inner/--outer' if windows else ''),
-                )
-            bar.update()
-            bar.set_postfix_str('writing')
-            _write_scores(out, scores, crs, scene.transform)
-            bar.update()
-    result = AnomalyResult(scores=out, crs=crs)
-    if vector is not None:
-        result.vector = Path(vector)
-        result.threshold, result.regions = _polygons(
-            out, Path(vector), threshold, min_area
-        )
+    scene = Scene(source)
+    try:
+        with temporary_directory(out.parent) as work:
+            scores = _score(detector, scene, work / 'scores.tif', run)
+            result = AnomalyResult(scores=out, crs=scene.crs, notes=run.notes)
+            if vector is not None:
+                result.vector = vector
+                result.threshold, result.regions = _polygons(scores, vector, *polygons)
+            _commit(scores, out, method)
+    finally:
+        scene.close()
     return result
+
+
+def _check_request(
+    source: str, method: str, run: Run, vector: Path | None, quantile: float
+) -> Detector:
+    """Check the method, its options and checkpoint before anything is read."""
+    detector = DETECTORS.get(method)
+    if detector is None:
+        raise InvalidInputError(
+            None, f'unknown method {method!r}; choose from {", ".join(METHODS)}'
+        )
+    unknown = sorted(set(run.options) - detector.options)
+    if unknown:
+        raise InvalidInputError(None, f'{method} takes no option {", ".join(unknown)}')
+    if run.checkpoint is not None and detector.checkpoint == 'refused':
+        raise InvalidInputError(
+            None, f'--checkpoint does not apply to {method} (it uses no trained model)'
+        )
+    if run.checkpoint is not None and not run.checkpoint.exists():
+        raise MissingInputError(run.checkpoint, 'checkpoint not found')
+    if run.checkpoint is None and detector.checkpoint == 'required':
+        raise InvalidInputError(
+            None,
+            f'method {method} needs --checkpoint (train one with configs/stad_had100.yaml)',
+        )
+    if vector is not None and not 0 < quantile < 1:
+        raise InvalidInputError(
+            None, f'--threshold must be a quantile in (0, 1), got {quantile}'
+        )
+    if vector is not None and os.path.splitext(source)[1].lower() == '.mat':
+        raise InvalidInputError(
+            source, 'cannot write polygons: .mat scenes have no CRS (drop --vector)'
+        )
+    if method in ('lrx', 'crd'):
+        _check_windows(run.options)
+    return detector
+
+
+def _check_windows(options: dict[str, Any]) -> None:
+    """LRX/CRD windows: odd, outer > inner."""
+    from ..models.local_anomaly import ring_offsets
+
+    inner, outer = options.get('inner', 5), options.get('outer', 9)
+    try:
+        ring_offsets(inner, outer)
+    except ValueError as error:
+        raise InvalidInputError(None, f'--inner/--outer: {error}') from error
+
+
+def _score(detector: Detector, scene: Scene, path: Path, run: Run) -> Path:
+    """Score the scene into a run-private GeoTIFF; refuse a map without a finite score."""
+    sink = ScoreSink(path, scene, detector.name)
+    try:
+        detector.stream(scene, sink, run)
+    finally:
+        sink.close()
+    if sink.finite == 0:
+        windows = ''
+        if detector.name in ('lrx', 'crd'):
+            windows = (
+                f' (inner {run.options.get("inner", 5)}, '
+                f'outer {run.options.get("outer", 9)}); use smaller --inner/--outer'
+            )
+        raise InvalidInputError(
+            scene.path,
+            f'{detector.name} gave no finite score on this {scene.height} x '
+            f'{scene.width} scene: the raster is too small for the method or has '
+            f'no valid pixels{windows}',
+        )
+    return path
+
+
+def _commit(scores: Path, out: Path, method: str) -> None:
+    """Write the final score GeoTIFF (COG, atomic) from the run's private file."""
+    from ..export.raster import RasterWriter
+
+    crs, transform, (height, width) = _georeferencing(scores)
+    tags = {'output_kind': 'scores', 'method': method}
+    if crs is None:
+        _commit_plain(scores, out, tags)
+        return
+    with RasterWriter(
+        out,
+        width=width,
+        height=height,
+        count=1,
+        dtype='float32',
+        crs=crs,
+        transform=transform,
+        nodata=float('nan'),
+        band_names=[f'{method}_score'],
+        tags=tags,
+    ) as dst:
+        for row0, values in _score_strips(scores):
+            dst.write((0, row0, width, len(values)), values.astype(np.float32))
+
+
+def _commit_plain(scores: Path, out: Path, tags: dict[str, str]) -> None:
+    """Scores of a scene without georeferencing (``.mat``): a plain GeoTIFF, atomic."""
+    import rasterio
+
+    from ..export.atomic import atomic_output
+
+    with (
+        atomic_output(out) as tmp,
+        _quiet_georeferencing(),
+        rasterio.open(scores) as src,
+    ):
+        profile = src.profile | {'compress': 'deflate'}
+        with rasterio.open(tmp, 'w', **profile) as dst:
+            dst.write(src.read())
+            dst.update_tags(**tags)
+
+
+# --- Streamed RX (public API of earlier versions) ----------------------------------------
 
 
 def raster_statistics(
@@ -434,13 +953,13 @@ def raster_statistics(
 ) -> RXStatistics:
     """Mean and covariance of a raster's valid pixels in one streamed pass.
 
-    A pixel is valid when every band is finite and differs from the band's
-    nodata value. Memory is one window of
-    ``window_size x window_size`` pixels.
+    A pixel is valid when every band is finite, differs from the band's
+    nodata value and is not masked. Memory is one strip of at most
+    ``window_size`` rows.
 
     Args:
         path: Raster file.
-        window_size: Side of the square read windows.
+        window_size: Most rows per strip.
 
     Returns:
         The accumulated statistics.
@@ -449,20 +968,11 @@ def raster_statistics(
         MissingInputError: If the file does not exist.
         InvalidInputError: If it is not a raster, has no CRS or no valid pixels.
     """
-    from rasterio.windows import Window, subdivide
-
-    from ..export.raster import open_inputs
-    from ..models.rx import RXStatistics, _valid_pixels
-
-    with open_inputs(path) as stack:
-        stats = RXStatistics(stack.count)
-        whole = Window(0, 0, stack.width, stack.height)  # type: ignore[call-arg]
-        for window in subdivide(whole, window_size, window_size):
-            data, valid = stack.read(window)
-            stats.update(_valid_pixels(torch.from_numpy(data), torch.from_numpy(valid)))
-    if stats.count < 2:
-        raise InvalidInputError(path, 'fewer than two valid (non-nodata) pixels')
-    return stats
+    scene = Scene(path)
+    try:
+        return _statistics(scene, Run(rows=window_size), '')
+    finally:
+        scene.close()
 
 
 def rx_raster(
@@ -476,40 +986,25 @@ def rx_raster(
 ) -> Path:
     """Global RX over a raster of any size, written as a score GeoTIFF.
 
-    First pass: :func:`raster_statistics`. Second pass:
-    :func:`~torchgeo_ext.pipelines.tiling.predict_raster` with the
-    :class:`~torchgeo_ext.models.rx.RX`
-    module (RX is per pixel, so tiles need no overlap). The output has the
-    input's CRS, transform and size; input nodata pixels are nodata in the
-    output.
+    Two streamed passes (statistics, then scores); see :func:`anomaly_raster`.
 
     Args:
         input: Hyperspectral or multispectral raster.
         output: Score GeoTIFF to write (atomically).
-        tile_size: Window side for both passes.
+        tile_size: Most rows per strip.
         regularization: Relative ridge (see :func:`~torchgeo_ext.models.rx.whitening_matrix`).
         rcond: Pseudo-inverse cut-off (see :func:`~torchgeo_ext.models.rx.whitening_matrix`).
-        progress: Show a progress bar while scoring.
+        progress: Show progress bars.
 
     Returns:
         The output path.
     """
-    from ..models.rx import RX
-    from .tiling import predict_raster
-
-    stats = raster_statistics(input, tile_size)
-    detector = RX.from_statistics(stats.mean, stats.covariance, regularization, rcond)
-    detector.eval()
-    with torch.inference_mode():
-        result = predict_raster(
-            detector,
-            input,
-            output,
-            tile_size=tile_size,
-            overlap=0,
-            blend='crop',
-            output_kind='scores',
-            band_names=['rx_score'],
-            progress=progress,
-        )
-    return Path(result) if result is not None else Path(output)
+    return anomaly_raster(
+        input,
+        output,
+        method='rx',
+        tile_size=tile_size,
+        progress=progress,
+        regularization=regularization,
+        rcond=rcond,
+    ).scores

@@ -1,27 +1,13 @@
-"""SAM outlines for detected boxes: box prompts on raster windows, polygons in the raster's CRS.
-
-:func:`refine_with_sam` takes boxes (a GeoDataFrame, e.g. from
-:func:`~torchgeo_ext.pipelines.detect_raster` after cross-tile merging) and the
-rasters they were detected on, prompts Segment Anything with each box on a
-window of the raster that holds the object whole, and returns the mask of each
-object as a polygon in the raster's CRS, with the box kept as attributes.
-
-Windows: an object is prompted once. Objects are visited in order; each one
-not yet prompted opens a window of SAM's input size (1024 px for the released
-models) centred on it and clipped to the raster, and every other unprompted
-object lying wholly inside that window is prompted on the same image
-embedding (one encoder pass for a cluster of objects, at native resolution).
-An object larger than the window gets a window of its own, its box plus a
-*context* margin on each side, which SAM resizes to its input size.
-"""
+"""SAM outlines for detected boxes: box prompts on raster windows, polygons in the raster's CRS."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +25,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidInputError
 from ..export.geometry import boxes_to_polygons
-from ..export.raster import crs_to_string, open_inputs
+from ..export.raster import RasterStack, crs_to_string, open_inputs
 from ..export.vector import write_vector
 from ..models.sam import load_sam
 
@@ -135,9 +121,17 @@ def _group_windows(
     height: int,
     max_window: int,
 ) -> list[tuple[tuple[int, int, int, int] | None, list[_Object]]]:
-    """Windows to prompt on, each with the objects it holds whole (see the module docstring).
+    """Windows to prompt on, each with the objects it holds whole.
 
-    Objects whose window would exceed *max_window* pixels a side get the window None.
+    An object is prompted once. Objects are visited in order; each one not yet
+    prompted opens a window of *size* pixels (SAM's input size, 1024 for the
+    released models) centred on it and clipped to the raster, and every other
+    unprompted object lying wholly inside that window is prompted on the same
+    image embedding (one encoder pass for a cluster of objects, at native
+    resolution). An object larger than the window gets a window of its own,
+    its box plus a *context* margin on each side, which SAM resizes to its
+    input size. Objects whose window would exceed *max_window* pixels a side
+    get the window None.
     """
     groups: list[tuple[tuple[int, int, int, int] | None, list[_Object]]] = []
     if not objects:
@@ -314,78 +308,129 @@ def refine_with_sam(
         InvalidInputError: For a bad checkpoint or band choice.
         ValueError: If *gdf* has no CRS.
     """
+    sam, paths = _checked_inputs(gdf, rasters, checkpoint, variant, context)
+    size = int(window_size or sam.image_encoder.img_size)
+    with _eval_on(sam, torch.device(device)), open_inputs(paths) as stack:
+        band_index = check_sam_bands(stack.count, bands, paths[-1])
+        if scale is None and all(ds.dtypes[0] == 'uint8' for ds in stack.datasets):
+            scale = 255.0
+        outlines = _Outlines(gdf, stack)
+        groups = _group_windows(
+            outlines.objects(stack),
+            size,
+            context,
+            stack.width,
+            stack.height,
+            max_window,
+        )
+        for window, members in tqdm(groups, disable=not progress, desc='sam'):
+            if window is None:
+                outlines.status[members[0].index] = 'too_large'
+                continue
+            data, valid = stack.read(Window(*window))
+            image = _to_sam_range(data[band_index], valid, scale)
+            outlines.segment(sam, image, window, members, stack.transform)
+    result = outlines.result()
+    _warn_problems(result['sam_status'])
+    if output is not None:
+        write_vector(output, result)
+    return result
+
+
+def _checked_inputs(
+    gdf: gpd.GeoDataFrame,
+    rasters: InputPaths,
+    checkpoint: str | os.PathLike[str] | Sam,
+    variant: str | None,
+    context: float,
+) -> tuple[Sam, list[str | os.PathLike[str]]]:
+    """Check :func:`refine_with_sam`'s inputs; load SAM; list the rasters."""
     if gdf.crs is None:
         raise ValueError('the GeoDataFrame has no CRS')
     if context < 0:
         raise ValueError(f'context must be >= 0, got {context}')
     sam = checkpoint if isinstance(checkpoint, Sam) else load_sam(checkpoint, variant)
-    dev = torch.device(device)
-    was_training = sam.training
-    sam.eval().to(dev)
     paths = [rasters] if isinstance(rasters, str | os.PathLike) else list(rasters)
-    size = int(window_size or sam.image_encoder.img_size)
+    return sam, paths
+
+
+@contextlib.contextmanager
+def _eval_on(sam: Sam, device: torch.device) -> Iterator[None]:
+    """Run SAM in eval mode on *device*, restoring its mode after."""
+    was_training = sam.training
+    sam.eval().to(device)
     try:
-        with open_inputs(paths) as stack:
-            band_index = check_sam_bands(stack.count, bands, paths[-1])
-            if scale is None and all(ds.dtypes[0] == 'uint8' for ds in stack.datasets):
-                scale = 255.0
-            crs = crs_to_string(stack.crs)
-            result = gdf.to_crs(crs) if gdf.crs != stack.crs else gdf.copy()
-            result = result.reset_index(drop=True)
-            inverse = ~stack.transform
-            objects: list[_Object] = []
-            status = ['outside_raster'] * len(result)
-            scores = np.full(len(result), np.nan, dtype=np.float32)
-            boxes_wkt = [g.wkt if g is not None else '' for g in result.geometry]
-            outlines = list(result.geometry)
-            for i, geometry in enumerate(result.geometry):
-                pixel = _pixel_box(geometry, inverse, stack.width, stack.height)
-                if pixel is not None:
-                    objects.append(_Object(i, pixel))
-            groups = _group_windows(
-                objects, size, context, stack.width, stack.height, max_window
-            )
-            for o in (
-                o for window, members in groups if window is None for o in members
-            ):
-                status[o.index] = 'too_large'
-            groups = [(w, m) for w, m in groups if w is not None]
-            for window, members in tqdm(groups, disable=not progress, desc='sam'):
-                assert window is not None
-                col, row, w, h = window
-                data, valid = stack.read(Window(col, row, w, h))
-                image = _to_sam_range(data[band_index], valid, scale)
-                local = np.asarray(
-                    [
-                        (o.box[0] - col, o.box[1] - row, o.box[2] - col, o.box[3] - row)
-                        for o in members
-                    ]
-                )
-                masks, ious = _segment_window(sam, image, local, dev)
-                window_transform = stack.transform @ Affine.translation(col, row)
-                for o, mask, iou in zip(members, masks, ious):
-                    (prompt,) = boxes_to_polygons(np.asarray([o.box]), stack.transform)
-                    outline = _largest_part(mask, window_transform, prompt)
-                    scores[o.index] = float(iou)
-                    if outline is None:
-                        status[o.index] = 'empty_mask'
-                    else:
-                        status[o.index] = 'ok'
-                        outlines[o.index] = outline
+        yield
     finally:
         sam.train(was_training)
-    result = result.set_geometry(gpd.GeoSeries(outlines, crs=crs))
-    result['box_wkt'] = boxes_wkt
-    result['sam_score'] = scores
-    result['sam_status'] = status
+
+
+class _Outlines:
+    """The rows being outlined: geometries, SAM scores and statuses (see :data:`SAM_STATUS`)."""
+
+    def __init__(self, gdf: gpd.GeoDataFrame, stack: RasterStack) -> None:
+        """Take the rows of *gdf*, reprojected to the raster CRS; all outside the raster."""
+        self.crs = crs_to_string(stack.crs)
+        rows = gdf.to_crs(self.crs) if gdf.crs != stack.crs else gdf.copy()
+        self.rows = rows.reset_index(drop=True)
+        self.status = ['outside_raster'] * len(self.rows)
+        self.scores = np.full(len(self.rows), np.nan, dtype=np.float32)
+        self.boxes_wkt = [g.wkt if g is not None else '' for g in self.rows.geometry]
+        self.geometries = list(self.rows.geometry)
+
+    def objects(self, stack: RasterStack) -> list[_Object]:
+        """The rows whose box lies (partly) on the raster, with their pixel boxes."""
+        inverse = ~stack.transform
+        objects = []
+        for i, geometry in enumerate(self.rows.geometry):
+            pixel = _pixel_box(geometry, inverse, stack.width, stack.height)
+            if pixel is not None:
+                objects.append(_Object(i, pixel))
+        return objects
+
+    def segment(
+        self,
+        sam: Sam,
+        image: NDArray[np.float32],
+        window: tuple[int, int, int, int],
+        members: list[_Object],
+        transform: Affine,
+    ) -> None:
+        """Prompt SAM with the boxes of *members* on the image of *window*."""
+        col, row = window[:2]
+        local = np.asarray(
+            [
+                (o.box[0] - col, o.box[1] - row, o.box[2] - col, o.box[3] - row)
+                for o in members
+            ]
+        )
+        device = next(sam.parameters()).device
+        masks, ious = _segment_window(sam, image, local, device)
+        window_transform = transform @ Affine.translation(col, row)
+        for o, mask, iou in zip(members, masks, ious):
+            (prompt,) = boxes_to_polygons(np.asarray([o.box]), transform)
+            outline = _largest_part(mask, window_transform, prompt)
+            self.scores[o.index] = float(iou)
+            self.status[o.index] = 'empty_mask' if outline is None else 'ok'
+            if outline is not None:
+                self.geometries[o.index] = outline
+
+    def result(self) -> gpd.GeoDataFrame:
+        """The rows with the outlines as geometry and the SAM columns."""
+        result = self.rows.set_geometry(gpd.GeoSeries(self.geometries, crs=self.crs))
+        result['box_wkt'] = self.boxes_wkt
+        result['sam_score'] = self.scores
+        result['sam_status'] = self.status
+        return result
+
+
+def _warn_problems(status: Sequence[str]) -> None:
+    """Warn about the rows that kept their box, by reason."""
     problems = Counter(s for s in status if s != 'ok')
     if problems:
         warnings.warn(
             'SAM kept the box for '
             + ', '.join(f'{n} object(s) with {kind}' for kind, n in problems.items())
             + ' (see the sam_status column)',
-            stacklevel=2,
+            stacklevel=3,
         )
-    if output is not None:
-        write_vector(output, result)
-    return result

@@ -299,11 +299,12 @@ class SuperYOLOTask(PluginTask):
         does it by hand.
 
         Args:
-            engine: ``'torch'`` (the fused model, eager, prepared by
-                :func:`~torchgeo_ext.models.engine.optimise_eager`: channels-last,
-                convolution and SiLU as one oneDNN kernel), ``'onnxruntime'``
-                (the fused model exported to ONNX and run by ONNX Runtime on
-                the CPU: :class:`~torchgeo_ext.models.engine.OnnxRuntimeModule`)
+            engine: ``'torch'`` (the fused model, eager, with the stem composed
+                and convolution and SiLU as one oneDNN kernel:
+                :class:`~torchgeo_ext.models.superyolo_engine.SuperYOLOEagerEngine`),
+                ``'onnxruntime'`` (the fused model exported to ONNX and run by
+                ONNX Runtime on the CPU:
+                :class:`~torchgeo_ext.models.superyolo_engine.SuperYOLOOnnxEngine`)
                 or None (the live, unfused evaluation model: the default).
             threads: ONNX Runtime intra-op threads (default: PyTorch's).
 
@@ -322,18 +323,11 @@ class SuperYOLOTask(PluginTask):
                 f'engine must be one of {", ".join(self.engines)} or None, '
                 f'got {engine!r}'
             )
+        from ..models.superyolo_engine import inference_engine
+
         source = self.eval_model()
         assert isinstance(source, SuperYOLO)
-        fused = copy.deepcopy(source).fuse()
-        if engine == 'onnxruntime':
-            from ..models.engine import OnnxRuntimeModule
-
-            example = torch.zeros(1, max(fused.bands) + 1, 64, 64)
-            model: nn.Module = OnnxRuntimeModule(fused, example, threads)
-        else:
-            from ..models.engine import optimise_eager
-
-            model = optimise_eager(fused)
+        model = inference_engine(source, engine, threads)
         # Not a submodule: the copy stays out of the state dict and checkpoints.
         object.__setattr__(self, '_inference_model', model)
         return self
