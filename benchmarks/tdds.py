@@ -133,7 +133,6 @@ def fit(
         focal_gamma=0.0,
         lr=1e-3,
         scheduler='none',
-        max_epochs=epochs,
     )
     data = PatchData(split['train'], split['test'], batch)
     trainer = Trainer(

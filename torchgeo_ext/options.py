@@ -16,7 +16,9 @@ from collections.abc import Callable
 __all__ = [
     'at_least',
     'check_device',
+    'count_or_fraction',
     'device',
+    'device_count',
     'finite_float',
     'non_negative_float',
     'non_negative_int',
@@ -63,6 +65,36 @@ def positive_int(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f'must be positive, got {number}')
     return number
+
+
+def count_or_fraction(value: str) -> int | float:
+    """A count (integer >= 1) or a fraction in (0, 1).
+
+    Args:
+        value: The command-line text.
+
+    Returns:
+        The count, or the fraction.
+
+    Raises:
+        argparse.ArgumentTypeError: If it is neither.
+    """
+    return positive_int(value) if value.strip().isdigit() else open_unit_float(value)
+
+
+def device_count(value: str) -> int | str:
+    """``auto`` or a positive number of devices (Lightning's ``devices``).
+
+    Args:
+        value: The command-line text.
+
+    Returns:
+        ``'auto'`` or the number.
+
+    Raises:
+        argparse.ArgumentTypeError: If it is neither.
+    """
+    return value if value == 'auto' else positive_int(value)
 
 
 def non_negative_int(value: str) -> int:

@@ -732,3 +732,132 @@ def test_check_tiling(args: tuple[int, int, int, str], message: str) -> None:
         check_tiling(*args)
     check_tiling(8, 4, 1, 'linear')  # the limit itself is fine
     check_tiling(8, 7, 1, 'crop')
+
+
+# ------------------------------------------------------------------ output types
+
+
+def test_output_types(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:
+    path = image[0]
+    model = conv_model()
+    options: dict[str, Any] = {'tile_size': 40, 'overlap': 8, 'progress': False}
+    exact = read(
+        predict_raster(
+            model, path, tmp_path / 'p32.tif', output_kind='probabilities', **options
+        )
+    )
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'p8.tif',
+        output_kind='probabilities',
+        dtype='uint8',
+        **options,
+    )
+    with rasterio.open(out) as src:
+        assert src.dtypes == ('uint8', 'uint8')
+        assert src.nodata == 255
+        assert src.scales == pytest.approx((1 / 254, 1 / 254))
+        assert src.offsets == (0.0, 0.0)
+        stored = src.read()
+    assert stored.max() <= 254
+    np.testing.assert_allclose(stored * (1 / 254), exact, atol=0.5 / 254 + 1e-6)
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'p16.tif',
+        output_kind='probabilities',
+        dtype='float16',
+        **options,
+    )
+    with rasterio.open(out) as src:
+        assert src.dtypes == ('float16', 'float16')
+        half = src.read()
+    np.testing.assert_allclose(half, exact, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match='probabilities only'):
+        predict_raster(model, path, tmp_path / 'x.tif', dtype='uint8', **options)
+    with pytest.raises(ValueError, match='uint8'):
+        predict_raster(
+            model,
+            path,
+            tmp_path / 'x.tif',
+            output_kind='classes',
+            dtype='float16',
+            **options,
+        )
+    assert not (tmp_path / 'x.tif').exists()
+
+
+def test_output_is_one_cog_pass_on_any_thread_count(tmp_path: Path) -> None:
+    array = np.random.default_rng(3).random((2, 600, 700)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array)
+    outputs = []
+    for threads in (None, 1):
+        out = predict_raster(
+            nn.Identity(),
+            path,
+            tmp_path / f'out{threads}.tif',
+            tile_size=128,
+            overlap=16,
+            threads=threads,
+            progress=False,
+        )
+        with rasterio.open(out) as src:
+            assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+            assert src.compression is not None
+            assert src.compression.value == 'DEFLATE'
+            assert src.tags(ns='IMAGE_STRUCTURE').get('PREDICTOR') == '3'
+            assert src.overviews(1)
+            outputs.append(src.read())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], array, atol=1e-6)
+    half = predict_raster(
+        nn.Identity(),
+        path,
+        tmp_path / 'half.tif',
+        tile_size=128,
+        overlap=16,
+        output_kind='probabilities',
+        dtype='float16',
+        progress=False,
+    )
+    with rasterio.open(half) as src:
+        assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+        assert src.dtypes == ('float16', 'float16')
+        assert src.overviews(1) == [2, 4]
+    half.unlink()
+    # nothing temporary is left beside the outputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'in.tif',
+        'out1.tif',
+        'outNone.tif',
+    ]
+    with pytest.raises(ValueError, match='threads'):
+        predict_raster(nn.Identity(), path, tmp_path / 'x.tif', threads=0)
+
+
+@pytest.mark.parametrize('precision', ['bf16-mixed', '16-mixed'])
+def test_mixed_precision(
+    tmp_path: Path, image: tuple[Path, np.ndarray], precision: str
+) -> None:
+    path, array = image
+    model = conv_model()
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'o.tif',
+        tile_size=40,
+        overlap=8,
+        blend='crop',
+        precision=precision,
+        progress=False,
+    )
+    np.testing.assert_allclose(read(out), whole(model, array), atol=0.05, rtol=0.05)
+
+
+def test_precision_names() -> None:
+    assert tiling.check_precision('32-true') == '32'
+    assert tiling.check_precision(32) == '32'
+    assert tiling.check_precision('bf16-mixed') == 'bf16-mixed'
+    with pytest.raises(InvalidInputError, match='precision'):
+        tiling.check_precision('16')

@@ -50,6 +50,7 @@ from torchgeo.samplers import GeoSampler, GridGeoSampler
 from ..datasets.intersection import StackedIntersectionDataset, intersect
 from ..datasets.vector import VectorObjects
 from ..errors import InvalidInputError, MissingInputError
+from ..export.sources import check_source, is_virtual
 from ..samplers.object import ObjectSampler, grid_origin
 from .detection import DetectionAugmentation, collate_detection
 
@@ -151,10 +152,12 @@ NormalisationArg = Normalisation | Mapping[str, Any] | Literal['auto', 'dtype']
 
 
 def _modality_files(entry: str | os.PathLike[str] | Sequence[str]) -> list[str]:
-    """The raster files of one modality: a file, a folder or a glob (or a list of those)."""
+    """The raster files of one modality: a file, a folder, a glob, a URL (or a list of those)."""
     if not isinstance(entry, str | os.PathLike):
         return [f for item in entry for f in _modality_files(item)]
     text = os.fspath(entry)
+    if is_virtual(text):  # a URL or GDAL path (its '?' is no glob): a GDAL open
+        return [check_source(text)]
     if any(c in text for c in '*?['):
         files = sorted(glob.glob(text, recursive=True))
         if not files:

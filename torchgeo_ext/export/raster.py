@@ -184,6 +184,19 @@ def _stream_compression() -> dict[str, Any]:
     return options
 
 
+def _build_overviews(path: Path, width: int, height: int) -> None:
+    """Average overviews in *path*, halving until they fit one block (as COG's AUTO)."""
+    from rasterio.enums import Resampling
+
+    factors, factor = [], 2
+    while math.ceil(max(width, height) / (factor // 2)) > BLOCKSIZE:
+        factors.append(factor)
+        factor *= 2
+    if factors:
+        with rasterio.open(path, 'r+') as dst:
+            dst.build_overviews(factors, Resampling.average)
+
+
 class RasterWriter:
     """Streaming, atomic GeoTIFF writer.
 
@@ -397,6 +410,10 @@ class RasterWriter:
             if np.issubdtype(self.dtype, np.floating)
             else 'NEAREST',
         }
+        if self.overviews and self.dtype == np.float16:
+            # GDAL 3.12's COG driver fails to make Float16 overviews itself
+            _build_overviews(self._stream_path, self.width, self.height)
+            options['overviews'] = 'FORCE_USE_EXISTING'
         try:
             rasterio.shutil.copy(self._stream_path, self._tmp, driver='COG', **options)
         except RasterioError as err:  # pragma: no cover - depends on the GDAL build
@@ -429,6 +446,7 @@ def write_raster(
     band_names: Sequence[str] | None = None,
     tags: Mapping[str, Any] | None = None,
     cog: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """Write an array as a tiled, compressed, Cloud-Optimized GeoTIFF, atomically.
 
@@ -441,6 +459,7 @@ def write_raster(
         band_names: One description per band.
         tags: Dataset metadata (non-string values stored as JSON).
         cog: Write a Cloud-Optimized GeoTIFF (else a tiled GeoTIFF).
+        threads: Compression threads (None: all cores).
 
     Returns:
         The output path.
@@ -466,6 +485,7 @@ def write_raster(
         band_names=band_names,
         tags=tags,
         cog=cog,
+        threads=threads,
     ) as dst:
         dst.write(Window(0, 0, width, height), arr)
     return dst.path
