@@ -28,8 +28,7 @@ import copy
 import glob
 import math
 import os
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -45,12 +44,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, RasterDataset
-from torchgeo.samplers import GeoSampler, GridGeoSampler
+from torchgeo.samplers import GeoSampler
 
 from ..datasets.intersection import StackedIntersectionDataset, intersect
 from ..datasets.vector import VectorObjects
 from ..errors import InvalidInputError, MissingInputError
 from ..export.sources import check_source, is_virtual
+from ..samplers.cells import CellGridSampler
 from ..samplers.object import ObjectSampler, grid_origin
 from .detection import DetectionAugmentation, collate_detection
 
@@ -273,60 +273,6 @@ def _default_names(bands: Sequence[int], files: Sequence[Sequence[str]]) -> list
         stem = os.path.splitext(os.path.basename(group[0]))[0] or f'modality{k}'
         names.append(stem if stem not in names else f'{stem}_{k}')
     return names
-
-
-class _CellGridSampler(GeoSampler):
-    """TorchGeo's ``GridGeoSampler`` over whole split cells, minus patches off the data.
-
-    The cells are multiples of the patch size, so the grid tiles each cell
-    exactly (a grid centred on the split's union, as TorchGeo's
-    ``GriddedPatchSampler`` draws it, would spill into neighbouring cells).
-    Dropped: patches not inside a cell of the split (``GridGeoSampler`` rounds
-    the chip count up, so a rounding error of the cell size adds a chip that
-    overhangs), and patches off the data footprint (nothing to read there).
-    """
-
-    def __init__(
-        self,
-        dataset: GeoDataset,
-        size: int,
-        footprint: Any,
-        cells: Sequence[shapely.Polygon],
-    ) -> None:
-        tolerance = 1e-6 * max(dataset.res)
-        inside = [c.buffer(tolerance, join_style='mitre') for c in cells]
-        prepared = copy.copy(footprint)
-        shapely.prepare(prepared)
-        self.queries: list[tuple[slice, slice, slice]] = []
-        seen = set()
-        with warnings.catch_warnings():
-            # the issue asks for GridGeoSampler: its per-row grid is what we need
-            warnings.simplefilter('ignore', DeprecationWarning)
-            grid = GridGeoSampler(dataset, size=size, stride=size)
-            queries = list(grid)
-        for x, y, t in queries:
-            key = (
-                round(x.start / tolerance),
-                round(y.start / tolerance),
-                t.start,
-                t.stop,
-            )
-            box = shapely.box(x.start, y.start, x.stop, y.stop)
-            if key in seen or not any(box.within(c) for c in inside):
-                continue  # a cell repeated for several files, or an overhang
-            if prepared.intersection(box).area <= 0:
-                continue  # off the data
-            seen.add(key)
-            self.queries.append((x, y, t))
-        self._length = len(self.queries)
-
-    def __iter__(self) -> Iterator[tuple[slice, slice, slice]]:
-        """Yield the patches (always the same, in order).
-
-        Yields:
-            ``[xmin:xmax, ymin:ymax, tmin:tmax]`` slices.
-        """
-        yield from self.queries
 
 
 class _GeoObjectsDataModule(GeoDataModule):
@@ -627,7 +573,7 @@ class _GeoObjectsDataModule(GeoDataModule):
         if not self.split_cells[split]:
             return None, None
         dataset = self._split_dataset(split, clip=False)
-        return dataset, _CellGridSampler(
+        return dataset, CellGridSampler(
             dataset, self.patch, self.footprint, self.split_cells[split]
         )
 
