@@ -177,7 +177,14 @@ def _one_line(error: BaseException) -> str | None:
         cple is not None and isinstance(error, cple.CPLE_BaseError)
     ):
         # GDAL's messages name the file (and the block) it failed on.
-        return ' '.join(str(error).split())
+        message = ' '.join(str(error).split())
+        cause = error.__cause__
+        if 'See previous exception' in message and cause is not None:
+            # rasterio's "Write failed. See previous exception for details.": the
+            # cause is GDAL's own message.
+            head = message.split('See previous exception')[0].strip().rstrip('.')
+            message = f'{head}: {" ".join(str(cause).split())}'
+        return message
     return None
 
 
