@@ -47,7 +47,9 @@ def add_parser(subparsers: Any) -> None:
         '-o',
         '--output',
         default='demo_output',
-        help='output directory (default: demo_output)',
+        help='output directory (default: demo_output): new, empty, or made by an '
+        'earlier demo (whose files are replaced); any other non-empty folder is '
+        'refused, so that no file of yours is overwritten',
     )
     parser.add_argument(
         '--methods',

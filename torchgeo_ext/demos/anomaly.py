@@ -82,15 +82,15 @@ def run_demo(
     import rasterio
     import torch
 
-    from ..export.atomic import make_output_dir
     from ..export.outputs import check_outputs, directory_output
     from ..metrics.anomaly import auc_d_f
     from ..pipelines.anomaly import anomaly_raster
+    from .output import demo_output_dir
     from .scene import make_demo_scene
 
     out = Path(output)
     check_outputs([directory_output(out)])
-    make_output_dir(out)
+    demo_output_dir(out)
     scene, truth = make_demo_scene(
         out / 'scene.tif', size=size, bands=bands, seed=seed, abundance=DEMO_ABUNDANCE
     )

@@ -429,13 +429,13 @@ def run_detection_demo(
 
     if vehicles is None:
         vehicles = max(4, round(40 * size * size / 512**2))
-    from ..export.atomic import make_output_dir
     from ..export.outputs import check_outputs, directory_output
+    from .output import demo_output_dir
 
     out = Path(output)
     check_outputs([directory_output(out)])
     # Created through the output layer: removed again if the demo fails.
-    make_output_dir(out)
+    demo_output_dir(out)
     origin = (500_000.0, 4_000_000.0)
     train_scene = synthetic_vehicle_scene(size, vehicles, seed, origin)
     # the second scene lies next to the first (a new area of the same flight)
