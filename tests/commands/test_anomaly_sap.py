@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.export.raster import write_raster
 from torchgeo_ext.pipelines.anomaly import anomaly_raster, detect_anomalies
 from torchgeo_ext.trainers.sap import SAPPriorTask

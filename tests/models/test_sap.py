@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.metrics.anomaly import auc_d_f
 from torchgeo_ext.models.api import get_model
 from torchgeo_ext.models.sap import (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import (
+from ._options import (
     device,
     non_negative_float,
     non_negative_int,

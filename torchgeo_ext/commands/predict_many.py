@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import device_count, positive_int
+from ._options import device_count, positive_int
 from ._sources import REMOTE_HELP, add_assets_argument
 
 #: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (``--help`` imports no torch).

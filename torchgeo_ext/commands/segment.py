@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import device, non_negative_float, non_negative_int, positive_int
 from ..pipelines.segmentation import DEFAULT_TILE_SIZE
+from ._options import device, non_negative_float, non_negative_int, positive_int
 from ._sources import REMOTE_HELP, add_assets_argument
 
 

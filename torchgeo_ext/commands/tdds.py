@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import count_or_fraction, open_unit_float, positive_int
+from ._options import count_or_fraction, open_unit_float, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
