@@ -861,3 +861,13 @@ def test_precision_names() -> None:
     assert tiling.check_precision('bf16-mixed') == 'bf16-mixed'
     with pytest.raises(InvalidInputError, match='precision'):
         tiling.check_precision('16')
+
+
+def test_channel_argmax_is_argmax_with_first_on_ties() -> None:
+    values = torch.rand(5, 30, 40)[:, 3:20, 5:33]  # a strided band, as the strips give
+    values[:, 0, 0] = 0.5  # a tie: the first channel wins
+    best, ids = stitching.channel_argmax(values)
+    assert ids.dtype == torch.uint8
+    torch.testing.assert_close(ids.long(), values.argmax(dim=0))
+    torch.testing.assert_close(best, values.amax(dim=0))
+    assert ids[0, 0] == 0

@@ -224,8 +224,10 @@ class _ClassRaster:
         """Take one window of blended probabilities (K, h, w) and validity (h, w)."""
         import torch
 
-        confidence, ids = probabilities.max(dim=0)  # the argmax written, ties too
-        counts = torch.bincount(ids[valid], minlength=len(self.pixels))
+        from .stitching import channel_argmax
+
+        confidence, ids = channel_argmax(probabilities)  # the classes written
+        counts = torch.bincount(ids[valid].long(), minlength=len(self.pixels))
         self.pixels += counts.cpu().numpy()
         if self.classes.size:
             rows, cols = window.toslices()
