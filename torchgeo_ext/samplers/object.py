@@ -161,6 +161,9 @@ class ObjectSampler(GeoSampler):
             # shrunk by the tolerance: a patch may touch its border, not enter it
             self.keep_out = keep_out.buffer(-_EPS * max(self.res), join_style='mitre')
             shapely.prepare(self.keep_out)
+            # its edges bound the clear positions (exactly so for unions of cells)
+            corners = shapely.get_coordinates(keep_out)
+            self._edges = (np.unique(corners[:, 0]), np.unique(corners[:, 1]))
 
         index = dataset.index
         h, w = self.size
@@ -288,11 +291,22 @@ class ObjectSampler(GeoSampler):
         Without ``keep_out`` any feasible position will do (one is returned).
         """
         lo_x, hi_x, lo_y, hi_y = self._feasible(bounds, region)
-        n = 1 if self.keep_out is None else 9
+        if self.keep_out is None:
+            return [(lo_x, lo_y)]
+        h, w = self.size
+        # candidates: the range ends, its middle, and patches flush with an edge
+        xs = np.concatenate(
+            [[lo_x, hi_x, (lo_x + hi_x) / 2], self._edges[0], self._edges[0] - w]
+        )
+        ys = np.concatenate(
+            [[lo_y, hi_y, (lo_y + hi_y) / 2], self._edges[1], self._edges[1] + h]
+        )
+        xs = np.unique(xs[(xs >= lo_x - _EPS) & (xs <= hi_x + _EPS)])
+        ys = np.unique(ys[(ys >= lo_y - _EPS) & (ys <= hi_y + _EPS)])
         found = []
-        for x in np.linspace(lo_x, hi_x, n):
+        for x in xs:
             left = _snap(float(x), self.origin[0], self.res[0], lo_x, hi_x)
-            for y in np.linspace(lo_y, hi_y, n):
+            for y in ys:
                 top = _snap(float(y), self.origin[1], self.res[1], lo_y, hi_y)
                 if self._clear(left, top):
                     found.append((left, top))
