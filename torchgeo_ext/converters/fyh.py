@@ -300,110 +300,155 @@ def read_agri(path: str) -> AGRIScene:
         MissingInputError: If the file does not exist.
     """
     name = os.path.basename(path)
-    stem = os.path.splitext(name)[0]
     match = _FY4A_NAME.match(name)
     with _open(path) as ds:
         attrs = dict(ds.attrs)
-        wanted = [f'{p}Channel{i:02d}' for i in range(1, 15) for p in ('NOM', 'CAL')]
-        missing = [v for v in wanted if v not in ds.variables]
-        if missing:
+        _check_agri_variables(ds, path)
+        start, end = _agri_times(attrs, match, path)
+        channels = [_agri_channel(ds, i, path) for i in range(1, 15)]
+        shape = channels[0].shape
+        for i, values in enumerate(channels, 1):
+            if values.shape != shape:
+                raise InvalidInputError(
+                    path,
+                    f'NOMChannel{i:02d} has shape {values.shape}, NOMChannel01 has {shape}',
+                )
+        lat, lon = _agri_lat_lon(ds, shape, path)
+    begin_line, begin_pixel, resolution = _agri_grid(
+        attrs, shape, lat is None, match, path
+    )
+    sub_lon, a, b, h = _agri_geometry(attrs)
+    return AGRIScene(
+        path=path,
+        stem=os.path.splitext(name)[0],
+        start=start,
+        end=end,
+        data=np.stack(channels),
+        begin_line=begin_line,
+        begin_pixel=begin_pixel,
+        resolution=resolution,
+        sub_lon=sub_lon,
+        a=a,
+        b=b,
+        h=h,
+        lat=lat,
+        lon=lon,
+    )
+
+
+def _check_agri_variables(ds: Any, path: str) -> None:
+    """The 14 count (``NOM``) and calibration (``CAL``) variables must all be there."""
+    wanted = [f'{p}Channel{i:02d}' for i in range(1, 15) for p in ('NOM', 'CAL')]
+    missing = [v for v in wanted if v not in ds.variables]
+    if missing:
+        raise InvalidInputError(
+            path,
+            f'not an AGRI L1 4 km file: missing variables {", ".join(missing[:4])}'
+            + (f' and {len(missing) - 4} more' if len(missing) > 4 else ''),
+        )
+
+
+def _agri_times(
+    attrs: dict[str, Any], match: re.Match[str] | None, path: str
+) -> tuple[dt.datetime, dt.datetime]:
+    """Scan start and end: the file attributes, else the file name."""
+    try:
+        start = _parse_time(
+            _attr_str(attrs['Observing Beginning Date']),
+            _attr_str(attrs['Observing Beginning Time']),
+        )
+        end = _parse_time(
+            _attr_str(attrs['Observing Ending Date']),
+            _attr_str(attrs['Observing Ending Time']),
+        )
+    except (KeyError, ValueError):
+        if match is None:
             raise InvalidInputError(
                 path,
-                f'not an AGRI L1 4 km file: missing variables {", ".join(missing[:4])}'
-                + (f' and {len(missing) - 4} more' if len(missing) > 4 else ''),
-            )
-        # Scan times: file attributes, else the file name.
-        try:
-            start = _parse_time(
-                _attr_str(attrs['Observing Beginning Date']),
-                _attr_str(attrs['Observing Beginning Time']),
-            )
-            end = _parse_time(
-                _attr_str(attrs['Observing Ending Date']),
-                _attr_str(attrs['Observing Ending Time']),
-            )
-        except (KeyError, ValueError):
-            if match is None:
+                'no observation times: neither "Observing Beginning/Ending '
+                'Date/Time" attributes nor an AGRI L1 file name',
+            ) from None
+        start = dt.datetime.strptime(match.group('start'), '%Y%m%d%H%M%S')
+        end = dt.datetime.strptime(match.group('end'), '%Y%m%d%H%M%S')
+    return start, end
+
+
+def _agri_channel(ds: Any, i: int, path: str) -> np.ndarray[Any, Any]:
+    """Channel ``i``'s counts calibrated with its table; fill values become NaN."""
+    nom = ds[f'NOMChannel{i:02d}']
+    cal = ds[f'CALChannel{i:02d}']
+    counts = np.asarray(nom.values)
+    if counts.ndim != 2:
+        raise InvalidInputError(
+            path, f'NOMChannel{i:02d} has {counts.ndim} dimensions, expected 2'
+        )
+    fill = _attr_float(nom.attrs, 'FillValue')
+    if fill is None:
+        fill = _attr_float(nom.attrs, '_FillValue')
+    valid_range = nom.attrs.get('valid_range')
+    vr = None
+    if valid_range is not None and np.asarray(valid_range).size == 2:
+        vr = [float(v) for v in np.asarray(valid_range).ravel()]
+    table = (
+        np.asarray(cal.values).ravel()
+        if cal.ndim > 1 and 1 in cal.shape
+        else cal.values
+    )
+    values = calibrate(counts, table, fill, vr, path=path, name=f'CALChannel{i:02d}')
+    cal_fill = _attr_float(cal.attrs, 'FillValue')
+    if cal_fill is not None:
+        values[values == cal_fill] = np.nan
+    return values
+
+
+def _agri_lat_lon(
+    ds: Any, shape: tuple[int, ...], path: str
+) -> tuple[np.ndarray[Any, Any] | None, np.ndarray[Any, Any] | None]:
+    """Per-pixel latitude and longitude where the file has them, else ``(None, None)``."""
+    for lat_name, lon_name in (('Latitude', 'Longitude'), ('lat', 'lon')):
+        if lat_name in ds.variables and lon_name in ds.variables:
+            lat = np.asarray(ds[lat_name].values, dtype=np.float64)
+            lon = np.asarray(ds[lon_name].values, dtype=np.float64)
+            if lat.shape != shape or lon.shape != shape:
                 raise InvalidInputError(
                     path,
-                    'no observation times: neither "Observing Beginning/Ending '
-                    'Date/Time" attributes nor an AGRI L1 file name',
-                ) from None
-            start = dt.datetime.strptime(match.group('start'), '%Y%m%d%H%M%S')
-            end = dt.datetime.strptime(match.group('end'), '%Y%m%d%H%M%S')
-
-        channels = []
-        shape = None
-        for i in range(1, 15):
-            nom = ds[f'NOMChannel{i:02d}']
-            cal = ds[f'CALChannel{i:02d}']
-            counts = np.asarray(nom.values)
-            if counts.ndim != 2:
-                raise InvalidInputError(
-                    path, f'NOMChannel{i:02d} has {counts.ndim} dimensions, expected 2'
+                    f'{lat_name} {lat.shape} / {lon_name} {lon.shape} do not '
+                    f'match the channels {shape}',
                 )
-            if shape is None:
-                shape = counts.shape
-            elif counts.shape != shape:
-                raise InvalidInputError(
-                    path,
-                    f'NOMChannel{i:02d} has shape {counts.shape}, '
-                    f'NOMChannel01 has {shape}',
-                )
-            fill = _attr_float(nom.attrs, 'FillValue')
-            if fill is None:
-                fill = _attr_float(nom.attrs, '_FillValue')
-            valid_range = nom.attrs.get('valid_range')
-            vr = None
-            if valid_range is not None and np.asarray(valid_range).size == 2:
-                vr = [float(v) for v in np.asarray(valid_range).ravel()]
-            values = calibrate(
-                counts,
-                np.asarray(cal.values).ravel()
-                if cal.ndim > 1 and 1 in cal.shape
-                else cal.values,
-                fill,
-                vr,
-                path=path,
-                name=f'CALChannel{i:02d}',
-            )
-            cal_fill = _attr_float(cal.attrs, 'FillValue')
-            if cal_fill is not None:
-                values[values == cal_fill] = np.nan
-            channels.append(values)
-        assert shape is not None
+            return lat, lon
+    return None, None
 
-        lat = lon = None
-        for lat_name, lon_name in (('Latitude', 'Longitude'), ('lat', 'lon')):
-            if lat_name in ds.variables and lon_name in ds.variables:
-                lat = np.asarray(ds[lat_name].values, dtype=np.float64)
-                lon = np.asarray(ds[lon_name].values, dtype=np.float64)
-                if lat.shape != shape or lon.shape != shape:
-                    raise InvalidInputError(
-                        path,
-                        f'{lat_name} {lat.shape} / {lon_name} {lon.shape} do not '
-                        f'match the channels {shape}',
-                    )
-                break
 
+def _agri_grid(
+    attrs: dict[str, Any],
+    shape: tuple[int, ...],
+    navigate: bool,
+    match: re.Match[str] | None,
+    path: str,
+) -> tuple[int, int, int]:
+    """First line and pixel on the full-disk grid and the resolution (m), checked.
+
+    ``navigate``: the file has no lat/lon, so the grid must locate its pixels.
+    """
     begin_line = int(_attr_float(attrs, 'Begin Line Number') or 0)
     begin_pixel = int(_attr_float(attrs, 'Begin Pixel Number') or 0)
     end_line = _attr_float(attrs, 'End Line Number')
-    if (
-        lat is None
-        and end_line is not None
-        and int(end_line) - begin_line + 1 != shape[0]
-    ):
+    if navigate and end_line is not None and int(end_line) - begin_line + 1 != shape[0]:
         raise InvalidInputError(
             path,
             f'Begin/End Line Number {begin_line}..{int(end_line)} do not match '
             f'the {shape[0]} rows of the channels',
         )
     resolution = int(match.group('res')) if match is not None else 4000
-    if lat is None and resolution not in NAVIGATION:
+    if navigate and resolution not in NAVIGATION:
         raise InvalidInputError(
             path, f'no navigation constants for {resolution} m files and no lat/lon'
         )
+    return begin_line, begin_pixel, resolution
+
+
+def _agri_geometry(attrs: dict[str, Any]) -> tuple[float, float, float, float]:
+    """Sub-satellite longitude, Earth semi-axes (m) and satellite height (m)."""
     sub_lon = _attr_float(attrs, 'NOMCenterLon')
     a = _attr_float(attrs, 'dEA')
     a = EARTH_A if a is None else (a * 1e3 if a < 1e4 else a)
@@ -411,22 +456,7 @@ def read_agri(path: str) -> AGRIScene:
     b = EARTH_B * a / EARTH_A if flat is None else a * (1 - 1 / flat)
     h = _attr_float(attrs, 'NOMSatHeight')
     h = SAT_DISTANCE - a if h is None else (h - a if h > 4.2e7 else h)
-    return AGRIScene(
-        path=path,
-        stem=stem,
-        start=start,
-        end=end,
-        data=np.stack(channels),
-        begin_line=begin_line,
-        begin_pixel=begin_pixel,
-        resolution=resolution,
-        sub_lon=FY4A_SUB_LON if sub_lon is None else sub_lon,
-        a=a,
-        b=b,
-        h=h,
-        lat=lat,
-        lon=lon,
-    )
+    return FY4A_SUB_LON if sub_lon is None else sub_lon, a, b, h
 
 
 # ------------------------------------------------------------------ geolocation
