@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import matplotlib.patches as mpatches
 import matplotlib.pyplot as plt
@@ -20,6 +20,8 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import get_worker_info
+from torchgeo.datasets import NonGeoDataset
+from torchgeo.datasets.utils import Sample
 
 from ..errors import InvalidInputError, MissingInputError
 
@@ -457,3 +459,104 @@ def plot_detection_sample(
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+class PairedDetectionDataset(NonGeoDataset):
+    """Co-registered image pairs with boxes: the sample assembly and plot of VEDAI and DroneVehicle.
+
+    Subclasses fill, per image, ``_boxes`` (N x 8 corners), ``_xyxy`` (N x 4)
+    and ``_labels``, and say where its files are (:meth:`_files`), how many
+    bands each modality has (:meth:`_bands`) and what border to crop
+    (:meth:`_border`).
+    """
+
+    modalities: Mapping[str, Sequence[int]]
+    dtype: str
+    bbox_orientation: str
+    transforms: Any
+    _boxes: list[Tensor]
+    _xyxy: list[Tensor]
+    _labels: list[Tensor]
+
+    def _files(self, index: int) -> list[str]:
+        """The image files of sample ``index``, one per modality."""
+        raise NotImplementedError
+
+    def _bands(self) -> list[int]:
+        """The band count of each modality."""
+        raise NotImplementedError
+
+    def _border(self, index: int) -> int:
+        """Pixels cropped from each side of sample ``index``'s images."""
+        return 0
+
+    def __getitem__(self, index: int) -> Sample:
+        """Return one sample.
+
+        Args:
+            index: Index of the sample.
+
+        Returns:
+            ``image``, ``label``, ``bbox_xyxy`` and (when oriented) ``bbox``.
+
+        Raises:
+            InvalidInputError: If an image cannot be decoded or the modalities
+                differ in size.
+        """
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """Return several samples (DataLoader batches), decoded into one buffer.
+
+        Args:
+            indices: Indices of the samples.
+
+        Returns:
+            The samples, as :meth:`__getitem__` returns them.
+        """
+        images = stack_modalities_batch(
+            [self._files(i) for i in indices],
+            self._bands(),
+            [self._border(i) for i in indices],
+            torch.uint8 if self.dtype == 'uint8' else torch.float32,
+        )
+        return [
+            self._sample(index, image)
+            for index, image in zip(indices, images, strict=True)
+        ]
+
+    def _sample(self, index: int, image: Tensor) -> Sample:
+        """Assemble sample ``index`` around its decoded image."""
+        sample: Sample = {
+            'image': image,
+            'label': self._labels[index].clone(),
+            'bbox_xyxy': self._xyxy[index].clone(),
+        }
+        if self.bbox_orientation == 'oriented':
+            sample['bbox'] = self._boxes[index].clone()
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def plot(
+        self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
+    ) -> Figure:
+        """Plot the modalities side by side with boxes and class names.
+
+        A second row shows predictions when the sample has
+        ``prediction_bbox_xyxy`` or ``prediction_bbox`` (with
+        ``prediction_label`` and ``prediction_score``).
+
+        Args:
+            sample: A sample returned by :meth:`__getitem__` (possibly with
+                predictions).
+            show_titles: Whether to title each panel.
+            suptitle: Optional figure title.
+
+        Returns:
+            A matplotlib figure.
+        """
+        classes = cast(Any, self).classes  # a class or instance attribute
+        return plot_detection_sample(
+            sample, self.modalities, classes, show_titles, suptitle
+        )

@@ -8,21 +8,19 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
-from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
+from torchgeo.datasets import DatasetNotFoundError
 
 from ..errors import InvalidInputError, MissingInputError
 from ..ops.obb import poly_to_xyxy
 from .detection import (
     AnnotationCounts,
+    PairedDetectionDataset,
     check_sample_options,
     count_issue,
     image_size,
     keep_clipped,
     modality_layout,
-    plot_detection_sample,
-    stack_modalities_batch,
     warn_annotation_issues,
 )
 
@@ -31,7 +29,7 @@ Sample = dict[str, Any]
 _IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff')
 
 
-class DroneVehicle(NonGeoDataset):
+class DroneVehicle(PairedDetectionDataset):
     """DroneVehicle: vehicle detection in paired drone RGB and infrared frames.
 
     28,439 RGB-infrared pairs (17,990 train / 1,469 val / 8,980 test) taken by
@@ -208,6 +206,7 @@ class DroneVehicle(NonGeoDataset):
         self._crop: list[bool] = []
         self._boxes: list[Tensor] = []
         self._labels: list[Tensor] = []
+        self._xyxy: list[Tensor] = []
         for name in names:
             stem = os.path.splitext(name)[0]
             paths = {m: self._find_partner(stem, name, m) for m in self.modalities}
@@ -231,6 +230,7 @@ class DroneVehicle(NonGeoDataset):
             self._paths.append(paths)
             self._crop.append(crop)
             self._boxes.append(boxes)
+            self._xyxy.append(poly_to_xyxy(boxes))
             self._labels.append(labels)
         warn_annotation_issues('DroneVehicle', self.skipped, self.repaired)
 
@@ -363,73 +363,11 @@ class DroneVehicle(NonGeoDataset):
         """
         return len(self.stems)
 
-    def __getitem__(self, index: int) -> Sample:
-        """Return one sample.
+    def _files(self, index: int) -> list[str]:
+        return list(self._paths[index].values())
 
-        Args:
-            index: Index of the sample.
+    def _bands(self) -> list[int]:
+        return [self.modality_bands[m] for m in self.modalities]
 
-        Returns:
-            ``image``, ``label``, ``bbox_xyxy`` and (when oriented) ``bbox``.
-
-        Raises:
-            InvalidInputError: If an image cannot be decoded or the modalities
-                differ in size.
-        """
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
-        """Return several samples (DataLoader batches), decoded into one buffer.
-
-        Args:
-            indices: Indices of the samples.
-
-        Returns:
-            The samples, as :meth:`__getitem__` returns them.
-        """
-        images = stack_modalities_batch(
-            [list(self._paths[i].values()) for i in indices],
-            [self.modality_bands[m] for m in self.modalities],
-            [self.border if self._crop[i] else 0 for i in indices],
-            torch.uint8 if self.dtype == 'uint8' else torch.float32,
-        )
-        return [
-            self._sample(index, image)
-            for index, image in zip(indices, images, strict=True)
-        ]
-
-    def _sample(self, index: int, image: Tensor) -> Sample:
-        """Assemble sample ``index`` around its decoded image."""
-        boxes = self._boxes[index]
-        sample: Sample = {
-            'image': image,
-            'label': self._labels[index].clone(),
-            'bbox_xyxy': poly_to_xyxy(boxes),
-        }
-        if self.bbox_orientation == 'oriented':
-            sample['bbox'] = boxes.clone()
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
-
-    def plot(
-        self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
-    ) -> Figure:
-        """Plot RGB and IR side by side with boxes and class names.
-
-        A second row shows predictions when the sample has
-        ``prediction_bbox`` or ``prediction_bbox_xyxy`` (with
-        ``prediction_label`` and ``prediction_score``).
-
-        Args:
-            sample: A sample returned by :meth:`__getitem__` (possibly with
-                predictions).
-            show_titles: Whether to title each panel.
-            suptitle: Optional figure title.
-
-        Returns:
-            A matplotlib figure.
-        """
-        return plot_detection_sample(
-            sample, self.modalities, self.classes, show_titles, suptitle
-        )
+    def _border(self, index: int) -> int:
+        return self.border if self._crop[index] else 0

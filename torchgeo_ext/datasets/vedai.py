@@ -7,29 +7,27 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
-from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
+from torchgeo.datasets import DatasetNotFoundError
 
 from ..errors import InvalidInputError, MissingInputError
 from ..ops.obb import poly_to_xyxy
 from .detection import (
     AnnotationCounts,
+    PairedDetectionDataset,
     check_sample_options,
     clip_xyxy,
     count_issue,
     image_size,
     keep_clipped,
     modality_layout,
-    plot_detection_sample,
-    stack_modalities_batch,
     warn_annotation_issues,
 )
 
 Sample = dict[str, Any]
 
 
-class VEDAI(NonGeoDataset):
+class VEDAI(PairedDetectionDataset):
     """VEDAI: small-vehicle detection in aerial RGB and infrared images.
 
     The Vehicle Detection in Aerial Imagery dataset has 1,246 co-registered
@@ -369,75 +367,8 @@ class VEDAI(NonGeoDataset):
         """
         return len(self.ids)
 
-    def __getitem__(self, index: int) -> Sample:
-        """Return one sample.
+    def _files(self, index: int) -> list[str]:
+        return [self._image_path(self.ids[index], m) for m in self.modalities]
 
-        Args:
-            index: Index of the sample.
-
-        Returns:
-            ``image``, ``label``, ``bbox_xyxy`` and (when oriented) ``bbox``.
-
-        Raises:
-            InvalidInputError: If an image cannot be decoded or the modalities
-                differ in size.
-        """
-        return self.__getitems__([index])[0]
-
-    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
-        """Return several samples (DataLoader batches), decoded into one buffer.
-
-        Args:
-            indices: Indices of the samples.
-
-        Returns:
-            The samples, as :meth:`__getitem__` returns them.
-        """
-        images = stack_modalities_batch(
-            [
-                [self._image_path(self.ids[i], m) for m in self.modalities]
-                for i in indices
-            ],
-            [self.modality_files[m][1] for m in self.modalities],
-            [0] * len(indices),
-            torch.uint8 if self.dtype == 'uint8' else torch.float32,
-        )
-        return [
-            self._sample(index, image)
-            for index, image in zip(indices, images, strict=True)
-        ]
-
-    def _sample(self, index: int, image: Tensor) -> Sample:
-        """Assemble sample ``index`` around its decoded image."""
-        sample: Sample = {
-            'image': image,
-            'label': self._labels[index].clone(),
-            'bbox_xyxy': self._xyxy[index].clone(),
-        }
-        if self.bbox_orientation == 'oriented':
-            sample['bbox'] = self._boxes[index].clone()
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
-
-    def plot(
-        self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
-    ) -> Figure:
-        """Plot RGB and IR side by side with boxes and class names.
-
-        A second row shows predictions when the sample has
-        ``prediction_bbox_xyxy`` or ``prediction_bbox`` (with
-        ``prediction_label`` and ``prediction_score``).
-
-        Args:
-            sample: A sample returned by :meth:`__getitem__` (possibly with
-                predictions).
-            show_titles: Whether to title each panel.
-            suptitle: Optional figure title.
-
-        Returns:
-            A matplotlib figure.
-        """
-        return plot_detection_sample(
-            sample, self.modalities, self.classes, show_titles, suptitle
-        )
+    def _bands(self) -> list[int]:
+        return [self.modality_files[m][1] for m in self.modalities]
