@@ -215,8 +215,8 @@ def _anomaly(
 #: Said before BSDM starts (issue 26): what the default costs, and the faster settings.
 _BSDM_COST = (
     'note: bsdm fits itself on the scene first (500 steps of up to 4096 pixels by '
-    'default): a 256 x 256 x 50 scene takes over 4 minutes of CPU time and about '
-    '0.6 GB above the imports on 2 CPU cores (benchmarks/anomaly_scale.md); '
+    'default): a 256 x 256 x 50 scene took 10 minutes of CPU time and 1 GB above '
+    'the imports on our 2 shared CPU cores (benchmarks/anomaly_scale.md); '
     'faster: --iterations 100 or --batch-size 1024; --progress shows the time left'
 )
 
