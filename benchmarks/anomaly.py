@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.export.raster import write_raster
 from torchgeo_ext.metrics.anomaly import auc_d_f
 from torchgeo_ext.models.local_anomaly import crd_scores, lrx_scores

@@ -163,7 +163,7 @@ def main() -> None:
                 sys.executable,
                 '-c',
                 (
-                    'from torchgeo_ext.demo_scene import make_demo_scene; '
+                    'from torchgeo_ext.demos.scene import make_demo_scene; '
                     f'make_demo_scene({str(scene)!r}, size=128, bands=50)'
                 ),
             ],

@@ -24,7 +24,8 @@ LAYERS = {
     'samplers': 2,
     'export': 2,
     'metrics': 2,
-    'demo_scene': 2,
+    'demo_scene': 2,  # deprecated alias of demos.scene
+    'converters': 3,  # offline converters (FYH): read datasets' stored layout
     'datamodules': 3,
     'models': 4,
     'losses': 5,
@@ -32,8 +33,7 @@ LAYERS = {
     'pipelines': 7,
     'commands': 8,
     'cli': 8,
-    'demo': 8,
-    'demo_detection': 8,  # the detection demo: trains and runs a detector
+    'demos': 8,  # the demos: train and run models on synthetic scenes
 }
 
 #: Pipelines that load a checkpoint or dispatch to their models; every other
@@ -48,7 +48,12 @@ TASK_PIPELINES = {
 }
 
 #: Known upward imports being removed (importer, imported), each with its reason.
-ALLOWED: set[tuple[str, str]] = set()
+ALLOWED: set[tuple[str, str]] = {
+    # Deprecated aliases left at the old import paths of moved modules.
+    ('torchgeo_ext.options', 'torchgeo_ext.commands._options'),
+    ('torchgeo_ext.demo_scene', 'torchgeo_ext.demos.scene'),
+    ('torchgeo_ext.datasets.fyh_builder', 'torchgeo_ext.converters.fyh'),
+}
 
 
 def modules() -> list[tuple[str, Path]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from torchgeo_ext.cli import build_parser, command_modules, main
-from torchgeo_ext.demo_scene import make_demo_scene
+from torchgeo_ext.demos.scene import make_demo_scene
 
 CONF = Path(__file__).parent / 'conf'
 

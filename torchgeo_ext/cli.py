@@ -19,7 +19,7 @@ Every subcommand runs inside one error boundary (:func:`run_guarded`):
 * Before ``run`` is called, the outputs a subcommand declares
   (``parser.set_defaults(io_outputs=..., io_inputs=...)``) are checked by
   :func:`~torchgeo_ext.export.outputs.check_outputs` and ``--device`` by
-  :func:`~torchgeo_ext.options.check_device`.
+  :func:`~torchgeo_ext.commands._options.check_device`.
 """
 
 from __future__ import annotations
@@ -177,7 +177,14 @@ def _one_line(error: BaseException) -> str | None:
         cple is not None and isinstance(error, cple.CPLE_BaseError)
     ):
         # GDAL's messages name the file (and the block) it failed on.
-        return ' '.join(str(error).split())
+        message = ' '.join(str(error).split())
+        cause = error.__cause__
+        if 'See previous exception' in message and cause is not None:
+            # rasterio's "Write failed. See previous exception for details.": the
+            # cause is GDAL's own message.
+            head = message.split('See previous exception')[0].strip().rstrip('.')
+            message = f'{head}: {" ".join(str(cause).split())}'
+        return message
     return None
 
 
@@ -261,7 +268,7 @@ def check_declared(args: argparse.Namespace) -> None:
         check_outputs(outputs, inputs)
     device = getattr(args, 'device', None)
     if isinstance(device, str):
-        from .options import check_device
+        from .commands._options import check_device
 
         check_device(device)
 

@@ -14,7 +14,7 @@ import torch
 from rasterio.transform import from_origin
 from torch import nn
 
-from torchgeo_ext.demo_scene import make_demo_scene
+from torchgeo_ext.demos.scene import make_demo_scene
 from torchgeo_ext.trainers.base import PluginTask
 
 REPO = Path(__file__).resolve().parents[2]

@@ -848,11 +848,11 @@ def test_declared_outputs_are_known_options() -> None:
 
 
 def test_every_option_value_is_validated() -> None:
-    # Numbers and devices go through the types of torchgeo_ext.options (one-line
+    # Numbers and devices go through the types of torchgeo_ext.commands._options (one-line
     # errors for 0, negatives, NaN, ...), and every subcommand writing files
     # declares them for the output checks.
-    from torchgeo_ext import options
     from torchgeo_ext.cli import build_parser
+    from torchgeo_ext.commands import _options as options
 
     known = {getattr(options, name) for name in options.__all__ if name != 'at_least'}
     parser = build_parser()

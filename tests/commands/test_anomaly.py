@@ -10,7 +10,7 @@ import rasterio
 import torch
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.demo_scene import make_demo_scene, synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import make_demo_scene, synthetic_anomaly_scene
 from torchgeo_ext.metrics.anomaly import auc_d_f
 
 

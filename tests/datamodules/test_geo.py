@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +107,11 @@ def test_splits_never_overlap(detection: GeoDetectionDataModule) -> None:
     test = [_box(q) for q in detection.test_sampler]
     assert val
     assert test
-    held_out = shapely.union_all(val + test)
+    held_out = shapely.union_all(val + test + cells['val'] + cells['test'])
+    training_area = shapely.union_all(cells['train']).buffer(1e-6)
     for patch in train:
         assert patch.intersection(held_out).area < 1e-9
+        assert patch.within(training_area)
     assert shapely.union_all(val).intersection(shapely.union_all(test)).area < 1e-9
     # each held-out patch lies in a cell of its split, on the pixel grid
     for patches, split in ((val, 'val'), (test, 'test')):
@@ -236,6 +240,61 @@ def test_no_held_out_splits() -> None:
     dm.setup('fit')
     assert list(dm.val_dataloader()) == []
     assert len(dm.split_cells['train']) == 16
+    # all cells are training cells: one region, nothing cut at cell borders
+    assert len(dm.split_regions['train']) == 1
+    objects = dm.labels.objects.geometry
+    crossing = [
+        o for o in objects if not any(o.within(c) for c in dm.split_cells['train'])
+    ]
+    assert crossing  # the fake data has objects on cell borders
+    assert dm.never_whole == (0, 0.0)
+    sampler = dm.train_sampler
+    assert isinstance(sampler, ObjectSampler)
+    assert sampler.unplaceable == 0
+
+
+def test_objects_cut_only_where_training_meets_held_out(
+    detection: GeoDetectionDataModule,
+) -> None:
+    detection.setup('fit')
+    cells = detection.split_cells
+    held_out = shapely.union_all(cells['val'] + cells['test']).buffer(-1e-6)
+    sampler = detection.train_sampler
+    assert isinstance(sampler, ObjectSampler)
+    whole = {tuple(b) for b, _ in sampler.placeable}
+    n_cut = 0
+    for geometry in detection.labels.objects.geometry:
+        if not any(geometry.intersects(c) for c in cells['train']):
+            continue  # not in the training area
+        key = tuple(geometry.bounds)
+        if geometry.intersects(held_out):
+            assert key not in whole  # it would show held-out pixels
+            n_cut += 1
+        elif not any(geometry.within(c) for c in cells['train']):
+            # across the border of two training cells: still trained whole,
+            # unless a patch around it would enter a held-out cell
+            box = shapely.box(*geometry.bounds).buffer(PATCH * 0.05, cap_style='square')
+            if not box.intersects(held_out):
+                assert key in whole
+    never, share = detection.never_whole
+    assert never >= n_cut > 0
+    assert share == pytest.approx(
+        never
+        / sum(
+            g.intersects(shapely.union_all(cells['train']))
+            for g in detection.labels.objects.geometry
+        )
+    )
+
+
+def test_adjacent_cells_merge_corner_cells_do_not() -> None:
+    from torchgeo_ext.datamodules.geo import _regions
+
+    a, b = shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)  # share an edge
+    c = shapely.box(2, 1, 3, 2)  # touches b at a corner only
+    regions = _regions([a, b, c])
+    assert sorted(r.area for r in regions) == [1.0, 2.0]
+    assert _regions([]) == []
 
 
 def _fit(task: Any, dm: Any) -> None:
@@ -336,3 +395,33 @@ def test_tiled_modality_objects_on_the_seam(tmp_path: Path) -> None:
     assert crossing.sum() >= 3
     assert isinstance(dm.train_sampler, ObjectSampler)
     assert dm.train_sampler.unplaceable == 0
+
+
+def test_empty_label_layer_on_the_command_line(tmp_path: Path) -> None:
+    # Training on a label layer without features: one line naming the file,
+    # not a traceback about a missing dataset.
+    empty = tmp_path / 'empty.gpkg'
+    gpd.read_file(LABELS).iloc[:0].to_file(empty)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'torchgeo_ext.cli',
+            'fit',
+            '--config',
+            'tests/conf/own_superyolo.yaml',
+            '--data.init_args.labels',
+            str(empty),
+            '--trainer.default_root_dir',
+            str(tmp_path / 'run'),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    assert 'not found' not in proc.stderr.lower()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.endswith(f'{empty}: no objects in the layer: label some objects first')

@@ -14,6 +14,7 @@ from torch.utils.data import Subset
 from torchgeo.datasets import DatasetNotFoundError
 from torchgeo.samplers import GridGeoSampler, RandomGeoSampler
 
+from torchgeo_ext.converters.fyh import write_scene_geotiffs
 from torchgeo_ext.datamodules.fyh import FYHDataModule
 from torchgeo_ext.datasets.fyh import (
     FYH,
@@ -24,7 +25,6 @@ from torchgeo_ext.datasets.fyh import (
     tile_offset,
     tile_transform,
 )
-from torchgeo_ext.datasets.fyh_builder import write_scene_geotiffs
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 
 ROOT = Path(__file__).parents[1] / 'data' / 'fyh'

@@ -265,6 +265,37 @@ def test_not_found(tmp_path: Path) -> None:
         VectorObjects(tmp_path)
 
 
+def test_empty_layer(tmp_path: Path) -> None:
+    # A layer with no features is no missing dataset: one clear error naming it.
+    path = tmp_path / 'empty.gpkg'
+    gpd.read_file(LABELS).iloc[:0].to_file(path)
+    with pytest.raises(
+        InvalidInputError, match=r'empty\.gpkg: no objects in the layer'
+    ):
+        VectorObjects(path)
+
+
+def test_layer_without_usable_objects(tmp_path: Path) -> None:
+    path = tmp_path / 'lines.gpkg'
+    gpd.GeoDataFrame(
+        {'class': ['car']}, geometry=[shapely.LineString([(0, 0), (1, 1)])], crs=32633
+    ).to_file(path)
+    with pytest.raises(
+        InvalidInputError,
+        match=r'lines\.gpkg: no usable objects in the layer; skipped LineString geometry: 1',
+    ):
+        VectorObjects(path)
+
+
+def test_one_empty_file_among_others_warns(tmp_path: Path) -> None:
+    frame = gpd.read_file(LABELS)
+    frame.to_file(tmp_path / 'a.gpkg')
+    frame.iloc[:0].to_file(tmp_path / 'b.gpkg')
+    with pytest.warns(UserWarning, match=r'b\.gpkg: no usable objects'):
+        ds = VectorObjects(tmp_path)
+    assert len(ds.objects) == len(frame)
+
+
 def test_empty_and_invalid_geometries(tmp_path: Path) -> None:
     bowtie = shapely.Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])
     frame = gpd.GeoDataFrame(

@@ -250,3 +250,62 @@ def test_non_local_outputs_are_refused(path: str, tmp_path: Path) -> None:
         pass
     assert non_local(tmp_path / 'o.tif') is None
     assert non_local('C:/data/o.tif') is None  # a drive letter is no scheme
+
+
+def test_writer_errors_name_the_output(tmp_path: Path) -> None:
+    import errno
+
+    out = tmp_path / 'o.tif'
+
+    # An OSError about the temporary file (or a side file of it) names the output.
+    def fail(tmp: Path) -> None:
+        side = tmp.with_name(tmp.name + '.stream.tif')
+        raise PermissionError(errno.EACCES, 'Permission denied', str(side))
+
+    with (
+        pytest.raises(OSError, match='Permission denied') as info,
+        atomic_output(out) as tmp,
+    ):
+        fail(tmp)
+    assert info.value.filename == str(out)
+    assert info.value.errno == errno.EACCES
+    assert '.tmp-' not in str(info.value)
+    # Bad input and unrelated errors pass through unchanged.
+    with pytest.raises(InvalidInputError, match='bands'), atomic_output(out):
+        raise InvalidInputError(out, 'wrong bands')
+    with pytest.raises(KeyError), atomic_output(out):
+        raise KeyError('x')
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_found_by_free_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import shutil
+
+    from rasterio.errors import RasterioIOError
+
+    out = tmp_path / 'o.tif'
+    real = shutil.disk_usage
+
+    def full(path: object) -> object:
+        usage = real(path)  # type: ignore[arg-type]
+        return type(usage)(usage.total, usage.total, 0)
+
+    monkeypatch.setattr(shutil, 'disk_usage', full)
+
+    # GDAL reports ENOSPC on stderr only, then raises an unrelated message.
+    def fail(tmp: Path) -> None:
+        tmp.write_bytes(b'half a raster')
+        raise RasterioIOError('TIFFAppendToStrip:Seek error at scanline 0')
+
+    with (
+        pytest.raises(OSError, match='No space left') as info,
+        atomic_output(out) as tmp,
+    ):
+        fail(tmp)
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(out)
+    assert str(out.parent) in str(info.value)
+    assert list(tmp_path.iterdir()) == []

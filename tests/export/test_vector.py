@@ -2,6 +2,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 import torch
@@ -157,3 +158,123 @@ def test_detections_to_geodataframe() -> None:
     with pytest.raises(ValueError, match='labels'):
         detections_to_geodataframe([[0, 0, 1, 1]], [1, 2], None, UTM, 'EPSG:4326')
     assert_geodataframe_equal(gdf, sample_gdf())
+
+
+def gpkg_columns(path: Path) -> dict[str, str]:
+    """The SQL types of a GeoPackage layer's columns, as clients read them."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        layer = db.execute('SELECT table_name FROM gpkg_contents').fetchone()[0]
+        rows = db.execute(f'PRAGMA table_info("{layer}")').fetchall()
+    return {row[1]: row[2] for row in rows}
+
+
+@pytest.mark.parametrize('ext', ['gpkg', 'geojson', 'parquet'])
+def test_real_fields_are_float64(tmp_path: Path, ext: str) -> None:
+    import pyogrio
+
+    gdf = sample_gdf()  # score is float32 in memory
+    gdf['half'] = np.asarray([0.5, 1.5], dtype=np.float16)
+    gdf['nullable'] = pd.array([0.25, None], dtype='Float32')
+    assert gdf['score'].dtype == np.float32
+    path = write_vector(tmp_path / f'dets.{ext}', gdf)
+    if ext == 'parquet':
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(path)
+        for name in ('score', 'half', 'nullable'):
+            assert str(schema.field(name).type) == 'double', schema
+        return
+    info = pyogrio.read_info(path)
+    types = dict(zip(info['fields'], info['dtypes']))
+    assert types['score'] == types['half'] == types['nullable'] == 'float64'
+    if ext == 'gpkg':
+        # REAL, not FLOAT (float32), which fiona 1.10 and old QGIS skip.
+        columns = gpkg_columns(path)
+        assert columns['score'] == columns['half'] == columns['nullable'] == 'REAL'
+
+
+@pytest.mark.parametrize('ext', ['gpkg', 'parquet'])
+@pytest.mark.parametrize('kind', ['detections', 'classes'])
+def test_empty_output_keeps_the_schema(tmp_path: Path, ext: str, kind: str) -> None:
+    import pyogrio
+
+    def make(n: int) -> gpd.GeoDataFrame:
+        if kind == 'detections':
+            boxes = torch.tensor([[0.0, 0.0, 4.0, 4.0]])[:n]
+            labels, scores = torch.tensor([1])[:n], torch.tensor([0.5])[:n]
+            return detections_to_geodataframe(
+                boxes, labels, scores, UTM, 'EPSG:32633', ['a', 'b']
+            )
+        mask = np.zeros((4, 4), dtype=np.int32)
+        mask[:2, :2] = n
+        return mask_to_polygons(mask, UTM, 'EPSG:32633', ['bg', 'x'], ignore_index=0)
+
+    full, empty = make(1), make(0)
+    assert len(full) == 1
+    assert len(empty) == 0
+    paths = [
+        write_vector(tmp_path / f'{n}.{ext}', g)
+        for n, g in (('full', full), ('empty', empty))
+    ]
+    if ext == 'parquet':
+        import pyarrow.parquet as pq
+
+        full_schema, empty_schema = (pq.read_schema(p) for p in paths)
+        assert full_schema.types == empty_schema.types
+        assert str(empty_schema.field('class_name').type) == 'large_string'
+        return
+    full_info, empty_info = (pyogrio.read_info(p) for p in paths)
+    assert list(empty_info['fields']) == list(full_info['fields'])
+    assert list(empty_info['dtypes']) == list(full_info['dtypes'])
+    assert empty_info['geometry_type'] == full_info['geometry_type'] == 'Polygon'
+    assert gpkg_columns(paths[1]) == gpkg_columns(paths[0])
+    assert gpkg_columns(paths[1])['class_name'] == 'TEXT'
+    assert empty_info['features'] == 0
+
+
+@pytest.mark.parametrize('ext', ['gpkg', 'geojson'])
+def test_vector_on_a_full_disk(
+    tmp_path: Path, ext: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import pyogrio
+    import pyogrio.geopandas
+
+    out = tmp_path / f'dets.{ext}'
+    out.write_text('previous result\n')
+    real = pyogrio.geopandas.write_dataframe
+
+    def fill_the_disk(df: gpd.GeoDataFrame, path: str, **kwargs: object) -> None:
+        real(df, path, **kwargs)  # the file (a temporary) exists, then the disk fills
+        raise pyogrio.errors.FeatureError(
+            'failed to write feature 2: sqlite3_step() failed: database or disk is full'
+        )
+
+    monkeypatch.setattr(pyogrio.geopandas, 'write_dataframe', fill_the_disk)
+    monkeypatch.setattr(pyogrio, 'write_dataframe', fill_the_disk)
+    with pytest.raises(OSError, match='No space left on device') as info:
+        write_vector(out, sample_gdf())
+    assert info.value.errno == errno.ENOSPC
+    assert info.value.filename == str(out)  # the output, not its temporary file
+    assert '.tmp-' not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
+    assert out.read_text() == 'previous result\n'
+
+
+def test_write_failure_unrelated_to_the_disk_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyogrio
+    import pyogrio.geopandas
+
+    def broken(df: gpd.GeoDataFrame, path: str, **kwargs: object) -> None:
+        raise pyogrio.errors.FieldError('unsupported field type')
+
+    monkeypatch.setattr(pyogrio.geopandas, 'write_dataframe', broken)
+    monkeypatch.setattr(pyogrio, 'write_dataframe', broken)
+    with pytest.raises(pyogrio.errors.FieldError):
+        write_vector(tmp_path / 'dets.gpkg', sample_gdf())
+    assert list(tmp_path.iterdir()) == []

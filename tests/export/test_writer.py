@@ -183,3 +183,20 @@ def test_writer_needs_crs(tmp_path: Path) -> None:
         assert dst.dtypes == ('float32',)
     with pytest.raises(InvalidInputError, match='unknown vector format'):
         GeoPredictionWriter(tmp_path, vector_name='d.txt')
+
+
+def test_writer_threads_option(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match='threads must be positive'):
+        GeoPredictionWriter(tmp_path / 'bad', threads=0)
+    script = load_script()
+    writer = GeoPredictionWriter(tmp_path / 'one', threads=1)
+    loader = DataLoader(script.TinyGeoDataset(), batch_size=2)
+    trainer(writer).predict(script.TinyTask(), loader, return_predictions=False)
+    run_single(tmp_path / 'all')
+    for name in ('000000.tif', '000004.tif'):
+        with (
+            rasterio.open(tmp_path / 'one' / name) as one,
+            rasterio.open(tmp_path / 'all' / name) as every,
+        ):
+            assert one.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+            np.testing.assert_array_equal(one.read(), every.read())

@@ -37,7 +37,7 @@ def test_assignment_inside_boxes() -> None:
 
 
 @pytest.mark.slow
-def test_loss_decreases() -> None:
+def test_loss_fits_fixed_batch() -> None:
     torch.manual_seed(0)
     model = yolov8n_obb(num_classes=3)
     criterion = OBBLoss(3)
@@ -48,15 +48,21 @@ def test_loss_decreases() -> None:
     ]
     labels = [torch.tensor([1, 2]), torch.zeros(0, dtype=torch.long)]
     opt = torch.optim.Adam(model.parameters(), 2e-3)
-    losses = []
-    for _ in range(6):
+
+    def measure() -> float:
+        with torch.no_grad():
+            return float(criterion(model(x), polys, labels)[0])
+
+    # The loss on the fixed batch, before and after 10 steps (same weights for each measure,
+    # no trajectory point compared). Over seeds 0-7 on torch 2.14.1: 0.19-0.33 of the start.
+    before = measure()
+    for _ in range(10):
         total, parts = criterion(model(x), polys, labels)
         assert set(parts) == {'loss_box', 'loss_cls', 'loss_dfl'}
         opt.zero_grad()
         total.backward()
         opt.step()
-        losses.append(total.item())
-    assert losses[-1] < 0.7 * losses[0]
+    assert measure() < 0.6 * before
     # no ground truth at all still gives a finite, differentiable loss
     total, _ = criterion(model(x), [torch.zeros(0, 8)] * 2, [torch.zeros(0)] * 2)
     total.backward()

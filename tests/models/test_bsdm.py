@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.classification import binary_auroc
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.models.bsdm import (
     BSDM,
     GammaSchedule,

@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.models.local_anomaly import (
     RingDetector,
     crd_scores,

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torchmetrics.functional.classification import binary_auroc
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.models.local_anomaly import (
     crd_scores,
     lrx_scores,

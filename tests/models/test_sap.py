@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.metrics.anomaly import auc_d_f
 from torchgeo_ext.models.api import get_model
 from torchgeo_ext.models.sap import (
@@ -150,3 +150,14 @@ def test_sap_scores_reject_bad_arguments() -> None:
         sap_scores(torch.rand(4, 4))
     with pytest.raises(ValueError, match='purge'):
         sap_scores(torch.rand(3, 4, 4), purge=1.0)
+
+
+def test_sap_creates_tensors_on_the_cube_device() -> None:
+    from tests.trainers.test_device_guard import _on_meta_by_default
+
+    torch.manual_seed(0)
+    cube = torch.rand(5, 9, 9)
+    scores = _on_meta_by_default(sap_scores)(cube, fit_steps=1, iterations=3)
+    assert scores.shape == (9, 9)
+    assert scores.device.type == 'cpu'
+    assert torch.isfinite(scores).all()

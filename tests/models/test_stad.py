@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 from torchgeo_ext.losses.anomaly import stad_distillation_loss as distillation_loss
 from torchgeo_ext.metrics.anomaly import auc_d_f
 from torchgeo_ext.models.rx import rx_scores

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 import torch
 
-from torchgeo_ext.demo_scene import make_demo_scene, synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import make_demo_scene, synthetic_anomaly_scene
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 from torchgeo_ext.export.raster import write_raster
 from torchgeo_ext.metrics.anomaly import auc_d_f

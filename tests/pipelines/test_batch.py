@@ -219,6 +219,8 @@ def test_killed_run_resumes_without_redoing_finished_inputs(
 
 @pytest.mark.slow
 def test_two_processes_equal_one(tmp_path: Path, serve: Serve) -> None:
+    # One process (in this one), two started by Lightning Fabric (--devices 2), two
+    # by torchrun.
     tiles = write_tiles(tmp_path / 'tiles', 5)
     server = serve(tmp_path / 'tiles')
     listing = tmp_path / 'inputs.txt'
@@ -228,25 +230,18 @@ def test_two_processes_equal_one(tmp_path: Path, serve: Serve) -> None:
         **os.environ,
         'PYTHONPATH': os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
     }
-    outputs = {}
-    for devices in ('1', '2'):
-        out = tmp_path / f'out{devices}'
+    cli = ['-m', 'torchgeo_ext.cli', 'predict-many', *specs, '--method', 'rx']
+    torchrun = ['-m', 'torch.distributed.run', '--nproc-per-node', '2']
+    runs = {
+        'fabric': [*cli, '--accelerator', 'cpu', '--devices', '2'],
+        'torchrun': [*torchrun, *cli, '--accelerator', 'cpu'],
+    }
+    outputs = {'one': tmp_path / 'one'}
+    assert main([*cli[2:], '--accelerator', 'cpu', '-o', str(outputs['one'])]) == 0
+    for name, argv in runs.items():
+        out = tmp_path / name
         done = subprocess.run(
-            [
-                sys.executable,
-                '-m',
-                'torchgeo_ext.cli',
-                'predict-many',
-                *specs,
-                '-o',
-                str(out),
-                '--method',
-                'rx',
-                '--accelerator',
-                'cpu',
-                '--devices',
-                devices,
-            ],
+            [sys.executable, *argv, '-o', str(out)],
             env=env,
             check=False,
             timeout=500,
@@ -254,17 +249,17 @@ def test_two_processes_equal_one(tmp_path: Path, serve: Serve) -> None:
         )
         assert done.returncode == 0, done.stderr.decode()[-3000:]
         assert (
-            f'5 done, 0 skipped (already complete), 0 failed over {devices} process'
+            '5 done, 0 skipped (already complete), 0 failed over 2 process'
             in done.stdout.decode()
         )
-        outputs[devices] = out
-    for tile in tiles:
-        np.testing.assert_array_equal(
-            read(outputs['1'] / tile.name), read(outputs['2'] / tile.name)
-        )
-    one, two = rows(outputs['1']), rows(outputs['2'])
-    assert [(r['input'], r['status']) for r in one] == [
-        (r['input'], r['status']) for r in two
-    ]
-    with rasterio.open(outputs['2'] / 'mosaic.vrt') as mosaic:
+        outputs[name] = out
+    for name in ('fabric', 'torchrun'):
+        for tile in tiles:
+            np.testing.assert_array_equal(
+                read(outputs['one'] / tile.name), read(outputs[name] / tile.name)
+            )
+        assert [(r['input'], r['status']) for r in rows(outputs['one'])] == [
+            (r['input'], r['status']) for r in rows(outputs[name])
+        ]
+    with rasterio.open(outputs['fabric'] / 'mosaic.vrt') as mosaic:
         assert mosaic.count == 1

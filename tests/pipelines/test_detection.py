@@ -254,3 +254,25 @@ def test_mixed_precision_runs_the_model_under_autocast(
     assert pixel_boxes(gdf) == sorted(EXPECTED)
     with pytest.raises(ValueError, match='precision'):
         detect_raster(model, scene, precision='16', progress=False)
+
+
+def test_detections_over_a_gdal_mask_are_dropped(tmp_path: Path) -> None:
+    # No nodata value: the gap is an internal GDAL mask, as a sensor gap often is.
+    array = np.full((2, 100, 100), 0.5, np.float32)
+    array[0, 10:20, 10:20] = 0.05  # a dark object on valid pixels
+    array[:, 10:20, 60:70] = 0  # masked out: the detector fires on the fill
+    path = tmp_path / 'masked.tif'
+    profile = {'driver': 'GTiff', 'width': 100, 'height': 100, 'count': 2}
+    profile |= {'dtype': 'float32', 'crs': 'EPSG:32633', 'transform': UTM}
+    mask = np.full((100, 100), 255, np.uint8)
+    mask[10:20, 60:70] = 0
+    env = rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True)
+    with env, rasterio.open(path, 'w', **profile) as dst:
+        dst.write(array)
+        dst.write_mask(mask)
+    options: dict[str, Any] = {'tile_size': 40, 'overlap': 16, 'progress': False}
+    kept = detect_raster(dark_blob_detector(), path, max_invalid=None, **options)
+    assert (60, 10, 70, 20, 0) in pixel_boxes(kept)
+    gdf = detect_raster(dark_blob_detector(), path, **options)
+    assert pixel_boxes(gdf) == [(10, 10, 20, 20, 0)]
+    assert gdf.attrs['dropped_invalid'] == 1

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.export.raster import RasterWriter, open_inputs, write_raster
-from torchgeo_ext.pipelines import tiling
+from torchgeo_ext.pipelines import stitching, tiling
 from torchgeo_ext.pipelines.tiling import (
     Blend,
     OutputKind,
@@ -377,18 +377,18 @@ def test_streaming_memory_is_bounded(
     path = make_raster(tmp_path / 'in.tif', array)
     rows_seen: list[int] = []
     writes: list[int] = []
-    original_ensure = tiling._Accumulator._ensure
+    original_ensure = stitching.Accumulator._ensure
     original_write = RasterWriter.write
 
     def ensure(self: Any, rows: int) -> None:
         original_ensure(self, rows)
-        rows_seen.append(self.wsum.shape[0])
+        rows_seen.append(self.valid.shape[0])
 
     def write(self: Any, window: Any, data: Any) -> None:
         writes.append(int(window.height))
         original_write(self, window, data)
 
-    monkeypatch.setattr(tiling._Accumulator, '_ensure', ensure)
+    monkeypatch.setattr(stitching.Accumulator, '_ensure', ensure)
     monkeypatch.setattr(RasterWriter, 'write', write)
     out = predict_raster(
         nn.Identity(),
@@ -486,19 +486,19 @@ def test_buffers_do_not_grow_with_width(
     monkeypatch.setattr(tiling, 'STRIP_WIDTH', 256)
     widths: list[int] = []
     carried: list[int] = []
-    original_init = tiling._Accumulator.__init__
-    original_put = tiling._Carry.put
+    original_init = stitching.Accumulator.__init__
+    original_put = stitching.Carry.put
 
-    def init(self: Any, channels: int, width: int) -> None:
+    def init(self: Any, channels: int, width: int, device: torch.device) -> None:
         widths.append(width)
-        original_init(self, channels, width)
+        original_init(self, channels, width, device)
 
-    def put(self: Any, row: int, acc: Any, wsum: Any, valid: Any) -> None:
-        carried.append(wsum.shape[1])
-        original_put(self, row, acc, wsum, valid)
+    def put(self: Any, row: int, values: Any, valid: Any) -> None:
+        carried.append(valid.shape[1])
+        original_put(self, row, values, valid)
 
-    monkeypatch.setattr(tiling._Accumulator, '__init__', init)
-    monkeypatch.setattr(tiling._Carry, 'put', put)
+    monkeypatch.setattr(stitching.Accumulator, '__init__', init)
+    monkeypatch.setattr(stitching.Carry, 'put', put)
     out = predict_raster(
         nn.Identity(), path, tmp_path / 'o.tif', tile_size=32, overlap=8, progress=False
     )
@@ -732,3 +732,142 @@ def test_check_tiling(args: tuple[int, int, int, str], message: str) -> None:
         check_tiling(*args)
     check_tiling(8, 4, 1, 'linear')  # the limit itself is fine
     check_tiling(8, 7, 1, 'crop')
+
+
+# ------------------------------------------------------------------ output types
+
+
+def test_output_types(tmp_path: Path, image: tuple[Path, np.ndarray]) -> None:
+    path = image[0]
+    model = conv_model()
+    options: dict[str, Any] = {'tile_size': 40, 'overlap': 8, 'progress': False}
+    exact = read(
+        predict_raster(
+            model, path, tmp_path / 'p32.tif', output_kind='probabilities', **options
+        )
+    )
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'p8.tif',
+        output_kind='probabilities',
+        dtype='uint8',
+        **options,
+    )
+    with rasterio.open(out) as src:
+        assert src.dtypes == ('uint8', 'uint8')
+        assert src.nodata == 255
+        assert src.scales == pytest.approx((1 / 254, 1 / 254))
+        assert src.offsets == (0.0, 0.0)
+        stored = src.read()
+    assert stored.max() <= 254
+    np.testing.assert_allclose(stored * (1 / 254), exact, atol=0.5 / 254 + 1e-6)
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'p16.tif',
+        output_kind='probabilities',
+        dtype='float16',
+        **options,
+    )
+    with rasterio.open(out) as src:
+        assert src.dtypes == ('float16', 'float16')
+        half = src.read()
+    np.testing.assert_allclose(half, exact, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match='probabilities only'):
+        predict_raster(model, path, tmp_path / 'x.tif', dtype='uint8', **options)
+    with pytest.raises(ValueError, match='uint8'):
+        predict_raster(
+            model,
+            path,
+            tmp_path / 'x.tif',
+            output_kind='classes',
+            dtype='float16',
+            **options,
+        )
+    assert not (tmp_path / 'x.tif').exists()
+
+
+def test_output_is_one_cog_pass_on_any_thread_count(tmp_path: Path) -> None:
+    array = np.random.default_rng(3).random((2, 600, 700)).astype(np.float32)
+    path = make_raster(tmp_path / 'in.tif', array)
+    outputs = []
+    for threads in (None, 1):
+        out = predict_raster(
+            nn.Identity(),
+            path,
+            tmp_path / f'out{threads}.tif',
+            tile_size=128,
+            overlap=16,
+            threads=threads,
+            progress=False,
+        )
+        with rasterio.open(out) as src:
+            assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+            assert src.compression is not None
+            assert src.compression.value == 'DEFLATE'
+            assert src.tags(ns='IMAGE_STRUCTURE').get('PREDICTOR') == '3'
+            assert src.overviews(1)
+            outputs.append(src.read())
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], array, atol=1e-6)
+    half = predict_raster(
+        nn.Identity(),
+        path,
+        tmp_path / 'half.tif',
+        tile_size=128,
+        overlap=16,
+        output_kind='probabilities',
+        dtype='float16',
+        progress=False,
+    )
+    with rasterio.open(half) as src:
+        assert src.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+        assert src.dtypes == ('float16', 'float16')
+        assert src.overviews(1) == [2, 4]
+    half.unlink()
+    # nothing temporary is left beside the outputs
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'in.tif',
+        'out1.tif',
+        'outNone.tif',
+    ]
+    with pytest.raises(ValueError, match='threads'):
+        predict_raster(nn.Identity(), path, tmp_path / 'x.tif', threads=0)
+
+
+@pytest.mark.parametrize('precision', ['bf16-mixed', '16-mixed'])
+def test_mixed_precision(
+    tmp_path: Path, image: tuple[Path, np.ndarray], precision: str
+) -> None:
+    path, array = image
+    model = conv_model()
+    out = predict_raster(
+        model,
+        path,
+        tmp_path / 'o.tif',
+        tile_size=40,
+        overlap=8,
+        blend='crop',
+        precision=precision,
+        progress=False,
+    )
+    np.testing.assert_allclose(read(out), whole(model, array), atol=0.05, rtol=0.05)
+
+
+def test_precision_names() -> None:
+    assert tiling.check_precision('32-true') == '32'
+    assert tiling.check_precision(32) == '32'
+    assert tiling.check_precision('bf16-mixed') == 'bf16-mixed'
+    with pytest.raises(InvalidInputError, match='precision'):
+        tiling.check_precision('16')
+
+
+def test_channel_argmax_is_argmax_with_first_on_ties() -> None:
+    values = torch.rand(5, 30, 40)[:, 3:20, 5:33]  # a strided band, as the strips give
+    values[:, 0, 0] = 0.5  # a tie: the first channel wins
+    best, ids = stitching.channel_argmax(values)
+    assert ids.dtype == torch.uint8
+    torch.testing.assert_close(ids.long(), values.argmax(dim=0))
+    torch.testing.assert_close(best, values.amax(dim=0))
+    assert ids[0, 0] == 0

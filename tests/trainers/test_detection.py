@@ -13,6 +13,8 @@ from torchgeo_ext.models.ghost import QuantConv2d
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.detection import GHOSTTask, SuperYOLOTask
 
+from .conftest import assert_gradient_step_lowers
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / 'conf'
 DATA = ROOT / 'data' / 'vedai'
@@ -62,29 +64,21 @@ def fake_batch() -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_loss_decreases_on_fake_vedai() -> None:
+def test_loss_trains_on_fake_vedai() -> None:
     torch.manual_seed(0)
     batch = fake_batch()
     assert batch['image'].shape[1] == 4
     assert batch['image_hr'].shape[-1] == 2 * batch['image'].shape[-1]
-    task = SuperYOLOTask(ema=False)
-    optimizer = torch.optim.Adam(task.model.parameters(), lr=1e-3)
-    losses = []
-    cls_losses = []
+    # The objectness targets are the predicted boxes' IoU (detached): they move
+    # with the parameters, so the check is on the box, class and SR terms.
+    task = SuperYOLOTask(ema=False, obj_gain=0.0)
     task.train()
-    for _ in range(4):
-        parts, _ = task.compute_loss(batch, task.model)
-        loss = parts['loss']
-        assert 'loss_sr' in parts
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(parts['loss_det'].item())
-        cls_losses.append(parts['loss_cls'].item())
-    # The detection loss (the objectness targets move with the IoU, so it is
-    # not monotonic step by step) and the class loss go down.
-    assert losses[-1] < losses[0]
-    assert cls_losses[-1] < cls_losses[0]
+    parts, _ = task.compute_loss(batch, task.model)
+    assert 'loss_sr' in parts
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(batch, task.model)[0]['loss'],
+        list(task.model.parameters()),
+    )
     # Without image_hr the SR branch is off.
     batch.pop('image_hr')
     parts, _ = task.compute_loss(batch, task.model)

@@ -10,6 +10,8 @@ from torch.utils.data import DataLoader, Dataset
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.segmentation import SegmentationTask
 
+from .conftest import assert_gradient_step_lowers
+
 ROOT = Path(__file__).parents[1]
 FYH_ROOT = ROOT / 'data' / 'fyh'
 CONFIG = ROOT / 'conf' / 'dianet_fyh.yaml'
@@ -85,7 +87,7 @@ def test_invalid_arguments() -> None:
 
 
 @pytest.mark.parametrize('loss', ['dal', 'ohem'])
-def test_loss_decreases_on_fake_fyh(loss: str) -> None:
+def test_loss_trains_on_fake_fyh(loss: str) -> None:
     from torchgeo_ext.datasets.fyh import FYH
 
     dataset = FYH(FYH_ROOT, 'train')
@@ -95,16 +97,9 @@ def test_loss_decreases_on_fake_fyh(loss: str) -> None:
     assert (y == 10).any()  # fill pixels present, ignored
     torch.manual_seed(0)
     task = tiny_task(loss=loss, ohem_min_kept=100)
-    optimizer = torch.optim.SGD(task.parameters(), lr=0.1, momentum=0.9)
-    losses = []
-    for _ in range(10):
-        optimizer.zero_grad()
-        value = task.criterion(task(x), y)
-        value.backward()
-        optimizer.step()
-        losses.append(value.item())
-    assert losses[-1] < 0.93 * losses[0]
-    assert sum(losses[-3:]) < sum(losses[:3])
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(x, y)[1]['loss'], list(task.parameters())
+    )
 
 
 def test_fit_logs_iou_and_checkpoints(tmp_path: Path) -> None:

@@ -285,5 +285,51 @@ def test_configs_record_prune_and_train_on_the_subset(tmp_path: Path) -> None:
     assert len(listed) == 64  # keep 0.5 of 127, rounded
     subset = tmp_path / 'subset.yaml'
     text = (conf / 'tdds_subset_mivit_houston2013.yaml').read_text()
-    subset.write_text(text.replace('tdds_keep.txt', str(tmp_path / 'keep.txt')))
+    subset.write_text(
+        text.replace('tests/conf/tdds_keep.txt', str(tmp_path / 'keep.txt'))
+    )
     assert main(['fit', '--config', str(subset), root]) == 0
+
+
+class Scenes(torch.utils.data.Dataset[dict[str, Tensor]]):
+    """Tiny RGB scene-classification data (TorchGeo's sample keys)."""
+
+    def __init__(self, split: str = 'train') -> None:
+        gen = torch.Generator().manual_seed(0 if split == 'train' else 1)
+        self.images = torch.rand(12, 3, 16, 16, generator=gen) * 255
+        self.labels = torch.arange(12) % 2
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        return {'image': self.images[i], 'label': self.labels[i]}
+
+
+def test_recorder_on_torchgeo_scene_classification(tmp_path: Path) -> None:
+    # TorchGeo's ClassificationTask returns the logits tensor; its data
+    # modules normalise with Kornia, which passes the index key through.
+    from torchgeo.datamodules import NonGeoDataModule
+    from torchgeo.trainers import ClassificationTask
+
+    torch.manual_seed(0)
+    dm = NonGeoDataModule(Scenes, batch_size=4, num_workers=0)  # type: ignore[arg-type]
+    task = ClassificationTask(
+        model='resnet18', weights=None, in_channels=3, num_classes=2
+    )
+    recorder = TDDSRecorder(
+        output=str(tmp_path / 'keep.txt'), keep=6, epochs=3, window=3
+    )
+    trainer = Trainer(
+        max_epochs=3,
+        callbacks=[recorder],
+        accelerator='cpu',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, datamodule=dm)
+    assert recorder.probabilities.shape == (3, 12, 2)
+    assert recorder.missing == 0
+    assert len(read_index_list(tmp_path / 'keep.txt')) == 6

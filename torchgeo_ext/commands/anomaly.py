@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import (
+from ._options import (
     device,
     non_negative_float,
     non_negative_int,
@@ -25,7 +25,7 @@ from ..options import (
 from ._sources import REMOTE_HELP, add_assets_argument
 
 #: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (kept here so ``--help`` imports no torch).
-METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad')
+METHODS = ('rx', 'lrx', 'crd', 'bsdm', 'stad', 'sap')
 
 
 def add_parser(subparsers: Any) -> None:
@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> None:
     """
     parser = subparsers.add_parser(
         'anomaly',
-        help='hyperspectral anomaly detection (RX, LRX, CRD, BSDM, STAD) -> score GeoTIFF',
+        help='hyperspectral anomaly detection (RX, LRX, CRD, BSDM, STAD, SAP) -> score GeoTIFF',
         description='Score every pixel of a hyperspectral scene (GeoTIFF, ENVI or .mat) '
         'for anomaly and write a score GeoTIFF with the input CRS and transform; '
         'optionally write the most anomalous regions as polygons.',
@@ -51,8 +51,8 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--checkpoint',
-        help='trained model (required for stad; bsdm fits itself otherwise; '
-        'refused by rx, lrx and crd)',
+        help='trained model (required for stad; bsdm and sap fit themselves '
+        'otherwise; refused by rx, lrx and crd)',
     )
     parser.add_argument(
         '--align-bands',
@@ -113,7 +113,7 @@ def add_parser(subparsers: Any) -> None:
         '256 x 256 scene: about 12 minutes and 3 GB on 2 CPU cores). The AUC of '
         'each setting on the benchmark scenes: docs/models/anomaly.md',
     )
-    parser.add_argument('--seed', type=non_negative_int, help='bsdm random seed')
+    parser.add_argument('--seed', type=non_negative_int, help='bsdm/sap random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
     parser.set_defaults(
         run=run,
@@ -152,9 +152,10 @@ def run(args: argparse.Namespace) -> int:
         args.batch_size = 'full'
     for name in ('iterations', 'seed', 'batch_size'):
         if getattr(args, name) is not None:
-            if args.method != 'bsdm':
+            methods = ('bsdm', 'sap') if name == 'seed' else ('bsdm',)
+            if args.method not in methods:
                 flag = f'--{name.replace("_", "-")}'
-                raise _option_error(f'{flag} applies to bsdm only')
+                raise _option_error(f'{flag} applies to {" and ".join(methods)} only')
             options[name] = getattr(args, name)
     if args.method == 'bsdm':
         # Measured over 5 seeds and 4 scenes (benchmarks/anomaly.md, issue 19).

@@ -8,7 +8,7 @@ Examples::
 The default (``--task anomaly``) compares hyperspectral anomaly detectors on
 a synthetic scene; ``--task detection`` trains a small SuperYOLO on a
 synthetic RGB + IR scene pair with vehicles and a GeoPackage of labels, then
-detects on an unseen scene (see :mod:`torchgeo_ext.demo_detection`).
+detects on an unseen scene (see :mod:`torchgeo_ext.demos.detection`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import at_least, non_negative_int, positive_int
+from ._options import at_least, non_negative_int, positive_int
 from .anomaly import METHODS
 
 
@@ -47,7 +47,9 @@ def add_parser(subparsers: Any) -> None:
         '-o',
         '--output',
         default='demo_output',
-        help='output directory (default: demo_output)',
+        help='output directory (default: demo_output): new, empty, or made by an '
+        'earlier demo (whose files are replaced); any other non-empty folder is '
+        'refused, so that no file of yours is overwritten',
     )
     parser.add_argument(
         '--methods',
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.task == 'detection':
         return _run_detection(args)
-    from ..demo import run_demo
+    from ..demos.anomaly import run_demo
 
     if args.size is None:
         args.size = 128
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_detection(args: argparse.Namespace) -> int:
     """Run the detection demo (``--task detection``) and print its outputs."""
-    from ..demo_detection import DEMO_CRS, LABEL_CRS, run_detection_demo
+    from ..demos.detection import DEMO_CRS, LABEL_CRS, run_detection_demo
     from ..errors import InvalidInputError
 
     size = 512 if args.size is None else args.size

@@ -27,8 +27,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import device, non_negative_int, positive_float, positive_int, unit_float
 from ..pipelines.checkpoint_detection import DEFAULT_OVERLAP
+from ._options import device, non_negative_int, positive_float, positive_int, unit_float
 from ._sources import REMOTE_HELP, add_assets_argument
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import non_negative_float, non_negative_int
+from ._options import non_negative_float, non_negative_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import datetime as dt
     import warnings
 
-    from ..datasets.fyh_builder import build_fyh
+    from ..converters.fyh import build_fyh
 
     with warnings.catch_warnings():
         # Skipped scenes are listed in the summary below.

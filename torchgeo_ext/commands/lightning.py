@@ -13,8 +13,12 @@ command line's error boundary) instead of a traceback:
   checkpoint, truncated, or written by another model than the config's, is
   refused before anything starts;
 * a dataset root that does not exist, and weights that do not fit the model;
-* a run that fails leaves no ``lightning_logs/version_N`` without a
-  checkpoint behind.
+* a run that fails leaves no ``lightning_logs/version_N`` without a whole
+  checkpoint behind (truncated ``.ckpt`` files are removed);
+* checkpoints are written atomically
+  (:class:`~torchgeo_ext.export.checkpoint_io.AtomicCheckpointIO`): a full
+  disk is one line naming the checkpoint folder and the cause, and leaves no
+  file under a checkpoint name.
 """
 
 from __future__ import annotations
@@ -179,12 +183,43 @@ def _input_error_cause(error: BaseException) -> BaseException | None:
     return None
 
 
+def complete_checkpoint(path: Path) -> bool:
+    """Whether a ``.ckpt`` file is whole (a complete zip archive, as torch.save writes).
+
+    A truncated or empty file has no zip directory at its end; this does not
+    read the tensors, so it stays fast for large checkpoints.
+
+    Args:
+        path: The file.
+
+    Returns:
+        True if it is a complete archive.
+    """
+    import zipfile
+
+    try:
+        return path.is_file() and path.stat().st_size > 0 and zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def _remove_failed_log_dir(state: dict[str, Any]) -> None:
-    """Remove the logger folder a failed run created, if it holds no checkpoint."""
+    """Remove the logger folder a failed run created, if it holds no whole checkpoint.
+
+    Truncated or empty ``.ckpt`` files in it (a save cut short, by another
+    checkpoint writer than this library's atomic one) are removed: they would
+    pass for checkpoints.
+    """
     log_dir: Path | None = state.get('log_dir')
     if log_dir is None or state.get('existed', True) or not log_dir.is_dir():
         return
-    if any(log_dir.rglob('*.ckpt')):
+    whole = False
+    for ckpt in log_dir.rglob('*.ckpt'):
+        if complete_checkpoint(ckpt):
+            whole = True
+        else:
+            ckpt.unlink(missing_ok=True)
+    if whole:
         return  # something worth keeping was saved
     shutil.rmtree(log_dir, ignore_errors=True)
     for parent in state.get('new_parents', []):
@@ -220,6 +255,7 @@ def run_lightning(argv: list[str]) -> int:
     import torchgeo_ext.trainers
 
     from ..errors import InvalidInputError, MissingInputError
+    from ..export.checkpoint_io import use_atomic_checkpoints
 
     # The packages export lazily: resolve every name so that jsonargparse sees
     # each subclass (configs may name them by short class name).
@@ -239,6 +275,9 @@ def run_lightning(argv: list[str]) -> int:
 
         def instantiate_trainer(self, **kwargs: Any) -> Trainer:
             trainer = super().instantiate_trainer(**kwargs)
+            # Checkpoints written atomically (a full disk leaves no short file
+            # under a checkpoint name), unless the config names its own writer.
+            use_atomic_checkpoints(trainer)
             if trainer.logger is not None:
                 log_dir = trainer.log_dir
                 if log_dir is not None and Path(log_dir).name.startswith('version_'):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import positive_int
+from ._options import device_count, positive_int
 from ._sources import REMOTE_HELP, add_assets_argument
 
 #: Mirrors :data:`torchgeo_ext.pipelines.anomaly.METHODS` (``--help`` imports no torch).
@@ -74,7 +74,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--devices',
-        type=_devices,
+        type=device_count,
         default=1,
         help='processes (devices) per node, or auto (default: 1; under torchrun: '
         'the processes it started)',
@@ -93,11 +93,6 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(
         run=run, io_outputs=(('output_dir', 'directory'),), io_inputs=('checkpoint',)
     )
-
-
-def _devices(value: str) -> int | str:
-    """``auto`` or a positive number of devices."""
-    return value if value == 'auto' else positive_int(value)
 
 
 def _job(args: argparse.Namespace, device: str) -> tuple[Any, list[str]]:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import device, non_negative_float, non_negative_int, positive_int
 from ..pipelines.segmentation import DEFAULT_TILE_SIZE
+from ._options import device, non_negative_float, non_negative_int, positive_int
 from ._sources import REMOTE_HELP, add_assets_argument
 
 
@@ -80,6 +80,13 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument(
         '--device', type=device, default='cpu', help='torch device (default: cpu)'
+    )
+    parser.add_argument(
+        '--precision',
+        choices=('32', '16-mixed', 'bf16-mixed'),
+        default='32',
+        help="model precision, as Lightning names it: '16-mixed' and 'bf16-mixed' "
+        'run the model under autocast (default: 32)',
     )
     parser.add_argument(
         '--min-area',
@@ -143,6 +150,7 @@ def _segment(args: argparse.Namespace, inputs: list[Any]) -> Any:
         batch_size=args.batch_size,
         blend=args.blend,
         device=args.device,
+        precision=args.precision,
         min_area=args.min_area,
         progress=args.progress,
     )

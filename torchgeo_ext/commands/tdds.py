@@ -14,14 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..options import open_unit_float, positive_int
-
-
-def _keep(value: str) -> float | int:
-    """A sample count (integer >= 1) or a fraction in (0, 1)."""
-    if value.isdigit():
-        return positive_int(value)
-    return open_unit_float(value)
+from ._options import count_or_fraction, open_unit_float, positive_int
 
 
 def add_parser(subparsers: Any) -> None:
@@ -41,7 +34,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument('-o', '--output', required=True, help='index list to write')
     parser.add_argument(
         '--keep',
-        type=_keep,
+        type=count_or_fraction,
         default=0.1,
         help='samples to keep: a count or a fraction in (0, 1) (default: 0.1)',
     )

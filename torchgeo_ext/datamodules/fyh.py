@@ -29,7 +29,7 @@ class FYHDataModule(NonGeoDataModule):
     mean = torch.tensor(0.0)
     std = torch.tensor(1.0)
     #: Identity: the builder stores the tiles normalised (the FYH format, see
-    #: :mod:`torchgeo_ext.datasets.fyh_builder`); tasks record it as such.
+    #: :mod:`torchgeo_ext.converters.fyh`); tasks record it as such.
     normalisation: ClassVar[dict[str, float]] = {'offset': 0.0, 'scale': 1.0}
 
     def __init__(

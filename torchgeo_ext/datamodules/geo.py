@@ -7,19 +7,21 @@ modality fixes both) and a vector file of objects drawn in a GIS
 :func:`~torchgeo_ext.datasets.intersection.intersect` (one stacked ``image``,
 the labels of the same patch, one float64 georeference), split the labelled
 area geographically into train / validation / test, and serve batches that
-SuperYOLOTask (axis-aligned), OrientedDetectionTask and LMATask (oriented) and
+SuperYOLOTask (axis-aligned), OrientedDetectionTask (oriented: the LMA models) and
 SegmentationTask (DIAnet) train from unchanged.
 
 Geographic split: the labelled area (where all modalities and the label
 file's extent overlap) is covered by square cells of ``grid_cell_size``
 pixels (a multiple of ``patch_size``), aligned to the first modality's pixel
 grid; cells are assigned at random (seeded) to train / val / test in the
-proportions asked. Training patches (:class:`~torchgeo_ext.samplers.object.ObjectSampler`)
-never leave a training cell; validation and test patches (TorchGeo's
-``GridGeoSampler``, patch-sized stride) tile their cells exactly. So no pixel
-of a validation or test patch is in a training patch. Objects that straddle a
-cell border are cut there; an object is trained on whole only if it lies
-inside one training cell.
+proportions asked. Adjacent cells of one split form one region. Training
+patches (:class:`~torchgeo_ext.samplers.object.ObjectSampler`) never leave a
+training region nor touch a held-out cell; validation and test patches
+(:class:`~torchgeo_ext.samplers.cells.CellGridSampler`) tile their cells
+exactly. So no pixel of a validation or test patch is in a training patch.
+Objects are cut only where training meets validation or test (with no
+held-out split, nothing is cut); ``setup('fit')`` reports the share of
+training objects never seen whole (:attr:`never_whole`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ import copy
 import glob
 import math
 import os
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -40,16 +41,19 @@ import pandas as pd
 import rasterio
 import shapely
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchgeo.datamodules import GeoDataModule
 from torchgeo.datasets import GeoDataset, RasterDataset
-from torchgeo.samplers import GeoSampler, GridGeoSampler
+from torchgeo.samplers import GeoSampler
 
 from ..datasets.intersection import StackedIntersectionDataset, intersect
 from ..datasets.vector import VectorObjects
 from ..errors import InvalidInputError, MissingInputError
+from ..export.sources import check_source, is_virtual
+from ..samplers.cells import CellGridSampler
 from ..samplers.object import ObjectSampler, grid_origin
 from .detection import DetectionAugmentation, collate_detection
 
@@ -151,10 +155,12 @@ NormalisationArg = Normalisation | Mapping[str, Any] | Literal['auto', 'dtype']
 
 
 def _modality_files(entry: str | os.PathLike[str] | Sequence[str]) -> list[str]:
-    """The raster files of one modality: a file, a folder or a glob (or a list of those)."""
+    """The raster files of one modality: a file, a folder, a glob, a URL (or a list of those)."""
     if not isinstance(entry, str | os.PathLike):
         return [f for item in entry for f in _modality_files(item)]
     text = os.fspath(entry)
+    if is_virtual(text):  # a URL or GDAL path (its '?' is no glob): a GDAL open
+        return [check_source(text)]
     if any(c in text for c in '*?['):
         files = sorted(glob.glob(text, recursive=True))
         if not files:
@@ -272,58 +278,119 @@ def _default_names(bands: Sequence[int], files: Sequence[Sequence[str]]) -> list
     return names
 
 
-class _CellGridSampler(GeoSampler):
-    """TorchGeo's ``GridGeoSampler`` over whole split cells, minus patches off the data.
+def _check_splits(val_split: float, test_split: float) -> None:
+    """Check that the held-out shares leave training cells."""
+    if not 0 <= val_split < 1 or not 0 <= test_split < 1 or val_split + test_split >= 1:
+        raise ValueError(
+            f'val_split {val_split} and test_split {test_split} must leave training cells'
+        )
 
-    The cells are multiples of the patch size, so the grid tiles each cell
-    exactly (a grid centred on the split's union, as TorchGeo's
-    ``GriddedPatchSampler`` draws it, would spill into neighbouring cells).
-    Dropped: patches not inside a cell of the split (``GridGeoSampler`` rounds
-    the chip count up, so a rounding error of the cell size adds a chip that
-    overhangs), and patches off the data footprint (nothing to read there).
+
+def _modality_bands(
+    files: Sequence[Sequence[str]], names: Sequence[str] | None
+) -> dict[str, list[int]]:
+    """Band indices of each modality in the stacked image, by modality name."""
+    bands = [_band_count(group) for group in files]
+    names = list(names) if names is not None else _default_names(bands, files)
+    if len(names) != len(bands) or len(set(names)) != len(names):
+        raise ValueError(
+            f'modality_names {names} must name each of the {len(bands)} modalities once'
+        )
+    out: dict[str, list[int]] = {}
+    start = 0
+    for name, n in zip(names, bands, strict=True):
+        out[name] = list(range(start, start + n))
+        start += n
+    return out
+
+
+def _open_rasters(files: Sequence[Sequence[str]]) -> tuple[list[GeoDataset], Any]:
+    """Open the modalities, warped to the first's CRS and resolution, and their overlap.
+
+    Returns:
+        The raster datasets and the footprint (shapely) where they all have data.
     """
-
-    def __init__(
-        self,
-        dataset: GeoDataset,
-        size: int,
-        footprint: Any,
-        cells: Sequence[shapely.Polygon],
-    ) -> None:
-        tolerance = 1e-6 * max(dataset.res)
-        inside = [c.buffer(tolerance, join_style='mitre') for c in cells]
-        prepared = copy.copy(footprint)
-        shapely.prepare(prepared)
-        self.queries: list[tuple[slice, slice, slice]] = []
-        seen = set()
-        with warnings.catch_warnings():
-            # the issue asks for GridGeoSampler: its per-row grid is what we need
-            warnings.simplefilter('ignore', DeprecationWarning)
-            grid = GridGeoSampler(dataset, size=size, stride=size)
-            queries = list(grid)
-        for x, y, t in queries:
-            key = (
-                round(x.start / tolerance),
-                round(y.start / tolerance),
-                t.start,
-                t.stop,
+    first = RasterDataset(files[0])
+    rasters: list[GeoDataset] = [first]
+    footprint = first.index.geometry.union_all()
+    for group in files[1:]:
+        raster = RasterDataset(group, crs=first.crs, res=first.res)
+        other = raster.index.geometry.union_all()
+        if footprint.intersection(other).area <= 0:
+            raise InvalidInputError(
+                group[0],
+                f'does not overlap the first modality ({files[0][0]}): '
+                'modalities must cover the same area',
             )
-            box = shapely.box(x.start, y.start, x.stop, y.stop)
-            if key in seen or not any(box.within(c) for c in inside):
-                continue  # a cell repeated for several files, or an overhang
-            if prepared.intersection(box).area <= 0:
-                continue  # off the data
-            seen.add(key)
-            self.queries.append((x, y, t))
-        self._length = len(self.queries)
+        footprint = footprint.intersection(other)
+        rasters.append(raster)
+    return rasters, footprint
 
-    def __iter__(self) -> Iterator[tuple[slice, slice, slice]]:
-        """Yield the patches (always the same, in order).
 
-        Yields:
-            ``[xmin:xmax, ymin:ymax, tmin:tmax]`` slices.
-        """
-        yield from self.queries
+def _check_labels_overlap(labels: VectorObjects, footprint: Any, raster: str) -> None:
+    """Every label file must overlap the rasters' footprint."""
+    for path, box in zip(labels.index['filepath'], labels.index.geometry, strict=True):
+        if not box.intersects(footprint):
+            raise InvalidInputError(
+                path,
+                f'does not overlap the rasters ({raster} ...): labels cover '
+                f'{tuple(round(v, 3) for v in box.bounds)}, rasters '
+                f'{tuple(round(v, 3) for v in footprint.bounds)} in '
+                f'{labels.crs.to_string()}',
+            )
+
+
+def _resolve_normalisation(
+    normalisation: NormalisationArg, files: Sequence[Sequence[str]], bands: int
+) -> Normalisation:
+    """The :class:`Normalisation` a normalisation argument stands for, checked."""
+    if isinstance(normalisation, Normalisation):
+        norm = normalisation
+    elif isinstance(normalisation, Mapping):
+        norm = Normalisation.from_dict(normalisation, bands)
+    elif normalisation in ('auto', 'dtype'):
+        norm = compute_normalisation(files, normalisation)
+    else:
+        raise ValueError(
+            f"normalisation must be 'auto', 'dtype' or offset/scale: {normalisation!r}"
+        )
+    if len(norm.offset) != bands:
+        raise ValueError(
+            f'normalisation has {len(norm.offset)} bands, images have {bands}'
+        )
+    return norm
+
+
+def _grid_cells(
+    footprint: Any, origin: tuple[float, float], res: tuple[float, float], side: int
+) -> list[shapely.Polygon]:
+    """Square cells of ``side`` pixels on the pixel grid that overlap the footprint."""
+    west, north = origin
+    width, height = side * res[0], side * res[1]
+    minx, miny, maxx, maxy = footprint.bounds
+    out = []
+    for r in range(
+        math.floor((north - maxy) / height), math.ceil((north - miny) / height)
+    ):
+        for c in range(
+            math.floor((minx - west) / width), math.ceil((maxx - west) / width)
+        ):
+            cell = shapely.box(
+                west + c * width,
+                north - (r + 1) * height,
+                west + (c + 1) * width,
+                north - r * height,
+            )
+            if footprint.intersection(cell).area > 0:
+                out.append(cell)
+    return out
+
+
+def _regions(cells: Sequence[shapely.Polygon]) -> list[Any]:
+    """Connected regions of cells: edge-adjacent cells merged into one polygon."""
+    if not cells:
+        return []
+    return list(shapely.get_parts(shapely.union_all(list(cells))))
 
 
 class _GeoObjectsDataModule(GeoDataModule):
@@ -402,14 +469,7 @@ class _GeoObjectsDataModule(GeoDataModule):
             images = [images]
         if not images:
             raise ValueError('images needs at least one modality')
-        if (
-            not 0 <= val_split < 1
-            or not 0 <= test_split < 1
-            or val_split + test_split >= 1
-        ):
-            raise ValueError(
-                f'val_split {val_split} and test_split {test_split} must leave training cells'
-            )
+        _check_splits(val_split, test_split)
         #: Patch side in pixels of the first modality.
         self.patch = int(patch_size)
         self.oriented = oriented
@@ -422,40 +482,12 @@ class _GeoObjectsDataModule(GeoDataModule):
         self.seed = seed
 
         self.image_files = [_modality_files(entry) for entry in images]
-        bands = [_band_count(files) for files in self.image_files]
-        names = (
-            list(modality_names)
-            if modality_names is not None
-            else _default_names(bands, self.image_files)
-        )
-        if len(names) != len(bands) or len(set(names)) != len(names):
-            raise ValueError(
-                f'modality_names {names} must name each of the {len(bands)} modalities once'
-            )
         #: Band indices of each modality in ``image``.
-        self.modalities: dict[str, list[int]] = {}
-        start = 0
-        for name, n in zip(names, bands, strict=True):
-            self.modalities[name] = list(range(start, start + n))
-            start += n
+        self.modalities = _modality_bands(self.image_files, modality_names)
         #: Total number of bands.
-        self.in_channels = start
-
-        first = RasterDataset(self.image_files[0])
-        rasters: list[GeoDataset] = [first]
-        footprint = first.index.geometry.union_all()
-        for files in self.image_files[1:]:
-            raster = RasterDataset(files, crs=first.crs, res=first.res)
-            other = raster.index.geometry.union_all()
-            if footprint.intersection(other).area <= 0:
-                raise InvalidInputError(
-                    files[0],
-                    f'does not overlap the first modality ({self.image_files[0][0]}): '
-                    'modalities must cover the same area',
-                )
-            footprint = footprint.intersection(other)
-            rasters.append(raster)
-
+        self.in_channels = sum(len(b) for b in self.modalities.values())
+        rasters, footprint = _open_rasters(self.image_files)
+        first = rasters[0]
         self.labels = VectorObjects(
             labels,
             class_column=class_column,
@@ -465,40 +497,17 @@ class _GeoObjectsDataModule(GeoDataModule):
             min_visible=min_visible,
             point_size=point_size,
         )
-        for path, box in zip(
-            self.labels.index['filepath'], self.labels.index.geometry, strict=True
-        ):
-            if not box.intersects(footprint):
-                raise InvalidInputError(
-                    path,
-                    f'does not overlap the rasters ({self.image_files[0][0]} ...): '
-                    f'labels cover {tuple(round(v, 3) for v in box.bounds)}, rasters '
-                    f'{tuple(round(v, 3) for v in footprint.bounds)} in {first.crs.to_string()}',
-                )
+        _check_labels_overlap(self.labels, footprint, self.image_files[0][0])
         #: Class names by id.
         self.class_names = list(self.labels.classes)
         #: Number of object classes.
         self.num_classes = len(self.class_names)
         #: The intersection of all modalities and the labels.
         self.dataset: StackedIntersectionDataset = intersect(*rasters, self.labels)
-
-        if isinstance(normalisation, Normalisation):
-            norm = normalisation
-        elif isinstance(normalisation, Mapping):
-            norm = Normalisation.from_dict(normalisation, self.in_channels)
-        elif normalisation in ('auto', 'dtype'):
-            norm = compute_normalisation(self.image_files, normalisation)
-        else:
-            raise ValueError(
-                f"normalisation must be 'auto', 'dtype' or offset/scale: {normalisation!r}"
-            )
-        if len(norm.offset) != self.in_channels:
-            raise ValueError(
-                f'normalisation has {len(norm.offset)} bands, images have {self.in_channels}'
-            )
         #: The normalisation applied to every batch (record it in the task).
-        self.normalisation = norm
-
+        self.normalisation = _resolve_normalisation(
+            normalisation, self.image_files, self.in_channels
+        )
         self._split(grid_cell_size)
         self._configure_batches()
 
@@ -510,40 +519,22 @@ class _GeoObjectsDataModule(GeoDataModule):
 
     def _split(self, grid_cell_size: int | None) -> None:
         """Cells aligned to the first modality's grid, assigned to train / val / test."""
-        index = self.dataset.index
         #: Where all modalities and the labels' extent overlap.
-        self.footprint = index.geometry.union_all()
-        xres, yres = self.dataset.res
-        west, north = grid_origin(self.dataset)
-        minx, miny, maxx, maxy = self.footprint.bounds
-
-        def cells_of(k: int) -> list[shapely.Polygon]:
-            width, height = k * self.patch * xres, k * self.patch * yres
-            c0 = math.floor((minx - west) / width)
-            c1 = math.ceil((maxx - west) / width)
-            r0 = math.floor((north - maxy) / height)
-            r1 = math.ceil((north - miny) / height)
-            out = []
-            for r in range(r0, r1):
-                for c in range(c0, c1):
-                    cell = shapely.box(
-                        west + c * width,
-                        north - (r + 1) * height,
-                        west + (c + 1) * width,
-                        north - r * height,
-                    )
-                    if self.footprint.intersection(cell).area > 0:
-                        out.append(cell)
-            return out
-
+        self.footprint = self.dataset.index.geometry.union_all()
+        origin = grid_origin(self.dataset)
+        res = self.dataset.res
+        multiples: tuple[int, ...] = (
+            4,
+            3,
+            2,
+            1,
+        )  # patches a cell side: the largest giving 10 cells
         if grid_cell_size is not None:
-            k = max(1, math.ceil(grid_cell_size / self.patch))
-            cells = cells_of(k)
-        else:
-            for k in (4, 3, 2, 1):
-                cells = cells_of(k)
-                if len(cells) >= 10:
-                    break
+            multiples = (max(1, math.ceil(grid_cell_size / self.patch)),)
+        for k in multiples:
+            cells = _grid_cells(self.footprint, origin, res, k * self.patch)
+            if len(cells) >= 10:
+                break
         #: Cell side in pixels.
         self.grid_cell_size = k * self.patch
         n = len(cells)
@@ -563,32 +554,35 @@ class _GeoObjectsDataModule(GeoDataModule):
             'test': [cells[i] for i in order[n_val : n_val + n_test]],
             'train': [cells[i] for i in order[n_val + n_test :]],
         }
+        #: Regions of each split: adjacent cells of one split merged, so that
+        #: objects are cut only where training meets validation or test.
+        self.split_regions = {k: _regions(v) for k, v in self.split_cells.items()}
 
     def _split_dataset(self, split: str, clip: bool) -> StackedIntersectionDataset:
-        """The intersection with its index restricted to the cells of ``split``.
+        """The intersection with its index restricted to ``split``.
 
-        One row per cell and time interval: with ``clip`` the part of the data
-        footprint in the cell (the pieces of all files merged, so that an
-        object on the seam of two raster tiles is still whole in one row),
-        else the whole cell (for the grid sampler, which tiles each row's bounds).
+        With ``clip``: one row per region (adjacent cells merged) and time
+        interval, the part of the data footprint in it (the pieces of all
+        files merged, so that an object on the seam of two raster tiles is
+        still whole in one row). Without: one row per whole cell (for the grid
+        sampler, which tiles each row's bounds).
         """
         dataset = copy.copy(self.dataset)
         index = self.dataset.index
         geometries: list[Any] = []
         intervals: list[pd.Interval] = []
-        files: list[int] = []
-        for cell in self.split_cells[split]:
+        areas = self.split_regions[split] if clip else self.split_cells[split]
+        for area in areas:
             pieces: dict[pd.Interval, list[Any]] = {}
             for geometry, interval in zip(index.geometry, index.index, strict=True):
-                piece = geometry.intersection(cell)
+                piece = geometry.intersection(area)
                 if piece.area > 0:
                     pieces.setdefault(interval, []).append(piece)
             for interval, parts in pieces.items():
-                geometries.append(shapely.union_all(parts) if clip else cell)
+                geometries.append(shapely.union_all(parts) if clip else area)
                 intervals.append(interval)
-                files.append(len(files))
         dataset.index = gpd.GeoDataFrame(
-            {'piece': files},
+            {'piece': range(len(geometries))},
             index=pd.IntervalIndex(intervals, closed='both', name='datetime'),
             geometry=geometries,
             crs=index.crs,
@@ -603,14 +597,17 @@ class _GeoObjectsDataModule(GeoDataModule):
         """
         if stage == 'fit':
             self.train_dataset = self._split_dataset('train', clip=True)
-            self.train_sampler = ObjectSampler(
+            held_out = self.split_cells['val'] + self.split_cells['test']
+            self.train_sampler = sampler = ObjectSampler(
                 self.train_dataset,
                 self.patch,
                 length=self.length,
                 background_fraction=self.background_fraction,
                 jitter=self.jitter,
                 generator=self.seed,
+                keep_out=shapely.union_all(held_out) if held_out else None,
             )
+            self._report_cut_objects(sampler)
         if stage in ('fit', 'validate'):
             self.val_dataset, self.val_sampler = self._grid_split('val')
         if stage in ('test', 'predict'):
@@ -620,11 +617,26 @@ class _GeoObjectsDataModule(GeoDataModule):
                 self.test_sampler,
             )
 
+    def _report_cut_objects(self, sampler: ObjectSampler) -> None:
+        """Log (and keep in :attr:`never_whole`) the training objects never seen whole."""
+        area = shapely.union_all(self.split_regions['train'])
+        objects = self.labels.objects.geometry
+        touching = int(objects.intersects(area).sum())
+        never = touching - len(sampler.placeable)
+        #: Training-area objects never whole in a training patch: (count, share).
+        self.never_whole = (never, never / touching if touching else 0.0)
+        rank_zero_info(
+            f'{never} of the {touching} objects in the training area '
+            f'({self.never_whole[1]:.0%}) are never seen whole in a training patch '
+            f'(cut where training meets validation or test, or larger than '
+            f'{self.patch} px)'
+        )
+
     def _grid_split(self, split: str) -> tuple[GeoDataset | None, GeoSampler | None]:
         if not self.split_cells[split]:
             return None, None
         dataset = self._split_dataset(split, clip=False)
-        return dataset, _CellGridSampler(
+        return dataset, CellGridSampler(
             dataset, self.patch, self.footprint, self.split_cells[split]
         )
 

@@ -6,7 +6,7 @@ Two views of the same data:
   from its name on the dataset's fixed 0.05 degree grid;
 * :class:`FYHScenes`, a :class:`~torchgeo.datasets.GeoDataset` over whole-scene
   GeoTIFFs (14-band image + label raster) written by the builder
-  (:mod:`torchgeo_ext.datasets.fyh_builder`), for TorchGeo's samplers.
+  (:mod:`torchgeo_ext.converters.fyh`), for TorchGeo's samplers.
 
 The grid
 --------
@@ -304,7 +304,7 @@ class FYH(NonGeoDataset):
     both resampled to a regular 0.05 degree latitude/longitude grid over East
     Asia (50N..5N, 85E..135E). The paper reports 70,419 image-label pairs.
     There is no download: build the tiles from raw files with
-    :func:`torchgeo_ext.datasets.fyh_builder.build_fyh` (``torchgeo-ext
+    :func:`torchgeo_ext.converters.fyh.build_fyh` (``torchgeo-ext
     fyh-build``).
 
     Dataset format:

@@ -60,6 +60,20 @@ def _read_vector(path: str) -> gpd.GeoDataFrame:
         raise InvalidInputError(path, f'cannot be read as a vector file: {error}')
 
 
+def _no_objects(files: Sequence[str], skipped: AnnotationCounts) -> InvalidInputError:
+    """The error for label files that hold no usable object (empty or all skipped)."""
+    others = (
+        f' (nor in the {len(files) - 1} other label files)' if len(files) > 1 else ''
+    )
+    reasons = total_counts({f: skipped[f] for f in files if f in skipped})
+    if reasons:
+        detail = ', '.join(f'{k}: {n}' for k, n in reasons.items())
+        problem = f'no usable objects in the layer{others}; skipped {detail}'
+    else:
+        problem = f'no objects in the layer{others}: label some objects first'
+    return InvalidInputError(files[0], problem)
+
+
 def _polygonal_part(geometry: Any) -> Any:
     """The polygons of a (repaired) geometry, or None when it has none."""
     if geometry.geom_type in _POLYGONAL:
@@ -232,7 +246,8 @@ class VectorObjects(GeoDataset):
         Raises:
             DatasetNotFoundError: If no vector file is found.
             InvalidInputError: For a file without CRS or class column, class
-                values not in ``classes``, or point labels without ``point_size``.
+                values not in ``classes``, point labels without ``point_size``,
+                or label files without a single usable object.
         """
         self.paths = paths
         self.class_column = class_column
@@ -248,10 +263,15 @@ class VectorObjects(GeoDataset):
         if point_size is not None and point_size <= 0:
             raise ValueError(f'point_size must be positive, got {point_size}')
 
-        read = [self._read(path) for path in self._vector_files()]
-        frames: list[gpd.GeoDataFrame] = [f for f in read if f is not None]
-        if not frames:
+        files = self._vector_files()
+        if not files:
             raise DatasetNotFoundError(self)
+        read = {path: self._read(path) for path in files}
+        frames = [f for f in read.values() if f is not None]
+        if not frames:
+            raise _no_objects(files, self.skipped)
+        for path in (p for p, f in read.items() if f is None):
+            warnings.warn(f'{path}: no usable objects', UserWarning, stacklevel=2)
         target = CRS.from_user_input(crs) if crs is not None else frames[0].crs
         objects = pd.concat([f.to_crs(target) for f in frames], ignore_index=True)
         self._source = gpd.GeoDataFrame(objects, geometry='geometry', crs=target)
@@ -282,13 +302,21 @@ class VectorObjects(GeoDataset):
     # -- reading ------------------------------------------------------------------
 
     def _vector_files(self) -> list[str]:
-        """The vector files: given files as they are, directories searched by suffix."""
+        """The vector files: given files as they are, directories searched by suffix.
+
+        URLs and GDAL virtual paths are files (their GDAL path), checked with an
+        OGR open.
+        """
         paths = (
             [self.paths] if isinstance(self.paths, str | os.PathLike) else self.paths
         )
+        from ..export.sources import check_vector_source, is_virtual
+
         files: set[str] = set()
         for path in paths:
-            if os.path.isdir(path):
+            if is_virtual(path):  # a URL or GDAL path: checked by opening it
+                files.add(check_vector_source(path))
+            elif os.path.isdir(path):
                 for found in pathlib.Path(path).rglob('*'):
                     if found.suffix.lower() in VECTOR_SUFFIXES and found.is_file():
                         files.add(str(found))
@@ -347,8 +375,7 @@ class VectorObjects(GeoDataset):
             geometries.append(geometry)
             points.append(False)
         if not geometries:
-            warnings.warn(f'{path}: no usable objects', UserWarning, stacklevel=3)
-            return None
+            return None  # reported by the caller (an error if no file has objects)
         return gpd.GeoDataFrame(
             {'value': values, 'point': points, 'filepath': path},
             geometry=geometries,

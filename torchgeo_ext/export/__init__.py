@@ -1,7 +1,8 @@
 """Georeferenced outputs and the inputs they come from.
 
-Raster and vector writers, geometry conversion, the prediction writer; input
-paths, URLs and STAC items resolved for reading (``sources``, ``stac``).
+Raster and vector writers, geometry conversion, the prediction writer, the
+atomic checkpoint writer used by ``fit``; input paths, URLs and STAC items
+resolved for reading (``sources``, ``stac``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
     from .atomic import atomic_output
+    from .checkpoint_io import AtomicCheckpointIO
     from .geometry import (
         boxes_to_polygons,
         detections_to_geodataframe,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
     'atomic_output': 'torchgeo_ext.export.atomic',
+    'AtomicCheckpointIO': 'torchgeo_ext.export.checkpoint_io',
     'boxes_to_polygons': 'torchgeo_ext.export.geometry',
     'detections_to_geodataframe': 'torchgeo_ext.export.geometry',
     'mask_to_polygons': 'torchgeo_ext.export.geometry',

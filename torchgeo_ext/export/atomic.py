@@ -16,19 +16,23 @@ Three layers, from the single file up to a whole command:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import InvalidInputError
+from ..errors import InputError, InvalidInputError
 
 __all__ = [
     'OutputTransaction',
     'atomic_output',
     'check_writable',
     'check_writable_dir',
+    'disk_full',
+    'fsync_file',
+    'fsync_folder',
     'make_output_dir',
     'output_transaction',
     'register_temporary',
@@ -37,7 +41,14 @@ __all__ = [
     'remove_temporaries',
     'temporary_directory',
     'unregister_temporary',
+    'write_error',
 ]
+
+#: Words of GDAL, SQLite, libtiff and Arrow messages that mean the disk is full.
+_DISK_FULL_WORDS = ('no space left', 'disk is full', 'disk full', 'quota exceeded')
+#: Below this much free space, a failed write is taken to be a full disk (GDAL and
+#: libtiff report ENOSPC on stderr and raise an unrelated "seek error").
+_LOW_SPACE_BYTES = 1 << 20
 
 #: Temporary files and folders that exist right now (insertion ordered).
 _TEMPORARIES: dict[Path, None] = {}
@@ -359,6 +370,120 @@ def temporary_directory(
         unregister_temporary(folder)
 
 
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """*error* and the exceptions it was raised from, in order (no cycles)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a write that failed with *error* in *folder* ran out of space.
+
+    Call it before removing what the failed write left (it may hold the space).
+
+    Args:
+        error: What the writer raised.
+        folder: Where it wrote.
+
+    Returns:
+        True for an ENOSPC/EDQUOT anywhere in the exception chain, a message
+        saying the disk is full, or less than 1 MiB free in *folder*.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(word in str(cause).lower() for word in _DISK_FULL_WORDS):
+            return True
+    try:
+        return shutil.disk_usage(folder).free < _LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def write_error(
+    error: BaseException, out: Path, tmp: Path | None = None, what: str = ''
+) -> OSError | None:
+    """The one error to report for a failed write of *out*, naming it and the cause.
+
+    Writers fail with messages that name their temporary files (GDAL's
+    ``.tmp-...stream.tif``), with pyogrio's ``FeatureError`` or rasterio's
+    "See previous exception for details". When the disk is full (an ENOSPC
+    anywhere in the exception chain, a message saying so, or less than 1 MiB
+    left in the folder, checked before the temporary file is removed), or when
+    an ``OSError`` names the temporary file, this is an :class:`OSError` naming
+    *out* with the cause.
+
+    Args:
+        error: What the writer raised.
+        out: The output being written.
+        tmp: Its temporary path (an ``OSError`` naming it or its side files is
+            reported under *out*).
+        what: How to call *out* in the message (default: nothing more than its path).
+
+    Returns:
+        The error to raise instead (``from error``), or None to raise *error*
+        itself (bad input, interruptions, errors unrelated to the disk).
+    """
+    if isinstance(error, InputError) or not isinstance(error, Exception):
+        return None
+    prefix = f'{what}: ' if what else ''
+    if disk_full(error, out.parent):
+        return OSError(
+            errno.ENOSPC,
+            f'{prefix}{os.strerror(errno.ENOSPC)} in {out.parent}; nothing was '
+            'written under this name',
+            os.fspath(out),
+        )
+    for cause in _causes(error):
+        name = getattr(cause, 'filename', None)
+        if (
+            isinstance(cause, OSError)
+            and cause.errno is not None
+            and tmp is not None
+            and isinstance(name, str | os.PathLike)
+            and Path(name).name.startswith(tmp.name)
+        ):
+            return OSError(
+                cause.errno,
+                f'{prefix}{cause.strerror or os.strerror(cause.errno)}',
+                os.fspath(out),
+            )
+    return None
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file to the disk (before it is renamed into place).
+
+    Args:
+        path: The file.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (a rename) to the disk, where the system allows it.
+
+    Args:
+        folder: The folder.
+    """
+    if os.name == 'nt':
+        return  # folders cannot be opened for fsync on Windows
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside *path*, renamed onto *path* only on success.
@@ -378,6 +503,9 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     Raises:
         InvalidInputError: If *path* cannot be written (checked before yielding).
+        OSError: Naming *path* (not the temporary file) and the cause, when
+            the disk is full or the temporary file could not be written
+            (:func:`write_error`).
     """
     out = check_writable(path)
     make_output_dir(out.parent)
@@ -388,13 +516,22 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise InvalidInputError(out, 'the writer produced no file')
+        # Flushed before the rename: a crash never leaves a short file under *out*
+        # (and a full disk that delayed the allocation fails here, not later).
+        if tmp.is_file():
+            fsync_file(tmp)
         if _TRANSACTION is not None:
             _TRANSACTION.replace(tmp, out)
         else:
             os.replace(tmp, out)
-    except BaseException:
+        fsync_folder(out.parent)
+    except BaseException as error:
+        # Judged before the temporary file is removed (it may hold the space).
+        reported = write_error(error, out, tmp)
         remove_temporaries(tmp)
         unregister_temporary(tmp)
+        if reported is not None:
+            raise reported from error
         raise
     # GDAL may leave an .aux.xml beside the temporary name.
     remove_temporaries(tmp)

@@ -7,6 +7,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio.features
 import shapely
 from numpy.typing import NDArray
@@ -149,15 +150,20 @@ def mask_to_polygons(
     pixel_area = abs(affine.determinant)
     keep = areas / pixel_area >= min_area if len(geoms) else np.zeros(0, dtype=bool)
     kept_ids = [i for i, k in zip(ids, keep) if k]
-    return gpd.GeoDataFrame(
+    gdf = gpd.GeoDataFrame(
         {
             'class_id': np.asarray(kept_ids, dtype=np.int64),
-            'class_name': [_class_name(i, class_names) for i in kept_ids],
+            # typed: pandas would make an empty list float
+            'class_name': pd.array(
+                [_class_name(i, class_names) for i in kept_ids], dtype='str'
+            ),
             'area': areas[keep],
         },
         geometry=[g for g, k in zip(geoms, keep) if k],
         crs=crs_to_string(crs),
     )
+    gdf.attrs['string_columns'] = ('class_name',)
+    return gdf
 
 
 def detections_to_geodataframe(
@@ -201,12 +207,17 @@ def detections_to_geodataframe(
     )
     if len(labels) != n or len(scores) != n:
         raise ValueError(f'{n} boxes but {len(labels)} labels and {len(scores)} scores')
-    return gpd.GeoDataFrame(
+    gdf = gpd.GeoDataFrame(
         {
             'class_id': labels,
-            'class_name': [_class_name(int(i), class_names) for i in labels],
+            # typed: pandas would make an empty list float
+            'class_name': pd.array(
+                [_class_name(int(i), class_names) for i in labels], dtype='str'
+            ),
             'score': scores,
         },
         geometry=polys,
         crs=crs_to_string(crs),
     )
+    gdf.attrs['string_columns'] = ('class_name',)
+    return gdf

@@ -23,6 +23,7 @@ __all__ = [
     'AssetPath',
     'block_windows',
     'check_source',
+    'check_vector_source',
     'gdal_path',
     'is_network',
     'is_virtual',
@@ -238,6 +239,37 @@ def check_source(path: str | os.PathLike[str], *, open_local: bool = True) -> st
             else 'not a raster GDAL can read'
         )
         raise InvalidInputError(path, f'{problem} ({reason})') from None
+    return target
+
+
+def check_vector_source(path: str | os.PathLike[str]) -> str:
+    """Check that OGR can open a vector input (URL, GDAL path), return its GDAL path.
+
+    Args:
+        path: A label file: local path, URL or GDAL virtual path.
+
+    Returns:
+        The GDAL path.
+
+    Raises:
+        MissingInputError: If it does not exist (a local file, or a server's 404).
+        InvalidInputError: If OGR cannot open it (OGR's reason given).
+    """
+    target = gdal_path(path)
+    if not is_virtual(target):
+        if not os.path.exists(target):
+            raise MissingInputError(path, 'no such file')
+        return target
+    import pyogrio
+    from pyogrio.errors import DataSourceError
+
+    try:
+        pyogrio.read_info(target)
+    except DataSourceError as error:
+        reason = ' '.join(str(error).split())
+        if re.search(r'\b404\b|does not exist|No such file', reason):
+            raise MissingInputError(path, f'not found ({reason})') from None
+        raise InvalidInputError(path, f'OGR cannot open it ({reason})') from None
     return target
 
 

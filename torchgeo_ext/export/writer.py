@@ -23,7 +23,14 @@ from torch import Tensor
 from ..errors import InvalidInputError
 from .atomic import atomic_output, check_writable_dir, make_output_dir
 from .geometry import detections_to_geodataframe
-from .raster import as_numpy, crs_to_string, to_affine, to_crs, write_raster
+from .raster import (
+    as_numpy,
+    compression_threads,
+    crs_to_string,
+    to_affine,
+    to_crs,
+    write_raster,
+)
 from .vector import vector_driver, write_vector
 
 __all__ = ['GeoPredictionWriter']
@@ -111,6 +118,7 @@ class GeoPredictionWriter(BasePredictionWriter):
         cog: bool = True,
         write_interval: Literal['batch', 'epoch', 'batch_and_epoch'] = 'batch',
         normalise_inputs: bool | None = None,
+        threads: int | None = None,
     ) -> None:
         """Initialise a new GeoPredictionWriter.
 
@@ -130,6 +138,7 @@ class GeoPredictionWriter(BasePredictionWriter):
             normalise_inputs: Apply the task's recorded normalisation to
                 ``image`` before ``predict_step``: None (default) when
                 predicting without a data module, True always, False never.
+            threads: GDAL compression threads per raster (None: all cores).
 
         Raises:
             ValueError: If the write interval excludes batches.
@@ -154,6 +163,8 @@ class GeoPredictionWriter(BasePredictionWriter):
         self.class_nodata = class_nodata
         self.cog = cog
         self.normalise_inputs = normalise_inputs
+        compression_threads(threads)  # a bad value fails when the config is read
+        self.threads = threads
         self._detections: dict[str, gpd.GeoDataFrame] = {}
         self._has_detections = False
         self._dataset_crs: Any = None
@@ -403,6 +414,7 @@ class GeoPredictionWriter(BasePredictionWriter):
             band_names=band_names,
             tags=tags,
             cog=self.cog,
+            threads=self.threads,
         )
         self.raster_paths.append(path)
 

@@ -124,16 +124,16 @@ def polygon_mask(height: int, width: int, vertices: Tensor) -> Tensor:
     Returns:
         ``H x W`` boolean mask.
     """
-    rows = torch.arange(height, dtype=torch.float64)[:, None].expand(height, width)
-    cols = torch.arange(width, dtype=torch.float64)[None, :].expand(height, width)
+    device = vertices.device
+    rows = torch.arange(height, dtype=torch.float64, device=device)[:, None]
+    cols = torch.arange(width, dtype=torch.float64, device=device)[None, :]
+    rows, cols = rows.expand(height, width), cols.expand(height, width)
     v = vertices.to(torch.float64)
     r0, c0 = v[:, 0], v[:, 1]
     r1, c1 = v.roll(-1, dims=0)[:, 0], v.roll(-1, dims=0)[:, 1]
     # An edge crosses the horizontal ray to the right of the point.
     straddles = (r0[:, None, None] > rows) != (r1[:, None, None] > rows)
-    t = (rows - r0[:, None, None]) / (r1 - r0).where(r1 != r0, torch.ones(()))[
-        :, None, None
-    ]
+    t = (rows - r0[:, None, None]) / (r1 - r0).where(r1 != r0, 1.0)[:, None, None]
     crossing = c0[:, None, None] + t * (c1 - c0)[:, None, None]
     hits = straddles & (cols < crossing)
     return hits.sum(dim=0) % 2 == 1
@@ -142,16 +142,17 @@ def polygon_mask(height: int, width: int, vertices: Tensor) -> Tensor:
 def _random_polygon(
     height: int, width: int, radius: tuple[float, float], generator: torch.Generator
 ) -> Tensor:
-    """A random star-shaped polygon (3-8 vertices) around a random centre."""
-    n = int(torch.randint(3, 9, (1,), generator=generator))
-    centre = torch.rand(2, generator=generator) * torch.tensor(
-        [height - 1.0, width - 1.0]
-    )
-    angles = (torch.rand(n, generator=generator) * 2 * math.pi).sort().values
+    """A random star-shaped polygon (3-8 vertices) around a random centre (CPU)."""
+    cpu = torch.device('cpu')
+    n = int(torch.randint(3, 9, (1,), generator=generator, device=cpu))
+    unit = torch.rand(2, generator=generator, device=cpu)
+    centre = unit * torch.tensor([height - 1.0, width - 1.0], device=cpu)
+    angles = torch.rand(n, generator=generator, device=cpu) * 2 * math.pi
+    angles = angles.sort().values
     size = radius[0] + (radius[1] - radius[0]) * float(
-        torch.rand(1, generator=generator)
+        torch.rand(1, generator=generator, device=cpu)
     )
-    reach = size * (0.5 + 0.5 * torch.rand(n, generator=generator))
+    reach = size * (0.5 + 0.5 * torch.rand(n, generator=generator, device=cpu))
     return centre + torch.stack([reach * angles.sin(), reach * angles.cos()], dim=1)
 
 
@@ -185,25 +186,29 @@ def prism_pseudo_anomalies(
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     out = images.clone()
     b, c, h, w = images.shape
-    footprint = torch.zeros(b, h, w, dtype=torch.bool)
+    footprint = torch.zeros(b, h, w, dtype=torch.bool, device=images.device)
+
+    def draw(low: int, high: int) -> int:
+        return int(torch.randint(low, high, (1,), generator=gen, device='cpu'))
+
     for i in range(b):
-        n = int(torch.randint(count[0], count[1] + 1, (1,), generator=gen))
-        for _ in range(n):
+        for _ in range(draw(count[0], count[1] + 1)):
             vertices = _random_polygon(h, w, radius, gen)
             base = polygon_mask(h, w, vertices)
             centre = vertices.mean(dim=0).round().long()
             base[centre[0].clamp(0, h - 1), centre[1].clamp(0, w - 1)] = True
-            length = int(torch.randint(1, c + 1, (1,), generator=gen))
-            start = int(torch.randint(0, c - length + 1, (1,), generator=gen))
-            source = int(torch.randint(0, h * w, (1,), generator=gen))
+            base = base.to(images.device)
+            length = draw(1, c + 1)
+            start = draw(0, c - length + 1)
+            source = draw(0, h * w)
             spectrum = images[i].reshape(c, -1)[start : start + length, source]
             a = abundance[0] + (abundance[1] - abundance[0]) * float(
-                torch.rand(1, generator=gen)
+                torch.rand(1, generator=gen, device='cpu')
             )
             band = out[i, start : start + length]
             mixed = (1 - a) * band + a * spectrum[:, None, None].to(band)
             out[i, start : start + length] = torch.where(base[None], mixed, band)
-            footprint[i] |= base.to(footprint.device)
+            footprint[i] |= base
     return out, footprint
 
 
@@ -244,10 +249,13 @@ def _standardise_residual(residual: Tensor) -> Tensor:
 def _random_crops(scene: Tensor, size: int, count: int, gen: torch.Generator) -> Tensor:
     """``count x C x size x size`` random crops of a ``C x H x W`` scene."""
     _, h, w = scene.shape
-    rows = torch.randint(0, h - size + 1, (count,), generator=gen).tolist()
-    cols = torch.randint(0, w - size + 1, (count,), generator=gen).tolist()
+    rows = torch.randint(0, h - size + 1, (count,), generator=gen, device='cpu')
+    cols = torch.randint(0, w - size + 1, (count,), generator=gen, device='cpu')
     return torch.stack(
-        [scene[:, r : r + size, c : c + size] for r, c in zip(rows, cols, strict=True)]
+        [
+            scene[:, r : r + size, c : c + size]
+            for r, c in zip(rows.tolist(), cols.tolist(), strict=True)
+        ]
     )
 
 
@@ -270,7 +278,8 @@ def prior_loss(
     """
     altered, _ = prism_pseudo_anomalies(clean, generator=generator)
     inputs = prior_input(torch.cat([clean, altered]), rank)
-    labels = torch.cat([torch.zeros(len(clean)), torch.ones(len(clean))]).to(inputs)
+    labels = torch.zeros(2 * len(clean), dtype=inputs.dtype, device=inputs.device)
+    labels[len(clean) :] = 1
     logits = prior.image_logits(prior(inputs))
     return F.binary_cross_entropy_with_logits(logits, labels)
 
@@ -308,7 +317,7 @@ def fit_prior(
     if prior is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            prior = AnomalyPrior()
+            prior = AnomalyPrior().to(scene.device)
     _, h, w = scene.shape
     size = min(crop, h, w)
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
@@ -322,9 +331,9 @@ def fit_prior(
 
 
 def _kmeans(pixels: Tensor, k: int, iterations: int, gen: torch.Generator) -> Tensor:
-    """Cluster labels of ``N x C`` pixels (k-means++ seeding, Lloyd iterations)."""
+    """Cluster labels of ``N x C`` CPU pixels (k-means++ seeding, Lloyd iterations)."""
     n = len(pixels)
-    centres = pixels[torch.randint(0, n, (1,), generator=gen)]
+    centres = pixels[torch.randint(0, n, (1,), generator=gen, device='cpu')]
     for _ in range(1, k):
         d = torch.cdist(pixels, centres).min(dim=1).values.pow(2)
         if float(d.sum()) <= 0:
@@ -371,7 +380,9 @@ def background_dictionary(
     """
     candidates = pixels if exclude is None else pixels[~exclude]
     gen = torch.Generator().manual_seed(seed)
-    labels = _kmeans(candidates, min(clusters, len(candidates)), 10, gen)
+    # Clustering on the CPU (its random seeding uses a CPU generator).
+    labels = _kmeans(candidates.cpu(), min(clusters, len(candidates)), 10, gen)
+    labels = labels.to(candidates.device)
     ids, sizes = labels.unique(return_counts=True)
     # Tiny clusters are more likely anomalies than background: dropped.
     smallest = max(2, math.ceil(0.01 * len(candidates)))
@@ -387,7 +398,8 @@ def background_dictionary(
         centred = members - members.mean(dim=0)
         cov = centred.T @ centred / (len(members) - 1)
         ridge = 1e-6 * max(float(cov.diagonal().mean()), 1e-12)
-        inv = torch.linalg.pinv(cov + ridge * torch.eye(c, dtype=cov.dtype))
+        eye = torch.eye(c, dtype=cov.dtype, device=cov.device)
+        inv = torch.linalg.pinv(cov + ridge * eye)
         distance = ((centred @ inv) * centred).sum(dim=1)
         chosen.append(members[distance.argsort()[:atoms]])
     return torch.cat(chosen).T
@@ -411,7 +423,7 @@ def _prior_shrinkage(
     """
     c = residual.shape[0]
     h, w = shape
-    cube = torch.zeros(c, h * w, dtype=torch.float32)
+    cube = torch.zeros(c, h * w, dtype=torch.float32, device=residual.device)
     cube[:, keep] = residual.to(torch.float32)
     with torch.no_grad():
         logits = prior(_standardise_residual(cube.reshape(1, c, h, w)))[0]
@@ -458,10 +470,11 @@ def lrr_admm(
     """
     x, d = pixels.to(torch.float64), dictionary.to(torch.float64)
     m, n = d.shape[1], x.shape[1]
-    z = torch.zeros(m, n, dtype=x.dtype)
+    z = torch.zeros(m, n, dtype=x.dtype, device=x.device)
     e = torch.zeros_like(x)
     y1, y2 = torch.zeros_like(x), torch.zeros_like(z)
-    gram_inv = torch.linalg.inv(torch.eye(m, dtype=x.dtype) + d.T @ d)
+    eye = torch.eye(m, dtype=x.dtype, device=x.device)
+    gram_inv = torch.linalg.inv(eye + d.T @ d)
     scale = max(float(x.norm()), 1e-12)
     for _ in range(iterations):
         j = _singular_value_threshold(z + y2 / mu, 1 / mu)
@@ -522,6 +535,10 @@ def sap_scores(
     x = torch.as_tensor(cube).to(torch.float32)
     if x.ndim != 3:
         raise ValueError(f'expected a C x H x W cube, got shape {tuple(x.shape)}')
+    # A given prior scores on its own device (as the other anomaly models).
+    weights = [] if prior is None else list(prior.parameters())
+    if weights:
+        x = x.to(weights[0].device)
     if not 0 <= purge < 1:
         raise ValueError(f'purge must be in [0, 1), got {purge}')
     c, h, w = x.shape
@@ -529,13 +546,13 @@ def sap_scores(
     if valid_mask is not None:
         valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
     keep = valid.reshape(-1)
-    scores = torch.full((h * w,), float('nan'))
+    scores = torch.full((h * w,), float('nan'), device=x.device)
     if int(keep.sum()) < 2:
         return scores.reshape(h, w)
     pixels = x.reshape(c, -1)[:, keep]
     low, high = pixels.min(), pixels.max()
     pixels = (pixels - low) / (high - low).clamp_min(1e-12)
-    scene = torch.zeros(c, h * w)
+    scene = torch.zeros(c, h * w, device=x.device)
     scene[:, keep] = pixels
     steps = fit_steps if fit_steps is not None else (0 if prior is not None else 200)
     if steps > 0 or prior is None:
@@ -550,7 +567,7 @@ def sap_scores(
     norms = e.norm(dim=0)
     cut = int(purge * len(norms))
     if cut > 0:
-        exclude = torch.zeros(len(norms), dtype=torch.bool)
+        exclude = torch.zeros(len(norms), dtype=torch.bool, device=norms.device)
         exclude[norms.argsort(descending=True)[:cut]] = True
         second = background_dictionary(
             columns, clusters=clusters, atoms=atoms, exclude=exclude, seed=seed

@@ -8,7 +8,7 @@ anomalous regions. It is what ``torchgeo-ext anomaly`` runs.
 Every method is one entry of :data:`DETECTORS` (see ``docs/models/anomaly.md``):
 how it scores a cube in memory, how it scores a raster in strips, which
 options and whether a checkpoint it takes. RX, LRX and CRD are streamed with
-memory bounded by a strip of rows; BSDM and STAD hold the scene in memory.
+memory bounded by a strip of rows; BSDM, STAD and SAP hold the scene in memory.
 This pipeline is method-specific: it imports the detectors of
 :mod:`torchgeo_ext.models`, each only when its method runs.
 """
@@ -359,6 +359,20 @@ def _stad_cube(
     return stad_scores(cube, model=model, valid_mask=valid, **options).cpu()
 
 
+def _sap_cube(
+    cube: Tensor,
+    valid: Tensor | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Tensor:
+    from ..models.sap import sap_scores
+    from ..trainers.sap import load_sap_prior
+
+    device = options.pop('device', None) or 'cpu'
+    prior = None if checkpoint is None else load_sap_prior(checkpoint).to(device)
+    return sap_scores(cube.to(device), valid_mask=valid, prior=prior, **options).cpu()
+
+
 def _statistics(scene: Scene, run: Run, desc: str) -> RXStatistics:
     """Mean and covariance of the scene's valid pixels, one streamed pass (float64)."""
     from ..models.rx import RXStatistics, _valid_pixels
@@ -416,7 +430,8 @@ def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> N
     options = dict(run.options)
     if run.checkpoint is not None:
         options['checkpoint'] = run.checkpoint
-        _check_bands(scene, run, method)
+        if method != 'sap':  # SAP's prior takes any band count
+            _check_bands(scene, run, method)
     detector = DETECTORS[method]
     for name, value in (('device', run.device), ('progress', run.progress)):
         if name in detector.options:
@@ -490,6 +505,16 @@ DETECTORS: dict[str, Detector] = {
         lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'stad'),
         frozenset({'window', 'device'}),
         checkpoint='required',
+        streamed=False,
+    ),
+    'sap': Detector(
+        'sap',
+        _sap_cube,
+        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'sap'),
+        frozenset(
+            {'fit_steps', 'clusters', 'atoms', 'purge', 'iterations', 'seed', 'device'}
+        ),
+        checkpoint='optional',
         streamed=False,
     ),
 }

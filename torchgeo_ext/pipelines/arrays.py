@@ -37,8 +37,9 @@ def predict_array(
             CRS (``da.rio.crs``) and a transform (``da.rio.transform()``); its
             ``da.rio.nodata`` pixels become output nodata.
         **kwargs: Options of ``predict_raster`` (``tile_size``, ``overlap``,
-            ``batch_size``, ``blend``, ``output_kind``, ``nodata``, ``class_names``,
-            ``band_names``, ``device``, ``progress``).
+            ``batch_size``, ``blend``, ``output_kind``, ``dtype``, ``nodata``,
+            ``class_names``, ``band_names``, ``device``, ``precision``,
+            ``readers``, ``progress``).
 
     Returns:
         The prediction (band, y, x), with ``da``'s CRS, transform and ``x``/``y``

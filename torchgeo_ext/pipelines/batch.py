@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class BatchRecord:
     seconds: float
     error: str = ''
     rank: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _expand(spec: str, assets: Sequence[str] | None) -> list[BatchInput]:
@@ -110,8 +109,8 @@ def collect_inputs(
     Args:
         specs: Each a raster path or URL, a glob, a folder (its rasters,
             recursively), a ``.txt``/``.lst`` file of such entries (one per
-            line, ``#`` comments), or a STAC Item/ItemCollection JSON (one
-            input per item).
+            line, ``#`` comments; relative paths from the current folder), or
+            a STAC Item/ItemCollection JSON (one input per item).
         assets: Asset keys or common names of the STAC items.
 
     Returns:

@@ -68,18 +68,16 @@ def detect_with_checkpoint(
         progress: Show a progress bar.
         sam_checkpoint: SAM state dict: outline every object with SAM.
         sam_model: SAM variant of *sam_checkpoint* (default: the one it holds).
-        sam_bands: 1-based bands SAM sees (default: see
+        sam_bands: 1-based bands SAM sees (see
             :func:`~torchgeo_ext.pipelines.sam.refine_with_sam`).
-        engine: How a SuperYOLO checkpoint's model runs: ``'torch'`` (fused
-            eager model) or ``'onnxruntime'`` (the fused model through ONNX
-            Runtime, CPU only); see
-            :meth:`~torchgeo_ext.trainers.detection.SuperYOLOTask.set_engine`.
+        engine: How a SuperYOLO checkpoint's model runs: ``'torch'`` or
+            ``'onnxruntime'`` (CPU only; see
+            :meth:`~torchgeo_ext.trainers.detection.SuperYOLOTask.set_engine`).
             Other detectors run as they are and take only ``'torch'``.
-        precision: ``'32'``, ``'16-mixed'`` or ``'bf16-mixed'`` (see
-            :func:`~torchgeo_ext.pipelines.detection.detect_raster`).
+        precision: ``'32'``, ``'16-mixed'`` or ``'bf16-mixed'``.
         max_invalid: Drop objects whose box has more than this share of
-            invalid (nodata) pixels; None keeps them (see
-            :func:`~torchgeo_ext.pipelines.detection.detect_raster`).
+            invalid (nodata) pixels; None keeps them. Both as in
+            :func:`~torchgeo_ext.pipelines.detection.detect_raster`.
 
     Returns:
         The objects written, in the rasters' CRS; ``attrs['dropped_invalid']``
@@ -122,16 +120,23 @@ def detect_with_checkpoint(
     )
     if sam is None:
         return gdf
+    return _outline(gdf, sam, inputs, output, sam_bands, device, progress)
+
+
+def _outline(
+    gdf: gpd.GeoDataFrame,
+    sam: Any,
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    bands: list[int] | None,
+    device: str,
+    progress: bool,
+) -> gpd.GeoDataFrame:
+    """Outline the merged objects with SAM and write them (keeps the dropped count)."""
     from .sam import refine_with_sam
 
     outlined = refine_with_sam(
-        gdf,
-        inputs,
-        sam,
-        bands=sam_bands,
-        device=device,
-        output=output,
-        progress=progress,
+        gdf, inputs, sam, bands=bands, device=device, output=output, progress=progress
     )
     outlined.attrs['dropped_invalid'] = gdf.attrs['dropped_invalid']
     return outlined

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
 
 import geopandas as gpd
 import torch
+from rasterio.crs import CRS
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from torch import Tensor
 from tqdm import tqdm
@@ -23,14 +24,18 @@ from ..ops.obb import poly_to_xyxy
 from . import tiling
 from .tiling import (
     InputPaths,
+    Precision,
     TileBatch,
+    autocast,
+    check_precision,
     check_tiling,
     column_strips,
+    eval_mode,
     tile_batches,
     tile_grid,
 )
 
-__all__ = ['PRECISIONS', 'autocast', 'detect_raster', 'merge_tile_detections']
+__all__ = ['detect_raster', 'merge_tile_detections']
 
 
 def _border_flags(
@@ -164,40 +169,6 @@ def merge_tile_detections(
     return keep
 
 
-#: ``precision`` values (Lightning's names) and the autocast dtype of each.
-PRECISIONS: dict[str, torch.dtype | None] = {
-    '32': None,
-    '32-true': None,
-    '16-mixed': torch.float16,
-    'bf16-mixed': torch.bfloat16,
-}
-
-
-def autocast(
-    precision: str, device: torch.device
-) -> contextlib.AbstractContextManager[Any]:
-    """The autocast context of a Lightning-style *precision* on *device*.
-
-    Args:
-        precision: One of :data:`PRECISIONS`.
-        device: Where the model runs.
-
-    Returns:
-        ``torch.autocast`` for the mixed precisions, else a null context.
-
-    Raises:
-        ValueError: For an unknown precision.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f'precision must be one of {", ".join(PRECISIONS)}, got {precision!r}'
-        )
-    dtype = PRECISIONS[precision]
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _tile_windows(
     height: int, width: int, tile_size: int, overlap: int
 ) -> list[Window]:
@@ -219,14 +190,14 @@ def _run_model(
     model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
     batch: TileBatch,
     key: str,
-    precision: str,
+    precision: Precision,
 ) -> Sequence[dict[str, Tensor]]:
     """Run the model on a batch and check its output.
 
     Raises:
         ValueError: If the output is not one dict per tile holding *key*.
     """
-    with torch.inference_mode(), autocast(precision, batch.image.device):
+    with torch.inference_mode(), autocast(batch.image.device, precision):
         results = model(batch.image)
     if len(results) != len(batch.windows):
         raise ValueError(
@@ -252,7 +223,10 @@ def _invalid_fraction(xyxy: Tensor, tile: Tensor, valid: Tensor) -> Tensor:
     """
     size_y, size_x = valid.shape[1:]
     # summed-area table: the valid pixels of any rectangle in four look-ups
-    table = torch.nn.functional.pad(valid.int().cumsum(1).cumsum(2), (1, 0, 1, 0))
+    table = valid.new_zeros((len(valid), size_y + 1, size_x + 1), dtype=torch.int32)
+    table[:, 1:, 1:] = (
+        valid.int().cumsum(1, dtype=torch.int32).cumsum(2, dtype=torch.int32)
+    )
     x0 = xyxy[:, 0].floor().clamp(0, size_x).long()
     x1 = xyxy[:, 2].ceil().clamp(0, size_x).long()
     y0 = xyxy[:, 1].floor().clamp(0, size_y).long()
@@ -334,21 +308,30 @@ class _TileDetections:
         border = _border_flags(
             xyxy, row, col, self.tile_size, self.height, self.width, margin=1.0
         )
-        local = xyxy - torch.stack((col, row, col, row), 1)
-        limit = 1.0 if self.max_invalid is None else self.max_invalid
-        invalid = _invalid_fraction(local, tile, batch.valid) > limit
+        # (the check for invalid pixels spares the table where there are none)
+        if self.max_invalid is None or bool(batch.valid.all()):
+            invalid = torch.zeros_like(border)
+        else:
+            local = xyxy - torch.stack((col, row, col, row), 1)
+            invalid = _invalid_fraction(local, tile, batch.valid) > self.max_invalid
         flags = torch.stack(
             (scores, labels.double(), border.double(), invalid.double()), 1
         )
         # one copy to the CPU per batch: boxes, score, label, border, invalid
         self.parts.append(torch.cat((boxes, flags), 1)[keep].cpu())
 
-    def merged(self, iou_threshold: float) -> tuple[Tensor, Tensor, Tensor, int]:
-        """Merge across tiles (see :func:`merge_tile_detections`).
+    def geodataframe(
+        self,
+        iou_threshold: float,
+        transform: Affine,
+        crs: CRS,
+        class_names: Sequence[str] | None,
+    ) -> gpd.GeoDataFrame:
+        """Merge across tiles (see :func:`merge_tile_detections`) into a GeoDataFrame.
 
         Returns:
-            The kept boxes, scores and labels by decreasing score, and the number
-            of merged objects dropped over invalid pixels.
+            The kept objects by decreasing score; ``attrs['dropped_invalid']``:
+            the number of merged objects dropped over invalid pixels.
         """
         side = 8 if self.oriented else 4
         packed = (
@@ -366,21 +349,33 @@ class _TileDetections:
         # nodata, but it is merged into its whole box, whose share decides.
         dropped = invalid[keep]
         keep = keep[~dropped]
-        return boxes[keep], scores[keep], labels[keep], int(dropped.sum())
+        gdf = detections_to_geodataframe(
+            boxes[keep].numpy(),
+            labels[keep].numpy(),
+            scores[keep].numpy(),
+            transform,
+            crs,
+            class_names,
+        )
+        gdf.attrs['dropped_invalid'] = int(dropped.sum())
+        return gdf
 
 
-@contextlib.contextmanager
-def _eval_mode(model: Callable[..., Any]) -> Iterator[None]:
-    """Run a torch module in eval mode, restoring its mode after; other callables as they are."""
-    if not isinstance(model, torch.nn.Module):
-        yield
-        return
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
+def _detect_tiles(
+    model: Callable[[Tensor], Sequence[dict[str, Tensor]]],
+    batches: Generator[TileBatch],
+    found: _TileDetections,
+    precision: Precision,
+    total: int,
+    progress: bool,
+) -> None:
+    """Run the model over every batch of tiles and collect its detections in *found*."""
+    bar = tqdm(total=total, disable=not progress, desc='detect', unit='tile')
+    # closing: an error joins the reader threads before the rasters close
+    with eval_mode(model), contextlib.closing(batches), bar:
+        for batch in batches:
+            found.add(batch, _run_model(model, batch, found.key, precision))
+            bar.update(len(batch.windows))
 
 
 def _check_output(output: str | os.PathLike[str] | None, inputs: InputPaths) -> None:
@@ -406,7 +401,7 @@ def detect_raster(
     oriented: bool = False,
     score_threshold: float = 0.0,
     max_invalid: float | None = 0.5,
-    precision: str = '32',
+    precision: Precision | str = '32',
     device: str | torch.device = 'cpu',
     readers: int = 1,
     progress: bool = True,
@@ -414,11 +409,8 @@ def detect_raster(
 ) -> gpd.GeoDataFrame:
     """Run a detector over a raster of any size and merge objects across tiles.
 
-    Tiles overlap by at least *overlap* pixels (objects smaller than that are
-    seen whole in some tile); the last tile of a row or column is flush with
-    the raster edge. Tiles come from
-    :func:`~torchgeo_ext.pipelines.tiling.tile_batches`; tile boxes are
-    shifted to raster pixels and merged by :func:`merge_tile_detections`.
+    Objects smaller than *overlap* are seen whole in some tile; the tiles'
+    boxes are shifted to raster pixels and merged by :func:`merge_tile_detections`.
 
     Args:
         model: Callable mapping a float32 batch (B, C, T, T) to B dicts with
@@ -434,57 +426,39 @@ def detect_raster(
         class_names: Names of the class ids.
         oriented: Use oriented boxes.
         score_threshold: Drop detections scoring below this.
-        max_invalid: Drop objects whose box (an oriented box's bounding
-            rectangle) has more than this share of invalid pixels (nodata in
-            any band, or NaN), judged after merging across tiles. None keeps
-            them all.
+        max_invalid: Drop merged objects whose box (bounding rectangle) has more
+            than this share of invalid pixels (nodata in any band, NaN); None: keep.
         precision: ``'32'`` or a Lightning mixed precision run by autocast
-            (``'16-mixed'``, ``'bf16-mixed'``); see :data:`PRECISIONS`.
-        device: Torch device of the model (tiles are read into pinned
-            memory for a GPU).
-        readers: Threads reading tiles ahead of the model (more help where
-            reading is slow; see :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
+            (``'16-mixed'``, ``'bf16-mixed'``).
+        device: Torch device of the model.
+        readers: Threads reading tiles ahead (see
+            :func:`~torchgeo_ext.pipelines.tiling.tile_batches`).
         progress: Show a tqdm progress bar.
         gdal_cache_mb: Cap on GDAL's block cache while reading (see
             :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
 
     Returns:
         GeoDataFrame with ``class_id``, ``class_name``, ``score`` and polygon
-        geometry in the raster's CRS, by decreasing score. Its
-        ``attrs['dropped_invalid']`` counts the objects dropped over invalid
-        pixels (after merging across tiles).
+        geometry in the raster's CRS, by decreasing score;
+        ``attrs['dropped_invalid']`` counts the objects dropped by *max_invalid*.
 
     Raises:
-        InvalidInputError: For inconsistent tiling options.
-        ValueError: For an unknown precision or malformed model outputs.
+        InvalidInputError: For inconsistent tiling options or an unknown precision.
+        ValueError: For malformed model outputs.
     """
     check_tiling(tile_size, overlap, batch_size)
-    autocast(precision, torch.device(device))  # validates it before any work
+    mode = check_precision(precision)
     _check_output(output, inputs)
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
-        found = _TileDetections(
-            (stack.height, stack.width),
-            tile_size,
-            oriented,
-            score_threshold,
-            max_invalid,
-        )
-        windows = _tile_windows(stack.height, stack.width, tile_size, overlap)
+        size = (stack.height, stack.width)
+        found = _TileDetections(size, tile_size, oriented, score_threshold, max_invalid)
+        windows = _tile_windows(*size, tile_size, overlap)
         batches = tile_batches(
             stack, windows, batch_size, device=device, readers=readers
         )
-        bar = tqdm(total=len(windows), disable=not progress, desc='detect', unit='tile')
-        # closing: an error joins the reader threads before the rasters close
-        with _eval_mode(model), contextlib.closing(batches), bar:
-            for batch in batches:
-                found.add(batch, _run_model(model, batch, found.key, precision))
-                bar.update(len(batch.windows))
+        _detect_tiles(model, batches, found, mode, len(windows), progress)
         crs, transform = stack.crs, stack.transform
-    boxes, scores, labels, dropped = found.merged(iou_threshold)
-    gdf = detections_to_geodataframe(
-        boxes.numpy(), labels.numpy(), scores.numpy(), transform, crs, class_names
-    )
-    gdf.attrs['dropped_invalid'] = dropped
+    gdf = found.geodataframe(iou_threshold, transform, crs, class_names)
     if output is not None:
         write_vector(output, gdf)
     return gdf

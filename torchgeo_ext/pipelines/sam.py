@@ -308,12 +308,7 @@ def refine_with_sam(
         InvalidInputError: For a bad checkpoint or band choice.
         ValueError: If *gdf* has no CRS.
     """
-    if gdf.crs is None:
-        raise ValueError('the GeoDataFrame has no CRS')
-    if context < 0:
-        raise ValueError(f'context must be >= 0, got {context}')
-    sam = checkpoint if isinstance(checkpoint, Sam) else load_sam(checkpoint, variant)
-    paths = [rasters] if isinstance(rasters, str | os.PathLike) else list(rasters)
+    sam, paths = _checked_inputs(gdf, rasters, checkpoint, variant, context)
     size = int(window_size or sam.image_encoder.img_size)
     with _eval_on(sam, torch.device(device)), open_inputs(paths) as stack:
         band_index = check_sam_bands(stack.count, bands, paths[-1])
@@ -340,6 +335,23 @@ def refine_with_sam(
     if output is not None:
         write_vector(output, result)
     return result
+
+
+def _checked_inputs(
+    gdf: gpd.GeoDataFrame,
+    rasters: InputPaths,
+    checkpoint: str | os.PathLike[str] | Sam,
+    variant: str | None,
+    context: float,
+) -> tuple[Sam, list[str | os.PathLike[str]]]:
+    """Check :func:`refine_with_sam`'s inputs; load SAM; list the rasters."""
+    if gdf.crs is None:
+        raise ValueError('the GeoDataFrame has no CRS')
+    if context < 0:
+        raise ValueError(f'context must be >= 0, got {context}')
+    sam = checkpoint if isinstance(checkpoint, Sam) else load_sam(checkpoint, variant)
+    paths = [rasters] if isinstance(rasters, str | os.PathLike) else list(rasters)
+    return sam, paths
 
 
 @contextlib.contextmanager

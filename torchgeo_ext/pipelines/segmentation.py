@@ -12,7 +12,7 @@ GeoTIFF with the input's CRS, transform and size, the class names in its
 ``class_names`` tag and 255 where the input is nodata; with ``vector`` it adds
 one polygon per connected region of a class (columns ``class_id``,
 ``class_name``, ``area`` and ``score``, the mean probability of the class over
-the region).
+the region), built from this run's own blended probabilities.
 
 Heavy libraries are imported inside the functions, so that the command's
 parser can import the defaults below without torch.
@@ -20,7 +20,6 @@ parser can import the defaults below without torch.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ def segment_raster(
     batch_size: int = 4,
     blend: str = 'cosine',
     device: str = 'cpu',
+    precision: str = '32',
     min_area: float = 0,
     progress: bool = False,
 ) -> SegmentResult:
@@ -82,6 +82,7 @@ def segment_raster(
         batch_size: Tiles per model call.
         blend: 'cosine', 'linear' or 'crop' (see :mod:`torchgeo_ext.pipelines.tiling`).
         device: Torch device.
+        precision: '32', '16-mixed' or 'bf16-mixed' (as Lightning names them).
         min_area: Minimum polygon size in pixels.
         progress: Show a progress bar.
 
@@ -93,18 +94,8 @@ def segment_raster(
             input channels, or the checkpoint is not a segmentation model.
         MissingInputError: If a file does not exist.
     """
-    import numpy as np
-    import rasterio
-    import torch
-
-    from ..errors import InvalidInputError
-    from ..export.atomic import temporary_directory
-    from ..export.geometry import mask_to_polygons
     from ..export.outputs import check_outputs, raster_output, vector_output
-    from ..export.raster import open_inputs
-    from ..export.vector import write_vector
-    from .checkpoints import load_task_for
-    from .tiling import check_tiling, predict_raster
+    from .tiling import check_precision, check_tiling, predict_raster
 
     paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
     # Fail on unsafe or unwritable outputs or a bad extension before the long run.
@@ -115,10 +106,55 @@ def segment_raster(
         ],
         [*paths, checkpoint],
     )
+    check_precision(precision)
+    model = _load_segmenter(checkpoint, paths, tile_size, device)
+    tile = int(tile_size or model.tile_size or DEFAULT_TILE_SIZE)
+    over = tile // 4 if overlap is None else overlap
+    check_tiling(tile, over, batch_size, blend)
+    classes = _ClassRaster(model, keep=vector is not None)
+    out = predict_raster(
+        model.logits, paths, output, tile_size=tile, overlap=over,
+        batch_size=batch_size, blend=blend,  # type: ignore[arg-type]
+        output_kind='classes', nodata=NODATA, class_names=model.class_names,
+        device=device, precision=precision, progress=progress, on_rows=classes,
+    )  # fmt: skip
+    vector_path, polygons = None, 0
+    if vector is not None:
+        vector_path, polygons = _write_polygons(vector, model, classes, min_area)
+    counts = {k: int(n) for k, n in enumerate(classes.pixels) if n}
+    return SegmentResult(out, vector_path, model.class_names, counts, polygons)
+
+
+@dataclass
+class _Segmenter:
+    """A segmentation checkpoint ready to run on a scene."""
+
+    #: Raw raster values (B, C, h, w) -> logits (B, K, h, w), normalised as in training.
+    logits: Any
+    #: Class names, indexed by class id.
+    class_names: list[str]
+    #: The tile size recorded in the checkpoint, if any.
+    tile_size: int | None
+    #: The scene's height, width, CRS and transform.
+    scene: tuple[int, int, Any, Any]
+
+
+def _load_segmenter(
+    checkpoint: str | os.PathLike[str],
+    paths: list[Any],
+    tile_size: int | None,
+    device: str,
+) -> _Segmenter:
+    """Load the task, check the scene's bands against it, and probe its outputs."""
+    from ..errors import InvalidInputError
+    from ..export.raster import open_inputs
+    from .checkpoints import load_task_for
+
     task = load_task_for(checkpoint, 'segmentation', device)
     in_channels = _hparam(task, 'in_channels')
     with open_inputs(paths) as stack:
         bands, height, width = stack.count, stack.height, stack.width
+        scene = (height, width, stack.crs, stack.transform)
     if in_channels is not None and bands != int(in_channels):
         listed = ', '.join(os.fspath(p) for p in paths)
         raise InvalidInputError(
@@ -127,137 +163,98 @@ def segment_raster(
             f'expects {in_channels}; give a raster (or co-registered rasters) with '
             f'{in_channels} bands in the training band order',
         )
-    tile = int(tile_size or _hparam(task, 'tile_size') or DEFAULT_TILE_SIZE)
-    over = tile // 4 if overlap is None else overlap
-    check_tiling(tile, over, batch_size, blend)
     logits_of = getattr(task, 'predict_logits', task)
     normalise = getattr(task, 'normalise', None)
 
-    def predict_logits(x: Any) -> Any:
+    def logits(x: Any) -> Any:
         # raw raster values -> the normalisation recorded at fit time
         return logits_of(normalise(x) if normalise is not None else x)
 
-    # Fail early, before writing anything, if this is no dense classifier.
-    probe = torch.zeros(1, bands, min(tile, height), min(tile, width), device=device)
-    try:
-        with torch.inference_mode():
-            logits = predict_logits(probe)
-    except RuntimeError as error:
-        raise InvalidInputError(
-            checkpoint, f'the model rejected a {bands}-band input ({error})'
-        ) from error
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
-        shape = getattr(logits, 'shape', type(logits).__name__)
-        raise InvalidInputError(
-            checkpoint,
-            f'not a segmentation model: it returns {shape}, not (B, K, H, W)',
-        )
-    num_classes = int(logits.shape[1])
+    recorded = _hparam(task, 'tile_size')
+    tile = int(tile_size or recorded or DEFAULT_TILE_SIZE)
+    num_classes = _probe_classes(
+        logits, checkpoint, (bands, min(tile, height), min(tile, width)), device
+    )
     names = getattr(task, 'class_names', None) or _hparam(task, 'class_names')
     class_names = (
         [str(n) for n in names]
         if names is not None and len(names) == num_classes
         else [f'class_{k}' for k in range(num_classes)]
     )
+    return _Segmenter(logits, class_names, recorded, scene)
 
-    options: dict[str, Any] = {
-        'tile_size': tile,
-        'overlap': over,
-        'batch_size': batch_size,
-        'blend': blend,
-        'class_names': class_names,
-        'device': device,
-        'progress': progress,
-    }
-    if vector is None:
-        out = predict_raster(
-            predict_logits,
-            paths,
-            output,
-            output_kind='classes',
-            nodata=NODATA,
-            **options,
+
+def _probe_classes(
+    logits: Any, checkpoint: Any, shape: tuple[int, int, int], device: str
+) -> int:
+    """Classes the model predicts; fails before anything is written if it is no dense classifier."""
+    import torch
+
+    from ..errors import InvalidInputError
+
+    probe = torch.zeros(1, *shape, device=device)
+    try:
+        with torch.inference_mode():
+            out = logits(probe)
+    except RuntimeError as error:
+        raise InvalidInputError(
+            checkpoint, f'the model rejected a {shape[0]}-band input ({error})'
+        ) from error
+    if not isinstance(out, torch.Tensor) or out.ndim != 4:
+        shape_out = getattr(out, 'shape', type(out).__name__)
+        raise InvalidInputError(
+            checkpoint,
+            f'not a segmentation model: it returns {shape_out}, not (B, K, H, W)',
         )
-        with rasterio.open(out) as src:
-            classes = src.read(1)
-        confidence = None
-    else:
-        # The polygons' scores need the class probabilities: predict them, then
-        # derive the class raster from them (the argmax predict_raster would take).
-        target = Path(output)
-        with temporary_directory(dir=target.parent) as tmp:
-            probabilities = predict_raster(
-                predict_logits,
-                paths,
-                Path(tmp) / 'probabilities.tif',
-                output_kind='probabilities',
-                cog=False,
-                **options,
+    return int(out.shape[1])
+
+
+class _ClassRaster:
+    """Class counts, and with *keep* the classes and their probability, from blended rows."""
+
+    def __init__(self, model: _Segmenter, keep: bool) -> None:
+        import numpy as np
+
+        height, width = model.scene[:2]
+        self.pixels = np.zeros(len(model.class_names), dtype=np.int64)
+        self.classes = np.full((height, width) if keep else (0, 0), NODATA, np.uint8)
+        self.confidence = np.full(self.classes.shape, np.nan, dtype=np.float32)
+
+    def __call__(self, window: Any, probabilities: Any, valid: Any) -> None:
+        """Take one window of blended probabilities (K, h, w) and validity (h, w)."""
+        import torch
+
+        from .stitching import channel_argmax
+
+        confidence, ids = channel_argmax(probabilities)  # the classes written
+        counts = torch.bincount(ids[valid].long(), minlength=len(self.pixels))
+        self.pixels += counts.cpu().numpy()
+        if self.classes.size:
+            rows, cols = window.toslices()
+            self.classes[rows, cols] = ids.masked_fill(~valid, NODATA).cpu().numpy()
+            nan = torch.tensor(float('nan'), device=confidence.device)
+            self.confidence[rows, cols] = (
+                torch.where(valid, confidence, nan).cpu().numpy()
             )
-            out, classes, confidence = _classes_from_probabilities(
-                probabilities, target, class_names
-            )
-    ids, pixels = np.unique(classes[classes != NODATA], return_counts=True)
-    counts = {int(k): int(n) for k, n in zip(ids, pixels, strict=True)}
-    vector_path = None
-    polygons = 0
-    if vector is not None:
-        assert confidence is not None
-        with rasterio.open(out) as src:
-            transform, crs = src.transform, src.crs
-        gdf = mask_to_polygons(
-            classes, transform, crs, class_names, min_area=min_area, ignore_index=NODATA
-        )
-        gdf['score'] = _zonal_mean(gdf, confidence, transform)
-        vector_path = write_vector(vector, gdf)
-        polygons = len(gdf)
-    return SegmentResult(out, vector_path, class_names, counts, polygons)
 
 
-def _classes_from_probabilities(
-    probabilities: Path, output: Path, class_names: list[str]
-) -> tuple[Path, Any, Any]:
-    """Write the class GeoTIFF (argmax) of a probability GeoTIFF, streaming by rows.
+def _write_polygons(
+    vector: str | os.PathLike[str],
+    model: _Segmenter,
+    classes: _ClassRaster,
+    min_area: float,
+) -> tuple[Path, int]:
+    """Write one polygon per connected class region, scored by its mean probability."""
+    from ..export.geometry import mask_to_polygons
+    from ..export.vector import write_vector
 
-    Returns:
-        The output path, the class ids (H, W) uint8 and the probability of
-        the chosen class (H, W) float32 (NaN at nodata).
-    """
-    import numpy as np
-    import rasterio
-    from rasterio.windows import Window, subdivide
-
-    from ..export.raster import BLOCKSIZE, RasterWriter
-
-    with rasterio.open(probabilities) as src:
-        height, width = src.height, src.width
-        classes = np.full((height, width), NODATA, dtype=np.uint8)
-        confidence = np.full((height, width), np.nan, dtype=np.float32)
-        writer = RasterWriter(
-            output,
-            width=width,
-            height=height,
-            count=1,
-            dtype='uint8',
-            crs=src.crs,
-            transform=src.transform,
-            nodata=NODATA,
-            band_names=['class'],
-            tags={'output_kind': 'classes', 'class_names': json.dumps(class_names)},
-        )
-        with writer:
-            for window in subdivide(Window(0, 0, width, height), BLOCKSIZE, width):
-                block = src.read(window=window)
-                valid = ~np.isnan(block).any(axis=0)
-                row = int(window.row_off)
-                rows = slice(row, row + block.shape[1])
-                filled = np.where(np.isnan(block), -1, block)
-                ids = filled.argmax(axis=0).astype(np.uint8)
-                ids[~valid] = NODATA
-                classes[rows] = ids
-                confidence[rows] = np.where(valid, filled.max(axis=0), np.nan)
-                writer.write(window, ids)
-    return writer.path, classes, confidence
+    _, _, crs, transform = model.scene
+    gdf = mask_to_polygons(
+        classes.classes, transform, crs, model.class_names,
+        min_area=min_area, ignore_index=NODATA,
+    )  # fmt: skip
+    gdf['score'] = _zonal_mean(gdf, classes.confidence, transform)
+    return write_vector(vector, gdf), len(gdf)
 
 
 def _zonal_mean(gdf: Any, values: Any, transform: Any) -> Any:

@@ -35,13 +35,13 @@ import concurrent.futures
 import contextlib
 import itertools
 import json
-import math
 import os
 import threading
 from collections.abc import Callable, Generator, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from types import TracebackType
+from typing import Any, Literal, Self
 
 import numpy as np
 import torch
@@ -57,6 +57,16 @@ from ..export.raster import (
     RasterWriter,
     gdal_cache_limit,
     open_inputs,
+)
+from .stitching import (
+    Accumulator,
+    Carry,
+    OutputDtype,
+    OutputFormat,
+    OutputKind,
+    Rows,
+    output_format,
+    tile_window,
 )
 
 __all__ = [
@@ -75,15 +85,12 @@ __all__ = [
     'tile_grid',
 ]
 
-#: A tile: start row, start column, tile-row index, tile-column index.
-type Tile = tuple[int, int, int, int]
-
 #: Target width in pixels of the column strips that :func:`predict_raster`
 #: processes one after the other (bounds the buffered rows' width).
 STRIP_WIDTH = 2048
 
 Blend = Literal['cosine', 'linear', 'crop']
-OutputKind = Literal['scores', 'probabilities', 'classes']
+Precision = Literal['32', '16-mixed', 'bf16-mixed']
 InputPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
@@ -241,49 +248,6 @@ def column_strips(
     return strips
 
 
-class _Carry:
-    """Sums of the columns a strip shares with the next one, kept by row range.
-
-    The writer thread appends the shared columns of each finished row range of
-    one strip and takes them back, in the same row order, for the next strip.
-    """
-
-    def __init__(self) -> None:
-        self.chunks: collections.deque[
-            tuple[int, NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]
-        ] = collections.deque()
-
-    def put(
-        self,
-        row: int,
-        acc: NDArray[np.float32],
-        wsum: NDArray[np.float32],
-        valid: NDArray[np.bool_],
-    ) -> None:
-        self.chunks.append((row, acc.copy(), wsum.copy(), valid.copy()))
-
-    def add_to(
-        self,
-        row: int,
-        acc: NDArray[np.float32],
-        wsum: NDArray[np.float32],
-        valid: NDArray[np.bool_],
-    ) -> None:
-        """Add the carried rows ``[row, row + len(wsum))`` into the arrays' first columns."""
-        done, rows = 0, wsum.shape[0]
-        while done < rows:
-            start, c_acc, c_wsum, c_valid = self.chunks[0]
-            lo = row + done - start
-            take = min(c_wsum.shape[0] - lo, rows - done)
-            ys, cols = slice(done, done + take), c_wsum.shape[1]
-            acc[:, ys, :cols] += c_acc[:, lo : lo + take]
-            wsum[ys, :cols] += c_wsum[lo : lo + take]
-            valid[ys, :cols] |= c_valid[lo : lo + take]
-            done += take
-            if lo + take == c_wsum.shape[0]:
-                self.chunks.popleft()
-
-
 def check_tiling(
     tile_size: int, overlap: int, batch_size: int = 1, blend: str = 'crop'
 ) -> None:
@@ -320,10 +284,6 @@ def check_tiling(
             f'{blend} blending needs a tile size ({tile_size}) of at least twice '
             f'the overlap ({overlap})',
         )
-
-
-#: Former name, kept while detection.py still imports it.
-_check_tiling = check_tiling
 
 
 _POOL_NUMBERS = itertools.count()
@@ -520,119 +480,325 @@ def tile_batches(
         reader.close()
 
 
-def _prefetch[T, R](
-    fn: Callable[[T], R], items: Sequence[T], pool: concurrent.futures.Executor
-) -> Iterator[tuple[T, R]]:
-    """Yield ``(item, fn(item))``, computing the next result in *pool* meanwhile."""
-    if not items:
+@contextlib.contextmanager
+def eval_mode(model: Callable[..., Any]) -> Iterator[None]:
+    """Put a torch module in eval mode for the block, then restore its mode."""
+    if not isinstance(model, torch.nn.Module):
+        yield
         return
-    future = pool.submit(fn, items[0])
-    for i, item in enumerate(items):
-        result = future.result()
-        if i + 1 < len(items):
-            future = pool.submit(fn, items[i + 1])
-        yield item, result
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
-class _Accumulator:
-    """Weighted sums of tile outputs for a band of raster rows."""
+def check_precision(precision: str | int) -> Precision:
+    """Check a precision named as Lightning names it.
 
-    def __init__(self, channels: int, width: int) -> None:
-        self.channels, self.width = channels, width
-        self.base = 0  # raster row of buffer row 0
-        self.acc = np.zeros((channels, 0, width), dtype=np.float32)
-        self.wsum = np.zeros((0, width), dtype=np.float32)
-        self.valid = np.zeros((0, width), dtype=np.bool_)
-        self.used = 0  # buffer rows touched so far
-        self._scratch = np.empty((0,), dtype=np.float32)
-        self._windows: dict[tuple[bytes, bytes], NDArray[np.float32]] = {}
+    Args:
+        precision: '32' (or '32-true', 32), '16-mixed' or 'bf16-mixed'.
 
-    def _ensure(self, rows: int) -> None:
-        self.used = max(self.used, rows)
-        have = self.wsum.shape[0]
-        if rows <= have:
-            return
-        grow = rows + BLOCKSIZE // 4  # needs are bounded: grow rarely, never double
-        acc = np.zeros((self.channels, grow, self.width), dtype=np.float32)
-        wsum = np.zeros((grow, self.width), dtype=np.float32)
-        valid = np.zeros((grow, self.width), dtype=np.bool_)
-        acc[:, :have], wsum[:have], valid[:have] = self.acc, self.wsum, self.valid
-        self.acc, self.wsum, self.valid = acc, wsum, valid
+    Returns:
+        '32', '16-mixed' or 'bf16-mixed'.
 
-    def _window(
-        self, wy: NDArray[np.float32], wx: NDArray[np.float32]
-    ) -> NDArray[np.float32]:
-        key = (wy.tobytes(), wx.tobytes())
-        window = self._windows.get(key)
-        if window is None:
-            window = self._windows[key] = np.outer(wy, wx)
-        return window
+    Raises:
+        InvalidInputError: For another name.
+    """
+    name = str(precision)
+    if name in ('32', '32-true'):
+        return '32'
+    if name in ('16-mixed', 'bf16-mixed'):
+        return name  # type: ignore[return-value]
+    raise InvalidInputError(
+        None, f"precision must be '32', '16-mixed' or 'bf16-mixed', got {precision!r}"
+    )
+
+
+def autocast(device: torch.device, precision: Precision) -> Any:
+    """The autocast context of *precision* on *device* (none for '32')."""
+    if precision == '32':
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == '16-mixed' else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where :func:`predict_raster`'s tiles lie, in reading order, and their weights.
+
+    Attributes:
+        height: Raster height.
+        width: Raster width.
+        strips: The column strips (see :func:`column_strips`).
+        windows: The tiles, strip by strip, each strip from top to bottom.
+        strip_of: The strip of each tile.
+        weight_of: Each tile's (row, column) index into *wy* and *wx*.
+        wy: 1-D weights of each tile row (see :func:`axis_weights`),
+            normalised: the weights of the tiles covering a row sum to one.
+        wx: 1-D weights of each tile column, normalised.
+    """
+
+    height: int
+    width: int
+    strips: list[Strip]
+    windows: list[Window]
+    strip_of: list[int]
+    weight_of: list[tuple[int, int]]
+    wy: list[NDArray[np.float32]]
+    wx: list[NDArray[np.float32]]
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(rows, columns) of every tile."""
+        return len(self.wy[0]), len(self.wx[0])
+
+    def final_row(self, index: int) -> int:
+        """Row above which the strip of tile *index* is final once tiles up to it are added."""
+        following = index + 1
+        if (
+            following == len(self.windows)
+            or self.strip_of[following] != self.strip_of[index]
+        ):
+            return self.height
+        return int(self.windows[following].row_off)
+
+
+def plan_tiles(
+    height: int, width: int, tile_size: int, overlap: int, blend: Blend
+) -> TilePlan:
+    """Lay out the tiles of a raster for :func:`predict_raster`.
+
+    Args:
+        height: Raster height.
+        width: Raster width.
+        tile_size: Tile size.
+        overlap: Minimum overlap between tiles.
+        blend: Blending mode.
+
+    Returns:
+        The plan.
+    """
+    rows, wy = _normalised(height, *axis_weights(height, tile_size, overlap, blend))
+    cols, wx = _normalised(width, *axis_weights(width, tile_size, overlap, blend))
+    th, tw = len(wy[0]), len(wx[0])
+    strips = column_strips(cols, tw, width, STRIP_WIDTH)
+    windows, strip_of, weight_of = [], [], []
+    for k, strip in enumerate(strips):
+        for i, row in enumerate(rows):
+            for j in strip.tiles:
+                windows.append(Window(cols[j], row, tw, th))
+                strip_of.append(k)
+                weight_of.append((i, j))
+    return TilePlan(height, width, strips, windows, strip_of, weight_of, wy, wx)
+
+
+def _normalised(
+    length: int, starts: list[int], weights: list[NDArray[np.float32]]
+) -> tuple[list[int], list[NDArray[np.float32]]]:
+    """Divide 1-D tile weights by their sum over the tiles covering each pixel.
+
+    Tile weights are outer products over a grid of tiles, so their sum at a
+    pixel is the product of the 1-D sums: dividing the 1-D weights makes every
+    pixel's 2-D weights sum to one, and blending needs no division per pixel.
+    """
+    total = np.zeros(length, dtype=np.float64)
+    for start, w in zip(starts, weights):
+        total[start : start + len(w)] += w
+    return starts, [
+        (w / total[start : start + len(w)]).astype(np.float32)
+        for start, w in zip(starts, weights)
+    ]
+
+
+def forward_tiles(
+    model: Callable[[Tensor], Tensor],
+    image: Tensor,
+    precision: Precision,
+    output_kind: OutputKind,
+) -> Tensor:
+    """Run the model on a batch of tiles; float32 scores, or probabilities.
+
+    Raises:
+        ValueError: If the model does not return (B, K, h, w) at the tile size.
+    """
+    with torch.inference_mode(), autocast(image.device, precision):
+        y = model(image)
+    if not isinstance(y, Tensor) or y.ndim != 4 or y.shape[0] != image.shape[0]:
+        shape = getattr(y, 'shape', type(y).__name__)
+        raise ValueError(f'the model must return a (B, K, h, w) tensor, got {shape}')
+    if y.shape[2:] != image.shape[2:]:
+        raise ValueError(
+            f'the model output {tuple(y.shape)} does not have the tile size '
+            f'{tuple(image.shape[2:])}; predict_raster needs same-size dense outputs'
+        )
+    y = y.float()
+    return y if output_kind == 'scores' else torch.softmax(y, dim=1)
+
+
+class Stitcher:
+    """Adds tile outputs strip by strip, on their device, and hands on finished rows."""
+
+    def __init__(self, plan: TilePlan, crop: bool, device: torch.device) -> None:
+        """Initialise a new Stitcher.
+
+        Args:
+            plan: The tiles.
+            crop: Copy each tile's core instead of blending.
+            device: Where the sums live.
+        """
+        self.plan, self.crop, self.device = plan, crop, device
+        self.weights: dict[tuple[int, int], Tensor | tuple[slice, slice]] = {}
+        self.acc: Accumulator | None = None
+        self.strip = -1  # strip of acc
+        self.written = 0  # rows of the current strip handed on
+        self.carries: dict[int, Carry] = {}  # columns strip k shares with k + 1
 
     def add(
-        self,
-        row: int,
-        col: int,
-        out: NDArray[np.float32],
-        wy: NDArray[np.float32],
-        wx: NDArray[np.float32],
-        valid: NDArray[np.bool_],
-        crop: bool,
+        self, batch: TileBatch, out: Tensor, sink: Callable[[Window, Rows], None]
     ) -> None:
-        """Add one tile output with the weights ``outer(wy, wx)``."""
-        t_h, t_w = out.shape[1:]
-        r, c = row - self.base, col
-        self._ensure(r + t_h)
-        if crop:  # weights are 0/1: copy the core only
-            nz_r, nz_c = np.flatnonzero(wy), np.flatnonzero(wx)
-            ys = slice(int(nz_r[0]), int(nz_r[-1]) + 1)
-            xs = slice(int(nz_c[0]), int(nz_c[-1]) + 1)
-            dy, dx = slice(r + ys.start, r + ys.stop), slice(c + xs.start, c + xs.stop)
-            self.acc[:, dy, dx] = out[:, ys, xs]
-            self.wsum[dy, dx] = 1
-            self.valid[dy, dx] = valid[ys, xs]
-            return
-        weight = self._window(wy, wx)
-        dy, dx = slice(r, r + t_h), slice(c, c + t_w)
-        if self._scratch.shape != out.shape:
-            self._scratch = np.empty_like(out, dtype=np.float32)
-        np.multiply(out, weight, out=self._scratch)
-        self.acc[:, dy, dx] += self._scratch
-        self.wsum[dy, dx] += weight
-        self.valid[dy, dx] |= valid
+        """Add a batch's outputs (one strip) and pass the rows now final to *sink*."""
+        plan = self.plan
+        k = plan.strip_of[batch.indices[0]]
+        strip = plan.strips[k]
+        if self.acc is None or k != self.strip:
+            self.acc = Accumulator(out.shape[1], strip.stop - strip.start, self.device)
+            self.strip, self.written = k, 0
+        for index, window, tile, valid in zip(
+            batch.indices, batch.windows, out, batch.valid
+        ):
+            i, j = plan.weight_of[index]
+            weight = self.weights.get((i, j))
+            if weight is None:
+                weight = self.weights[i, j] = tile_window(
+                    plan.wy[i], plan.wx[j], self.crop, self.device
+                )
+            row, col = int(window.row_off), int(window.col_off) - strip.start
+            if isinstance(weight, tuple):  # crop: copy the kept core
+                ys, xs = weight
+                self.acc.add(
+                    row + ys.start, col + xs.start, tile[:, ys, xs], None, valid[ys, xs]
+                )
+            else:
+                self.acc.add(row, col, tile, weight, valid)
+        done = plan.final_row(batch.indices[-1])
+        stop = (
+            done
+            if done >= plan.height
+            else self.written + (done - self.written) // BLOCKSIZE * BLOCKSIZE
+        )
+        if stop > self.written:
+            self._hand_on(self.acc.pop(self.written, stop), sink)
+            self.written = stop
 
-    def pop(
-        self, start: int, stop: int
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]]:
-        """Return rows [start, stop) (raster rows) and drop all rows before *stop*."""
-        i0, i1 = start - self.base, stop - self.base
-        self._ensure(i1)
-        acc = self.acc[:, i0:i1].copy()
-        wsum = self.wsum[i0:i1].copy()
-        valid = self.valid[i0:i1].copy()
-        keep = max(self.used - i1, 0)
-        if keep:
-            self.acc[:, :keep] = self.acc[:, i1 : i1 + keep]
-            self.wsum[:keep] = self.wsum[i1 : i1 + keep]
-            self.valid[:keep] = self.valid[i1 : i1 + keep]
-        self.acc[:, keep : self.used] = 0
-        self.wsum[keep : self.used] = 0
-        self.valid[keep : self.used] = False
-        self.used = keep
-        self.base = stop
-        return acc, wsum, valid
+    def _hand_on(self, rows: Rows, sink: Callable[[Window, Rows], None]) -> None:
+        """Add the columns carried from the previous strip, keep those for the next, pass the rest."""
+        k, row = self.strip, self.written
+        strip = self.plan.strips[k]
+        values, valid = rows
+        if k > 0:
+            self.carries[k - 1].add_to(row, rows)
+            if row + valid.shape[0] == self.plan.height:
+                del self.carries[k - 1]
+        n = strip.final - strip.start
+        if strip.final < strip.stop:
+            carry = self.carries.setdefault(k, Carry())
+            carry.put(row, values[:, :, n:], valid[:, n:])
+        window = Window(strip.start, row, n, valid.shape[0])
+        sink(window, (values[:, :, :n], valid[:, :n]))
 
 
-def _as_module_eval(model: Callable[..., Any]) -> Callable[[], None]:
-    """Put a torch module in eval mode; return a function restoring its mode."""
-    if isinstance(model, torch.nn.Module):
-        module, was_training = model, model.training
-        module.eval()
+class RasterSink:
+    """Finishes rows on their device and writes them on a writer thread (one block in flight)."""
 
-        def restore() -> None:
-            module.train(was_training)
+    def __init__(
+        self,
+        writer: RasterWriter,
+        output: OutputFormat,
+        on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
+    ) -> None:
+        """Initialise a new RasterSink.
 
-        return restore
-    return lambda: None
+        Args:
+            writer: The (unopened) output.
+            output: What is written per pixel.
+            on_rows: Called with each window and its blended rows (see
+                :func:`predict_raster`).
+        """
+        self.writer, self.output, self.on_rows = writer, output, on_rows
+        self.pending: concurrent.futures.Future[None] | None = None
+        self.exit = contextlib.ExitStack()
+
+    def __enter__(self) -> Self:
+        """Open the output and start the writer thread."""
+        with contextlib.ExitStack() as opening:
+            opening.enter_context(self.writer)
+            self.pool = opening.enter_context(worker_thread('write'))
+            self.exit = opening.pop_all()
+        return self
+
+    def __call__(self, window: Window, rows: Rows) -> None:
+        """Finish and write rows (the previous write must be done first)."""
+        if self.on_rows is not None:
+            self.on_rows(window, *rows)
+        block = self.output.finish(rows).cpu().numpy()
+        if self.pending is not None:
+            self.pending.result()
+        self.pending = self.pool.submit(self.writer.write, window, block)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Wait for the last write, then finish the output, or discard it on an error."""
+        if exc is None and self.pending is not None:
+            try:
+                self.pending.result()
+            except BaseException as err:
+                if not self.exit.__exit__(type(err), err, err.__traceback__):
+                    raise
+                return False
+        return bool(self.exit.__exit__(exc_type, exc, tb))
+
+
+def open_output(
+    stack: RasterStack,
+    output: str | os.PathLike[str],
+    fmt: OutputFormat,
+    band_names: Sequence[str] | None,
+    class_names: Sequence[str] | None,
+    cog: bool,
+    threads: int | None,
+    on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
+) -> RasterSink:
+    """The sink writing *fmt* to *output* on the grid of *stack*."""
+    channels = fmt.count if fmt.kind != 'classes' else None
+    if (
+        class_names is not None
+        and channels is not None
+        and len(class_names) != channels
+    ):
+        raise ValueError(f'{len(class_names)} class names for {channels} model outputs')
+    tags: dict[str, Any] = {'output_kind': fmt.kind}
+    if class_names is not None:
+        tags['class_names'] = json.dumps(list(class_names))
+    prefix = {'scores': 'score', 'probabilities': 'probability'}.get(fmt.kind, 'class')
+    names = (
+        list(band_names) if band_names is not None
+        else ['class'] if fmt.kind == 'classes'
+        else list(class_names) if class_names is not None
+        else [f'{prefix}_{k}' for k in range(fmt.count)]
+    )  # fmt: skip
+    writer = RasterWriter(
+        output, width=stack.width, height=stack.height, count=fmt.count,
+        dtype=fmt.dtype, crs=stack.crs, transform=stack.transform, nodata=fmt.nodata,
+        band_names=names, tags=tags, cog=cog, threads=threads,
+        scale=None if fmt.scale == 1 else fmt.scale,
+    )  # fmt: skip
+    return RasterSink(writer, fmt, on_rows)
 
 
 def predict_raster(
@@ -645,17 +811,23 @@ def predict_raster(
     batch_size: int = 4,
     blend: Blend = 'cosine',
     output_kind: OutputKind = 'scores',
+    dtype: OutputDtype | None = None,
     nodata: float | None = None,
     band_names: Sequence[str] | None = None,
     class_names: Sequence[str] | None = None,
     device: str | torch.device = 'cpu',
+    precision: Precision | str = '32',
     progress: bool = True,
     cog: bool = True,
     gdal_cache_mb: int | None = 128,
+    threads: int | None = None,
+    readers: int = 1,
+    on_rows: Callable[[Window, Tensor, Tensor], None] | None = None,
 ) -> Path:
     """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
 
-    See the module docstring for the tiling scheme.
+    See the module docstring for the tiling scheme. Tiles are read ahead
+    (:func:`tile_batches`), blended on *device* and written by a writer thread.
 
     Args:
         model: Callable mapping a float32 batch (B, C, T', T') to (B, K, T', T'),
@@ -668,19 +840,29 @@ def predict_raster(
             models whose receptive-field radius is at most ``O // 2``.
         batch_size: Tiles per model call.
         blend: 'cosine', 'linear' or 'crop' (see the module docstring).
-        output_kind: 'scores' (raw outputs, float32), 'probabilities'
-            (softmax over K, float32) or 'classes' (argmax of the blended
-            probabilities, uint8).
-        nodata: Output nodata (default NaN for float outputs, 255 for classes).
-            Written where any input band is nodata (or NaN).
+        output_kind: 'scores' (raw outputs), 'probabilities' (softmax over K)
+            or 'classes' (argmax of the blended probabilities, uint8).
+        dtype: Stored type of scores and probabilities: 'float32' (default),
+            'float16', or for probabilities 'uint8' (``round(p * 254)``,
+            GDAL scale 1/254, nodata 255).
+        nodata: Output nodata (default NaN for floats, 255 for uint8), written
+            where any input band marks the pixel invalid (nodata, NaN, mask).
         band_names: Output band descriptions (default: class names or
             ``score_k``/``probability_k``).
         class_names: Class names, stored as the ``class_names`` tag (JSON).
-        device: Torch device of the model.
+        device: Torch device of the model; blending runs there too.
+        precision: '32', '16-mixed' or 'bf16-mixed' (autocast), as in Lightning.
         progress: Show a tqdm progress bar.
-        cog: Convert the result to a Cloud-Optimized GeoTIFF.
+        cog: Write a Cloud-Optimized GeoTIFF.
         gdal_cache_mb: Cap on GDAL's block cache while running (see
             :func:`~torchgeo_ext.export.raster.gdal_cache_limit`); None keeps it.
+        threads: Compression threads (None: all cores).
+        readers: Reading threads (see :func:`tile_batches`).
+        on_rows: Called, before they are written, with each window of
+            finished rows, their blended outputs (K, h, w) on *device*
+            (probabilities for 'probabilities' and 'classes', else scores) and
+            their validity (h, w): a pipeline's own statistics or rasters
+            come from there, not from re-reading the output.
 
     Returns:
         The output path.
@@ -689,248 +871,64 @@ def predict_raster(
         ValueError: For inconsistent options or an output of the wrong shape.
     """
     check_tiling(tile_size, overlap, batch_size, blend)
-    if output_kind not in ('scores', 'probabilities', 'classes'):
-        raise ValueError(f'unknown output_kind {output_kind!r}')
+    output_format(output_kind, dtype, 0, nodata)  # the options, before any work
+    precision = check_precision(precision)
     dev = torch.device(device)
-
     with gdal_cache_limit(gdal_cache_mb), open_inputs(inputs) as stack:
-        rows, wy = axis_weights(stack.height, tile_size, overlap, blend)
-        cols, wx = axis_weights(stack.width, tile_size, overlap, blend)
-        th, tw = len(wy[0]), len(wx[0])
-        strips = column_strips(cols, tw, stack.width, STRIP_WIDTH)
-        # Strip by strip, each from top to bottom; a batch stays in one strip.
-        batches: list[tuple[int, list[Tile]]] = []
-        for k, strip in enumerate(strips):
-            tiles = [
-                (r, cols[j], i, j) for i, r in enumerate(rows) for j in strip.tiles
-            ]
-            batches += [
-                (k, tiles[i : i + batch_size]) for i in range(0, len(tiles), batch_size)
-            ]
+        plan = plan_tiles(stack.height, stack.width, tile_size, overlap, blend)
+        batches = tile_batches(
+            stack,
+            plan.windows,
+            batch_size,
+            groups=plan.strip_of,
+            device=dev,
+            readers=readers,
+        )
 
-        def read(batch: tuple[int, list[Tile]]) -> tuple[NDArray[Any], NDArray[Any]]:
-            arrays = [stack.read(Window(c, r, tw, th)) for r, c, _, _ in batch[1]]
-            return np.stack([a for a, _ in arrays]), np.stack([v for _, v in arrays])
+        def forward(image: Tensor) -> Tensor:
+            return forward_tiles(model, image, precision, output_kind)
 
-        restore = _as_module_eval(model)
-        try:
-            return _predict_tiles(
-                model,
-                stack,
-                output,
-                strips,
-                batches,
-                read,
-                (wy, wx),
-                crop=blend == 'crop',
-                total=len(rows) * len(cols),
-                output_kind=output_kind,
-                nodata=nodata,
-                band_names=band_names,
-                class_names=class_names,
-                device=dev,
-                progress=progress,
-                cog=cog,
+        def open_sink(channels: int) -> RasterSink:
+            fmt = output_format(output_kind, dtype, channels, nodata)
+            return open_output(
+                stack, output, fmt, band_names, class_names, cog, threads, on_rows
             )
-        finally:
-            restore()
+
+        bar = tqdm(
+            total=len(plan.windows), disable=not progress, desc='predict', unit='tile'
+        )
+        stitcher = Stitcher(plan, blend == 'crop', dev)
+        with eval_mode(model), contextlib.closing(batches), bar:
+            return run_tiles(batches, forward, stitcher, open_sink, bar.update)
 
 
-def _predict_tiles(
-    model: Callable[[Tensor], Tensor],
-    stack: RasterStack,
-    output: str | os.PathLike[str],
-    strips: list[Strip],
-    batches: list[tuple[int, list[Tile]]],
-    read: Callable[[tuple[int, list[Tile]]], tuple[NDArray[Any], NDArray[Any]]],
-    weights: tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]],
-    *,
-    crop: bool,
-    total: int,
-    output_kind: OutputKind,
-    nodata: float | None,
-    band_names: Sequence[str] | None,
-    class_names: Sequence[str] | None,
-    device: torch.device,
-    progress: bool,
-    cog: bool,
+def run_tiles(
+    batches: Iterator[TileBatch],
+    forward: Callable[[Tensor], Tensor],
+    stitcher: Stitcher,
+    open_sink: Callable[[int], RasterSink],
+    done: Callable[[int], object],
 ) -> Path:
-    height = stack.height
-    wy, wx = weights
-    tile_shape = (len(wy[0]), len(wx[0]))
-    writer: RasterWriter | None = None
-    acc: _Accumulator | None = None
-    current = -1  # strip of acc
-    written = 0  # rows of the current strip handed to the writer
-    out_nodata: float = 0.0
-    bar = tqdm(total=total, disable=not progress, desc='predict', unit='tile')
-    threads = contextlib.ExitStack()
-    pool = threads.enter_context(worker_thread('read'))  # reads ahead
-    # finishes and writes (compresses) rows while the model runs; one job in flight
-    write_pool = threads.enter_context(worker_thread('write'))
-    pending: concurrent.futures.Future[None] | None = None
-    # carries[k]: the columns strip k shares with strip k + 1 (writer thread only)
-    carries: dict[int, _Carry] = {}
+    """The loop of :func:`predict_raster`: model, blending, writing, batch by batch.
 
-    def finish_and_write(
-        dst: RasterWriter,
-        k: int,
-        row: int,
-        popped: tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_]],
-        nodata_value: float,
-    ) -> None:
-        strip = strips[k]
-        sums, wsum, valid = popped
-        rows = wsum.shape[0]
-        if k > 0:
-            carries[k - 1].add_to(row, sums, wsum, valid)
-            if row + rows == height:
-                del carries[k - 1]
-        n = strip.final - strip.start
-        if strip.final < strip.stop:
-            carry = carries.setdefault(k, _Carry())
-            carry.put(row, sums[:, :, n:], wsum[:, n:], valid[:, n:])
-        block = _finish_rows(
-            sums[:, :, :n], wsum[:, :n], valid[:, :n], output_kind, nodata_value
-        )
-        dst.write(Window(strip.start, row, n, rows), block)
+    Args:
+        batches: The tiles (see :func:`tile_batches`).
+        forward: The model step (see :func:`forward_tiles`).
+        stitcher: Blends outputs into finished rows.
+        open_sink: Opens the output for the model's number of channels
+            (known from the first batch).
+        done: Called with the number of tiles of each finished batch.
 
-    try:
-        for index, ((k, batch), (x_np, valid_np)) in enumerate(
-            _prefetch(read, batches, pool)
-        ):
-            with torch.inference_mode():
-                y = model(torch.from_numpy(x_np).to(device))
-                if not isinstance(y, Tensor) or y.ndim != 4 or y.shape[0] != len(batch):
-                    shape = getattr(y, 'shape', type(y).__name__)
-                    raise ValueError(
-                        f'the model must return a (B, K, h, w) tensor, got {shape}'
-                    )
-                if tuple(y.shape[2:]) != tile_shape:
-                    raise ValueError(
-                        f'the model output {tuple(y.shape)} does not have the tile size '
-                        f'{tile_shape}; predict_raster needs same-size dense outputs'
-                    )
-                if output_kind != 'scores':
-                    y = torch.softmax(y.float(), dim=1)
-                out = y.float().cpu().numpy()
-            if writer is None:
-                writer, out_nodata = _open_writer(
-                    stack,
-                    output,
-                    out.shape[1],
-                    output_kind,
-                    nodata,
-                    band_names,
-                    class_names,
-                    cog,
-                )
-                writer.__enter__()
-            strip = strips[k]
-            if acc is None or k != current:
-                acc, current, written = (
-                    _Accumulator(out.shape[1], strip.stop - strip.start),
-                    k,
-                    0,
-                )
-            for (r, c, i, j), tile_out, tile_valid in zip(batch, out, valid_np):
-                acc.add(r, c - strip.start, tile_out, wy[i], wx[j], tile_valid, crop)
-            bar.update(len(batch))
-            raise_if_interrupted()
-            # rows of this strip before its next pending tile row are final
-            following = batches[index + 1] if index + 1 < len(batches) else None
-            done = (
-                height if following is None or following[0] != k else following[1][0][0]
-            )
-            stop = min(done, height)
-            if stop < height:
-                stop = written + (stop - written) // BLOCKSIZE * BLOCKSIZE
-            if stop > written:
-                popped = acc.pop(written, stop)
-                if pending is not None:
-                    pending.result()
-                pending = write_pool.submit(
-                    finish_and_write, writer, k, written, popped, out_nodata
-                )
-                written = stop
-        if pending is not None:
-            pending.result()
-    except BaseException as err:
-        if pending is not None:
-            concurrent.futures.wait([pending])
-        if writer is not None:
-            writer.close(err)
-        raise
-    finally:
-        bar.close()
-        threads.close()
-    assert writer is not None
-    writer.close()
-    return writer.path
-
-
-def _open_writer(
-    stack: RasterStack,
-    output: str | os.PathLike[str],
-    channels: int,
-    output_kind: OutputKind,
-    nodata: float | None,
-    band_names: Sequence[str] | None,
-    class_names: Sequence[str] | None,
-    cog: bool,
-) -> tuple[RasterWriter, float]:
-    if class_names is not None and len(class_names) != channels:
-        raise ValueError(f'{len(class_names)} class names for {channels} model outputs')
-    tags: dict[str, Any] = {'output_kind': output_kind}
-    if class_names is not None:
-        tags['class_names'] = json.dumps(list(class_names))
-    if output_kind == 'classes':
-        if channels > 255:
-            raise ValueError(f'{channels} classes do not fit uint8 class ids')
-        out_nodata = 255.0 if nodata is None else nodata
-        if 0 <= out_nodata < channels:
-            raise ValueError(f'nodata {out_nodata} is a class id')
-        dtype, count = 'uint8', 1
-        names = list(band_names) if band_names is not None else ['class']
-    else:
-        out_nodata = math.nan if nodata is None else nodata
-        dtype, count = 'float32', channels
-        prefix = 'score' if output_kind == 'scores' else 'probability'
-        names = (
-            list(band_names)
-            if band_names is not None
-            else list(class_names)
-            if class_names is not None
-            else [f'{prefix}_{k}' for k in range(channels)]
-        )
-    writer = RasterWriter(
-        output,
-        width=stack.width,
-        height=stack.height,
-        count=count,
-        dtype=dtype,
-        crs=stack.crs,
-        transform=stack.transform,
-        nodata=out_nodata,
-        band_names=names,
-        tags=tags,
-        cog=cog,
-    )
-    return writer, out_nodata
-
-
-def _finish_rows(
-    acc: NDArray[np.float32],
-    wsum: NDArray[np.float32],
-    valid: NDArray[np.bool_],
-    output_kind: OutputKind,
-    nodata: float,
-) -> NDArray[Any]:
-    ok = valid & (wsum > 0)
-    values = acc / np.where(ok, wsum, 1)[None]
-    if output_kind == 'classes':
-        classes = values.argmax(axis=0).astype(np.uint8)
-        classes[~ok] = np.uint8(nodata)
-        return classes[None]
-    values[:, ~ok] = nodata
-    return values
+    Returns:
+        The output path, once written; on an error nothing is left there.
+    """
+    with contextlib.ExitStack() as run:
+        sink: RasterSink | None = None
+        for batch in batches:
+            out = forward(batch.image)
+            if sink is None:
+                sink = run.enter_context(open_sink(out.shape[1]))
+            stitcher.add(batch, out, sink)
+            done(len(batch.indices))
+    assert sink is not None  # a raster has at least one tile
+    return sink.writer.path

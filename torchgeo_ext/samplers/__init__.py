@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_exports
 
 if TYPE_CHECKING:  # real imports for type checkers; at run time names load on first use
+    from .cells import CellGridSampler
     from .geo import ValidAreaGeoSampler
     from .object import ObjectSampler
     from .subset import IndexedDataset, read_index_list, write_index_list
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
 # Public name -> module that defines it. A new public name adds one line here and
 # one import above (tests/test_architecture.py checks that they agree).
 _EXPORTS: dict[str, str] = {
+    'CellGridSampler': 'torchgeo_ext.samplers.cells',
     'ObjectSampler': 'torchgeo_ext.samplers.object',
     'IndexedDataset': 'torchgeo_ext.samplers.subset',
     'read_index_list': 'torchgeo_ext.samplers.subset',

@@ -102,8 +102,13 @@ class ObjectSampler(GeoSampler):
     * Background patches (``background_fraction`` of the epoch): anywhere in
       a region (chosen by area), on the pixel grid, intersecting its footprint.
 
-    Objects larger than the patch or not wholly inside any region are never
-    the centre of a patch; they are counted in :attr:`unplaceable`.
+    With ``keep_out`` (an area no patch may overlap, such as the held-out cells
+    of a geographic split inside the bounds of a training region), patches are
+    moved to the nearest position clear of it.
+
+    Objects larger than the patch, not wholly inside any region, or with no
+    patch around them clear of ``keep_out`` are never the centre of a patch;
+    they are counted in :attr:`unplaceable`.
 
     Yields ``(x, y, t)`` slices, ``t`` the region's time interval.
     """
@@ -117,6 +122,7 @@ class ObjectSampler(GeoSampler):
         jitter: float = 0.25,
         *,
         generator: int | np.random.Generator | None = None,
+        keep_out: Any = None,
     ) -> None:
         """Initialise a new ObjectSampler.
 
@@ -129,6 +135,8 @@ class ObjectSampler(GeoSampler):
             jitter: Largest offset from the centred position as a fraction of
                 the free room, in ``[0, 1]``.
             generator: Seed or NumPy generator.
+            keep_out: A shapely geometry (dataset CRS) that no patch overlaps,
+                or None.
 
         Raises:
             ValueError: For arguments out of range, or when no object fits
@@ -148,6 +156,14 @@ class ObjectSampler(GeoSampler):
         self.jitter = jitter
         self.generator = np.random.default_rng(generator)
         self.origin = grid_origin(dataset)
+        self.keep_out = None
+        if keep_out is not None and not keep_out.is_empty:
+            # shrunk by the tolerance: a patch may touch its border, not enter it
+            self.keep_out = keep_out.buffer(-_EPS * max(self.res), join_style='mitre')
+            shapely.prepare(self.keep_out)
+            # its edges bound the clear positions (exactly so for unions of cells)
+            corners = shapely.get_coordinates(keep_out)
+            self._edges = (np.unique(corners[:, 0]), np.unique(corners[:, 1]))
 
         index = dataset.index
         h, w = self.size
@@ -180,6 +196,7 @@ class ObjectSampler(GeoSampler):
                 and b[2] <= r[2] + _EPS
                 and b[3] <= r[3] + _EPS
             ]
+            fits = [k for k in fits if self._positions(b, k)]
             if fits:
                 self.placeable.append((b, fits))
         #: Objects that cannot be placed whole in a patch (too big, or cut by regions).
@@ -247,16 +264,63 @@ class ObjectSampler(GeoSampler):
             slice(interval.left, interval.right),
         )
 
+    def _clear(self, left: float, top: float) -> bool:
+        """Whether the patch with this top-left corner stays out of ``keep_out``."""
+        if self.keep_out is None:
+            return True
+        h, w = self.size
+        return not self.keep_out.intersects(shapely.box(left, top - h, left + w, top))
+
+    def _feasible(
+        self, bounds: np.ndarray, region: int
+    ) -> tuple[float, float, float, float]:
+        """Ranges of left and top edges keeping object and patch inside the region."""
+        minx, miny, maxx, maxy = bounds
+        rminx, rminy, rmaxx, rmaxy = self.regions[region]
+        h, w = self.size
+        return (
+            max(rminx, maxx - w),
+            min(rmaxx - w, minx),
+            max(rminy + h, maxy),
+            min(rmaxy, miny + h),
+        )
+
+    def _positions(self, bounds: np.ndarray, region: int) -> list[tuple[float, float]]:
+        """Grid-snapped top-left corners around an object clear of ``keep_out``.
+
+        Without ``keep_out`` any feasible position will do (one is returned).
+        """
+        lo_x, hi_x, lo_y, hi_y = self._feasible(bounds, region)
+        if self.keep_out is None:
+            return [(lo_x, lo_y)]
+        h, w = self.size
+        # candidates: the range ends, its middle, and patches flush with an edge
+        xs = np.concatenate(
+            [[lo_x, hi_x, (lo_x + hi_x) / 2], self._edges[0], self._edges[0] - w]
+        )
+        ys = np.concatenate(
+            [[lo_y, hi_y, (lo_y + hi_y) / 2], self._edges[1], self._edges[1] + h]
+        )
+        xs = np.unique(xs[(xs >= lo_x - _EPS) & (xs <= hi_x + _EPS)])
+        ys = np.unique(ys[(ys >= lo_y - _EPS) & (ys <= hi_y + _EPS)])
+        found = []
+        for x in xs:
+            left = _snap(float(x), self.origin[0], self.res[0], lo_x, hi_x)
+            for y in ys:
+                top = _snap(float(y), self.origin[1], self.res[1], lo_y, hi_y)
+                if self._clear(left, top):
+                    found.append((left, top))
+        return found
+
     def _around(self, k: int) -> tuple[slice, slice, slice]:
         """A patch holding object ``k`` whole, jittered."""
         rng = self.generator
-        (minx, miny, maxx, maxy), fits = self.placeable[k]
+        bounds, fits = self.placeable[k]
+        minx, miny, maxx, maxy = bounds
         region = fits[int(rng.integers(len(fits)))]
-        rminx, rminy, rmaxx, rmaxy = self.regions[region]
         h, w = self.size
         # feasible left edges / top edges: object inside, patch inside the region
-        lo_x, hi_x = max(rminx, maxx - w), min(rmaxx - w, minx)
-        lo_y, hi_y = max(rminy + h, maxy), min(rmaxy, miny + h)
+        lo_x, hi_x, lo_y, hi_y = self._feasible(bounds, region)
         free_x, free_y = w - (maxx - minx), h - (maxy - miny)
         left = (minx + maxx - w) / 2 + rng.uniform(-1, 1) * self.jitter * free_x / 2
         top = (miny + maxy + h) / 2 + rng.uniform(-1, 1) * self.jitter * free_y / 2
@@ -264,6 +328,11 @@ class ObjectSampler(GeoSampler):
         top = min(max(top, lo_y), hi_y)
         left = _snap(left, self.origin[0], self.res[0], lo_x, hi_x)
         top = _snap(top, self.origin[1], self.res[1], lo_y, hi_y)
+        if not self._clear(left, top):  # the nearest position out of keep_out
+            left, top = min(
+                self._positions(bounds, region),
+                key=lambda p: (p[0] - left) ** 2 + (p[1] - top) ** 2,
+            )
         return self._slices(left, top, region)
 
     def _background(self) -> tuple[slice, slice, slice]:
@@ -273,7 +342,7 @@ class ObjectSampler(GeoSampler):
         rminx, rminy, rmaxx, rmaxy = self.regions[region]
         h, w = self.size
         left = top = math.nan
-        for _ in range(20):
+        for _ in range(20 if self.keep_out is None else 200):
             left = _snap(
                 rng.uniform(rminx, rmaxx - w),
                 self.origin[0],
@@ -289,7 +358,9 @@ class ObjectSampler(GeoSampler):
                 rmaxy,
             )
             box = shapely.box(left, top - h, left + w, top)
-            if self.geometries[region].intersection(box).area > 0:
+            if self.geometries[region].intersection(box).area > 0 and self._clear(
+                left, top
+            ):
                 break
         else:  # a thin footprint: centre the patch on a point inside it
             point = self.geometries[region].representative_point()

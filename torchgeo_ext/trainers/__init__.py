@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .detection import GHOSTTask, SuperYOLOTask
     from .fusionsam import FusionSAMTask
     from .oriented_detection import E2EMFDTask, OrientedDetectionTask
+    from .sap import SAPPriorTask, load_sap_prior
     from .segmentation import SegmentationTask
     from .tdds import TDDSRecorder, TrainSubset, tdds_scores
     from .tracking import TrackingTask
@@ -31,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     'FusionSAMTask': 'torchgeo_ext.trainers.fusionsam',
     'E2EMFDTask': 'torchgeo_ext.trainers.oriented_detection',
     'OrientedDetectionTask': 'torchgeo_ext.trainers.oriented_detection',
+    'SAPPriorTask': 'torchgeo_ext.trainers.sap',
+    'load_sap_prior': 'torchgeo_ext.trainers.sap',
     'SegmentationTask': 'torchgeo_ext.trainers.segmentation',
     'TDDSRecorder': 'torchgeo_ext.trainers.tdds',
     'TrainSubset': 'torchgeo_ext.trainers.tdds',

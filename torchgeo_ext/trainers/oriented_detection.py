@@ -505,13 +505,9 @@ class E2EMFDTask(ObbDetectionBase):
         scheduler = self.lr_schedulers()
         if scheduler is not None and not isinstance(scheduler, list):
             scheduler.step()  # type: ignore[call-arg]
-        bs = batch['image'].shape[0]
         total = (det_loss + fus_loss).detach()
-        self.log('train_loss', total, batch_size=bs)
-        self.log('train_loss_det', det_loss.detach(), batch_size=bs)
-        self.log('train_loss_fusion', fus_loss.detach(), batch_size=bs)
-        for key, value in {**det_parts, **fus_parts}.items():
-            self.log(f'train_{key}', value, batch_size=bs)
+        terms = {'loss': total, 'loss_det': det_loss, 'loss_fusion': fus_loss}
+        self.log_losses({**terms, **det_parts, **fus_parts}, 'train', len(out.fused))
         return total
 
     def predict_images(self, image: Tensor) -> Batch:

@@ -298,6 +298,8 @@ class TDDSRecorder(Callback):
         if stage != 'fit':
             return
         self.num_samples = _index_train_dataset(trainer)
+        if getattr(trainer, 'fast_dev_run', False):
+            return  # a smoke run: nothing is written
         runs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
         recorded = self.epochs if runs is None else min(runs, self.epochs)
         if self.output is not None and recorded < self.window:
@@ -417,7 +419,11 @@ class TDDSRecorder(Callback):
                 'the previous output); drop_last or a sampler skipped samples',
                 stacklevel=2,
             )
-        if not trainer.is_global_zero or not self.history:
+        if (
+            not trainer.is_global_zero
+            or not self.history
+            or getattr(trainer, 'fast_dev_run', False)
+        ):
             return
         if self.dynamics is not None:
             save_dynamics(self.dynamics, self.probabilities)

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.io
 import xarray as xr
 
-from torchgeo_ext.datasets.fyh_builder import geos_line_column
+from torchgeo_ext.converters.fyh import geos_line_column
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 RAW = os.path.join(ROOT, 'raw')

@@ -292,8 +292,8 @@ def write_vehicle_scene(
     import rasterio
     from rasterio.transform import Affine
 
-    from .export.atomic import atomic_output, make_output_dir
-    from .export.vector import write_vector
+    from ..export.atomic import atomic_output, make_output_dir
+    from ..export.vector import write_vector
 
     out = make_output_dir(directory)
     paths = []
@@ -424,18 +424,18 @@ def run_detection_demo(
     import lightning
     import torch
 
-    from .datamodules.geo import GeoDetectionDataModule
-    from .trainers.detection import SuperYOLOTask
+    from ..datamodules.geo import GeoDetectionDataModule
+    from ..trainers.detection import SuperYOLOTask
 
     if vehicles is None:
         vehicles = max(4, round(40 * size * size / 512**2))
-    from .export.atomic import make_output_dir
-    from .export.outputs import check_outputs, directory_output
+    from ..export.outputs import check_outputs, directory_output
+    from .output import demo_output_dir
 
     out = Path(output)
     check_outputs([directory_output(out)])
     # Created through the output layer: removed again if the demo fails.
-    make_output_dir(out)
+    demo_output_dir(out)
     origin = (500_000.0, 4_000_000.0)
     train_scene = synthetic_vehicle_scene(size, vehicles, seed, origin)
     # the second scene lies next to the first (a new area of the same flight)
@@ -513,9 +513,9 @@ def _fit_and_detect(
     import lightning
     import torch
 
-    from .export.vector import write_vector
-    from .pipelines.detection import detect_raster
-    from .trainers.base import load_task
+    from ..export.vector import write_vector
+    from ..pipelines.detection import detect_raster
+    from ..trainers.base import load_task
 
     train_rgb, train_ir, labels, test_rgb, test_ir = paths
     losses: list[float] = []
@@ -600,7 +600,7 @@ def _write_quicklook(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
 
-    from .export.atomic import atomic_output
+    from ..export.atomic import atomic_output
 
     colours = ['#ff3b30', '#00c7ff', '#ffcc00', '#34c759']
     fig, ax = plt.subplots(figsize=(7, 7.4))

@@ -2,7 +2,7 @@
 
 :func:`run_demo` writes a small synthetic hyperspectral scene (a real
 projected CRS, EPSG:32633, with sub-pixel targets implanted at known places,
-see :mod:`torchgeo_ext.demo_scene`), runs ``torchgeo-ext anomaly`` on it with
+see :mod:`torchgeo_ext.demos.scene`), runs ``torchgeo-ext anomaly`` on it with
 each requested method, and writes for every method a score GeoTIFF with the
 scene's CRS and transform, plus for RX the anomaly polygons as a GeoPackage.
 A PNG quicklook shows the scene, the truth and every score map side by side,
@@ -82,15 +82,15 @@ def run_demo(
     import rasterio
     import torch
 
-    from .demo_scene import make_demo_scene
-    from .export.atomic import make_output_dir
-    from .export.outputs import check_outputs, directory_output
-    from .metrics.anomaly import auc_d_f
-    from .pipelines.anomaly import anomaly_raster
+    from ..export.outputs import check_outputs, directory_output
+    from ..metrics.anomaly import auc_d_f
+    from ..pipelines.anomaly import anomaly_raster
+    from .output import demo_output_dir
+    from .scene import make_demo_scene
 
     out = Path(output)
     check_outputs([directory_output(out)])
-    make_output_dir(out)
+    demo_output_dir(out)
     scene, truth = make_demo_scene(
         out / 'scene.tif', size=size, bands=bands, seed=seed, abundance=DEMO_ABUNDANCE
     )
@@ -146,7 +146,7 @@ def run_demo(
 
 def _write_table(path: Path, methods: list[MethodResult]) -> None:
     """Write the per-method AUC and run time as CSV, atomically."""
-    from .export.atomic import atomic_output
+    from ..export.atomic import atomic_output
 
     with atomic_output(path) as tmp, open(tmp, 'w', newline='') as f:
         writer = csv.writer(f)
@@ -171,7 +171,7 @@ def _write_quicklook(
     import matplotlib.pyplot as plt
     import rasterio
 
-    from .export.atomic import atomic_output
+    from ..export.atomic import atomic_output
 
     with rasterio.open(scene) as src:
         count = src.count

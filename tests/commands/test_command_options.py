@@ -2,7 +2,7 @@ import argparse
 
 import pytest
 
-from torchgeo_ext import options
+from torchgeo_ext.commands import _options as options
 from torchgeo_ext.errors import InvalidInputError
 
 

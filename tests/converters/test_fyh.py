@@ -14,14 +14,7 @@ import torch
 import xarray as xr
 
 from torchgeo_ext.cli import main
-from torchgeo_ext.datasets.fyh import (
-    FYH,
-    FYHScenes,
-    grid_transform,
-    tile_bounds,
-    tile_transform,
-)
-from torchgeo_ext.datasets.fyh_builder import (
+from torchgeo_ext.converters.fyh import (
     AGRIScene,
     BuildReport,
     build_fyh,
@@ -35,6 +28,13 @@ from torchgeo_ext.datasets.fyh_builder import (
     read_agri,
     read_cltype,
     regrid_agri,
+)
+from torchgeo_ext.datasets.fyh import (
+    FYH,
+    FYHScenes,
+    grid_transform,
+    tile_bounds,
+    tile_transform,
 )
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from torchgeo_ext.demo_scene import DEMO_CRS, make_demo_scene, synthetic_anomaly_scene
+from torchgeo_ext.demos.scene import DEMO_CRS, make_demo_scene, synthetic_anomaly_scene
 
 
 def test_deterministic() -> None:

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import geopandas as gpd
@@ -81,3 +83,49 @@ def test_detection_demo_reduced(
 def test_demo_detection_checks_size(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(['demo', '--task', 'detection', '--size', '64']) == 2
     assert '--size' in capsys.readouterr().err
+
+
+def _demo_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``torchgeo-ext demo ...`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, '-m', 'torchgeo_ext.cli', 'demo', *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+
+
+def test_demo_refuses_a_folder_of_the_users(tmp_path: Path) -> None:
+    # The demo writes scene.tif and methods.csv: a user's folder holding
+    # files is refused, and every file in it is left as it was.
+    mine = tmp_path / 'mine'
+    mine.mkdir()
+    (mine / 'scene.tif').write_bytes(b'my own scene')
+    (mine / 'methods.csv').write_text('my own table\n')
+    proc = _demo_cli('--output', str(mine), '--methods', 'rx', '--size', '16')
+    assert proc.returncode == 2, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(mine) in lines[0]
+    assert 'non-empty folder that no demo made' in lines[0]
+    assert (mine / 'scene.tif').read_bytes() == b'my own scene'
+    assert (mine / 'methods.csv').read_text() == 'my own table\n'
+    assert sorted(p.name for p in mine.iterdir()) == ['methods.csv', 'scene.tif']
+
+
+def test_demo_reruns_into_its_own_folder(tmp_path: Path) -> None:
+    out = tmp_path / 'demo'
+    for _ in range(2):  # the second run replaces the first run's files
+        proc = _demo_cli('--output', str(out), '--methods', 'rx', '--size', '16')
+        assert proc.returncode == 0, proc.stderr
+    assert (out / '.torchgeo-ext-demo').is_file()
+    assert (out / 'methods.csv').is_file()
+
+
+def test_demo_help_says_which_folders_it_writes() -> None:
+    proc = _demo_cli('--help')
+    assert proc.returncode == 0
+    text = ' '.join(proc.stdout.split())
+    assert 'any other non-empty folder is refused' in text

@@ -1,0 +1,1 @@
+"""Offline converters from raw archives to the stored layout of a dataset."""

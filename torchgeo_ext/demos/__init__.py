@@ -1,0 +1,1 @@
+"""Demos: the anomaly demo, the detection demo and their synthetic scenes."""
