@@ -165,3 +165,13 @@ def test_inference_weight_cache_follows_updates() -> None:
     # with gradients on, the weight is rebuilt (and differentiable)
     layer(x).sum().backward()
     assert layer.lora_E.grad is not None
+
+
+def test_modality_layout() -> None:
+    from torchgeo_ext.models.lma import modality_layout
+
+    assert modality_layout(None) == {'rgb': [0, 1, 2], 'ir': [3]}
+    assert modality_layout({'ir': (4,), 'rgb': range(3)}) == {
+        'ir': [4],
+        'rgb': [0, 1, 2],
+    }

@@ -6,10 +6,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchgeo.datamodules import NonGeoDataModule
 from torchvision.transforms.v2 import Compose
 
 from ..datasets.had100 import HAD100
+from .passthrough import PassThroughDataModule
 
 Sample = dict[str, Any]
 
@@ -73,7 +73,7 @@ class RandomCrop:
         return out
 
 
-class HAD100DataModule(NonGeoDataModule):
+class HAD100DataModule(PassThroughDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.had100.HAD100`.
 
     Training uses random ``patch_size`` crops of the anomaly-free training
@@ -142,15 +142,3 @@ class HAD100DataModule(NonGeoDataModule):
             self.predict_dataset = HAD100(
                 split='test', transforms=user_transforms, **test_kwargs
             )
-
-    def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
-        """Return the batch unchanged (no normalisation, see the class docstring).
-
-        Args:
-            batch: A batch of data.
-            dataloader_idx: The index of the dataloader to which the batch belongs.
-
-        Returns:
-            The same batch.
-        """
-        return batch

@@ -6,15 +6,15 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
-from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets.hotc import HOTC, HOTCSequenceView
 from ..samplers.tracking import TrackingPairDataset, TrackingPairSampler
+from .passthrough import PassThroughDataModule
 
 Sample = dict[str, Any]
 
 
-class HOTCDataModule(NonGeoDataModule):
+class HOTCDataModule(PassThroughDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.hotc.HOTC`.
 
     * fit: template/search pairs (:class:`TrackingPairSampler` +
@@ -168,15 +168,3 @@ class HOTCDataModule(NonGeoDataModule):
             num_workers=self.num_workers,
             collate_fn=self.collate_fn,
         )
-
-    def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
-        """Return the batch unchanged (frames are normalised by the dataset).
-
-        Args:
-            batch: A batch of data.
-            dataloader_idx: The index of the dataloader to which the batch belongs.
-
-        Returns:
-            The same batch.
-        """
-        return batch

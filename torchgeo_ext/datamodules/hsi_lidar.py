@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchgeo.datamodules import NonGeoDataModule
-
 from ..datasets.hsi_lidar import HSILiDARDataset
+from .passthrough import PassThroughDataModule
 
 Sample = dict[str, Any]
 
 
-class HSILiDARDataModule(NonGeoDataModule):
+class HSILiDARDataModule(PassThroughDataModule):
     """LightningDataModule for an :class:`~torchgeo_ext.datasets.hsi_lidar.HSILiDARDataset`.
 
     fit: patches around the training pixels; validation, test and predict:
@@ -72,15 +71,3 @@ class HSILiDARDataModule(NonGeoDataModule):
             self.test_dataset = self.dataset_class(split='test', **self.kwargs)
         if stage == 'predict':
             self.predict_dataset = self.dataset_class(split='test', **self.kwargs)
-
-    def on_after_batch_transfer(self, batch: Sample, dataloader_idx: int) -> Sample:
-        """Return the batch unchanged (see the class docstring).
-
-        Args:
-            batch: A batch of data.
-            dataloader_idx: The index of the dataloader to which the batch belongs.
-
-        Returns:
-            The same batch.
-        """
-        return batch

@@ -77,15 +77,6 @@ class Houston2013(HSILiDARDataset):
     scene_shape = (349, 1905)
     hsi_keys = ('hsi', 'houston', 'casi', 'houston2013', 'data')
     lidar_keys = ('lidar', 'dsm', 'lidar_dsm', 'lidar_mp')
-    train_keys = ('trlabel', 'trainlabels', 'train_label', 'tr_label', 'tr_map')
-    test_keys = (
-        'tslabel',
-        'testlabels',
-        'test_label',
-        'ts_label',
-        'te_label',
-        'ts_map',
-    )
     gt_keys = ('gt', 'gt_houston', 'ground_truth', 'labels')
     geotiff_files: ClassVar[dict[str, tuple[str, ...]]] = {
         'hsi': ('2013_IEEE_GRSS_DF_Contest_CASI.tif',),

@@ -131,8 +131,21 @@ class HSILiDARDataset(NonGeoDataset):
     #: Variable names per role (lower case), in order of preference.
     hsi_keys: tuple[str, ...] = ('hsi', 'data')
     lidar_keys: tuple[str, ...] = ('lidar', 'dsm')
-    train_keys: tuple[str, ...] = ('trlabel', 'trainlabels', 'train_label', 'tr_map')
-    test_keys: tuple[str, ...] = ('tslabel', 'testlabels', 'test_label', 'ts_map')
+    train_keys: tuple[str, ...] = (
+        'trlabel',
+        'trainlabels',
+        'train_label',
+        'tr_label',
+        'tr_map',
+    )
+    test_keys: tuple[str, ...] = (
+        'tslabel',
+        'testlabels',
+        'test_label',
+        'ts_label',
+        'te_label',
+        'ts_map',
+    )
     gt_keys: tuple[str, ...] = ('gt', 'ground_truth', 'labels')
     #: File names of a GeoTIFF release per role (any may be missing).
     geotiff_files: ClassVar[dict[str, tuple[str, ...]]] = {}

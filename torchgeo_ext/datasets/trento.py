@@ -48,15 +48,6 @@ class Trento(HSILiDARDataset):
     scene_shape = (166, 600)
     hsi_keys = ('hsi', 'hsi_trento', 'trento', 'data')
     lidar_keys = ('lidar', 'lidar_trento', 'lidar1_trento', 'dsm')
-    train_keys = ('trlabel', 'trainlabels', 'train_label', 'tr_label', 'tr_map')
-    test_keys = (
-        'tslabel',
-        'testlabels',
-        'test_label',
-        'ts_label',
-        'te_label',
-        'ts_map',
-    )
     gt_keys = ('gt', 'gt_trento', 'allgrd', 'ground_truth', 'labels')
     #: About 650, 550 and 460 nm.
     rgb_band_indices = (27, 16, 6)

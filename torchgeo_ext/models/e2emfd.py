@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .lma import DEFAULT_MODALITIES, split_modalities
+from .lma import modality_layout, split_modalities
 from .obb_detector import OBBHead, OBBOutput, YOLOv8Backbone, YOLOv8Neck, pad_to_stride
 
 __all__ = [
@@ -221,9 +221,7 @@ class E2EMFD(nn.Module):
             ValueError: If the layout lacks ``rgb`` (3 bands) or ``ir``.
         """
         super().__init__()
-        self.modalities = {
-            k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()
-        }
+        self.modalities = modality_layout(modalities)
         if len(self.modalities.get('rgb', [])) != 3 or 'ir' not in self.modalities:
             raise ValueError("E2E-MFD needs modalities 'rgb' (3 bands) and 'ir'")
         #: Input bands read, sorted.

@@ -189,13 +189,33 @@ def allocate_bits(
     return low
 
 
-class QuantConv2d(nn.Conv2d):
+class _BitWidth(nn.Module):
+    """A bit width kept twice: a buffer (saved in the state dict) and a Python int.
+
+    ``forward`` uses the int, so that it also runs on the meta device; loading
+    a state dict updates both.
+    """
+
+    bits: Tensor
+
+    def _set_bits(self, bits: int) -> None:
+        self.register_buffer('bits', torch.tensor(bits, dtype=torch.int64))
+        self.num_bits = bits
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        key = prefix + 'bits'
+        if key in state_dict:
+            self.num_bits = int(state_dict[key])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class QuantConv2d(_BitWidth, nn.Conv2d):
     """A Conv2d whose weights are DoReFa fake-quantised in every forward pass.
 
     The bit width is a buffer, so it travels with the state dict.
     """
-
-    bits: Tensor
 
     def __init__(self, *args: int, bits: int = 8, **kwargs: object) -> None:
         """Initialise a new QuantConv2d.
@@ -206,18 +226,7 @@ class QuantConv2d(nn.Conv2d):
             **kwargs: ``nn.Conv2d`` keyword arguments.
         """
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.register_buffer('bits', torch.tensor(bits, dtype=torch.int64))
-        self.num_bits = bits
-
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        # Keep the Python-int copy of the bit width (used by forward, so that
-        # it also runs on the meta device) in step with the loaded buffer.
-        key = prefix + 'bits'
-        if key in state_dict:
-            self.num_bits = int(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._set_bits(bits)
 
     @classmethod
     def from_conv(cls, conv: nn.Conv2d, bits: int) -> QuantConv2d:
@@ -260,10 +269,8 @@ class QuantConv2d(nn.Conv2d):
         return self._conv_forward(x, w, self.bias)
 
 
-class QuantAct(nn.Module):
+class QuantAct(_BitWidth):
     """An activation followed by DoReFa activation quantisation."""
-
-    bits: Tensor
 
     def __init__(self, act: nn.Module, bits: int = 8) -> None:
         """Initialise a new QuantAct.
@@ -274,18 +281,7 @@ class QuantAct(nn.Module):
         """
         super().__init__()
         self.act = act
-        self.register_buffer('bits', torch.tensor(bits, dtype=torch.int64))
-        self.num_bits = bits
-
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        # Keep the Python-int copy of the bit width (used by forward, so that
-        # it also runs on the meta device) in step with the loaded buffer.
-        key = prefix + 'bits'
-        if key in state_dict:
-            self.num_bits = int(state_dict[key])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._set_bits(bits)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the activation and quantise.

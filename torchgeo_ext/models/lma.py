@@ -42,6 +42,7 @@ __all__ = [
     'SharedBackbone',
     'TwoStreamOBBDetector',
     'lma_yolov8n_obb',
+    'modality_layout',
     'parameter_table',
     'rank_budget',
     'set_modality',
@@ -218,6 +219,20 @@ def set_modality(module: nn.Module, modality: int) -> None:
             m.modality = modality
 
 
+def modality_layout(
+    modalities: Mapping[str, Sequence[int]] | None,
+) -> dict[str, list[int]]:
+    """A band layout as a plain dict of lists (default: RGB bands 0-2, IR band 3).
+
+    Args:
+        modalities: Band indices of each modality, or None.
+
+    Returns:
+        Modality name -> band indices, in the order given.
+    """
+    return {k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()}
+
+
 def split_modalities(
     x: Tensor, modalities: Mapping[str, Sequence[int]], channels: int | None = None
 ) -> list[Tensor]:
@@ -339,9 +354,7 @@ class LMADetector(nn.Module):
             reg_max: DFL bins per side.
         """
         super().__init__()
-        self.modalities = {
-            k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()
-        }
+        self.modalities = modality_layout(modalities)
         #: Input bands read, sorted.
         self.bands = sorted(b for v in self.modalities.values() for b in v)
         self.num_classes = num_classes
@@ -391,9 +404,7 @@ class TwoStreamOBBDetector(nn.Module):
             reg_max: DFL bins per side.
         """
         super().__init__()
-        self.modalities = {
-            k: list(v) for k, v in (modalities or DEFAULT_MODALITIES).items()
-        }
+        self.modalities = modality_layout(modalities)
         #: Input bands read, sorted.
         self.bands = sorted(b for v in self.modalities.values() for b in v)
         self.num_classes = num_classes
