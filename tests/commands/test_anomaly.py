@@ -443,3 +443,15 @@ def test_batch_size_options(
     assert main([*argv, '--full-batch']) == 2
     assert '--batch-size applies to bsdm only' in capsys.readouterr().err
     assert main([*bsdm, '--full-batch', '--iterations', '1']) == 0
+
+
+def test_bsdm_states_its_cost_before_starting(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'b.tif'), '--method', 'bsdm']
+    assert main([*argv, '--iterations', '1']) == 0
+    out = capsys.readouterr().out
+    assert 'minutes of CPU time' in out
+    assert '--iterations 100 or --batch-size 1024' in out
+    assert out.index('note: bsdm fits') < out.index('scores (bsdm)')

@@ -80,11 +80,18 @@ def test_output_kind_tag(
         assert src.descriptions == (f'{method}_score',)
 
 
-def test_streamed_quantile_equals_numpy(tmp_path: Path) -> None:
+@pytest.mark.parametrize('outlier', [False, True])
+def test_streamed_quantile_equals_numpy(
+    outlier: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchgeo_ext.pipelines import anomaly
+
     rng = np.random.default_rng(0)
     values = rng.lognormal(size=(50, 41)).astype(np.float32)
     values[rng.random(values.shape) < 0.1] = np.nan
     values[7, :20] = values[0, 0]  # ties
+    if outlier:  # one huge value: the first histogram puts nearly all in one bin
+        values[3, 3] = 1e30
     path = write_raster(
         tmp_path / 'scores.tif',
         values[None],
@@ -93,13 +100,25 @@ def test_streamed_quantile_equals_numpy(tmp_path: Path) -> None:
         nodata=float('nan'),
     )
     finite = values[np.isfinite(values)].astype(np.float64)
-    for q in (0.001, 0.5, 0.9, 0.999, 0.9999):
-        for bins in (4, 1 << 16):  # coarse bins hold many values; fine ones few
-            assert streamed_quantile(path, q, bins) == pytest.approx(
-                np.quantile(finite, q), rel=1e-12
-            )
+    for limit in (10, 1 << 20):  # narrowing passes, or none (all values kept)
+        monkeypatch.setattr(anomaly, 'QUANTILE_VALUES', limit)
+        for q in (0.001, 0.5, 0.9, 0.999, 0.9999):
+            for bins in (4, 1 << 16):
+                assert streamed_quantile(path, q, bins) == pytest.approx(
+                    np.quantile(finite, q), rel=1e-12
+                ), (limit, q, bins)
     with pytest.raises(ValueError, match='quantile'):
         streamed_quantile(path, 1.0)
+
+
+def test_streamed_quantile_constant(tmp_path: Path) -> None:
+    path = write_raster(
+        tmp_path / 'flat.tif',
+        np.full((1, 9, 9), 2.5, dtype=np.float32),
+        crs=CRS,
+        transform=TRANSFORM,
+    )
+    assert streamed_quantile(path, 0.999) == 2.5
 
 
 def test_polygons_peak_scores(scene: tuple[Path, np.ndarray], tmp_path: Path) -> None:

@@ -162,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             'note: bsdm does not beat rx on our benchmark scenes (benchmarks/anomaly.md)'
         )
+        if args.checkpoint is None:
+            print(_BSDM_COST)
     from ..export.sources import recording_sources
     from ..export.stac import resolve_inputs
 
@@ -209,6 +211,15 @@ def _anomaly(
         align_bands=args.align_bands,
         **options,
     )
+
+
+#: Said before BSDM starts (issue 26): what the default costs, and the faster settings.
+_BSDM_COST = (
+    'note: bsdm fits itself on the scene first (500 steps of up to 4096 pixels by '
+    'default): a 256 x 256 x 50 scene took 10 minutes of CPU time and 1 GB above '
+    'the imports on our 2 shared CPU cores (benchmarks/anomaly_scale.md); '
+    'faster: --iterations 100 or --batch-size 1024; --progress shows the time left'
+)
 
 
 def _option_error(problem: str) -> Exception:

@@ -11,11 +11,11 @@ Two ways to use it:
 
 * in memory: :func:`rx_scores` on a ``C x H x W`` array or tensor;
 * on rasters of any size: :func:`torchgeo_ext.pipelines.raster_statistics`
-  streams the scene once in windows into :class:`RXStatistics` (mean and
+  streams the scene once in strips of rows into :class:`RXStatistics` (mean and
   covariance in float64, Chan et al.'s pairwise update, so no sum of squares
   ever loses precision), then :func:`torchgeo_ext.pipelines.rx_raster` scores
   it in a second streamed pass with the :class:`RX` module. Memory stays
-  bounded by one window, never by the raster.
+  bounded by one strip, never by the raster.
 
 The covariance is inverted by a regularised eigen-decomposition of the
 correlation matrix (a ridge of ``regularization`` times each band's own

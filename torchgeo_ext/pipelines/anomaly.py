@@ -45,6 +45,9 @@ __all__ = (
     'streamed_quantile',
 )
 
+#: Most score values :func:`streamed_quantile` holds at once.
+QUANTILE_VALUES = 1 << 20
+
 #: Bytes of float32 input per strip of rows (a strip is read, scored and
 #: written before the next; the working copies of LRX/CRD are a few times this).
 STRIP_BYTES = 8 * 2**20
@@ -611,15 +614,18 @@ def streamed_quantile(
 ) -> float:
     """A quantile of a score raster's finite values without holding or sorting them.
 
-    Equal to ``np.quantile`` of all finite values (linear interpolation):
-    a first pass counts the values in ``bins`` bins between the minimum and
-    maximum, a second keeps only the values of the bins holding the two
-    order statistics the quantile interpolates.
+    Equal to ``np.quantile`` of all finite values (linear interpolation).
+    A first pass finds the range and count; each further pass counts the
+    values of the current range in ``bins`` bins and narrows the range to
+    the bins holding the two order statistics the quantile interpolates,
+    until at most :data:`QUANTILE_VALUES` values remain (one pass for
+    ordinary score maps, a few for maps with extreme outliers); the last
+    pass keeps and sorts only those.
 
     Args:
         path: One-band score GeoTIFF.
         quantile: In (0, 1).
-        bins: Histogram bins (memory of the first pass).
+        bins: Histogram bins per pass.
 
     Returns:
         The quantile.
@@ -629,36 +635,44 @@ def streamed_quantile(
     """
     if not 0 < quantile < 1:
         raise ValueError(f'the threshold quantile must be in (0, 1), got {quantile}')
-    low, high, count = np.inf, -np.inf, 0
-    for _, values in _score_strips(Path(path)):
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            low, high = min(low, finite.min()), max(high, finite.max())
-            count += finite.size
+    bottom, top, count = np.inf, -np.inf, 0
+    for values in _finite_scores(path):
+        if values.size:
+            bottom, top = min(bottom, values.min()), max(top, values.max())
+            count += values.size
     if count == 0:
         raise ValueError('no valid scores to threshold')
-    edges = np.linspace(low, high, bins + 1)
-    hist = np.zeros(bins, dtype=np.int64)
-    for _, values in _score_strips(Path(path)):
-        finite = values[np.isfinite(values)]
-        hist += np.histogram(finite, bins=edges)[0]
     position = quantile * (count - 1)
     lo, hi = int(np.floor(position)), int(np.ceil(position))
-    cumulative = np.cumsum(hist)
-    # Bins holding the order statistics lo and hi (0-based), and the count below.
-    first, last = np.searchsorted(cumulative, [lo + 1, hi + 1])
-    below = int(cumulative[first - 1]) if first > 0 else 0
-    kept = []
-    for _, values in _score_strips(Path(path)):
-        finite = values[np.isfinite(values)]
-        # np.histogram's bins are [e_k, e_k+1), the last one closed.
-        inside = finite >= edges[first]
-        if last < bins - 1:
-            inside &= finite < edges[last + 1]
-        kept.append(finite[inside])
-    ordered = np.sort(np.concatenate(kept))
-    a, b = ordered[lo - below], ordered[hi - below]
+    below, inside = 0, count  # values under the range; values in [bottom, top]
+    for _ in range(8):
+        if inside <= QUANTILE_VALUES or bottom == top:
+            break
+        edges = np.linspace(bottom, top, bins + 1)
+        hist = np.zeros(bins, dtype=np.int64)
+        for values in _finite_scores(path, bottom, top):
+            hist += np.histogram(values, bins=edges)[0]  # last bin closed: [.., top]
+        cumulative = np.cumsum(hist)
+        first, last = np.searchsorted(cumulative, [lo - below + 1, hi - below + 1])
+        below += int(cumulative[first - 1]) if first > 0 else 0
+        # The range stays closed: values equal to the new top sort after the
+        # two order statistics, so keeping them changes nothing.
+        bottom, top = edges[first], edges[last + 1]
+        inside = int(cumulative[last]) - (int(cumulative[first - 1]) if first else 0)
+    if bottom == top:
+        return float(bottom)
+    kept = np.sort(np.concatenate(list(_finite_scores(path, bottom, top))))
+    a, b = kept[lo - below], kept[hi - below]
     return float(a + (b - a) * (position - lo))
+
+
+def _finite_scores(
+    path: str | os.PathLike[str], bottom: float = -np.inf, top: float = np.inf
+) -> Iterator[NDArray[Any]]:
+    """The finite scores of a score raster within ``[bottom, top]``, strip by strip."""
+    for _, values in _score_strips(Path(path)):
+        values = values[np.isfinite(values)]
+        yield values[(values >= bottom) & (values <= top)]
 
 
 def _polygons(
