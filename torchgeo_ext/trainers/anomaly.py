@@ -106,6 +106,39 @@ class AnomalyTaskBase(PluginTask):
     def _score(self, image: Tensor, valid_mask: Tensor | None) -> Tensor:
         raise NotImplementedError
 
+    def compute_loss(self, x: Tensor) -> dict[str, Tensor]:
+        """The loss terms of a batch of prepared crops (``'loss'``: their total)."""
+        raise NotImplementedError
+
+    def prepare_crops(self, image: Tensor) -> Tensor:
+        """What the loss sees of a batch of crops (default: the crops themselves).
+
+        Args:
+            image: ``B x C x H x W`` float32 crops, NaN replaced by 0.
+
+        Returns:
+            The loss's input.
+        """
+        return image
+
+    def training_step(
+        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> Tensor:
+        """One training step on anomaly-free crops.
+
+        Args:
+            batch: Mini-batch with ``image`` (anomaly-free crops).
+            batch_idx: Index of the batch.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            The loss.
+        """
+        x = self.prepare_crops(torch.nan_to_num(batch['image'].to(torch.float32)))
+        terms = self.compute_loss(x)
+        self.log_losses(terms, 'train', x.shape[0])
+        return terms['loss']
+
     def _evaluate(self, batch: dict[str, Any], stage: str) -> None:
         metrics = self.stage_metrics(stage)
         for i in range(batch['image'].shape[0]):
@@ -245,24 +278,6 @@ class BSDMTask(AnomalyTaskBase):
         predicted = self.model(noisy.reshape(-1, bands), step)
         return {'loss': F.mse_loss(predicted, noise.reshape(-1, bands))}
 
-    def training_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """One training step.
-
-        Args:
-            batch: Mini-batch with ``image`` (anomaly-free crops).
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-
-        Returns:
-            The loss.
-        """
-        image = torch.nan_to_num(batch['image'].to(torch.float32))
-        terms = self.compute_loss(image)
-        self.log_losses(terms, 'train', image.shape[0])
-        return terms['loss']
-
     def _score(self, image: Tensor, valid_mask: Tensor | None) -> Tensor:
         hp = self.hparams
         return bsdm_scores(
@@ -371,24 +386,9 @@ class STADTask(AnomalyTaskBase):
             'student_loss': student_loss,
         }
 
-    def training_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """One training step.
-
-        Args:
-            batch: Mini-batch with ``image`` (anomaly-free crops).
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-
-        Returns:
-            The loss.
-        """
-        image = torch.nan_to_num(batch['image'].to(torch.float32))
-        x = _standardise(select_bands(image, self.hparams['in_channels']))
-        terms = self.compute_loss(x)
-        self.log_losses(terms, 'train', x.shape[0])
-        return terms['loss']
+    def prepare_crops(self, image: Tensor) -> Tensor:
+        """STAD trains on the first ``in_channels`` bands, standardised per crop."""
+        return _standardise(select_bands(image, self.hparams['in_channels']))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the EMA copies."""

@@ -94,24 +94,6 @@ class SAPPriorTask(AnomalyTaskBase):
         rank = self.hparams['rank']
         return {'loss': prior_loss(self.model, image, self.prisms, rank)}
 
-    def training_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> Tensor:
-        """One training step.
-
-        Args:
-            batch: Mini-batch with ``image`` (``B x C x H x W`` crops).
-            batch_idx: Index of the batch.
-            dataloader_idx: Index of the dataloader.
-
-        Returns:
-            The loss.
-        """
-        image = torch.nan_to_num(batch['image'].to(torch.float32))
-        terms = self.compute_loss(image)
-        self.log_losses(terms, 'train', image.shape[0])
-        return terms['loss']
-
     def _score(self, image: Tensor, valid_mask: Tensor | None) -> Tensor:
         hp = self.hparams
         return sap_scores(
