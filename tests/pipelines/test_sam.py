@@ -7,6 +7,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pyogrio
 import pytest
 import rasterio
 import torch
@@ -275,3 +276,10 @@ def test_empty_input(tmp_path: Path) -> None:
     assert len(result) == 0
     assert {'box_wkt', 'sam_score', 'sam_status'} <= set(result.columns)
     assert result.crs == empty.crs
+    # Written empty, the text columns keep their type (GIS clients read the schema).
+    result = refine_with_sam(empty, raster, sam_tiny(), output=tmp_path / 'sam.gpkg')
+    info = pyogrio.read_info(tmp_path / 'sam.gpkg')
+    fields = dict(zip(info['fields'], info['dtypes'], strict=True))
+    assert fields['box_wkt'] == 'object'
+    assert fields['sam_status'] == 'object'
+    assert fields['sam_score'] == 'float64'

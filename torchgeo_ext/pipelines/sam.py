@@ -421,6 +421,9 @@ class _Outlines:
         result['box_wkt'] = self.boxes_wkt
         result['sam_score'] = self.scores
         result['sam_status'] = self.status
+        # An empty result keeps the text columns as text (the vector writer reads this).
+        strings = (*self.rows.attrs.get('string_columns', ()), 'box_wkt', 'sam_status')
+        result.attrs['string_columns'] = tuple(dict.fromkeys(strings))
         return result
 
 
