@@ -34,6 +34,7 @@ LAYERS = {
     'commands': 8,
     'cli': 8,
     'demos': 8,  # the demos: train and run models on synthetic scenes
+    'demo_detection': 8,  # deprecated alias of demos.detection
 }
 
 #: Pipelines that load a checkpoint or dispatch to their models; every other

@@ -12,6 +12,11 @@ import pytest
         ('torchgeo_ext.options', 'torchgeo_ext.commands._options', 'positive_int'),
         ('torchgeo_ext.demo_scene', 'torchgeo_ext.demos.scene', 'make_demo_scene'),
         (
+            'torchgeo_ext.demo_detection',
+            'torchgeo_ext.demos.detection',
+            'synthetic_vehicle_scene',
+        ),
+        (
             'torchgeo_ext.datasets.fyh_builder',
             'torchgeo_ext.converters.fyh',
             'build_fyh',
