@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
                 raise _option_error(f'{flag} applies to {" and ".join(methods)} only')
             options[name] = getattr(args, name)
     if args.method == 'bsdm':
-        # Measured over 5 seeds and 4 scenes (benchmarks/anomaly.md, issue 19).
+        # Measured over 5 seeds and 4 scenes (benchmarks/anomaly.md): users should know.
         print(
             'note: bsdm does not beat rx on our benchmark scenes (benchmarks/anomaly.md)'
         )
@@ -213,7 +213,7 @@ def _anomaly(
     )
 
 
-#: Said before BSDM starts (issue 26): what the default costs, and the faster settings.
+#: Said before BSDM starts, since its default takes minutes on a CPU: the cost and the faster settings.
 _BSDM_COST = (
     'note: bsdm fits itself on the scene first (500 steps of up to 4096 pixels by '
     'default): a 256 x 256 x 50 scene took 10 minutes of CPU time and 1 GB above '

@@ -24,7 +24,7 @@ class RandomCrop:
     """
 
     def __init__(self, size: int, generator: torch.Generator | None = None) -> None:
-        """Initialize a new RandomCrop.
+        """Initialise a new RandomCrop.
 
         Args:
             size: Side of the square window in pixels.
@@ -93,7 +93,7 @@ class HAD100DataModule(PassThroughDataModule):
         num_workers: int = 0,
         **kwargs: Any,
     ) -> None:
-        """Initialize a new HAD100DataModule instance.
+        """Initialise a new HAD100DataModule instance.
 
         Args:
             batch_size: Size of each training mini-batch.

@@ -44,7 +44,7 @@ class HOTCDataModule(PassThroughDataModule):
         samples_per_epoch: int | None = None,
         **kwargs: Any,
     ) -> None:
-        """Initialize a new HOTCDataModule instance.
+        """Initialise a new HOTCDataModule instance.
 
         Args:
             batch_size: Pairs per training/validation mini-batch.

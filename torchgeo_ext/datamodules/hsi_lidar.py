@@ -30,7 +30,7 @@ class HSILiDARDataModule(PassThroughDataModule):
         num_workers: int = 0,
         **kwargs: Any,
     ) -> None:
-        """Initialize a new data module instance.
+        """Initialise a new data module instance.
 
         Args:
             batch_size: Patches per mini-batch.

@@ -136,7 +136,7 @@ class HAD100(NonGeoDataset):
         transforms: Callable[[Sample], Sample] | None = None,
         official_bands: bool = True,
     ) -> None:
-        """Initialize a new HAD100 dataset instance.
+        """Initialise a new HAD100 dataset instance.
 
         Args:
             root: Root directory of the layout.

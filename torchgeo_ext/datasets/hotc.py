@@ -240,7 +240,7 @@ class HOTC(NonGeoDataset):
         transforms: Callable[[Sample], Sample] | None = None,
         normalize: bool = True,
     ) -> None:
-        """Initialize a new HOTC dataset instance.
+        """Initialise a new HOTC dataset instance.
 
         Args:
             root: The year's dataset directory.
@@ -588,7 +588,7 @@ class HOTCSequenceView(Dataset[Sample]):
     """
 
     def __init__(self, dataset: HOTC, index: int) -> None:
-        """Initialize a new view.
+        """Initialise a new view.
 
         Args:
             dataset: The HOTC dataset.

@@ -163,7 +163,7 @@ class HSILiDARDataset(NonGeoDataset):
         seed: int = 0,
         transforms: Callable[[Sample], Sample] | None = None,
     ) -> None:
-        """Initialize a new dataset instance.
+        """Initialise a new dataset instance.
 
         Args:
             root: Folder holding the release's ``.mat`` or GeoTIFF files.

@@ -46,7 +46,7 @@ class DistributionAwareLoss(nn.Module):
     def __init__(
         self, num_classes: int, ignore_index: int | None = None, eps: float = 1e-6
     ) -> None:
-        """Initialize a new DistributionAwareLoss.
+        """Initialise a new DistributionAwareLoss.
 
         Args:
             num_classes: Number of logit channels K.
@@ -141,7 +141,7 @@ class OhemCrossEntropyLoss(nn.Module):
         min_kept: int = 100_000,
         weight: Tensor | None = None,
     ) -> None:
-        """Initialize a new OhemCrossEntropyLoss.
+        """Initialise a new OhemCrossEntropyLoss.
 
         Args:
             ignore_index: Target value to skip (None: none).

@@ -233,7 +233,7 @@ class OTBMetric(Metric):
     is_differentiable = False
 
     def __init__(self, exclude_first: bool = False, **kwargs: object) -> None:
-        """Initialize a new OTBMetric.
+        """Initialise a new OTBMetric.
 
         Args:
             exclude_first: Leave out each sequence's first frame.

@@ -60,7 +60,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_channels: int, planes: int) -> None:
-        """Initialize a new BasicBlock.
+        """Initialise a new BasicBlock.
 
         Args:
             in_channels: Input channels.
@@ -96,7 +96,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_channels: int, planes: int) -> None:
-        """Initialize a new Bottleneck.
+        """Initialise a new Bottleneck.
 
         Args:
             in_channels: Input channels.
@@ -144,7 +144,7 @@ class HighResolutionModule(nn.Module):
     """Parallel branches of basic blocks followed by all-to-all fusion."""
 
     def __init__(self, widths: list[int], num_blocks: int) -> None:
-        """Initialize a new HighResolutionModule.
+        """Initialise a new HighResolutionModule.
 
         Args:
             widths: Channels of each branch, highest resolution first.
@@ -204,7 +204,7 @@ class SoftmaxChannelGate(nn.Module):
     """
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
-        """Initialize a new SoftmaxChannelGate.
+        """Initialise a new SoftmaxChannelGate.
 
         Args:
             channels: Input channels C.
@@ -257,7 +257,7 @@ class PatchNonLocal(nn.Module):
     def __init__(
         self, channels: int, inter_channels: int | None = None, splits: int = 2
     ) -> None:
-        """Initialize a new PatchNonLocal.
+        """Initialise a new PatchNonLocal.
 
         Args:
             channels: Input channels C.
@@ -326,7 +326,7 @@ class InteractiveAttention(nn.Module):
         splits: int = 2,
         inter_channels: int | None = None,
     ) -> None:
-        """Initialize a new InteractiveAttention.
+        """Initialise a new InteractiveAttention.
 
         Args:
             widths: Channels of each branch, highest resolution first.
@@ -377,7 +377,7 @@ class DIANet(nn.Module):
         splits: int = 2,
         attention_channels: int | None = None,
     ) -> None:
-        """Initialize a new DIANet.
+        """Initialise a new DIANet.
 
         Args:
             in_channels: Input bands (14 for FY-4A AGRI).

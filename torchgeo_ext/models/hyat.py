@@ -46,7 +46,7 @@ class LowRankAdapter(nn.Module):
     """``up(act(down(x)))`` with a zero-initialised up-projection."""
 
     def __init__(self, dim: int, hidden: int) -> None:
-        """Initialize a new LowRankAdapter.
+        """Initialise a new LowRankAdapter.
 
         Args:
             dim: Token dimension.
@@ -80,7 +80,7 @@ class HyABlock(nn.Module):
     def __init__(
         self, dim: int, heads: int, mlp_ratio: float, rank: int, bottleneck: int
     ) -> None:
-        """Initialize a new HyABlock.
+        """Initialise a new HyABlock.
 
         Args:
             dim: Token dimension.
@@ -118,7 +118,7 @@ class CenterHead(nn.Module):
     """Centre head: score map, normalised box size and sub-cell offset."""
 
     def __init__(self, dim: int, hidden: int) -> None:
-        """Initialize a new CenterHead.
+        """Initialise a new CenterHead.
 
         Args:
             dim: Token dimension.
@@ -178,7 +178,7 @@ class HyATracker(nn.Module):
         ham_bottleneck: int = 32,
         head_hidden: int = 256,
     ) -> None:
-        """Initialize a new HyATracker.
+        """Initialise a new HyATracker.
 
         Args:
             hsi_bands: HSI bands (16 VIS, 25 NIR, 15 RedNIR).

@@ -44,7 +44,7 @@ class SpectralScan(nn.Module):
     """Per-patch selective scan over the hyperspectral bands."""
 
     def __init__(self, patch_size: int, dim: int, d_state: int = 16) -> None:
-        """Initialize a new SpectralScan.
+        """Initialise a new SpectralScan.
 
         Args:
             patch_size: Side of the patches (as the ViT's).
@@ -77,7 +77,7 @@ class HyperspectralMamba(nn.Module):
     """HSM: horizontal, vertical and spectral selective scans of spectral tokens."""
 
     def __init__(self, dim: int, d_state: int = 16, groups: int = 8) -> None:
-        """Initialize a new HyperspectralMamba.
+        """Initialise a new HyperspectralMamba.
 
         Args:
             dim: Token dimension.
@@ -127,7 +127,7 @@ class SpectralStateIntegration(nn.Module):
     """SSI: spectral state <- joint tokens, refined by HSM, added back to the tokens."""
 
     def __init__(self, dim: int, d_state: int = 16, groups: int = 8) -> None:
-        """Initialize a new SpectralStateIntegration.
+        """Initialise a new SpectralStateIntegration.
 
         Args:
             dim: Token dimension.
@@ -173,7 +173,7 @@ class HyMambaTracker(HyATracker):
         ssi_groups: int = 8,
         **kwargs: Any,
     ) -> None:
-        """Initialize a new HyMambaTracker.
+        """Initialise a new HyMambaTracker.
 
         Args:
             hsi_bands: HSI bands (16 VIS, 25 NIR, 15 RedNIR).

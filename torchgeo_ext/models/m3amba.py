@@ -51,7 +51,7 @@ class TinyCLIP(nn.Module):
     def __init__(
         self, embed_dim: int = 32, image_size: int = 32, context_length: int = 32
     ) -> None:
-        """Initialize a new TinyCLIP.
+        """Initialise a new TinyCLIP.
 
         Args:
             embed_dim: Feature dimension of both towers.
@@ -128,7 +128,7 @@ class OpenCLIPTower(nn.Module):
     """An `open_clip` model (frozen) with its tokenizer, loaded from a local file."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, image_size: int) -> None:
-        """Initialize a new OpenCLIPTower.
+        """Initialise a new OpenCLIPTower.
 
         Args:
             model: The open_clip model.
@@ -255,7 +255,7 @@ class ModalityAdapter(nn.Module):
     """Residual bottleneck adapter ``f + alpha * MLP(f)`` on a CLIP feature."""
 
     def __init__(self, dim: int, ratio: float = 0.25, alpha: float = 0.2) -> None:
-        """Initialize a new ModalityAdapter.
+        """Initialise a new ModalityAdapter.
 
         Args:
             dim: CLIP feature dimension.
@@ -285,7 +285,7 @@ class FusionBlock(nn.Module):
     """Per-modality SS2D, then Cross-SS2D between the modalities, then MLPs."""
 
     def __init__(self, dim: int, d_state: int, expand: float) -> None:
-        """Initialize a new FusionBlock.
+        """Initialise a new FusionBlock.
 
         Args:
             dim: Token dimension.
@@ -346,7 +346,7 @@ class M3amba(nn.Module):
         adapter_ratio: float = 0.25,
         adapter_alpha: float = 0.2,
     ) -> None:
-        """Initialize a new M3amba.
+        """Initialise a new M3amba.
 
         Args:
             hsi_bands: HSI bands (first in the input).

@@ -273,7 +273,7 @@ class MambaBlock(nn.Module):
         dt_max: float = 0.1,
         chunk_size: int = 32,
     ) -> None:
-        """Initialize a new MambaBlock.
+        """Initialise a new MambaBlock.
 
         Args:
             d_model: Token dimension.
@@ -361,7 +361,7 @@ class SS2D(nn.Module):
         directions: int = 4,
         chunk_size: int = 32,
     ) -> None:
-        """Initialize a new SS2D.
+        """Initialise a new SS2D.
 
         Args:
             dim: Channels of the feature map.

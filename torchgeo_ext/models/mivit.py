@@ -62,7 +62,7 @@ class ConvStem(nn.Module):
     """Two 3x3 conv-BN-ReLU layers, then adaptive average pooling to a grid."""
 
     def __init__(self, in_channels: int, dim: int, grid: int) -> None:
-        """Initialize a new ConvStem.
+        """Initialise a new ConvStem.
 
         Args:
             in_channels: Input bands.
@@ -100,7 +100,7 @@ class MultiScaleEncoder(nn.Module):
     def __init__(
         self, in_channels: int, dim: int, scales: Sequence[int], grid: int
     ) -> None:
-        """Initialize a new MultiScaleEncoder.
+        """Initialise a new MultiScaleEncoder.
 
         Args:
             in_channels: Bands of the modality.
@@ -132,7 +132,7 @@ class OrientedAttentionFusion(nn.Module):
     """OAF: gated horizontal and vertical cross-modal refinement of two maps."""
 
     def __init__(self, dim: int, kernel: int = 3) -> None:
-        """Initialize a new OrientedAttentionFusion.
+        """Initialise a new OrientedAttentionFusion.
 
         Args:
             dim: Channels of both maps.
@@ -178,7 +178,7 @@ class TransformerBlock(nn.Module):
     def __init__(
         self, dim: int, heads: int, dim_head: int, mlp_dim: int, dropout: float
     ) -> None:
-        """Initialize a new TransformerBlock.
+        """Initialise a new TransformerBlock.
 
         Args:
             dim: Token dimension.
@@ -245,7 +245,7 @@ class MIViT(nn.Module):
         dropout: float = 0.1,
         emb_dropout: float = 0.1,
     ) -> None:
-        """Initialize a new MIViT.
+        """Initialise a new MIViT.
 
         Args:
             hsi_bands: HSI bands (first in the input).

@@ -262,7 +262,7 @@ class DensePatchClassifier:
         padding: str = 'symmetric',
         batch_size: int = 1024,
     ) -> None:
-        """Initialize a new DensePatchClassifier.
+        """Initialise a new DensePatchClassifier.
 
         Args:
             model: Callable from B x C x P x P patches to B x K scores.

@@ -123,7 +123,7 @@ class ValidAreaGeoSampler(GeoSampler):
         resolution_factor: int = 8,
         generator: Generator | None = None,
     ) -> None:
-        """Initialize a new ValidAreaGeoSampler.
+        """Initialise a new ValidAreaGeoSampler.
 
         Args:
             dataset: dataset to index from; its index must have a ``filepath``

@@ -163,7 +163,7 @@ class TrackingPairSampler(Sampler[tuple[int, int, int]]):
         length: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        """Initialize a new TrackingPairSampler.
+        """Initialise a new TrackingPairSampler.
 
         Args:
             dataset: A dataset with ``sequences`` (each with ``boxes``).
@@ -228,7 +228,7 @@ class TrackingPairDataset(Dataset[Sample]):
         scale_jitter: tuple[float, float] = (0.0, 0.25),
         generator: torch.Generator | None = None,
     ) -> None:
-        """Initialize a new TrackingPairDataset.
+        """Initialise a new TrackingPairDataset.
 
         Args:
             dataset: A dataset with ``sequences`` and ``load_frame``.

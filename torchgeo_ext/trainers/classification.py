@@ -84,7 +84,7 @@ class PatchClassificationTask(PluginTask):
         step_size: int | None = None,
         gamma: float = 0.9,
     ) -> None:
-        """Initialize a new PatchClassificationTask.
+        """Initialise a new PatchClassificationTask.
 
         Args:
             model: Builder name (``mivit_base``, ``mivit_tiny``,

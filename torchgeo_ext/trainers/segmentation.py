@@ -226,7 +226,7 @@ class SegmentationTask(SemanticSegmentationBase):
         tile_size: int = 100,
         model_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """Initialize a new SegmentationTask.
+        """Initialise a new SegmentationTask.
 
         Args:
             model: Builder name: ``dianet_w48`` (the paper), ``dianet_w18``,
@@ -258,7 +258,7 @@ class SegmentationTask(SemanticSegmentationBase):
         return int(self.hparams['in_channels'])
 
     def configure_models(self) -> None:
-        """Initialize the model."""
+        """Initialise the model."""
         kwargs = dict(self.hparams['model_kwargs'] or {})
         self.model: nn.Module = get_model(
             self.hparams['model'],
@@ -268,7 +268,7 @@ class SegmentationTask(SemanticSegmentationBase):
         )
 
     def configure_losses(self) -> None:
-        """Initialize the loss criterion.
+        """Initialise the loss criterion.
 
         Raises:
             ValueError: If the loss name is unknown.

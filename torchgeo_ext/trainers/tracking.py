@@ -1,9 +1,10 @@
-"""Lightning task for single-object hyperspectral tracking (HyA-T on HOTC).
+"""Lightning task for single-object hyperspectral tracking (HyA-T and HyMamba on HOTC).
 
-:class:`TrackingTask` trains :class:`~torchgeo_ext.models.hyat.HyATracker`
-on template/search pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule`
-fit batches: ``template``, ``search``, ``search_bbox_xyxy``) with a focal loss
-on the centre score map (Gaussian target around the box centre's cell) plus
+:class:`TrackingTask` trains a tracker of the registry (HyA-T's
+:class:`~torchgeo_ext.models.hyat.HyATracker`, or HyMamba's
+:class:`~torchgeo_ext.models.hymamba.HyMambaTracker` built on it) on template/search
+pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule` fit batches: ``template``,
+``search``, ``search_bbox_xyxy``) with a focal loss on the centre score map (Gaussian target around the box centre's cell) plus
 L1 and GIoU losses on the box decoded at the ground-truth centre cell.
 Validation logs the loss and the success AUC / DP@20 of the boxes decoded at
 the score maximum, over the validation pairs (in search-crop pixels).
@@ -78,7 +79,7 @@ class TrackingTask(PluginTask):
         lr: float = 4e-4,
         weight_decay: float = 1e-4,
     ) -> None:
-        """Initialize a new TrackingTask.
+        """Initialise a new TrackingTask.
 
         Args:
             model: ``'hyat_tiny'``, ``'hyat_base'``, ``'hymamba_tiny'`` or ``'hymamba_base'``.
@@ -118,7 +119,7 @@ class TrackingTask(PluginTask):
             self.model.freeze_backbone()
 
     def configure_losses(self) -> None:
-        """Initialize the focal + L1 + GIoU loss."""
+        """Initialise the focal + L1 + GIoU loss."""
         h = self.hparams
         self.criterion = TrackingLoss(
             h['focal_weight'], h['l1_weight'], h['giou_weight']
