@@ -4,8 +4,9 @@
 :class:`~torchgeo_ext.models.hyat.HyATracker`, or HyMamba's
 :class:`~torchgeo_ext.models.hymamba.HyMambaTracker` built on it) on template/search
 pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule` fit batches: ``template``,
-``search``, ``search_bbox_xyxy``) with a focal loss on the centre score map (Gaussian target around the box centre's cell) plus
-L1 and GIoU losses on the box decoded at the ground-truth centre cell.
+``search``, ``search_bbox_xyxy``) with a focal loss on the centre score map (Gaussian
+target around the box centre's cell) plus L1 and GIoU losses on the box decoded at the
+ground-truth centre cell.
 Validation logs the loss and the success AUC / DP@20 of the boxes decoded at
 the score maximum, over the validation pairs (in search-crop pixels).
 
