@@ -47,7 +47,6 @@ from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 from torchmetrics import MetricCollection
 
-from ..errors import InvalidInputError
 from ..losses.anomaly import stad_distillation_loss, stad_teacher_loss
 from ..metrics.anomaly import AnomalyMetrics
 from ..models.api import get_model
@@ -66,7 +65,7 @@ from ..models.stad import (
     stad_scores,
     synthetic_blobs,
 )
-from .base import PluginTask, load_task
+from .base import PluginTask, load_task_model
 from .optimization import ExponentialMovingAverage, schedule_steps
 
 __all__ = ('AnomalyDetectionTask', 'BSDMTask', 'STADTask', 'load_bsdm', 'load_stad')
@@ -477,12 +476,9 @@ def load_bsdm(checkpoint: str | os.PathLike[str]) -> BSDM:
     Raises:
         InvalidInputError: If the checkpoint holds no BSDM model.
     """
-    task = load_task(checkpoint)
-    model = getattr(task, 'model', None)
-    if not isinstance(model, BSDM):
-        raise InvalidInputError(checkpoint, 'not a BSDM checkpoint (model is not BSDM)')
-    model.eval()
-    return model
+    return load_task_model(
+        checkpoint, BSDM, 'not a BSDM checkpoint (model is not BSDM)'
+    )
 
 
 def load_stad(
@@ -500,12 +496,9 @@ def load_stad(
     Raises:
         InvalidInputError: If the checkpoint holds no STAD model.
     """
-    task = load_task(checkpoint)
-    average = getattr(task, 'ema_student' if student else 'ema_teacher', None)
-    model = getattr(average, 'module', None)
-    if not isinstance(model, STADStudent | STADTeacher):
-        raise InvalidInputError(
-            checkpoint, 'not a STAD checkpoint (no STAD teacher/student)'
-        )
-    model.eval()
-    return model
+    return load_task_model(
+        checkpoint,
+        (STADStudent, STADTeacher),
+        'not a STAD checkpoint (no STAD teacher/student)',
+        attribute=f'{"ema_student" if student else "ema_teacher"}.module',
+    )

@@ -653,3 +653,32 @@ def load_task(path: str | os.PathLike[str], map_location: str = 'cpu') -> BaseTa
     task: BaseTask = cls.load_from_checkpoint(path, map_location=map_location)
     task.eval()
     return task
+
+
+def load_task_model(
+    checkpoint: str | os.PathLike[str],
+    kind: type | tuple[type, ...],
+    problem: str,
+    attribute: str = 'model',
+) -> Any:
+    """The model a checkpoint's task holds, checked to be of the expected kind.
+
+    Args:
+        checkpoint: A checkpoint written by a :class:`PluginTask`.
+        kind: The class (or classes) the model must be an instance of.
+        problem: What the error says when it is not.
+        attribute: Dotted attribute path of the model on the task
+            (``'ema_teacher.module'`` for an averaged copy).
+
+    Returns:
+        The model, in eval mode (as :func:`load_task` leaves the task).
+
+    Raises:
+        InvalidInputError: If the task holds no such model.
+    """
+    model: Any = load_task(checkpoint)
+    for name in attribute.split('.'):
+        model = getattr(model, name, None)
+    if not isinstance(model, kind):
+        raise InvalidInputError(checkpoint, problem)
+    return model

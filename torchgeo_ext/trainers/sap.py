@@ -23,11 +23,10 @@ import torch
 from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import Tensor
 
-from ..errors import InvalidInputError
 from ..models.api import get_model
 from ..models.sap import AnomalyPrior, prior_loss, sap_scores
 from .anomaly import AnomalyTaskBase
-from .base import load_task
+from .base import load_task_model
 
 __all__ = ('SAPPriorTask', 'load_sap_prior')
 
@@ -121,9 +120,4 @@ def load_sap_prior(checkpoint: str | os.PathLike[str]) -> AnomalyPrior:
     Raises:
         InvalidInputError: If the checkpoint holds no SAP prior.
     """
-    task = load_task(checkpoint)
-    model = getattr(task, 'model', None)
-    if not isinstance(model, AnomalyPrior):
-        raise InvalidInputError(checkpoint, 'not a SAP prior checkpoint')
-    model.eval()
-    return model
+    return load_task_model(checkpoint, AnomalyPrior, 'not a SAP prior checkpoint')
