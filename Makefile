@@ -11,7 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements/lock.txt
 # The extras the development environment installs (and the lock covers).
-EXTRAS := dev,docs
+EXTRAS := dev,docs,federated
 PYTEST_ARGS := -q -n 2 --nbmake --nbmake-timeout=600 tests docs/tutorials
 
 .PHONY: venv demo test test-latest lock lint docs benchmarks clean check-python
