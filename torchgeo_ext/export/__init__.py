@@ -1,4 +1,4 @@
-"""Georeferenced outputs (raster and vector writers, atomic files) and the inputs they come from."""
+"""Georeferenced outputs (raster and vector writers, atomic files) and where inputs live."""
 
 from __future__ import annotations
 

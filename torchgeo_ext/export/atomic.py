@@ -1,4 +1,4 @@
-"""Atomic file output: write to a temporary sibling, rename on success, roll back a failed command."""
+"""Atomic file output: write to a temporary sibling, rename on success, roll back on failure."""
 
 from __future__ import annotations
 
