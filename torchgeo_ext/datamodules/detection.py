@@ -7,6 +7,7 @@ from typing import Any
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from kornia.geometry.transform import warp_perspective
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -273,6 +274,48 @@ class DetectionAugmentation(nn.Module):
             batch['bbox'] = new_bbox
         if 'label' in batch:
             batch['label'] = new_label
+
+
+class Downsample:
+    """Area-downsample a detection sample's ``image`` by an integer factor.
+
+    The boxes (``bbox_xyxy``, ``bbox``) are divided by the same factor, so they
+    stay in the pixel-edge coordinates of the smaller image. A sample transform:
+    it runs in the data loader, before collation.
+    """
+
+    def __init__(self, factor: int) -> None:
+        """Initialise a new Downsample.
+
+        Args:
+            factor: Integer factor (2: 1280 x 1024 to 640 x 512).
+
+        Raises:
+            ValueError: If *factor* is not a positive integer.
+        """
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f'factor must be a positive integer, got {factor!r}')
+        self.factor = int(factor)
+
+    def __call__(self, sample: Batch) -> Batch:
+        """Downsample ``image`` and its boxes.
+
+        Args:
+            sample: A detection sample with a float ``image`` (C x H x W).
+
+        Returns:
+            The sample with ``image`` (C x H / factor x W / factor) and boxes scaled.
+        """
+        if self.factor == 1:
+            return sample
+        image = sample['image']
+        size = (image.shape[-2] // self.factor, image.shape[-1] // self.factor)
+        sample = dict(sample)
+        sample['image'] = F.interpolate(image[None].float(), size=size, mode='area')[0]
+        for key in ('bbox_xyxy', 'bbox'):
+            if key in sample:
+                sample[key] = sample[key] / self.factor
+        return sample
 
 
 def default_train_augmentation(square: bool) -> DetectionAugmentation:

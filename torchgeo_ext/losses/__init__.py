@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         reconstruction_loss,
         softmax_focal_loss,
     )
+    from .fedfusion import fedfusion_loss
     from .fusion import FusionLoss, laplacian_pyramid
     from .fusionsam import FusionSAMLoss, dice_loss, vector_quantization_loss
     from .obb import OBBLoss
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     'mivit_class_weights': 'torchgeo_ext.losses.classification',
     'reconstruction_loss': 'torchgeo_ext.losses.classification',
     'softmax_focal_loss': 'torchgeo_ext.losses.classification',
+    'fedfusion_loss': 'torchgeo_ext.losses.fedfusion',
     'FusionLoss': 'torchgeo_ext.losses.fusion',
     'laplacian_pyramid': 'torchgeo_ext.losses.fusion',
     'FusionSAMLoss': 'torchgeo_ext.losses.fusionsam',
