@@ -5,6 +5,7 @@
   mutual-information terms (patch classification);
 * :mod:`.yolo`: the YOLOv5 loss (SuperYOLO, GHOST);
 * :mod:`.obb`: the YOLOv8-OBB loss (YOLOv8n-OBB, FoRA/LMA, E2E-MFD detection);
+* :mod:`.fedfusion`: FedFusion's cross-entropy and prediction-consistency terms;
 * :mod:`.fusion`: E2E-MFD's image-fusion loss;
 * :mod:`.fusionsam`: FusionSAM's VQ codebook/commitment terms, Dice and total loss;
 * :mod:`.segmentation`: DIAnet's distribution-aware loss and OHEM cross-entropy;
@@ -29,6 +30,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         reconstruction_loss,
         softmax_focal_loss,
     )
+    from .fedfusion import fedfusion_loss
     from .fusion import FusionLoss, laplacian_pyramid
     from .fusionsam import FusionSAMLoss, dice_loss, vector_quantization_loss
     from .obb import OBBLoss
@@ -47,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     'mivit_class_weights': 'torchgeo_ext.losses.classification',
     'reconstruction_loss': 'torchgeo_ext.losses.classification',
     'softmax_focal_loss': 'torchgeo_ext.losses.classification',
+    'fedfusion_loss': 'torchgeo_ext.losses.fedfusion',
     'FusionLoss': 'torchgeo_ext.losses.fusion',
     'laplacian_pyramid': 'torchgeo_ext.losses.fusion',
     'FusionSAMLoss': 'torchgeo_ext.losses.fusionsam',

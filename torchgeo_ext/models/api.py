@@ -51,6 +51,9 @@ _BUILDERS: dict[str, str] = {
     'mivit_tiny': 'mivit:mivit_tiny',
     'm3amba_base': 'm3amba:m3amba_base',
     'm3amba_tiny': 'm3amba:m3amba_tiny',
+    # FedFusion (federated multi-satellite fusion): per-modality CNNs, shared head.
+    'fedfusion': 'fedfusion:fedfusion',
+    'fedfusion_tiny': 'fedfusion:fedfusion_tiny',
     # Hyperspectral anomaly detection: BSDM's denoiser, STAD's teacher.
     'bsdm': 'bsdm:bsdm',
     'stad': 'stad:stad',

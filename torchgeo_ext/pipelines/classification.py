@@ -24,39 +24,24 @@ module, or the module of a bound method, runs in eval mode (restored after).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..datasets.hsi_lidar import HSILiDARDataset
 from ..export.atomic import atomic_output
 from ..export.raster import write_raster
+from .tiling import eval_mode
 
 #: Nodata of the class maps (uint8).
 NODATA = 255
-
-
-@contextlib.contextmanager
-def _evaluating(model: Callable[[Tensor], Tensor]) -> Iterator[None]:
-    """Eval mode for a module, or the module behind a bound method (``task.classify``)."""
-    module = model if isinstance(model, nn.Module) else getattr(model, '__self__', None)
-    if not isinstance(module, nn.Module):
-        yield
-        return
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def _pad(image: Tensor, patch_size: int, padding: str) -> Tensor:
@@ -131,7 +116,7 @@ def classify_scene(
     for start in range(0, len(rows), batch_size):
         r, c = rows[start : start + batch_size], cols[start : start + batch_size]
         batch = windows[:, r, c].permute(1, 0, 2, 3).contiguous().to(device)
-        with torch.no_grad(), _evaluating(model):
+        with torch.no_grad(), eval_mode(model):
             out = model(batch).float()
         if not bool(((out >= 0) & (out <= 1)).all()) or not torch.allclose(
             out.sum(1), torch.ones(len(out), device=out.device), atol=1e-4
@@ -301,7 +286,7 @@ class DensePatchClassifier:
             flat = windows.permute(1, 2, 0, 3, 4).reshape(h * w, -1, p, p)
             probs = []
             for start in range(0, h * w, self.batch_size):
-                with torch.no_grad(), _evaluating(self.model):
+                with torch.no_grad(), eval_mode(self.model):
                     scores = self.model(flat[start : start + self.batch_size]).float()
                 if not bool(((scores >= 0) & (scores <= 1)).all()):
                     scores = scores.softmax(dim=1)

@@ -482,16 +482,25 @@ def tile_batches(
 
 @contextlib.contextmanager
 def eval_mode(model: Callable[..., Any]) -> Iterator[None]:
-    """Put a torch module in eval mode for the block, then restore its mode."""
-    if not isinstance(model, torch.nn.Module):
+    """Put a torch module in eval mode for the block, then restore its mode.
+
+    The module of a bound method (``task.classify``) is put in eval mode too;
+    any other callable is left as it is.
+    """
+    module = (
+        model
+        if isinstance(model, torch.nn.Module)
+        else getattr(model, '__self__', None)
+    )
+    if not isinstance(module, torch.nn.Module):
         yield
         return
-    was_training = model.training
-    model.eval()
+    was_training = module.training
+    module.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        module.train(was_training)
 
 
 def check_precision(precision: str | int) -> Precision:
