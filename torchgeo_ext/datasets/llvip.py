@@ -20,7 +20,7 @@ from .detection import (
     count_issue,
     image_size,
     keep_clipped,
-    modality_layout,
+    stacked_band_indices,
     warn_annotation_issues,
     xyxy_to_corners,
 )
@@ -110,7 +110,7 @@ class LLVIP(PairedDetectionDataset):
         """
         if split not in self.splits:
             raise ValueError(f'split must be one of {self.splits}, got {split!r}')
-        layout = modality_layout(
+        layout = stacked_band_indices(
             modalities,
             {name: bands for name, (_, bands) in self.modality_files.items()},
         )

@@ -26,6 +26,11 @@ _BUILDERS: dict[str, str] = {
     'lma_yolov8n_obb': 'lma:lma_yolov8n_obb',
     'two_stream_yolov8n_obb': 'lma:two_stream_yolov8n_obb',
     'e2emfd_yolov8n_obb': 'e2emfd:e2emfd_yolov8n_obb',
+    # SAR-Net (SAR ships and aircraft): axis-aligned (YOLOv5 heads) and oriented.
+    'sarnet_n': 'sarnet:sarnet_n',
+    'sarnet_s': 'sarnet:sarnet_s',
+    'sarnet_n_obb': 'sarnet:sarnet_n_obb',
+    'sarnet_s_obb': 'sarnet:sarnet_s_obb',
     # DIAnet (cloud recognition).
     'dianet_w48': 'dianet:dianet_w48',
     'dianet_w18': 'dianet:dianet_w18',
