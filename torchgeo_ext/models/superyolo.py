@@ -385,6 +385,11 @@ class SuperYOLO(nn.Module):
     In training mode :meth:`forward` returns raw head outputs; in eval mode the
     decoded predictions (see :meth:`Detect.decode`). :meth:`forward_raw`
     returns both the raw outputs and the SR reconstruction.
+
+    The stem is a multimodal fusion block over one or more band groups of the
+    stacked input: ``[[0, 1, 2], [3]]`` is the paper's RGB+IR model,
+    ``[[0, 1, 2]]`` RGB only, ``[[3]]`` IR only, and ``[list(range(n))]`` a
+    plain early fusion of any ``n`` bands (e.g. RGB+NIR user imagery).
     """
 
     def __init__(
@@ -400,7 +405,7 @@ class SuperYOLO(nn.Module):
 
         Args:
             num_classes: Number of object classes.
-            band_groups: Input band indices per modality (see module docs).
+            band_groups: Input band indices per modality (see above).
             super_resolution: Build the SR branch (training only).
             anchors: Anchor sizes in pixels for the stride-4 head.
             stem_channels: Output channels of the MF stem (64 for the
