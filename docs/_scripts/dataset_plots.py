@@ -29,6 +29,7 @@ from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.datasets.houston2013 import Houston2013
 from torchgeo_ext.datasets.mfnet import MFNet
 from torchgeo_ext.datasets.muufl import MUUFL
+from torchgeo_ext.datasets.ssdd import SSDD
 from torchgeo_ext.datasets.trento import Trento
 from torchgeo_ext.datasets.vedai import VEDAI
 
@@ -50,6 +51,7 @@ DATASETS: dict[str, Callable[[], Any]] = {
     'muufl': lambda: MUUFL(DATA / 'muufl' / 'mat', patch_size=11),
     'mfnet': lambda: MFNet(DATA / 'mfnet'),
     'fmb': lambda: FMB(DATA / 'fmb'),
+    'ssdd': lambda: SSDD(DATA / 'ssdd', bbox_orientation='oriented'),
 }
 
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .intersection import StackedIntersectionDataset, intersect
     from .mfnet import MFNet
     from .muufl import MUUFL
+    from .ssdd import SSDD
     from .trento import Trento
     from .vector import VectorObjects
     from .vedai import VEDAI
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     'Houston2013': 'torchgeo_ext.datasets.houston2013',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'SSDD': 'torchgeo_ext.datasets.ssdd',
     'Trento': 'torchgeo_ext.datasets.trento',
     'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',
     'StackedIntersectionDataset': 'torchgeo_ext.datasets.intersection',
