@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .hotc import HOTCDataModule
     from .houston2013 import Houston2013DataModule
     from .hsi_lidar import HSILiDARDataModule
+    from .llvip import LLVIPDataModule
     from .mfnet import MFNetDataModule
     from .muufl import MUUFLDataModule
     from .ssdd import SSDDDataModule
@@ -33,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
     'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
     'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
+    'LLVIPDataModule': 'torchgeo_ext.datamodules.llvip',
     'MFNetDataModule': 'torchgeo_ext.datamodules.mfnet',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
     'Normalisation': 'torchgeo_ext.datamodules.geo',

@@ -1,15 +1,4 @@
-"""Collation and box-aware batch augmentation shared by the detection data modules.
-
-Boxes follow docs/architecture.md: ``bbox_xyxy`` N x 4 and ``bbox`` N x 8 in pixel-edge
-coordinates (``0 <= x <= width``). Kornia's geometric augmentations report
-their transformation as a 3 x 3 matrix in pixel-centre coordinates (a
-horizontal flip maps ``x`` to ``W - 1 - x``); :class:`DetectionAugmentation`
-converts it to edge coordinates (``x`` to ``W - x``) and moves every box with
-the image. All modalities are bands of one ``image`` tensor, so a geometric
-augmentation transforms them identically; an optional ``image_hr`` (the
-super-resolution target at an integer multiple of the size) gets the same
-transformation, rescaled.
-"""
+"""Collation and box-aware batch augmentation shared by the detection data modules."""
 
 from __future__ import annotations
 
@@ -146,7 +135,10 @@ class DetectionAugmentation(nn.Module):
     augmentations; the per-sample transformation matrices it reports move
     ``bbox`` (corners transformed exactly) and ``bbox_xyxy`` (envelope of the
     transformed ``bbox`` when present, else of the transformed box corners),
-    clipped to the image. Boxes left with less than ``min_size`` pixels of width
+    clipped to the image. Kornia reports its transformations in pixel-centre
+    coordinates (a horizontal flip maps ``x`` to ``W - 1 - x``); they are
+    converted to the boxes' pixel-edge coordinates (``x`` to ``W - x``). All
+    modalities are bands of one ``image``, so they move identically. Boxes left with less than ``min_size`` pixels of width
     or height inside the image are removed from every per-image list
     (``bbox_xyxy``, ``bbox``, ``label``). ``image_hr`` (an integer multiple of
     ``image``'s size) is warped with the same transformation rescaled.
@@ -282,6 +274,48 @@ class DetectionAugmentation(nn.Module):
             batch['bbox'] = new_bbox
         if 'label' in batch:
             batch['label'] = new_label
+
+
+class Downsample:
+    """Area-downsample a detection sample's ``image`` by an integer factor.
+
+    The boxes (``bbox_xyxy``, ``bbox``) are divided by the same factor, so they
+    stay in the pixel-edge coordinates of the smaller image. A sample transform:
+    it runs in the data loader, before collation.
+    """
+
+    def __init__(self, factor: int) -> None:
+        """Initialise a new Downsample.
+
+        Args:
+            factor: Integer factor (2: 1280 x 1024 to 640 x 512).
+
+        Raises:
+            ValueError: If *factor* is not a positive integer.
+        """
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f'factor must be a positive integer, got {factor!r}')
+        self.factor = int(factor)
+
+    def __call__(self, sample: Batch) -> Batch:
+        """Downsample ``image`` and its boxes.
+
+        Args:
+            sample: A detection sample with a float ``image`` (C x H x W).
+
+        Returns:
+            The sample with ``image`` (C x H / factor x W / factor) and boxes scaled.
+        """
+        if self.factor == 1:
+            return sample
+        image = sample['image']
+        size = (image.shape[-2] // self.factor, image.shape[-1] // self.factor)
+        sample = dict(sample)
+        sample['image'] = F.interpolate(image[None].float(), size=size, mode='area')[0]
+        for key in ('bbox_xyxy', 'bbox'):
+            if key in sample:
+                sample[key] = sample[key] / self.factor
+        return sample
 
 
 def default_train_augmentation(

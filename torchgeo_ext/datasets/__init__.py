@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .hsi_lidar import HSILiDARDataset
     from .hyperspectral import HyperspectralScene
     from .intersection import StackedIntersectionDataset, intersect
+    from .llvip import LLVIP
     from .mfnet import MFNet
     from .muufl import MUUFL
     from .ssdd import SSDD
@@ -34,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     'HOTC': 'torchgeo_ext.datasets.hotc',
     'HSILiDARDataset': 'torchgeo_ext.datasets.hsi_lidar',
     'Houston2013': 'torchgeo_ext.datasets.houston2013',
+    'LLVIP': 'torchgeo_ext.datasets.llvip',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
     'SSDD': 'torchgeo_ext.datasets.ssdd',
