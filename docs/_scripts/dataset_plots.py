@@ -27,6 +27,7 @@ from torchgeo_ext.datasets.fyh import FYH
 from torchgeo_ext.datasets.had100 import HAD100
 from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.datasets.houston2013 import Houston2013
+from torchgeo_ext.datasets.hrsid import HRSID
 from torchgeo_ext.datasets.llvip import LLVIP
 from torchgeo_ext.datasets.mfnet import MFNet
 from torchgeo_ext.datasets.muufl import MUUFL
@@ -54,6 +55,7 @@ DATASETS: dict[str, Callable[[], Any]] = {
     'fmb': lambda: FMB(DATA / 'fmb'),
     'llvip': lambda: LLVIP(DATA / 'llvip', split='test'),
     'ssdd': lambda: SSDD(DATA / 'ssdd', bbox_orientation='oriented'),
+    'hrsid': lambda: HRSID(DATA / 'hrsid', split='test', bbox_orientation='oriented'),
 }
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .had100 import HAD100
     from .hotc import HOTC
     from .houston2013 import Houston2013
+    from .hrsid import HRSID
     from .hsi_lidar import HSILiDARDataset
     from .hyperspectral import HyperspectralScene
     from .intersection import StackedIntersectionDataset, intersect
@@ -33,6 +34,7 @@ _EXPORTS: dict[str, str] = {
     'FYHScenes': 'torchgeo_ext.datasets.fyh',
     'HAD100': 'torchgeo_ext.datasets.had100',
     'HOTC': 'torchgeo_ext.datasets.hotc',
+    'HRSID': 'torchgeo_ext.datasets.hrsid',
     'HSILiDARDataset': 'torchgeo_ext.datasets.hsi_lidar',
     'Houston2013': 'torchgeo_ext.datasets.houston2013',
     'LLVIP': 'torchgeo_ext.datasets.llvip',
