@@ -129,7 +129,7 @@ def check_sample_options(dtype: str, bbox_orientation: str) -> None:
         )
 
 
-def modality_layout(
+def stacked_band_indices(
     modalities: Iterable[str], bands: Mapping[str, int]
 ) -> dict[str, list[int]]:
     """Band indices of each modality in the stacked image, in the given order.
