@@ -16,7 +16,9 @@ def test_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in out
 
 
-def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / 'c.yaml'
     config.write_text('rounds: 2\nepochs: 3\n')
     assert main(['federated', '--config', str(config)]) == 2
