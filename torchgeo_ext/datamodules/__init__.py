@@ -15,8 +15,10 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .hotc import HOTCDataModule
     from .houston2013 import Houston2013DataModule
     from .hsi_lidar import HSILiDARDataModule
+    from .llvip import LLVIPDataModule
     from .mfnet import MFNetDataModule
     from .muufl import MUUFLDataModule
+    from .ssdd import SSDDDataModule
     from .trento import TrentoDataModule
     from .vedai import VEDAIDataModule
 
@@ -32,9 +34,11 @@ _EXPORTS: dict[str, str] = {
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
     'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
     'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
+    'LLVIPDataModule': 'torchgeo_ext.datamodules.llvip',
     'MFNetDataModule': 'torchgeo_ext.datamodules.mfnet',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
     'Normalisation': 'torchgeo_ext.datamodules.geo',
+    'SSDDDataModule': 'torchgeo_ext.datamodules.ssdd',
     'TrentoDataModule': 'torchgeo_ext.datamodules.trento',
     'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',
 }

@@ -6,17 +6,16 @@ import math
 import os
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch.utils.data import Subset
-from torchgeo.datamodules import NonGeoDataModule
 
 from ..datasets.fmb import FMB
+from .rgbt import RGBTDataModule
 
 __all__ = ['FMBDataModule']
 
 
-class FMBDataModule(NonGeoDataModule):
+class FMBDataModule(RGBTDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.fmb.FMB`.
 
     FMB releases ``train`` and ``test`` only: validation holds out
@@ -26,9 +25,6 @@ class FMBDataModule(NonGeoDataModule):
     divided by 255 (RGB bands 0-2, infrared band 3) and ``mask`` int64.
     Training adds random horizontal flips.
     """
-
-    mean = torch.tensor(0.0)
-    std = torch.tensor(255.0)
 
     def __init__(
         self,
@@ -57,16 +53,9 @@ class FMBDataModule(NonGeoDataModule):
         """
         if not 0 <= val_split_pct < 1:
             raise ValueError(f'val_split_pct must be in [0, 1), got {val_split_pct}')
-        super().__init__(FMB, batch_size, num_workers, root=root, **kwargs)
+        super().__init__(FMB, root, batch_size, num_workers, augment, **kwargs)
         self.val_split_pct = val_split_pct
         self.seed = seed
-        if augment:
-            self.train_aug = K.AugmentationSequential(
-                K.Normalize(mean=self.mean, std=self.std),
-                K.RandomHorizontalFlip(p=0.5),
-                data_keys=None,
-                keepdim=True,
-            )
 
     def setup(self, stage: str) -> None:
         """Set up the datasets of a stage.

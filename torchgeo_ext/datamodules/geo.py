@@ -1,28 +1,4 @@
-"""Data modules for your own imagery: georeferenced rasters plus vector labels.
-
-:class:`GeoDetectionDataModule` and :class:`GeoSegmentationDataModule` read one
-or more co-registered raster modalities (any CRS and resolution; the first
-modality fixes both) and a vector file of objects drawn in a GIS
-(:class:`~torchgeo_ext.datasets.vector.VectorObjects`), intersect them with
-:func:`~torchgeo_ext.datasets.intersection.intersect` (one stacked ``image``,
-the labels of the same patch, one float64 georeference), split the labelled
-area geographically into train / validation / test, and serve batches that
-SuperYOLOTask (axis-aligned), OrientedDetectionTask (oriented: the LMA models) and
-SegmentationTask (DIAnet) train from unchanged.
-
-Geographic split: the labelled area (where all modalities and the label
-file's extent overlap) is covered by square cells of ``grid_cell_size``
-pixels (a multiple of ``patch_size``), aligned to the first modality's pixel
-grid; cells are assigned at random (seeded) to train / val / test in the
-proportions asked. Adjacent cells of one split form one region. Training
-patches (:class:`~torchgeo_ext.samplers.object.ObjectSampler`) never leave a
-training region nor touch a held-out cell; validation and test patches
-(:class:`~torchgeo_ext.samplers.cells.CellGridSampler`) tile their cells
-exactly. So no pixel of a validation or test patch is in a training patch.
-Objects are cut only where training meets validation or test (with no
-held-out split, nothing is cut); ``setup('fit')`` reports the share of
-training objects never seen whole (:attr:`never_whole`).
-"""
+"""Data modules for your own imagery: georeferenced rasters plus vector labels."""
 
 from __future__ import annotations
 
@@ -394,7 +370,30 @@ def _regions(cells: Sequence[shapely.Polygon]) -> list[Any]:
 
 
 class _GeoObjectsDataModule(GeoDataModule):
-    """Shared set-up of the own-imagery data modules (see the module docstring)."""
+    """Shared set-up of the own-imagery data modules.
+
+    One or more co-registered raster modalities (any CRS and resolution; the
+    first modality fixes both) and a vector file of objects drawn in a GIS
+    (:class:`~torchgeo_ext.datasets.vector.VectorObjects`) are intersected
+    with :func:`~torchgeo_ext.datasets.intersection.intersect` (one stacked
+    ``image``, the labels of the same patch, one float64 georeference); the
+    batches are those that SuperYOLOTask (axis-aligned), OrientedDetectionTask
+    (oriented: the LMA models) and SegmentationTask (DIAnet) train from.
+
+    The labelled area (where all modalities and the label file's extent
+    overlap) is split geographically: it is covered by square cells of
+    ``grid_cell_size`` pixels (a multiple of ``patch_size``), aligned to the
+    first modality's pixel grid, and cells are assigned at random (seeded) to
+    train / val / test in the proportions asked. Adjacent cells of one split
+    form one region. Training patches
+    (:class:`~torchgeo_ext.samplers.object.ObjectSampler`) never leave a
+    training region nor touch a held-out cell; validation and test patches
+    (:class:`~torchgeo_ext.samplers.cells.CellGridSampler`) tile their cells
+    exactly, so no pixel of a validation or test patch is in a training patch.
+    Objects are cut only where training meets validation or test (with no
+    held-out split, nothing is cut); ``setup('fit')`` reports the share of
+    training objects never seen whole (:attr:`never_whole`).
+    """
 
     def __init__(
         self,
@@ -670,9 +669,9 @@ class GeoDetectionDataModule(_GeoObjectsDataModule):
     ``oriented=True`` ``bbox``, N x 8) and ``label`` as lists of per-image
     tensors; ``bounds`` and ``transform`` (B x 9, float64, TorchGeo's layout)
     locate each patch. Training adds random flips and 90 degree rotations
-    that move the boxes with the image.
-
-    See the module docstring for the geographic split.
+    that move the boxes with the image. The area is split geographically
+    into train / val / test cells (see ``_GeoObjectsDataModule`` and
+    docs/own_imagery.md): no validation or test pixel is in a training patch.
     """
 
     def _configure_batches(self) -> None:
@@ -706,7 +705,8 @@ class GeoSegmentationDataModule(_GeoObjectsDataModule):
     detection. :attr:`class_names` is therefore ``['background', *classes]``
     and :attr:`num_classes` counts the background (the model's outputs);
     :attr:`object_classes` keeps the object classes. Training adds random
-    flips and 90 degree rotations applied identically to image and mask.
+    flips and 90 degree rotations applied identically to image and mask. The
+    area is split geographically as for :class:`GeoDetectionDataModule`.
     """
 
     def _configure_batches(self) -> None:

@@ -5,16 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-import kornia.augmentation as K
-import torch
-from torchgeo.datamodules import NonGeoDataModule
-
 from ..datasets.mfnet import MFNet
+from .rgbt import RGBTDataModule
 
 __all__ = ['MFNetDataModule']
 
 
-class MFNetDataModule(NonGeoDataModule):
+class MFNetDataModule(RGBTDataModule):
     """LightningDataModule for :class:`~torchgeo_ext.datasets.mfnet.MFNet`.
 
     Splits: ``train``, ``val``, and for test and predict ``test`` (or
@@ -23,9 +20,6 @@ class MFNetDataModule(NonGeoDataModule):
     and ``mask`` int64 (B, 480, 640). Training adds random horizontal flips,
     applied identically to both modalities and the mask.
     """
-
-    mean = torch.tensor(0.0)
-    std = torch.tensor(255.0)
 
     def __init__(
         self,
@@ -46,15 +40,8 @@ class MFNetDataModule(NonGeoDataModule):
             augment: Random horizontal flips when training.
             **kwargs: More arguments for :class:`MFNet`.
         """
-        super().__init__(MFNet, batch_size, num_workers, root=root, **kwargs)
+        super().__init__(MFNet, root, batch_size, num_workers, augment, **kwargs)
         self.test_split = test_split
-        if augment:
-            self.train_aug = K.AugmentationSequential(
-                K.Normalize(mean=self.mean, std=self.std),
-                K.RandomHorizontalFlip(p=0.5),
-                data_keys=None,
-                keepdim=True,
-            )
 
     def setup(self, stage: str) -> None:
         """Set up the datasets of a stage.

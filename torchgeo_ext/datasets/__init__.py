@@ -16,8 +16,10 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .hsi_lidar import HSILiDARDataset
     from .hyperspectral import HyperspectralScene
     from .intersection import StackedIntersectionDataset, intersect
+    from .llvip import LLVIP
     from .mfnet import MFNet
     from .muufl import MUUFL
+    from .ssdd import SSDD
     from .trento import Trento
     from .vector import VectorObjects
     from .vedai import VEDAI
@@ -33,8 +35,10 @@ _EXPORTS: dict[str, str] = {
     'HOTC': 'torchgeo_ext.datasets.hotc',
     'HSILiDARDataset': 'torchgeo_ext.datasets.hsi_lidar',
     'Houston2013': 'torchgeo_ext.datasets.houston2013',
+    'LLVIP': 'torchgeo_ext.datasets.llvip',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'SSDD': 'torchgeo_ext.datasets.ssdd',
     'Trento': 'torchgeo_ext.datasets.trento',
     'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',
     'StackedIntersectionDataset': 'torchgeo_ext.datasets.intersection',

@@ -1,9 +1,4 @@
-"""Helpers shared by the object-detection datasets (VEDAI, DroneVehicle).
-
-Box conventions (docs/architecture.md): ``bbox_xyxy`` is float32 N x 4 in pixel-edge
-coordinates of the sample (``0 <= x <= width``); ``bbox`` is float32 N x 8 with
-the four corners ``x1 y1 x2 y2 x3 y3 x4 y4`` of an oriented box (DOTA order).
-"""
+"""Helpers shared by the object-detection datasets (VEDAI, DroneVehicle)."""
 
 from __future__ import annotations
 
@@ -134,7 +129,7 @@ def check_sample_options(dtype: str, bbox_orientation: str) -> None:
         )
 
 
-def modality_layout(
+def stacked_band_indices(
     modalities: Iterable[str], bands: Mapping[str, int]
 ) -> dict[str, list[int]]:
     """Band indices of each modality in the stacked image, in the given order.

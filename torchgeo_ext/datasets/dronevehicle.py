@@ -20,7 +20,7 @@ from .detection import (
     count_issue,
     image_size,
     keep_clipped,
-    modality_layout,
+    stacked_band_indices,
     warn_annotation_issues,
 )
 
@@ -149,7 +149,7 @@ class DroneVehicle(PairedDetectionDataset):
         """
         if split not in self.splits:
             raise ValueError(f'split must be one of {self.splits}, got {split!r}')
-        layout = modality_layout(modalities, self.modality_bands)
+        layout = stacked_band_indices(modalities, self.modality_bands)
         if label_source not in ('ir', 'rgb'):
             raise ValueError(f"label_source must be 'ir' or 'rgb': {label_source!r}")
         check_sample_options(dtype, bbox_orientation)

@@ -7,19 +7,18 @@ from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import torch
-from matplotlib.figure import Figure
-from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
+from numpy.typing import NDArray
+from torchgeo.datasets import DatasetNotFoundError
 
 from ..errors import InvalidInputError, MissingInputError
-from .mfnet import plot_rgbt_sample, read_image, read_label_png
+from .rgbt import RGBTSegmentationDataset, read_image
 
 __all__ = ['FMB']
 
 Sample = dict[str, Any]
 
 
-class FMB(NonGeoDataset):
+class FMB(RGBTSegmentationDataset):
     """FMB: full-time multi-modality benchmark of visible-infrared street scenes.
 
     1,500 registered visible-infrared pairs at 800 x 600 (day and night, fog,
@@ -100,8 +99,6 @@ class FMB(NonGeoDataset):
         (153, 153, 153),
     ]
     splits = ('train', 'test')
-    #: Band indices of each modality in ``image``.
-    modalities: ClassVar[dict[str, list[int]]] = {'rgb': [0, 1, 2], 'thermal': [3]}
     _folders = ('Visible', 'Infrared', 'Label')
 
     def __init__(
@@ -122,59 +119,34 @@ class FMB(NonGeoDataset):
             DatasetNotFoundError: If the split's ``Visible`` folder is missing or empty.
             MissingInputError: If an image has no infrared partner or no label.
         """
-        if split not in self.splits:
-            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
-        self.root = os.fspath(root)
-        self.split = split
-        self.transforms = transforms
-        visible = os.path.join(self.root, split, 'Visible')
+        super().__init__(root, split, transforms)
+
+    def _list_names(self) -> list[str]:
+        """The ``Visible`` PNGs, sorted, each checked to have its partners."""
+        visible = os.path.join(self.root, self.split, 'Visible')
         if not os.path.isdir(visible):
             raise DatasetNotFoundError(self)
-        #: Image file names of the split, sorted.
-        self.names = sorted(
-            f for f in os.listdir(visible) if f.lower().endswith('.png')
-        )
-        if not self.names:
+        names = sorted(f for f in os.listdir(visible) if f.lower().endswith('.png'))
+        if not names:
             raise DatasetNotFoundError(self)
-        for name in self.names:
+        for name in names:
             for folder in self._folders[1:]:
-                path = os.path.join(self.root, split, folder, name)
+                path = os.path.join(self.root, self.split, folder, name)
                 if not os.path.isfile(path):
                     raise MissingInputError(
                         path, f'visible image {name} has no {folder} partner'
                     )
+        return names
 
-    def __len__(self) -> int:
-        """Return the number of samples.
-
-        Returns:
-            Length of the split.
-        """
-        return len(self.names)
-
-    def _read(self, folder: str, name: str) -> np.ndarray[Any, Any]:
-        return read_image(os.path.join(self.root, self.split, folder, name))
-
-    def __getitem__(self, index: int) -> Sample:
-        """Return a sample.
-
-        Args:
-            index: Index of the sample.
-
-        Returns:
-            ``image`` (4, H, W) float32 and ``mask`` (H, W) int64.
-
-        Raises:
-            InvalidInputError: If a file is unreadable or the modalities disagree.
-        """
-        name = self.names[index]
-        rgb = self._read('Visible', name)
+    def _read_bands(self, name: str) -> NDArray[Any]:
+        """Visible RGB and the first infrared band of ``name``, stacked (H, W, 4)."""
         path = os.path.join(self.root, self.split, 'Visible', name)
+        rgb = read_image(path)
         if rgb.ndim != 3 or rgb.shape[2] < 3:
             raise InvalidInputError(
                 path, f'expected an RGB image, got shape {rgb.shape}'
             )
-        ir = self._read('Infrared', name)
+        ir = read_image(os.path.join(self.root, self.split, 'Infrared', name))
         if ir.ndim == 3:
             ir = ir[..., 0]
         if ir.shape != rgb.shape[:2]:
@@ -183,33 +155,8 @@ class FMB(NonGeoDataset):
                 f'infrared is {ir.shape[1]} x {ir.shape[0]}, visible is '
                 f'{rgb.shape[1]} x {rgb.shape[0]}',
             )
-        stacked = np.concatenate([rgb[..., :3], ir[..., None]], axis=-1)
-        image = (
-            torch.from_numpy(stacked.astype(np.float32)).permute(2, 0, 1).contiguous()
-        )
-        mask = read_label_png(
-            os.path.join(self.root, self.split, 'Label', name),
-            len(self.classes),
-            rgb.shape[:2],
-        )
-        sample: Sample = {'image': image, 'mask': mask}
-        if self.transforms is not None:
-            sample = self.transforms(sample)
-        return sample
+        return np.concatenate([rgb[..., :3], ir[..., None]], axis=-1)
 
-    def plot(
-        self, sample: Sample, show_titles: bool = True, suptitle: str | None = None
-    ) -> Figure:
-        """Plot a sample: visible, infrared, mask and (if present) prediction.
-
-        Args:
-            sample: A sample from :meth:`__getitem__` (``prediction`` optional).
-            show_titles: Title each panel.
-            suptitle: Figure title.
-
-        Returns:
-            The figure.
-        """
-        return plot_rgbt_sample(
-            sample, self.modalities, self.classes, self.colors, show_titles, suptitle
-        )
+    def _label_path(self, name: str) -> str:
+        """``<split>/Label/<name>``."""
+        return os.path.join(self.root, self.split, 'Label', name)

@@ -1,23 +1,4 @@
-"""FYH cloud recognition dataset (FY-4A AGRI inputs, Himawari-8 cloud-type labels).
-
-Two views of the same data:
-
-* :class:`FYH`, the paper's ``.mat`` tiles (100 x 100 pixels), each georeferenced
-  from its name on the dataset's fixed 0.05 degree grid;
-* :class:`FYHScenes`, a :class:`~torchgeo.datasets.GeoDataset` over whole-scene
-  GeoTIFFs (14-band image + label raster) written by the builder
-  (:mod:`torchgeo_ext.converters.fyh`), for TorchGeo's samplers.
-
-The grid
---------
-Every FYH scene is the same 900 x 1000 window of a regular latitude/longitude
-grid (EPSG:4326) with 0.05 degree pixels. Pixel ``(r, c)`` is centred at
-``lat = 50 - 0.05 r``, ``lon = 85 + 0.05 c`` (r in 0..899, c in 0..999), so the
-window's outer edges are 50.025N, 5.025N, 84.975E and 134.975E and its affine
-transform (rasterio order) is ``(0.05, 0, 84.975, 0, -0.05, 50.025)``. Tile ``k``
-(0..89) is row block ``i = k // 10`` and column block ``j = k % 10``: rows
-``100 i .. 100 i + 99`` and columns ``100 j .. 100 j + 99``.
-"""
+"""FYH cloud-type datasets: FY-4A AGRI tiles and whole scenes on a 0.05 degree grid."""
 
 from __future__ import annotations
 
@@ -113,6 +94,12 @@ _TILE_NAME = re.compile(r'^(?P<stem>.+)_(?P<k>\d+)\.mat$')
 def grid_transform() -> Affine:
     """The affine transform of the whole 900 x 1000 scene window.
 
+    Every FYH scene is this window of a regular latitude/longitude grid
+    (EPSG:4326) with 0.05 degree pixels: pixel ``(r, c)`` is centred at
+    ``lat = 50 - 0.05 r``, ``lon = 85 + 0.05 c`` (r in 0..899, c in 0..999), so
+    the outer edges are 50.025N, 5.025N, 84.975E and 134.975E and the transform
+    is ``(0.05, 0, 84.975, 0, -0.05, 50.025)``.
+
     Returns:
         Pixel-corner transform (rasterio convention), EPSG:4326 degrees.
     """
@@ -124,7 +111,8 @@ def tile_offset(k: int) -> tuple[int, int]:
     """Row and column of the upper-left pixel of tile ``k`` in the scene window.
 
     Args:
-        k: Tile index, ``10 i + j`` (0..89).
+        k: Tile index, ``10 i + j`` (0..89): row block ``i`` covers rows
+            ``100 i .. 100 i + 99``, column block ``j`` columns ``100 j .. 100 j + 99``.
 
     Returns:
         ``(row, col)`` of the tile's first pixel.
@@ -318,7 +306,7 @@ class FYH(NonGeoDataset):
       100 x 100 x 1, masks stored as floating point, MATLAB v7.3 files
     * ``k = 10 i + j`` is the tile's position in the 900 x 1000 scene window
       (row block i in 0..8, column block j in 0..9); each tile's georeferencing
-      is reconstructed from it (see the module docstring for the grid)
+      is reconstructed from it (:func:`tile_transform`)
 
     Dataset classes:
 
@@ -502,7 +490,7 @@ class FYHScenes(StackedIntersectionDataset):
     samplers draw patches from one scan at a time. Samples carry ``image``,
     ``mask``, ``bounds`` and ``transform`` (TorchGeo 0.10's 9-value layout,
     one copy, float64 from the query: see
-    :mod:`torchgeo_ext.datasets.intersection`).
+    :class:`~torchgeo_ext.datasets.intersection.StackedIntersectionDataset`).
 
     Dataset classes: as :class:`FYH` (10 is fill / ignore; areas outside a
     scene read as 10).

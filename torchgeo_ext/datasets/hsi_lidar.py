@@ -1,17 +1,4 @@
-"""Base class of the hyperspectral + LiDAR land-cover benchmarks (Houston2013, Trento, MUUFL).
-
-Each benchmark is one scene: a hyperspectral cube, one or more co-registered
-LiDAR rasters and label maps (training and test pixels, or one ground-truth
-map). Samples are ``patch_size`` x ``patch_size`` patches centred on labelled
-pixels, the HSI and LiDAR bands stacked in ``image``.
-
-Releases differ in file and variable names, so the reader looks for each part
-by its *variable name* in every ``.mat`` file of ``root`` (case-insensitive,
-names listed per dataset in ``hsi_keys``, ``lidar_keys``, ``train_keys``,
-``test_keys``, ``gt_keys``) or, for the GeoTIFF releases, by file name
-(``geotiff_files``). MATLAB v5 files are read with SciPy, v7.3 (HDF5) files
-with h5py (axes reversed back to MATLAB order).
-"""
+"""Base class of the hyperspectral + LiDAR land-cover benchmarks (Houston2013, Trento, MUUFL)."""
 
 from __future__ import annotations
 
@@ -111,8 +98,17 @@ def minmax_normalize(cube: NDArray[np.float32]) -> tuple[list[float], list[float
 class HSILiDARDataset(NonGeoDataset):
     """Patches around the labelled pixels of a hyperspectral + LiDAR scene.
 
-    Subclasses set the class attributes: ``classes``, ``hsi_bands``,
+    Each benchmark is one scene: a hyperspectral cube, one or more co-registered
+    LiDAR rasters and label maps (training and test pixels, or one ground-truth
+    map). Subclasses set the class attributes: ``classes``, ``hsi_bands``,
     ``scene_shape``, the variable names per role and ``geotiff_files``.
+
+    Releases differ in file and variable names, so the reader looks for each part
+    by its *variable name* in every ``.mat`` file of ``root`` (case-insensitive,
+    names listed per dataset in ``hsi_keys``, ``lidar_keys``, ``train_keys``,
+    ``test_keys``, ``gt_keys``) or, for the GeoTIFF releases, by file name
+    (``geotiff_files``). MATLAB v5 files are read with SciPy, v7.3 (HDF5) files
+    with h5py (axes reversed back to MATLAB order).
 
     Sample keys: ``image`` float32 (HSI + LiDAR bands) x ``patch_size`` x
     ``patch_size``; ``label`` int64 scalar (0-based class); ``row`` and

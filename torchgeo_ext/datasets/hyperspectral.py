@@ -1,27 +1,4 @@
-"""Reading single hyperspectral scenes: ``.mat``, ENVI and GeoTIFF.
-
-:class:`HyperspectralScene` reads one scene into a band-first float32 cube
-with its no-data pixels filled and flagged, its ground-truth map when the
-file carries one, and its georeferencing when the file has it:
-
-* ``.mat`` files with keys ``data`` (H x W x C) and ``map`` (H x W), the
-  layout of the classic single-scene anomaly-detection benchmarks (San Diego,
-  HYDICE, ABU) and of STAD's HAD100 copy. MATLAB v7.3 (HDF5) files are read
-  with h5py. ``.mat`` files carry no georeferencing.
-* ENVI cubes (``.hdr`` + data file, BSQ/BIL/BIP, any ENVI data type) through
-  GDAL's ENVI driver (rasterio); the CRS and the affine transform come from
-  the header's ``map info`` / ``coordinate system string`` (rotated grids
-  included). Either the header or the data file may be given.
-* GeoTIFF (or any other raster GDAL reads) with its CRS and transform.
-
-No-data handling: a value is no-data when it equals one of
-:data:`NODATA_VALUES` (-9999 and 1e-34, the two sentinels of the AVIRIS
-products in HAD100), the header's ``data ignore value`` or the raster's
-nodata, or is not finite. A pixel is invalid (``valid_mask`` False) when any
-of its bands is no-data. No-data values are replaced by the mean of that
-band's valid values (``fill='mean'``, the default; 0 when a band has no valid
-value) or by a constant, never left as sentinels.
-"""
+"""Single hyperspectral scenes read from ``.mat``, ENVI and GeoTIFF files."""
 
 from __future__ import annotations
 
@@ -335,6 +312,28 @@ def fill_nodata(
 
 class HyperspectralScene:
     """One hyperspectral scene read from ``.mat``, ENVI or GeoTIFF.
+
+    The scene becomes a band-first float32 cube with its no-data pixels filled
+    and flagged, its ground-truth map when the file carries one, and its
+    georeferencing when the file has it:
+
+    * ``.mat`` files with keys ``data`` (H x W x C) and ``map`` (H x W), the
+      layout of the classic single-scene anomaly-detection benchmarks (San Diego,
+      HYDICE, ABU) and of STAD's HAD100 copy. MATLAB v7.3 (HDF5) files are read
+      with h5py. ``.mat`` files carry no georeferencing.
+    * ENVI cubes (``.hdr`` + data file, BSQ/BIL/BIP, any ENVI data type) through
+      GDAL's ENVI driver (rasterio); the CRS and the affine transform come from
+      the header's ``map info`` / ``coordinate system string`` (rotated grids
+      included). Either the header or the data file may be given.
+    * GeoTIFF (or any other raster GDAL reads) with its CRS and transform.
+
+    A value is no-data when it equals one of :data:`NODATA_VALUES` (-9999 and
+    1e-34, the two sentinels of the AVIRIS products in HAD100), the header's
+    ``data ignore value`` or the raster's nodata, or is not finite. A pixel is
+    invalid (``valid_mask`` False) when any of its bands is no-data. No-data
+    values are replaced by the mean of that band's valid values (``fill='mean'``,
+    the default; 0 when a band has no valid value) or by a constant, never left
+    as sentinels.
 
     Attributes:
         path: The file read (for ENVI, the data file; a URL or GDAL virtual

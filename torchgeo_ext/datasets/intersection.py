@@ -1,22 +1,4 @@
-"""One sample per query from several GeoDatasets: TorchGeo's ``&`` with one georeference.
-
-TorchGeo 0.10's :class:`~torchgeo.datasets.IntersectionDataset` merges the
-samples of its two datasets with :func:`~torchgeo.datasets.utils.concat_samples`,
-which concatenates *every* tensor: the images are stacked along the bands (what
-we want), but ``transform`` and ``bounds`` (9 values each) become 18 values for
-``a & b`` and 27 for ``a & b & c``. Both also come as float32, which resolves
-only 0.25-0.5 m at UTM northings of 3-5 million metres (several pixels of a
-5 cm drone orthophoto).
-
-:func:`merge_intersection_samples` is the one fix: images are concatenated
-along the band dimension, ``transform`` and ``bounds`` are kept once (the
-datasets of an intersection share the query, CRS and resolution, so every copy
-is the same), any other key may come from one dataset only.
-:class:`StackedIntersectionDataset` uses it and replaces ``transform`` and
-``bounds`` by float64 values computed from the query itself; ``&`` on it stays
-a :class:`StackedIntersectionDataset`, and :func:`intersect` chains any
-number of datasets (the first fixes CRS and resolution).
-"""
+"""Intersections of GeoDatasets whose samples carry one float64 georeference."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from .detection import (
     count_issue,
     image_size,
     keep_clipped,
-    modality_layout,
+    stacked_band_indices,
     warn_annotation_issues,
 )
 
@@ -172,7 +172,7 @@ class VEDAI(PairedDetectionDataset):
             raise ValueError(
                 f'resolution must be one of {self.resolutions}, got {resolution!r}'
             )
-        layout = modality_layout(
+        layout = stacked_band_indices(
             modalities,
             {name: bands for name, (_, bands) in self.modality_files.items()},
         )

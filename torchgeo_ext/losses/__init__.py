@@ -1,15 +1,5 @@
 """Loss functions of the paper models, one module per family (as in TorchGeo).
 
-* :mod:`.anomaly`: STAD's teacher reconstruction and distillation losses;
-* :mod:`.classification`: MIViT's focal, distillation, reconstruction and
-  mutual-information terms (patch classification);
-* :mod:`.yolo`: the YOLOv5 loss (SuperYOLO, GHOST);
-* :mod:`.obb`: the YOLOv8-OBB loss (YOLOv8n-OBB, FoRA/LMA, E2E-MFD detection);
-* :mod:`.fusion`: E2E-MFD's image-fusion loss;
-* :mod:`.fusionsam`: FusionSAM's VQ codebook/commitment terms, Dice and total loss;
-* :mod:`.segmentation`: DIAnet's distribution-aware loss and OHEM cross-entropy;
-* :mod:`.tracking`: the centre-based tracker's focal, L1 and GIoU losses.
-
 Names resolve lazily (PEP 562): importing the package imports no loss module.
 """
 
@@ -29,6 +19,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         reconstruction_loss,
         softmax_focal_loss,
     )
+    from .fedfusion import fedfusion_loss
     from .fusion import FusionLoss, laplacian_pyramid
     from .fusionsam import FusionSAMLoss, dice_loss, vector_quantization_loss
     from .obb import OBBLoss
@@ -47,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     'mivit_class_weights': 'torchgeo_ext.losses.classification',
     'reconstruction_loss': 'torchgeo_ext.losses.classification',
     'softmax_focal_loss': 'torchgeo_ext.losses.classification',
+    'fedfusion_loss': 'torchgeo_ext.losses.fedfusion',
     'FusionLoss': 'torchgeo_ext.losses.fusion',
     'laplacian_pyramid': 'torchgeo_ext.losses.fusion',
     'FusionSAMLoss': 'torchgeo_ext.losses.fusionsam',

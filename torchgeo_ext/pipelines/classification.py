@@ -1,62 +1,25 @@
-"""Whole-scene maps from patch classifiers (MIViT, M3amba).
-
-A patch classifier labels the centre pixel of a ``P`` x ``P`` patch. A map of
-a scene classifies *every* pixel, in batches of patches cut from the scene as
-strided views (no copy of the patches is materialised):
-
-* :func:`classify_scene`: class and score of every pixel of an in-memory
-  C x H x W scene (e.g. :meth:`HSILiDARDataset.scene
-  <torchgeo_ext.datasets.hsi_lidar.HSILiDARDataset.scene>`);
-* :func:`classification_map`: that, for a dataset's scene, written as a
-  class GeoTIFF with the scene's CRS and transform, or, for releases without
-  georeferencing (the ``.mat`` releases), on a plain pixel grid (identity
-  transform, no CRS, tag ``georeferenced=false``);
-* :func:`classify_raster`: rasters of any size (e.g. the GeoTIFF release of
-  Houston 2013, HSI and LiDAR stacked), tile by tile through
-  :func:`~torchgeo_ext.pipelines.tiling.predict_raster` with ``crop``
-  blending and an overlap of at least ``P`` so that tiles join exactly.
-
-The classifier is any callable mapping B x C x P x P patches to B x K class
-scores (probabilities or logits), e.g. ``task.classify`` of a
-:class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`; a
-module, or the module of a bound method, runs in eval mode (restored after).
-"""
+"""Whole-scene maps from patch classifiers (MIViT, M3amba)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..datasets.hsi_lidar import HSILiDARDataset
 from ..export.atomic import atomic_output
 from ..export.raster import write_raster
+from .tiling import eval_mode
 
 #: Nodata of the class maps (uint8).
 NODATA = 255
-
-
-@contextlib.contextmanager
-def _evaluating(model: Callable[[Tensor], Tensor]) -> Iterator[None]:
-    """Eval mode for a module, or the module behind a bound method (``task.classify``)."""
-    module = model if isinstance(model, nn.Module) else getattr(model, '__self__', None)
-    if not isinstance(module, nn.Module):
-        yield
-        return
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def _pad(image: Tensor, patch_size: int, padding: str) -> Tensor:
@@ -91,6 +54,12 @@ def classify_scene(
     device: str | torch.device = 'cpu',
 ) -> tuple[Tensor, Tensor]:
     """Classify every pixel of a scene from its surrounding patch.
+
+    Patches are cut from the scene as strided views (no copy is materialised)
+    and classified in batches. The model is any callable mapping patches to
+    class scores (probabilities or logits), e.g. ``task.classify`` of a
+    :class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`; a
+    module, or the module of a bound method, runs in eval mode (restored after).
 
     Args:
         model: Callable from B x C x P x P patches to B x K scores.
@@ -131,7 +100,7 @@ def classify_scene(
     for start in range(0, len(rows), batch_size):
         r, c = rows[start : start + batch_size], cols[start : start + batch_size]
         batch = windows[:, r, c].permute(1, 0, 2, 3).contiguous().to(device)
-        with torch.no_grad(), _evaluating(model):
+        with torch.no_grad(), eval_mode(model):
             out = model(batch).float()
         if not bool(((out >= 0) & (out <= 1)).all()) or not torch.allclose(
             out.sum(1), torch.ones(len(out), device=out.device), atol=1e-4
@@ -301,7 +270,7 @@ class DensePatchClassifier:
             flat = windows.permute(1, 2, 0, 3, 4).reshape(h * w, -1, p, p)
             probs = []
             for start in range(0, h * w, self.batch_size):
-                with torch.no_grad(), _evaluating(self.model):
+                with torch.no_grad(), eval_mode(self.model):
                     scores = self.model(flat[start : start + self.batch_size]).float()
                 if not bool(((scores >= 0) & (scores <= 1)).all()):
                     scores = scores.softmax(dim=1)

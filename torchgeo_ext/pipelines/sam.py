@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from ..export.geometry import boxes_to_polygons
 from ..export.raster import RasterStack, crs_to_string, open_inputs
 from ..export.vector import write_vector
 from ..models.sam import load_sam
+from .tiling import eval_mode
 
 __all__ = ['SAM_STATUS', 'check_sam_bands', 'parse_bands', 'refine_with_sam']
 
@@ -310,7 +310,7 @@ def refine_with_sam(
     """
     sam, paths = _checked_inputs(gdf, rasters, checkpoint, variant, context)
     size = int(window_size or sam.image_encoder.img_size)
-    with _eval_on(sam, torch.device(device)), open_inputs(paths) as stack:
+    with eval_mode(sam.to(torch.device(device))), open_inputs(paths) as stack:
         band_index = check_sam_bands(stack.count, bands, paths[-1])
         if scale is None and all(ds.dtypes[0] == 'uint8' for ds in stack.datasets):
             scale = 255.0
@@ -352,17 +352,6 @@ def _checked_inputs(
     sam = checkpoint if isinstance(checkpoint, Sam) else load_sam(checkpoint, variant)
     paths = [rasters] if isinstance(rasters, str | os.PathLike) else list(rasters)
     return sam, paths
-
-
-@contextlib.contextmanager
-def _eval_on(sam: Sam, device: torch.device) -> Iterator[None]:
-    """Run SAM in eval mode on *device*, restoring its mode after."""
-    was_training = sam.training
-    sam.eval().to(device)
-    try:
-        yield
-    finally:
-        sam.train(was_training)
 
 
 class _Outlines:
