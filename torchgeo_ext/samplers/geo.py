@@ -158,13 +158,7 @@ class ValidAreaGeoSampler(GeoSampler):
                 'ValidAreaGeoSampler needs a dataset whose index has a '
                 "'filepath' column (e.g. a RasterDataset)"
             )
-        height, width = (size, size) if isinstance(size, int | float) else size
-        res_x, res_y = float(self.res[0]), float(self.res[1])
-        if units == Units.PIXELS:
-            height, width = height * res_y, width * res_x
-        if height <= 0 or width <= 0:
-            raise ValueError(f'size must be positive, got {size}')
-        self.size = (float(height), float(width))
+        self.size = self._map_size(size, units)
         self.min_valid = min_valid
         self.resolution_factor = resolution_factor
         self.invalid_values = tuple(invalid_values or ())
@@ -178,6 +172,26 @@ class ValidAreaGeoSampler(GeoSampler):
         self.anchors: list[tuple[float, float]] = []
         self.intervals: list[pd.Interval] = []
         self.integrals: list[NDArray[np.float64]] = []
+        self.candidates = self._scan_files()
+        k = resolution_factor
+        self.length = (
+            length if length is not None else max(1, len(self.candidates) // (k * k))
+        )
+
+    def _map_size(
+        self, size: tuple[float, float] | float, units: Units
+    ) -> tuple[float, float]:
+        """The patch size ``(height, width)`` in CRS units; raise if not positive."""
+        height, width = (size, size) if isinstance(size, int | float) else size
+        res_x, res_y = float(self.res[0]), float(self.res[1])
+        if units == Units.PIXELS:
+            height, width = height * res_y, width * res_x
+        if height <= 0 or width <= 0:
+            raise ValueError(f'size must be positive, got {size}')
+        return (float(height), float(width))
+
+    def _scan_files(self) -> NDArray[np.int64]:
+        """The candidate patch positions of every file; raise if there is none."""
         candidates: list[NDArray[np.int64]] = []
         best = 0.0
         for hit in range(len(self.index)):
@@ -185,19 +199,14 @@ class ValidAreaGeoSampler(GeoSampler):
             best = max(best, file_best)
             if file_candidates is not None:
                 candidates.append(file_candidates)
-
         if not candidates:
             raise ValueError(
                 f'no patch of size {self.size} (CRS units) reaches '
-                f'min_valid={min_valid}: the best valid fraction found is '
+                f'min_valid={self.min_valid}: the best valid fraction found is '
                 f'{best:.3f}; lower min_valid, shrink size or check the '
                 'nodata/invalid_values settings'
             )
-        self.candidates = np.concatenate(candidates)
-        k = resolution_factor
-        self.length = (
-            length if length is not None else max(1, len(self.candidates) // (k * k))
-        )
+        return np.concatenate(candidates)
 
     def _scan_file(self, hit: int) -> tuple[float, NDArray[np.int64] | None]:
         """Find the patch positions of one indexed file that reach ``min_valid``.
