@@ -7,6 +7,7 @@ from typing import Any
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
 from kornia.geometry.transform import warp_perspective
 from torch import Tensor, nn
 from torch.utils.data import default_collate
@@ -275,12 +276,57 @@ class DetectionAugmentation(nn.Module):
             batch['label'] = new_label
 
 
-def default_train_augmentation(square: bool) -> DetectionAugmentation:
-    """Return flips (and, for square images, 90 degree rotations) + /255.
+class Downsample:
+    """Area-downsample a detection sample's ``image`` by an integer factor.
+
+    The boxes (``bbox_xyxy``, ``bbox``) are divided by the same factor, so they
+    stay in the pixel-edge coordinates of the smaller image. A sample transform:
+    it runs in the data loader, before collation.
+    """
+
+    def __init__(self, factor: int) -> None:
+        """Initialise a new Downsample.
+
+        Args:
+            factor: Integer factor (2: 1280 x 1024 to 640 x 512).
+
+        Raises:
+            ValueError: If *factor* is not a positive integer.
+        """
+        if int(factor) != factor or factor < 1:
+            raise ValueError(f'factor must be a positive integer, got {factor!r}')
+        self.factor = int(factor)
+
+    def __call__(self, sample: Batch) -> Batch:
+        """Downsample ``image`` and its boxes.
+
+        Args:
+            sample: A detection sample with a float ``image`` (C x H x W).
+
+        Returns:
+            The sample with ``image`` (C x H / factor x W / factor) and boxes scaled.
+        """
+        if self.factor == 1:
+            return sample
+        image = sample['image']
+        size = (image.shape[-2] // self.factor, image.shape[-1] // self.factor)
+        sample = dict(sample)
+        sample['image'] = F.interpolate(image[None].float(), size=size, mode='area')[0]
+        for key in ('bbox_xyxy', 'bbox'):
+            if key in sample:
+                sample[key] = sample[key] / self.factor
+        return sample
+
+
+def default_train_augmentation(
+    square: bool, scale: float = 255.0
+) -> DetectionAugmentation:
+    """Return flips (and, for square images, 90 degree rotations) + /scale.
 
     Args:
         square: Whether the images are square (rotations by 90 degrees keep
             the size only then).
+        scale: What the raw values are divided by (255 for 8-bit images).
 
     Returns:
         The train augmentation.
@@ -291,4 +337,70 @@ def default_train_augmentation(square: bool) -> DetectionAugmentation:
     ]
     if square:
         augs.append(K.RandomRotation90(times=(0, 3), p=0.5))
-    return DetectionAugmentation(*augs)
+    return DetectionAugmentation(*augs, std=scale)
+
+
+class Letterbox:
+    """Resize a sample to fit a square, keeping its aspect, and pad the rest.
+
+    A sample transform for datasets whose images differ in size (SSDD,
+    SAR-AIRcraft): every image becomes ``size`` x ``size`` so that batches
+    stack. The image is scaled by ``size / max(height, width)`` (bilinear,
+    antialiased when shrinking), placed at the top-left and padded with
+    ``fill`` on the right and bottom; ``bbox_xyxy`` and ``bbox`` are scaled by
+    the same factors (per axis, after rounding the new size). The image keeps
+    its dtype (uint8 values are rounded).
+    """
+
+    def __init__(self, size: int, fill: float = 0.0) -> None:
+        """Initialise a new Letterbox.
+
+        Args:
+            size: Side of the output image in pixels.
+            fill: Value of the padding (raw, before normalisation).
+
+        Raises:
+            ValueError: If ``size`` is not positive.
+        """
+        if size <= 0:
+            raise ValueError(f'size must be positive, got {size}')
+        self.size = size
+        self.fill = fill
+
+    def __call__(self, sample: Batch) -> Batch:
+        """Letterbox ``image`` and its boxes.
+
+        Args:
+            sample: A sample with ``image`` C x H x W.
+
+        Returns:
+            The sample with ``image`` C x size x size and scaled boxes.
+        """
+        sample = dict(sample)
+        image = sample['image']
+        height, width = image.shape[-2:]
+        scale = self.size / max(height, width)
+        new_h = max(1, min(self.size, round(height * scale)))
+        new_w = max(1, min(self.size, round(width * scale)))
+        if (new_h, new_w) != (height, width):
+            resized = F.interpolate(
+                image[None].float(),
+                size=(new_h, new_w),
+                mode='bilinear',
+                align_corners=False,
+                antialias=scale < 1,
+            )[0]
+            if image.dtype == torch.uint8:
+                resized = resized.round_().clamp_(0, 255)
+        else:
+            resized = image
+        out = image.new_full((image.shape[0], self.size, self.size), self.fill)
+        out[:, :new_h, :new_w] = resized.to(image.dtype)
+        sample['image'] = out
+        sx, sy = new_w / width, new_h / height
+        if 'bbox_xyxy' in sample:
+            boxes = sample['bbox_xyxy']
+            sample['bbox_xyxy'] = boxes * boxes.new_tensor([sx, sy, sx, sy])
+        if 'bbox' in sample:
+            sample['bbox'] = sample['bbox'] * sample['bbox'].new_tensor([sx, sy] * 4)
+        return sample

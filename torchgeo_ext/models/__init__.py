@@ -35,6 +35,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .rx import RX, rx_scores
     from .sam import build_sam, load_sam, sam_tiny
     from .sap import AnomalyPrior, sap_prior, sap_scores
+    from .sarnet import (
+        SARNet,
+        SARNetOBB,
+        sarnet_n,
+        sarnet_n_obb,
+        sarnet_s,
+        sarnet_s_obb,
+    )
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -99,6 +107,12 @@ _EXPORTS: dict[str, str] = {
     'AnomalyPrior': 'torchgeo_ext.models.sap',
     'sap_prior': 'torchgeo_ext.models.sap',
     'sap_scores': 'torchgeo_ext.models.sap',
+    'SARNet': 'torchgeo_ext.models.sarnet',
+    'SARNetOBB': 'torchgeo_ext.models.sarnet',
+    'sarnet_n': 'torchgeo_ext.models.sarnet',
+    'sarnet_n_obb': 'torchgeo_ext.models.sarnet',
+    'sarnet_s': 'torchgeo_ext.models.sarnet',
+    'sarnet_s_obb': 'torchgeo_ext.models.sarnet',
     'STADStudent': 'torchgeo_ext.models.stad',
     'STADTeacher': 'torchgeo_ext.models.stad',
     'stad_scores': 'torchgeo_ext.models.stad',
