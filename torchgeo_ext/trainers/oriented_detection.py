@@ -322,13 +322,11 @@ class OrientedDetectionTask(ObbDetectionBase):
     """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors.
 
     Models, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
-    (``model='lma_yolov8n_obb'``, shared backbone with low-rank modal adaptors
-    and adaptive rank allocation), the two-stream baseline
+    (``model='lma_yolov8n_obb'``: :class:`~torchgeo_ext.models.lma.LMADetector`,
+    a shared backbone with low-rank modal adaptors, whose ranks are reallocated
+    during training with ``adaptive_rank``), the two-stream baseline
     (``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
     bands (``'yolov8n_obb'``).
-
-    FoRA/LMA models (:class:`~torchgeo_ext.models.lma.LMADetector`) get
-    adaptive rank allocation during training (``adaptive_rank``).
     """
 
     models = ('lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb')
