@@ -42,6 +42,7 @@ LAYERS = {
 #: pipeline is generic and imports nothing from the models layer up.
 TASK_PIPELINES = {
     'anomaly',
+    'anomaly_fitted',
     'checkpoint_detection',
     'checkpoints',
     'sam',
