@@ -29,7 +29,9 @@ def build_model(
         The model.
     """
     num_classes = len(dataset_class(config).classes)
-    with torch.random.fork_rng(devices=[]):  # seeded; the caller's generator is untouched
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # seeded; the caller's generator is untouched
         torch.manual_seed(config.seed)
         model: FedFusion = get_model(
             config.model,
