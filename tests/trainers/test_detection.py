@@ -9,6 +9,7 @@ import torchgeo.main
 
 from torchgeo_ext.cli import main
 from torchgeo_ext.datamodules.vedai import VEDAIDataModule
+from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.models.ghost import QuantConv2d
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.detection import GHOSTTask, SuperYOLOTask
@@ -137,3 +138,80 @@ def test_ghost_cli_and_teacher(tmp_path: Path) -> None:
     assert len(out['prediction_bbox_xyxy']) == 1
     with pytest.raises(FileNotFoundError, match='weights file not found'):
         GHOSTTask(teacher=os.fspath(tmp_path / 'missing.ckpt'), fixed_bits=4)
+
+
+def sar_batch() -> dict[str, Any]:
+    # One-band SAR-like batch: two bright ships on clutter, one empty image.
+    torch.manual_seed(0)
+    image = 0.1 * torch.rand(2, 1, 64, 96)
+    image[0, :, 20:28, 30:52] += 0.8
+    image[0, :, 40:50, 70:76] += 0.8
+    return {
+        'image': image,
+        'bbox_xyxy': [
+            torch.tensor([[30.0, 20, 52, 28], [70, 40, 76, 50]]),
+            torch.zeros(0, 4),
+        ],
+        'label': [torch.tensor([0, 0]), torch.zeros(0, dtype=torch.long)],
+    }
+
+
+def test_sarnet_trains_with_a_head_per_level() -> None:
+    task = SuperYOLOTask(
+        model='sarnet_n', num_classes=1, in_channels=1, ema=False, obj_gain=0.0
+    )
+    assert task.detector.bands == [0]
+    assert [c.stride for c in task.criteria] == [8, 16, 32]
+    # YOLOv5's objectness balance of the three levels.
+    task2 = SuperYOLOTask(model='sarnet_n', num_classes=1, in_channels=1)
+    assert [c.obj_gain for c in task2.criteria] == pytest.approx(
+        [4.0 * 7.68, 7.68, 0.4 * 7.68]
+    )
+    batch = sar_batch()
+    task.train()
+    terms, raw = task.compute_loss(batch, task.model)
+    assert isinstance(raw, list)
+    assert len(raw) == 3
+    assert {'loss', 'loss_box', 'loss_obj', 'loss_cls', 'loss_det'} <= set(terms)
+    assert 'loss_sr' not in terms  # SAR-Net has no super-resolution branch
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(batch, task.model)[0]['loss'],
+        list(task.model.parameters()),
+    )
+
+
+def test_sarnet_predicts_and_fuses() -> None:
+    task = SuperYOLOTask(
+        model='sarnet_n', num_classes=1, in_channels=1, max_detections=4
+    )
+    task.hparams['score_threshold'] = 0.0
+    task.eval()
+    batch = sar_batch()
+    with torch.no_grad():
+        out = task.predict_step(batch, 0)
+        live = task.detect_images(batch['image'], normalised=True)
+        fused = task.set_engine('torch').detect_images(batch['image'], normalised=True)
+    assert all(b.shape[1] == 4 and len(b) <= 4 for b in out['prediction_bbox_xyxy'])
+    for a, b in zip(live, fused, strict=True):
+        torch.testing.assert_close(
+            a['prediction_score'], b['prediction_score'], atol=1e-4, rtol=1e-3
+        )
+    with pytest.raises(InvalidInputError, match='runs SuperYOLO models only'):
+        task.set_engine('onnxruntime')
+
+
+def test_ghost_trains_superyolo_only() -> None:
+    with pytest.raises(ValueError, match="unknown model 'sarnet_n'"):
+        GHOSTTask(model='sarnet_n')
+
+
+def test_checkpoints_with_the_single_loss_still_load(tmp_path: Path) -> None:
+    task = SuperYOLOTask(super_resolution=False, ema=False)
+    path = save(task, tmp_path / 'new.ckpt')
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint['state_dict']
+    state['criterion.anchors'] = state.pop('criteria.0.anchors')
+    torch.save(checkpoint, tmp_path / 'old.ckpt')
+    loaded = load_task(tmp_path / 'old.ckpt')
+    assert isinstance(loaded, SuperYOLOTask)
+    torch.testing.assert_close(loaded.criteria[0].anchors, task.criteria[0].anchors)

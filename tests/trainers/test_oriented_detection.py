@@ -194,3 +194,26 @@ def test_detect_protocol() -> None:
     assert out['prediction_bbox'][0].shape[0] > 0
     e2e = E2EMFDTask(width=0.0625, fusion_channels=[4, 8])
     assert e2e.detector.bands == [0, 1, 2, 3]
+
+
+def test_sarnet_oriented_on_one_band() -> None:
+    task = OrientedDetectionTask(
+        model='sarnet_n_obb', num_classes=1, in_channels=1, max_detections=5
+    )
+    assert task.modalities == {'image': [0]}
+    assert task.detector.bands == [0]
+    b = batch()
+    image = b['image']
+    assert isinstance(image, torch.Tensor)
+    b['image'] = image = image[:, :1]
+    b['label'] = [torch.zeros(2, dtype=torch.long), torch.zeros(0, dtype=torch.long)]
+    task.train()
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(task.detection_output(image), b)['loss'],
+        list(task.parameters()),
+    )
+    task.hparams['score_threshold'] = 0.0
+    task.eval()
+    with torch.no_grad():
+        out = task.predict_step(b, 0)
+    assert all(p.shape[1] == 8 and len(p) <= 5 for p in out['prediction_bbox'])

@@ -514,6 +514,14 @@ class SuperYOLO(nn.Module):
         sr = self.sr(p4, spp) if with_sr and self.sr is not None else None
         return raw, sr
 
+    def heads(self) -> list[Detect]:
+        """The detection heads (one: stride 4), as multi-level detectors list theirs.
+
+        Returns:
+            The heads.
+        """
+        return [self.detect]
+
     def forward(self, x: Tensor) -> Tensor:
         """Detect objects.
 

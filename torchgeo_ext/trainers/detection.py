@@ -1,6 +1,8 @@
-"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO and GHOST.
+"""Lightning tasks for axis-aligned object detection: SuperYOLO, SAR-Net and GHOST.
 
 :class:`SuperYOLOTask` trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO`
+(one head at stride 4) and :class:`~torchgeo_ext.models.sarnet.SARNet` (single-band
+SAR, a head at each of strides 8, 16 and 32)
 with the YOLOv5 loss (CIoU box regression, BCE objectness and class terms),
 the paper's auxiliary super-resolution L1 loss (weight 0.1) whenever the
 batch carries the high-resolution image ``image_hr``, an exponential moving
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.detection import MeanAveragePrecision
 
+from ..errors import InvalidInputError
 from ..losses.yolo import YOLOv5Loss
 from ..models.api import get_model
 from ..models.ghost import (
@@ -41,8 +44,10 @@ from ..models.ghost import (
     quantize_superyolo,
 )
 from ..models.obb_detector import pad_to_stride
+from ..models.sarnet import SARNet
 from ..models.superyolo import SuperYOLO, postprocess
 from ..models.weights import read_state_dict
+from ..models.yolo_layers import fuse_model
 from .base import PluginTask
 from .optimization import (
     ExponentialMovingAverage,
@@ -53,6 +58,31 @@ from .optimization import (
 )
 
 Batch = dict[str, Any]
+
+#: The detectors with YOLOv5 heads that :class:`SuperYOLOTask` trains.
+YOLOv5Detector = SuperYOLO | SARNet
+
+#: Raw head output: one tensor (SuperYOLO) or one per level (SAR-Net).
+RawOutput = Tensor | list[Tensor]
+
+#: YOLOv5's objectness weights of the stride 8, 16 and 32 levels (one level: 1).
+OBJECTNESS_BALANCE = {1: (1.0,), 3: (4.0, 1.0, 0.4)}
+
+
+def decode(model: YOLOv5Detector, raw: RawOutput) -> Tensor:
+    """Decode the raw output of every head into boxes in pixels.
+
+    Args:
+        model: The detector.
+        raw: Its raw head output.
+
+    Returns:
+        (B, N, 5 + classes): boxes (cx, cy, w, h), objectness and class
+        probabilities of all heads.
+    """
+    levels = raw if isinstance(raw, list) else [raw]
+    heads = model.heads()
+    return torch.cat([h.decode(r) for h, r in zip(heads, levels, strict=True)], 1)
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
@@ -65,8 +95,31 @@ def _load_state_dict(path: str) -> dict[str, Tensor]:
     )
 
 
+def sarnet_engine(model: SARNet, engine: str, name: str) -> nn.Module:
+    """SAR-Net's inference copy: its batch norms folded into the convolutions.
+
+    Args:
+        model: The evaluation model.
+        engine: ``'torch'`` (the only engine SAR-Net has).
+        name: The model's registry name (for the error).
+
+    Returns:
+        The fused copy, in eval mode.
+
+    Raises:
+        InvalidInputError: For any other engine.
+    """
+    if engine != 'torch':
+        raise InvalidInputError(
+            None,
+            f'--engine {engine} runs SuperYOLO models only; this task holds '
+            f'{name} (use --engine torch)',
+        )
+    return fuse_model(copy.deepcopy(model).eval())
+
+
 class SuperYOLOTask(PluginTask):
-    """SuperYOLO detection task (multimodal RGB+IR by default).
+    """Axis-aligned detection with YOLOv5 heads: SuperYOLO (RGB+IR by default) or SAR-Net.
 
     Validation and test use the EMA weights (``ema=True``). Metrics:
     ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
@@ -74,7 +127,14 @@ class SuperYOLOTask(PluginTask):
     ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.
     """
 
-    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
+    models: tuple[str, ...] = (
+        'superyolo_mf',
+        'superyolo_rgb',
+        'superyolo_ir',
+        'superyolo_early',
+        'sarnet_n',
+        'sarnet_s',
+    )
     #: Without ``class_metrics``, mAP's per-class results are a -1 placeholder.
     per_class_names = {'map_per_class': 'ap', 'mar_100_per_class': 'ar_100'}
 
@@ -125,20 +185,23 @@ class SuperYOLOTask(PluginTask):
 
         Args:
             model: ``'superyolo_mf'`` (RGB+IR), ``'superyolo_rgb'``,
-                ``'superyolo_ir'`` or ``'superyolo_early'`` (all
-                ``in_channels`` bands fused at the input).
+                ``'superyolo_ir'``, ``'superyolo_early'`` (all
+                ``in_channels`` bands fused at the input), or SAR-Net
+                (``'sarnet_n'``, ``'sarnet_s'``: ``in_channels`` bands, 1 for
+                SAR; it has no super-resolution branch).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
             rgb_bands: RGB band indices of the input image.
             ir_bands: Infrared band indices of the input image.
-            in_channels: Input bands of ``'superyolo_early'``.
+            in_channels: Input bands of ``'superyolo_early'`` and SAR-Net.
             width: Channel multiplier of the model (1: the paper's; 0.25: a
                 small model for quick CPU training, as in the detection demo).
             super_resolution: Train the SR branch when batches hold ``image_hr``.
             sr_weight: Weight of the SR L1 loss.
             box_gain: YOLOv5 box loss gain.
-            obj_gain: YOLOv5 objectness loss gain.
+            obj_gain: YOLOv5 objectness loss gain (SAR-Net's three levels
+                weigh it by 4.0, 1.0 and 0.4, as YOLOv5 does).
             cls_gain: YOLOv5 class loss gain.
             anchor_threshold: Maximum box/anchor size ratio for assignment.
             label_smoothing: Class label smoothing.
@@ -171,13 +234,18 @@ class SuperYOLOTask(PluginTask):
 
     # -- set-up -----------------------------------------------------------------
 
-    def build_model(self) -> SuperYOLO:
-        """Build the SuperYOLO model from the hyperparameters.
+    def build_model(self) -> YOLOv5Detector:
+        """Build the model from the hyperparameters.
 
         Returns:
             The model.
         """
         h = self.hparams
+        if h['model'].startswith('sarnet_'):
+            sarnet: SARNet = get_model(
+                h['model'], num_classes=h['num_classes'], in_channels=h['in_channels']
+            )
+            return sarnet
         kwargs: dict[str, Any] = {
             'num_classes': h['num_classes'],
             'super_resolution': h['super_resolution'],
@@ -207,18 +275,23 @@ class SuperYOLOTask(PluginTask):
             )
 
     def configure_losses(self) -> None:
-        """Build the YOLOv5 loss."""
+        """Build the YOLOv5 loss of every head."""
         h = self.hparams
-        detect = self.detector.detect
-        self.criterion = YOLOv5Loss(
-            detect.anchors,
-            detect.stride,
-            h['num_classes'],
-            h['box_gain'],
-            h['obj_gain'],
-            h['cls_gain'],
-            h['anchor_threshold'],
-            h['label_smoothing'],
+        heads = self.detector.heads()
+        self.criteria = nn.ModuleList(
+            YOLOv5Loss(
+                detect.anchors,
+                detect.stride,
+                h['num_classes'],
+                h['box_gain'],
+                h['obj_gain'] * balance,
+                h['cls_gain'],
+                h['anchor_threshold'],
+                h['label_smoothing'],
+            )
+            for detect, balance in zip(
+                heads, OBJECTNESS_BALANCE[len(heads)], strict=True
+            )
         )
 
     def build_metrics(self) -> MetricCollection:
@@ -262,10 +335,10 @@ class SuperYOLOTask(PluginTask):
     # -- helpers ----------------------------------------------------------------
 
     @property
-    def detector(self) -> SuperYOLO:
-        """The underlying SuperYOLO (the student network for GHOST)."""
+    def detector(self) -> YOLOv5Detector:
+        """The underlying SuperYOLO or SAR-Net (the student network for GHOST)."""
         model = self.model
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SARNet)
         return model
 
     def eval_model(self) -> nn.Module:
@@ -323,11 +396,14 @@ class SuperYOLOTask(PluginTask):
                 f'engine must be one of {", ".join(self.engines)} or None, '
                 f'got {engine!r}'
             )
-        from ..models.superyolo_engine import inference_engine
-
         source = self.eval_model()
-        assert isinstance(source, SuperYOLO)
-        model = inference_engine(source, engine, threads)
+        if isinstance(source, SARNet):
+            model = sarnet_engine(source, engine, self.hparams['model'])
+        else:
+            from ..models.superyolo_engine import inference_engine
+
+            assert isinstance(source, SuperYOLO)
+            model = inference_engine(source, engine, threads)
         # Not a submodule: the copy stays out of the state dict and checkpoints.
         object.__setattr__(self, '_inference_model', model)
         return self
@@ -399,19 +475,19 @@ class SuperYOLOTask(PluginTask):
 
     def compute_loss(
         self, batch: Batch, model: nn.Module
-    ) -> tuple[dict[str, Tensor], Tensor]:
+    ) -> tuple[dict[str, Tensor], RawOutput]:
         """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
 
         Args:
             batch: A batch.
-            model: The SuperYOLO to run.
+            model: The SuperYOLO or SAR-Net to run.
 
         Returns:
             The total under ``'loss'`` with its (detached) terms (``loss_det``,
-            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``), and the raw
-            head output.
+            ``loss_box``, ``loss_obj``, ``loss_cls`` summed over the heads,
+            ``loss_sr``), and the raw head output (a list over SAR-Net's levels).
         """
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SARNet)
         use_sr = (
             model.training
             and model.sr is not None
@@ -419,7 +495,7 @@ class SuperYOLOTask(PluginTask):
             and 'image_hr' in batch
         )
         raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
-        loss, parts = self.criterion(raw, batch['bbox_xyxy'], batch['label'])
+        loss, parts = self.detection_loss(raw, batch)
         parts = {'loss_det': loss.detach(), **parts}
         if sr is not None:
             target = batch['image_hr'][:, model.bands]
@@ -429,6 +505,41 @@ class SuperYOLOTask(PluginTask):
             loss = loss + self.hparams['sr_weight'] * loss_sr
             parts['loss_sr'] = loss_sr.detach()
         return {'loss': loss, **parts}, raw
+
+    def detection_loss(
+        self, raw: RawOutput, batch: Batch
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The YOLOv5 loss summed over the heads.
+
+        Args:
+            raw: Raw head output (a list over SAR-Net's levels).
+            batch: The batch (``bbox_xyxy``, ``label``).
+
+        Returns:
+            The loss and its (detached) box, objectness and class terms.
+        """
+        levels = raw if isinstance(raw, list) else [raw]
+        loss = levels[0].new_zeros(())
+        parts: dict[str, Tensor] = {}
+        for criterion, level in zip(self.criteria, levels, strict=True):
+            level_loss, level_parts = criterion(
+                level, batch['bbox_xyxy'], batch['label']
+            )
+            loss = loss + level_loss
+            for key, value in level_parts.items():
+                parts[key] = parts[key] + value if key in parts else value
+        return loss, parts
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the normalisation; read the single loss of older checkpoints.
+
+        Args:
+            checkpoint: The loaded checkpoint dictionary.
+        """
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get('state_dict', {})
+        if 'criterion.anchors' in state:  # one head, before SAR-Net's three
+            state['criteria.0.anchors'] = state.pop('criterion.anchors')
 
     # -- steps ------------------------------------------------------------------
 
@@ -462,11 +573,11 @@ class SuperYOLOTask(PluginTask):
 
     def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SARNet)
         model.eval()
         with torch.no_grad():
             terms, raw = self.compute_loss(batch, model)
-            decoded = model.detect.decode(raw)
+            decoded = decode(model, raw)
         bs = batch['image'].shape[0]
         self.log(f'{prefix}_loss', terms['loss'], batch_size=bs)
         preds = postprocess(
@@ -541,6 +652,8 @@ class GHOSTTask(SuperYOLOTask):
     The loss is ``det_weight * L_det + ost_weight * L_OST``.
     """
 
+    #: GHOST quantises SuperYOLO (its layer names), not SAR-Net.
+    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
     #: No inference engine: folding batch norms into the quantised convolutions
     #: would change what they quantise.
     engines: tuple[str, ...] = ()
@@ -592,12 +705,15 @@ class GHOSTTask(SuperYOLOTask):
         """Build the teacher, the quantised student, the OST module and the EMA."""
         h = self.hparams
         teacher = self.build_model()
+        assert isinstance(teacher, SuperYOLO)  # GHOST's models are SuperYOLOs
         if h['teacher']:
             teacher.load_state_dict(_load_state_dict(h['teacher']), strict=False)
         teacher.sr = None
         student = copy.deepcopy(teacher)
         if h['super_resolution']:
-            student.sr = self.build_model().sr
+            fresh = self.build_model()
+            assert isinstance(fresh, SuperYOLO)
+            student.sr = fresh.sr
         if h['weights']:
             student.load_state_dict(_load_state_dict(h['weights']), strict=False)
         self.bit_widths = quantize_superyolo(
@@ -619,6 +735,13 @@ class GHOSTTask(SuperYOLOTask):
             self.ema_model = ExponentialMovingAverage(
                 self.model, h['ema_decay'], h['ema_tau']
             )
+
+    @property
+    def detector(self) -> SuperYOLO:
+        """The quantised SuperYOLO student."""
+        model = self.model
+        assert isinstance(model, SuperYOLO)
+        return model
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The student's groups plus the OST gates (the teacher stays frozen).

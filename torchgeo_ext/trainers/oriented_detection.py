@@ -1,11 +1,12 @@
-"""Lightning tasks for oriented (rotated-box) RGB-IR object detection.
+"""Lightning tasks for oriented (rotated-box) RGB-IR and SAR object detection.
 
 :class:`OrientedDetectionTask` trains the YOLOv8n-OBB-style detectors of this
 library, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
 (``model='lma_yolov8n_obb'``, shared backbone with low-rank modal adaptors and
 adaptive rank allocation), the two-stream baseline
 (``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
-bands (``'yolov8n_obb'``). :class:`E2EMFDTask` trains E2E-MFD
+bands (``'yolov8n_obb'``), and SAR-Net on one SAR band (``'sarnet_n_obb'``,
+``'sarnet_s_obb'``). :class:`E2EMFDTask` trains E2E-MFD
 (``'e2emfd_yolov8n_obb'``: joint fusion and detection with GMTA-aligned
 gradients on the shared backbone) and also predicts the fused image. Both
 derive from :class:`ObbDetectionBase`, which holds the shared arguments.
@@ -330,13 +331,21 @@ class ObbDetectionBase(PluginTask):
 
 
 class OrientedDetectionTask(ObbDetectionBase):
-    """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors.
+    """Oriented object detection with YOLOv8n-OBB-style detectors.
 
     FoRA/LMA models (:class:`~torchgeo_ext.models.lma.LMADetector`) get
-    adaptive rank allocation during training (``adaptive_rank``).
+    adaptive rank allocation during training (``adaptive_rank``). SAR-Net
+    (:class:`~torchgeo_ext.models.sarnet.SARNetOBB`, ``in_channels=1``) detects
+    in single-band SAR images; its widths come with its name.
     """
 
-    models = ('lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb')
+    models = (
+        'lma_yolov8n_obb',
+        'two_stream_yolov8n_obb',
+        'yolov8n_obb',
+        'sarnet_n_obb',
+        'sarnet_s_obb',
+    )
 
     def __init__(
         self,
@@ -350,8 +359,9 @@ class OrientedDetectionTask(ObbDetectionBase):
         """Initialise a new OrientedDetectionTask.
 
         Args:
-            model: ``'lma_yolov8n_obb'``, ``'two_stream_yolov8n_obb'`` or
-                ``'yolov8n_obb'`` (single stream on all stacked bands).
+            model: ``'lma_yolov8n_obb'``, ``'two_stream_yolov8n_obb'``,
+                ``'yolov8n_obb'`` (single stream on all stacked bands), or
+                ``'sarnet_n_obb'``, ``'sarnet_s_obb'`` (SAR-Net).
             rank: Initial adaptor rank (LMA).
             target_rank: Average adaptor rank at the end (LMA).
             alpha: Adaptor scaling numerator (default ``rank``).
