@@ -30,6 +30,7 @@ from torchgeo_ext.datasets.houston2013 import Houston2013
 from torchgeo_ext.datasets.llvip import LLVIP
 from torchgeo_ext.datasets.mfnet import MFNet
 from torchgeo_ext.datasets.muufl import MUUFL
+from torchgeo_ext.datasets.ssdd import SSDD
 from torchgeo_ext.datasets.trento import Trento
 from torchgeo_ext.datasets.vedai import VEDAI
 
@@ -52,6 +53,7 @@ DATASETS: dict[str, Callable[[], Any]] = {
     'mfnet': lambda: MFNet(DATA / 'mfnet'),
     'fmb': lambda: FMB(DATA / 'fmb'),
     'llvip': lambda: LLVIP(DATA / 'llvip', split='test'),
+    'ssdd': lambda: SSDD(DATA / 'ssdd', bbox_orientation='oriented'),
 }
 
 

@@ -1,13 +1,4 @@
-"""``torchgeo-ext anomaly``: hyperspectral anomaly detection over a scene file.
-
-Example::
-
-    torchgeo-ext anomaly scene.tif -o scores.tif --vector anomalies.gpkg --threshold 0.999
-
-The score GeoTIFF keeps the input's CRS, transform and size (NaN where the
-input is nodata). ``.mat`` scenes have no georeferencing: their scores are
-written in pixel coordinates without a CRS, and the command says so.
-"""
+"""``torchgeo-ext anomaly``: hyperspectral anomaly detection over a scene file."""
 
 from __future__ import annotations
 

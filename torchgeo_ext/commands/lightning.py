@@ -1,25 +1,4 @@
-"""``torchgeo-ext fit|validate|test|predict``: TorchGeo's LightningCLI with this library's classes.
-
-These behave like ``torchgeo fit --config ...`` (same LightningCLI setup, same
-output). Importing :mod:`torchgeo_ext.trainers` and
-:mod:`torchgeo_ext.datamodules` first makes their classes known to
-jsonargparse, so configs may name them by short name (``class_path:
-SuperYOLOTask``) as well as by full path.
-
-Around LightningCLI, problems that are the user's become one line (through the
-command line's error boundary) instead of a traceback:
-
-* ``--ckpt_path`` (or ``ckpt_path:`` in a config) that is missing, not a
-  checkpoint, truncated, or written by another model than the config's, is
-  refused before anything starts;
-* a dataset root that does not exist, and weights that do not fit the model;
-* a run that fails leaves no ``lightning_logs/version_N`` without a whole
-  checkpoint behind (truncated ``.ckpt`` files are removed);
-* checkpoints are written atomically
-  (:class:`~torchgeo_ext.export.checkpoint_io.AtomicCheckpointIO`): a full
-  disk is one line naming the checkpoint folder and the cause, and leaves no
-  file under a checkpoint name.
-"""
+"""``torchgeo-ext fit|validate|test|predict``: TorchGeo's LightningCLI with this library."""
 
 from __future__ import annotations
 
@@ -231,6 +210,19 @@ def _remove_failed_log_dir(state: dict[str, Any]) -> None:
 
 def run_lightning(argv: list[str]) -> int:
     """Run TorchGeo's LightningCLI with this library's tasks and data modules loaded.
+
+    Behaves like ``torchgeo fit --config ...``; importing
+    :mod:`torchgeo_ext.trainers` and :mod:`torchgeo_ext.datamodules` first makes
+    their classes known to jsonargparse, so configs may name them by short name
+    (``class_path: SuperYOLOTask``) as well as by full path. Problems that are
+    the user's become one line instead of a traceback: a ``--ckpt_path`` (or
+    ``ckpt_path:`` in a config) that is missing, not a checkpoint, truncated, or
+    written by another model than the config's is refused before anything
+    starts; so are a dataset root that does not exist and weights that do not
+    fit the model. A failed run leaves no ``lightning_logs/version_N`` without a
+    whole checkpoint (truncated ``.ckpt`` files are removed), and checkpoints
+    are written atomically
+    (:class:`~torchgeo_ext.export.checkpoint_io.AtomicCheckpointIO`).
 
     Args:
         argv: The subcommand and its arguments, e.g. ``['fit', '--config', 'x.yaml']``.

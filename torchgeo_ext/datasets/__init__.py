@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .llvip import LLVIP
     from .mfnet import MFNet
     from .muufl import MUUFL
+    from .ssdd import SSDD
     from .trento import Trento
     from .vector import VectorObjects
     from .vedai import VEDAI
@@ -37,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     'LLVIP': 'torchgeo_ext.datasets.llvip',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'SSDD': 'torchgeo_ext.datasets.ssdd',
     'Trento': 'torchgeo_ext.datasets.trento',
     'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',
     'StackedIntersectionDataset': 'torchgeo_ext.datasets.intersection',

@@ -1,14 +1,4 @@
-"""The main job on a built-in sample: hyperspectral anomaly detection, georeferenced end to end.
-
-:func:`run_demo` writes a small synthetic hyperspectral scene (a real
-projected CRS, EPSG:32633, with sub-pixel targets implanted at known places,
-see :mod:`torchgeo_ext.demos.scene`), runs ``torchgeo-ext anomaly`` on it with
-each requested method, and writes for every method a score GeoTIFF with the
-scene's CRS and transform, plus for RX the anomaly polygons as a GeoPackage.
-A PNG quicklook shows the scene, the truth and every score map side by side,
-and a CSV table gives each method's ROC AUC against the implanted truth and
-its run time. Nothing is downloaded.
-"""
+"""The anomaly demo: hyperspectral anomaly detection on a built-in georeferenced scene."""
 
 from __future__ import annotations
 
@@ -67,6 +57,15 @@ def run_demo(
     threshold: float = 0.999,
 ) -> DemoResult:
     """Run the demo: build the scene, detect anomalies with each method, write the outputs.
+
+    What ``torchgeo-ext demo`` runs: a small synthetic hyperspectral scene (a
+    real projected CRS, EPSG:32633, with sub-pixel targets implanted at known
+    places, :mod:`torchgeo_ext.demos.scene`) goes through ``torchgeo-ext
+    anomaly`` with each method; every method gets a score GeoTIFF with the
+    scene's CRS and transform, and RX also the anomaly polygons as a
+    GeoPackage. A PNG quicklook shows the scene, the truth and every score map
+    side by side, and a CSV table gives each method's ROC AUC against the
+    implanted truth and its run time. Nothing is downloaded.
 
     Args:
         output: Output directory (created if needed).

@@ -1,31 +1,4 @@
-"""The detection demo: train SuperYOLO on your own kind of imagery, end to end, offline.
-
-:func:`run_detection_demo` is what ``torchgeo-ext demo --task detection``
-runs. It walks the path of the "Training on your own imagery" guide
-(``docs/own_imagery.md``) on built-in data:
-
-1. two synthetic georeferenced scenes, each an RGB GeoTIFF and an IR GeoTIFF
-   in UTM zone 33N (EPSG:32633, 0.25 m pixels), with vehicles painted in
-   (cars and vans at random places and headings, warm in the IR band); the
-   training scene's vehicles are written as a GeoPackage of rotated
-   rectangles in EPSG:4326 with a ``class`` column, as drawn in a GIS;
-2. a small SuperYOLO (``width`` 0.25, no super-resolution branch) fitted on
-   the first scene through
-   :class:`~torchgeo_ext.datamodules.GeoDetectionDataModule` (patches placed
-   on the objects by :class:`~torchgeo_ext.samplers.ObjectSampler`), with
-   Lightning on the CPU, for a fixed number of steps;
-3. the checkpoint (which records the data module's normalisation) reloaded
-   with :func:`~torchgeo_ext.trainers.load_task` and run over the second
-   scene with :func:`~torchgeo_ext.pipelines.detect_raster` (tiled,
-   cross-tile NMS) on the raw rasters;
-4. the detections written as a GeoPackage in the rasters' CRS, a PNG
-   quicklook with the boxes over the image, and mAP@0.5 against the second
-   scene's known vehicles.
-
-Everything is deterministic for a given seed (the training itself up to
-floating-point reduction order across thread counts) and nothing is
-downloaded.
-"""
+"""The detection demo: train SuperYOLO on your own kind of imagery, end to end, offline."""
 
 from __future__ import annotations
 
@@ -401,6 +374,30 @@ def run_detection_demo(
     score_threshold: float = 0.1,
 ) -> DetectionDemoResult:
     """Build the scenes, fit a small SuperYOLO, detect on the second scene, score it.
+
+    What ``torchgeo-ext demo --task detection`` runs: the path of the "Training
+    on your own imagery" guide (``docs/own_imagery.md``) on built-in data.
+
+    1. Two synthetic georeferenced scenes, each an RGB GeoTIFF and an IR
+       GeoTIFF in UTM zone 33N (EPSG:32633, 0.25 m pixels), with vehicles
+       painted in (:func:`synthetic_vehicle_scene`); the training scene's
+       vehicles are written as a GeoPackage of rotated rectangles in EPSG:4326
+       with a ``class`` column, as drawn in a GIS.
+    2. A small SuperYOLO (no super-resolution branch) fitted on the first scene
+       through :class:`~torchgeo_ext.datamodules.GeoDetectionDataModule`
+       (patches placed on the objects by
+       :class:`~torchgeo_ext.samplers.ObjectSampler`), with Lightning on the
+       CPU, for a fixed number of steps.
+    3. The checkpoint (which records the data module's normalisation) reloaded
+       with :func:`~torchgeo_ext.trainers.load_task` and run over the second
+       scene with :func:`~torchgeo_ext.pipelines.detect_raster` (tiled,
+       cross-tile NMS) on the raw rasters.
+    4. The detections written as a GeoPackage in the rasters' CRS, a PNG
+       quicklook with the boxes over the image, and mAP@0.5 against the second
+       scene's known vehicles.
+
+    Everything is deterministic for a given seed (the training itself up to
+    floating-point reduction order across thread counts).
 
     Args:
         output: Output folder (created if needed).

@@ -1,12 +1,4 @@
-"""The YOLOv8-OBB detection loss (oriented detectors: YOLOv8n-OBB, FoRA/LMA, E2E-MFD).
-
-Task-aligned assignment (TOOD), BCE class loss, ProbIoU box loss and the
-distribution focal loss (DFL) on the side distances. Hand-written because no
-maintained CPU implementation of ProbIoU or of rotated-box task-aligned
-assignment exists in the libraries this project depends on (torchvision has
-axis-aligned boxes only); the box coding is the detector's own
-(:mod:`torchgeo_ext.models.obb_detector`).
-"""
+"""The YOLOv8-OBB detection loss (oriented detectors: YOLOv8n-OBB, FoRA/LMA, E2E-MFD)."""
 
 from __future__ import annotations
 

@@ -1,20 +1,4 @@
-"""DOTA-style mean average precision for oriented boxes.
-
-Detections of a class are sorted by score over the whole data set and matched
-greedily to the not-yet-matched ground truth of the same image with the
-highest exact polygon IoU (:func:`torchgeo_ext.ops.obb.poly_iou`). A match
-needs IoU strictly above the threshold (DOTA devkit rule). Ground truth marked
-``difficult`` is neither a hit nor a miss: detections matched to it are
-ignored. AP is the VOC 2007 11-point interpolation (``'voc07'``) or the area
-under the monotone precision envelope (``'auc'``, VOC 2010+ and DOTA).
-Classes without (non-difficult) ground truth get AP ``nan`` and are left out
-of the mean.
-
-Hand-written on purpose: torchmetrics' ``MeanAveragePrecision`` (used for the
-axis-aligned detectors) handles boxes and masks but not rotated polygons, and
-no maintained CPU implementation of DOTA's oriented mAP is among this
-project's dependencies.
-"""
+"""DOTA-style mean average precision for oriented boxes."""
 
 from __future__ import annotations
 
@@ -72,6 +56,14 @@ def oriented_average_precision(
     method: str = 'voc07',
 ) -> Tensor:
     """Per-class AP of oriented detections (functional core).
+
+    Detections of a class are sorted by score over the whole data set and
+    matched greedily to the not-yet-matched ground truth of the same image with
+    the highest exact polygon IoU (:func:`torchgeo_ext.ops.obb.poly_iou`). A
+    match needs IoU strictly above the threshold (DOTA devkit rule). Ground
+    truth marked ``difficult`` is neither a hit nor a miss: detections matched
+    to it are ignored. Classes without (non-difficult) ground truth get AP
+    ``nan`` and are left out of the mean.
 
     Args:
         preds: One dict per image with ``prediction_bbox`` (N, 8),

@@ -1,35 +1,4 @@
-"""Mamba (S6) selective state-space blocks in plain PyTorch.
-
-The selective scan of Mamba (Gu and Dao, 2023) is the recurrence, per channel
-``d`` and state ``n``::
-
-    h[t] = exp(delta[t, d] * A[d, n]) * h[t - 1] + delta[t, d] * B[t, n] * x[t, d]
-    y[t, d] = sum_n C[t, n] * h[t, n] + D[d] * x[t, d]
-
-with input-dependent ``delta``, ``B`` and ``C``. The upstream kernels
-(``mamba-ssm``) are CUDA-only; :func:`selective_scan` computes the same thing
-with ordinary tensor operations on any device, as a chunked parallel scan:
-
-* inside a chunk of ``T`` steps every state is computed at once from the
-  cumulative log-decay ``c[t] = sum_{s <= t} delta[s] A`` as
-  ``h[t] = exp(c[t]) * (h[-1] + cumsum_s(u[s] / exp(c[s])))``, which needs the
-  decay over one chunk to stay inside float32's exponent range: the chunk is
-  halved until the largest decay over a chunk is below ``max_log_decay``;
-* the chunks are then chained by a short loop over their final states (``L/T``
-  steps instead of ``L``);
-* long sequences are scanned in blocks of a bounded number of states (the
-  state carried from block to block), so memory does not grow with ``L``
-  beyond the inputs and outputs, and on CPUs the working set stays in cache.
-
-:func:`selective_scan_reference` is the step-by-step recurrence it is tested
-against. When ``mamba-ssm`` is installed and the tensors are on a GPU,
-:func:`selective_scan` uses its fused kernel instead (``use_kernel``).
-
-:class:`MambaBlock` is the Mamba mixer (input projection, causal depthwise
-convolution, SiLU, input-dependent ``delta``/``B``/``C``, scan, SiLU gate,
-output projection); :class:`SS2D` scans an image in four directions as in
-VMamba, the layer used by M3amba and HyMamba.
-"""
+"""Mamba (S6) selective state-space blocks and the chunked selective scan, in plain PyTorch."""
 
 from __future__ import annotations
 

@@ -1,29 +1,4 @@
-"""SuperYOLO: super-resolution assisted multimodal small-object detection.
-
-An independent implementation of the detector of Zhang et al., "SuperYOLO:
-Super Resolution Assisted Object Detection in Multimodal Remote Sensing
-Imagery" (IEEE TGRS 2023, https://arxiv.org/abs/2209.13351), written from the
-paper's description:
-
-* a symmetric compact multimodal fusion (MF) block at full resolution that
-  weights each modality with a learnt 1x1 mask, projects it with a 3x3
-  convolution (RGB -> 48 channels, IR -> 16 channels), concatenates and
-  recalibrates the result with a squeeze-and-excitation gate;
-* a YOLOv5s-style backbone (depth 0.33, width 0.5) *without* the Focus layer,
-  with SPP and a two-level top-down neck;
-* a single detection head at stride 4 with anchors (10,13), (16,30), (33,23);
-* a super-resolution (SR) branch that is used only in training: it fuses the
-  stride-4 backbone features with the SPP output, runs an EDSR-style decoder
-  and reconstructs the input at twice its resolution.
-
-Modality variants share the same code: the stem is an MF block over one or
-more *band groups*. ``[[0, 1, 2], [3]]`` is the paper's RGB+IR model,
-``[[0, 1, 2]]`` RGB only, ``[[3]]`` IR only, and ``[list(range(n))]`` a plain
-early fusion of any ``n`` bands (e.g. RGB+NIR user imagery).
-
-Size at the paper configuration (8 classes, 512 x 512, RGB+IR, BN fused, SR
-removed): 4.85 M parameters, about 18.0 G multiply-accumulates.
-"""
+"""SuperYOLO: super-resolution assisted multimodal small-object detection."""
 
 from __future__ import annotations
 

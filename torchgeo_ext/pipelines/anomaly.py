@@ -1,17 +1,4 @@
-"""Hyperspectral anomaly detection on scenes and rasters: one entry point for every method.
-
-:func:`detect_anomalies` scores an in-memory cube; :func:`anomaly_raster`
-scores a file (GeoTIFF, ENVI or ``.mat``) strip by strip and writes a
-georeferenced score GeoTIFF, optionally with the polygons of the most
-anomalous regions. It is what ``torchgeo-ext anomaly`` runs.
-
-Every method is one entry of :data:`DETECTORS` (see ``docs/models/anomaly.md``):
-how it scores a cube in memory, how it scores a raster in strips, which
-options and whether a checkpoint it takes. RX, LRX and CRD are streamed with
-memory bounded by a strip of rows; BSDM, STAD and SAP hold the scene in memory.
-This pipeline is method-specific: it imports the detectors of
-:mod:`torchgeo_ext.models`, each only when its method runs.
-"""
+"""Hyperspectral anomaly detection on scenes and rasters: one entry point for every method."""
 
 from __future__ import annotations
 

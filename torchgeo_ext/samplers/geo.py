@@ -1,17 +1,4 @@
-"""Georeferenced random sampling restricted to valid (non-nodata) areas.
-
-TorchGeo's :class:`~torchgeo.samplers.RandomGeoSampler` draws patch positions
-uniformly over each file's bounding box. That wastes most of an epoch on
-scenes with large nodata or fill margins: FYH's full-disk crops carry a wide
-off-disk fill (label class 10) and HAD100's flight lines are thin diagonal
-strips inside mostly empty rectangles, so a uniform sampler returns many
-patches that are entirely or mostly fill.
-
-:class:`ValidAreaGeoSampler` computes validity once, cheaply, from a
-decimated read of each file (coarse cells of ``size / resolution_factor``)
-and only yields patches whose estimated valid fraction reaches
-``min_valid``.
-"""
+"""Georeferenced random sampling restricted to valid (non-nodata) areas."""
 
 from __future__ import annotations
 

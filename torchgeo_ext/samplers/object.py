@@ -1,9 +1,4 @@
-"""Object-aware patch sampling: every patch built around a labelled object.
-
-Random patches on sparse objects (a few vehicles in a city) are almost all
-empty; :class:`ObjectSampler` instead places each patch so that a randomly
-chosen object lies whole inside it, plus a fraction of background patches.
-"""
+"""Object-aware patch sampling: every patch built around a labelled object."""
 
 from __future__ import annotations
 

@@ -1,23 +1,4 @@
-"""Lightning tasks for axis-aligned object detection: SuperYOLO, SAR-Net and GHOST.
-
-:class:`SuperYOLOTask` trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO`
-(one head at stride 4) and :class:`~torchgeo_ext.models.sarnet.SARNet` (single-band
-SAR, a head at each of strides 8, 16 and 32)
-with the YOLOv5 loss (CIoU box regression, BCE objectness and class terms),
-the paper's auxiliary super-resolution L1 loss (weight 0.1) whenever the
-batch carries the high-resolution image ``image_hr``, an exponential moving
-average (EMA) of the weights used for evaluation and prediction, and SGD with
-linear warm-up and a cosine schedule. Validation and test report mAP50 and
-mAP50:95 through :class:`torchmetrics.detection.MeanAveragePrecision`.
-
-:class:`GHOSTTask` trains the hybrid-bit quantised student of
-:mod:`torchgeo_ext.models.ghost` with guidance from a full-precision
-SuperYOLO teacher (one-to-one self-teaching).
-
-Batches follow docs/architecture.md: ``image`` (B, C, H, W) float, ``bbox_xyxy`` list of
-(N_i, 4) pixel boxes, ``label`` list of (N_i,) int64. Predictions come back
-under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
-"""
+"""Lightning tasks for axis-aligned object detection: SuperYOLO, SAR-Net and GHOST."""
 
 from __future__ import annotations
 
@@ -121,7 +102,20 @@ def sarnet_engine(model: SARNet, engine: str, name: str) -> nn.Module:
 class SuperYOLOTask(PluginTask):
     """Axis-aligned detection with YOLOv5 heads: SuperYOLO (RGB+IR by default) or SAR-Net.
 
-    Validation and test use the EMA weights (``ema=True``). Metrics:
+    Trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO` (one head at
+    stride 4) and :class:`~torchgeo_ext.models.sarnet.SARNet` (single-band SAR,
+    a head at each of strides 8, 16 and 32, no super-resolution branch) with
+    the YOLOv5 loss of each head (CIoU box regression, BCE objectness and class
+    terms), the paper's
+    auxiliary super-resolution L1 loss (weight 0.1) whenever the batch carries
+    the high-resolution image ``image_hr``, and SGD with linear warm-up and a
+    cosine schedule. Batches: ``image`` (B, C, H, W) float, ``bbox_xyxy`` a
+    list of (N_i, 4) pixel boxes, ``label`` a list of (N_i,) int64;
+    predictions come back under ``prediction_bbox_xyxy``, ``prediction_label``
+    and ``prediction_score``.
+
+    Validation and test use an exponential moving average of the weights
+    (``ema=True``). Metrics:
     ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
     :class:`~torchmetrics.detection.MeanAveragePrecision` (``val_map_75``,
     ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.
