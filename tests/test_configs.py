@@ -26,6 +26,8 @@ def test_every_paper_model_has_a_config() -> None:
         'm3amba_trento',
         'm3amba_muufl',
         'hymamba_hotc',
+        'sarnet_ssdd',
+        'sarnet_rssdd',
     }
     assert expected <= names
 
