@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .rx import RX, rx_scores
     from .sam import build_sam, load_sam, sam_tiny
     from .sap import AnomalyPrior, sap_prior, sap_scores
+    from .seadate import SeaDATE, seadate_yolov5s, two_stream_yolov5s
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -98,6 +99,9 @@ _EXPORTS: dict[str, str] = {
     'sam_tiny': 'torchgeo_ext.models.sam',
     'AnomalyPrior': 'torchgeo_ext.models.sap',
     'sap_prior': 'torchgeo_ext.models.sap',
+    'SeaDATE': 'torchgeo_ext.models.seadate',
+    'seadate_yolov5s': 'torchgeo_ext.models.seadate',
+    'two_stream_yolov5s': 'torchgeo_ext.models.seadate',
     'sap_scores': 'torchgeo_ext.models.sap',
     'STADStudent': 'torchgeo_ext.models.stad',
     'STADTeacher': 'torchgeo_ext.models.stad',
