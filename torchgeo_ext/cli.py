@@ -1,26 +1,4 @@
-"""The ``torchgeo-ext`` console entry point.
-
-Each subcommand lives in :mod:`torchgeo_ext.commands` as a module exposing
-``add_parser(subparsers)`` and ``run(args) -> int``. Parsers are built from
-argparse alone; torch, lightning and torchgeo are imported only inside the
-command that runs, so ``torchgeo-ext --help`` starts in well under a second.
-
-Every subcommand runs inside one error boundary (:func:`run_guarded`):
-
-* SIGINT and SIGTERM raise :class:`~torchgeo_ext.errors.Interrupted`, so every
-  writer on the way up cleans up; the command prints one line
-  (``interrupted``) and exits 130 / 143.
-* The command's outputs form one
-  :func:`~torchgeo_ext.export.atomic.output_transaction`: on any failure,
-  outputs already renamed into place are removed (files they replaced are
-  restored) and no temporary file or folder is left.
-* Bad input (:class:`~torchgeo_ext.errors.InputError`, a file system error
-  naming a file, a GDAL read error) is one line on stderr, exit status 2.
-* Before ``run`` is called, the outputs a subcommand declares
-  (``parser.set_defaults(io_outputs=..., io_inputs=...)``) are checked by
-  :func:`~torchgeo_ext.export.outputs.check_outputs` and ``--device`` by
-  :func:`~torchgeo_ext.commands._options.check_device`.
-"""
+"""The ``torchgeo-ext`` console entry point: the parser and the error boundary of every command."""
 
 from __future__ import annotations
 
@@ -189,7 +167,20 @@ def _one_line(error: BaseException) -> str | None:
 
 
 def run_guarded(command: str, job: Callable[[], int]) -> int:
-    """Run one subcommand inside the error boundary (see the module docs).
+    """Run one subcommand inside the error boundary.
+
+    * SIGINT and SIGTERM raise :class:`~torchgeo_ext.errors.Interrupted`
+      (:func:`interrupts_raise`), so every writer on the way up cleans up; the
+      command prints one line (``interrupted``) and exits 130 / 143.
+    * The command's outputs form one
+      :func:`~torchgeo_ext.export.atomic.output_transaction`: on any failure,
+      outputs already renamed into place are removed (files they replaced are
+      restored) and no temporary file or folder is left.
+    * Bad input (:class:`~torchgeo_ext.errors.InputError`, a file system error
+      naming a file, a GDAL read error) is one line on stderr, exit status 2.
+
+    Before the job runs, :func:`check_declared` checks the outputs and device
+    the subcommand declared.
 
     Args:
         command: The subcommand's name, for messages.

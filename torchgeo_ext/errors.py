@@ -1,10 +1,4 @@
-"""Exceptions raised for bad user input.
-
-:class:`InputError` is what the command line turns into one clear line
-(naming the file and the problem) instead of a traceback. Library code raises
-its subclasses, which are also ordinary ``ValueError``/``FileNotFoundError``
-so callers in notebooks can catch them the usual way.
-"""
+"""Exceptions raised for bad user input."""
 
 from __future__ import annotations
 
@@ -12,7 +6,13 @@ import os
 
 
 class InputError(Exception):
-    """A problem with user input: a file, its contents or an option."""
+    """A problem with user input: a file, its contents or an option.
+
+    The command line turns it into one clear line (naming the file and the
+    problem) instead of a traceback. Library code raises its subclasses, which
+    are also ordinary ``ValueError``/``FileNotFoundError``, so callers in
+    notebooks can catch them the usual way.
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
         """Initialise a new InputError.

@@ -1,10 +1,4 @@
-"""Lazy package exports (PEP 562), shared by every subpackage ``__init__.py``.
-
-A package lists its public names in an ``_EXPORTS`` map (name -> defining module) and
-gets its module-level ``__getattr__`` and ``__dir__`` from :func:`lazy_exports`, so that
-``import torchgeo_ext.models`` imports no model until one is used (the command line
-must start fast).
-"""
+"""Lazy package exports (PEP 562), shared by every subpackage ``__init__.py``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Validated option types for the command line (argparse ``type=`` callables).
-
-Each type turns a bad value into argparse's one-line usage error
-(``argument --iou: must be in [0, 1], got nan``) instead of a traceback or a
-silent wrong result later. They import nothing heavy, so ``--help`` stays
-fast; :func:`check_device` (which needs torch) runs once a command starts.
-"""
+"""Validated option types for the command line (argparse ``type=`` callables)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,4 @@
-"""``torchgeo-ext demo``: the main job on a built-in sample scene, no download.
-
-Examples::
-
-    torchgeo-ext demo --output demo_output
-    torchgeo-ext demo --task detection --output demo_detection
-
-The default (``--task anomaly``) compares hyperspectral anomaly detectors on
-a synthetic scene; ``--task detection`` trains a small SuperYOLO on a
-synthetic RGB + IR scene pair with vehicles and a GeoPackage of labels, then
-detects on an unseen scene (see :mod:`torchgeo_ext.demos.detection`).
-"""
+"""``torchgeo-ext demo``: the main jobs on built-in synthetic scenes, no download."""
 
 from __future__ import annotations
 

@@ -1,26 +1,4 @@
-"""``torchgeo-ext detect``: run a trained detector over georeferenced rasters.
-
-Example::
-
-    torchgeo-ext detect RGB.tif IR.tif -o vehicles.gpkg --checkpoint superyolo.ckpt
-
-The rasters (one per modality, co-registered: same CRS, transform and size)
-are stacked band-wise in the order given, normalised as in training (the
-per-band offset and scale the checkpoint recorded from its data module; for
-older checkpoints that record none, divided by ``--scale``, default 255) and
-cut into overlapping tiles; boxes are merged across tiles and written with
-``class_id``, ``class_name`` and ``score`` columns in the raster's CRS
-(GeoPackage, GeoJSON or GeoParquet by extension). Any detection task of this
-library works, axis-aligned (SuperYOLO, GHOST) or oriented (LMA, E2E-MFD).
-
-With ``--masks sam --sam-checkpoint sam_vit_b_01ec64.pth`` each object, once
-merged across tiles, is outlined by Segment Anything prompted with its box
-(an oriented box's hull) on a window of the rasters that holds it whole (see
-:func:`torchgeo_ext.pipelines.sam.refine_with_sam`): the vector file gets the
-outline as geometry and keeps the box as the ``box_wkt`` attribute, with
-``sam_score`` and ``sam_status``. SAM reads three bands: the rasters' own if
-they have three, else those given by ``--sam-bands`` (e.g. ``1,2,3``).
-"""
+"""``torchgeo-ext detect``: run a trained detector over georeferenced rasters."""
 
 from __future__ import annotations
 

@@ -1,23 +1,4 @@
-r"""``torchgeo-ext predict-many``: one checkpoint (or anomaly method) over many rasters.
-
-Example::
-
-    torchgeo-ext predict-many 'tiles/*.tif' -o predictions/ --checkpoint dianet.ckpt
-    torchgeo-ext predict-many items.json --assets red green blue nir \\
-        -o cars/ --checkpoint superyolo.ckpt --devices 4
-    torchrun --nproc-per-node 4 -m torchgeo_ext.cli predict-many urls.txt -o out/ --method rx
-
-Inputs are rasters (paths, URLs), globs, folders, text files of paths or
-URLs, or STAC Items/ItemCollections (one input per item). Each input gets one
-output in the output folder, named after it (detection: a vector file,
-segmentation: a class GeoTIFF, anomaly: a score GeoTIFF), written atomically.
-Inputs whose output already exists are skipped, so a killed run is resumed by
-running the same command again. ``manifest.csv`` lists every input, its output,
-status and time, and ``mosaic.vrt`` mosaics the raster outputs. With
-``--devices N`` / ``--num-nodes M`` Lightning Fabric runs one process per device
-(or joins those started by ``torchrun`` or SLURM) and the inputs are split
-across them; rank 0 writes the manifest. See docs/remote.md.
-"""
+"""``torchgeo-ext predict-many``: one checkpoint (or anomaly method) over many rasters."""
 
 from __future__ import annotations
 

@@ -1,20 +1,4 @@
-r"""``torchgeo-ext segment``: tiled semantic segmentation of georeferenced rasters.
-
-Example::
-
-    torchgeo-ext segment scene_image.tif -o cloud_types.tif \\
-        --checkpoint dianet_fyh.ckpt --vector cloud_types.gpkg
-
-Any segmentation checkpoint of this library works (the task is rebuilt with
-:func:`torchgeo_ext.trainers.base.load_task`). The input (one raster, or
-several co-registered rasters stacked as bands in the order given) must hold
-the model's bands, preprocessed as in training (FYH: the builder's scene
-GeoTIFFs, already normalised). The output is a uint8 class GeoTIFF with the
-input's CRS, transform and size, the class names in its ``class_names`` tag
-and 255 where the input is nodata; ``--vector`` adds one polygon per
-connected region of a class (columns ``class_id``, ``class_name``, ``area``
-and ``score``, the mean probability of the class over the region).
-"""
+"""``torchgeo-ext segment``: tiled semantic segmentation of georeferenced rasters."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""``torchgeo-ext tdds``: write a TDDS-pruned sample-index list from recorded dynamics.
-
-Example::
-
-    torchgeo-ext tdds dynamics.pt -o keep.txt --keep 0.1
-
-``dynamics.pt`` is written by the ``TDDSRecorder`` callback
-(``configs/tdds_*.yaml``); ``keep.txt`` lists the kept training-sample indices,
-best first, for the ``TrainSubset`` callback.
-"""
+"""``torchgeo-ext tdds``: write a TDDS-pruned sample-index list from recorded dynamics."""
 
 from __future__ import annotations
 

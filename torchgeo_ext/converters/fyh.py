@@ -1,48 +1,6 @@
 """Build the FYH dataset from raw FY-4A AGRI L1 and Himawari-8/9 L2 cloud files.
 
-Pipeline (DIAnet, arXiv 2401.03182; layout in :class:`~torchgeo_ext.datasets.fyh.FYH`):
-
-1. Read each FY-4A AGRI L1 HDF5 file (xarray, h5netcdf engine): the 14
-   ``NOMChannelXX`` count arrays, calibrated through their ``CALChannelXX``
-   lookup tables (reflectance for channels 1-6, brightness temperature for
-   7-14); counts equal to the ``FillValue`` attribute, outside ``valid_range``
-   or beyond the table are missing.
-2. Geolocate: with the file's own ``Latitude``/``Longitude`` (or ``lat``/``lon``)
-   arrays when present, else through the FY-4A geostationary navigation
-   (:func:`geos_line_column`), and resample (nearest) onto the FYH 0.05 degree
-   grid, 900 x 1000 pixels, 50N..5N, 85E..135E.
-3. Pair the scan with the Himawari L2 cloud property file
-   (``NC_H08_YYYYMMDD_HHMM_L2CLP010_FLDK...nc``) whose time falls inside the
-   scan's start..end window (closest to the window centre when several do),
-   read ``CLTYPE`` on its ``latitude``/``longitude`` grid (nearest), map 255
-   (fill) and 10 (unknown) to class 10 (fill / ignore).
-4. Normalise per scene: channels 1-6 jointly and channels 7-14 jointly
-   min-max to [0, 1]; pixels without FY-4A data become 0 in the image and 10
-   (fill) in the mask.
-5. Tile 100 x 100 (``k = 10 i + j``), keep a tile when at most 1250 of its
-   pixels are fill, write ``mat<split>/<stem>_<k>.mat`` (``data``, float64
-   100 x 100 x 14) and ``matmask<split>/<stem>_<k>.mat`` (``data``, uint8).
-6. Optionally write ``scenes/<stem>_image.tif`` (14 bands, float32) and
-   ``scenes/<stem>_label.tif`` (uint8, nodata 10), EPSG:4326, for
-   :class:`~torchgeo_ext.datasets.fyh.FYHScenes`.
-
-A scene with a problem (missing variables, a calibration table of the wrong
-length, no Himawari product in its window, an unreadable file) is skipped with
-a clear reason in :attr:`BuildReport.skipped` (and a warning); the builder goes
-on with the next scene.
-
-Navigation constants (FY-4A AGRI, CGMS LRIT/HRIT normalized geostationary
-projection as used in the NSMC "FY-4A AGRI L1 data" user guide's
-line/column <-> latitude/longitude formulas; the same values are in Satpy's
-``fy4_base`` reader): sub-satellite longitude 104.7E (``NOMCenterLon``),
-Earth semi-major axis 6378.137 km, semi-minor axis 6356.7523 km, distance
-from the Earth's centre to the satellite 42164 km; for the 4 km grid
-``COFF = LOFF = 1373.5`` and ``CFAC = LFAC = 10233137`` (2 km: 2747.5 and
-20466274; 1 km: 5495.5 and 40932549). Line/column numbers count from 0 at the
-full disk's upper-left pixel; regional (REGC) files start at their
-``Begin Line Number``/``Begin Pixel Number`` attributes. File attributes
-(``NOMCenterLon``, ``dEA``, ``dObRecFlat``, ``NOMSatHeight``) override the
-defaults when present.
+The pipeline, the navigation constants and the skip rules: docs/datasets/fyh.md.
 """
 
 from __future__ import annotations
@@ -954,6 +912,17 @@ def build_fyh(
     progress: bool = False,
 ) -> BuildReport:
     """Build the FYH ``.mat`` tiles (and optional scene GeoTIFFs) from raw files.
+
+    Per FY-4A scan (DIAnet, arXiv 2401.03182; layout in
+    :class:`~torchgeo_ext.datasets.fyh.FYH`): read and calibrate the 14
+    channels, geolocate and resample (nearest) onto the FYH 0.05 degree grid,
+    pair with the Himawari L2 cloud product inside the scan's time window,
+    normalise per scene (channels 1-6 and 7-14 jointly, min-max), tile
+    100 x 100 and keep tiles with at most ``max_fill`` fill pixels. A scan with
+    a problem (missing variables, a calibration table of the wrong length, no
+    Himawari product in its window, an unreadable file) is skipped with its
+    reason in :attr:`BuildReport.skipped` (and a warning); the build goes on.
+    Each step in detail: ``docs/datasets/fyh.md``.
 
     Args:
         fy4a_dir: Directory of FY-4A AGRI L1 HDF5 files (searched recursively).

@@ -318,12 +318,15 @@ class Downsample:
         return sample
 
 
-def default_train_augmentation(square: bool) -> DetectionAugmentation:
-    """Return flips (and, for square images, 90 degree rotations) + /255.
+def default_train_augmentation(
+    square: bool, scale: float = 255.0
+) -> DetectionAugmentation:
+    """Return flips (and, for square images, 90 degree rotations) + /scale.
 
     Args:
         square: Whether the images are square (rotations by 90 degrees keep
             the size only then).
+        scale: What the raw values are divided by (255 for 8-bit images).
 
     Returns:
         The train augmentation.
@@ -334,4 +337,70 @@ def default_train_augmentation(square: bool) -> DetectionAugmentation:
     ]
     if square:
         augs.append(K.RandomRotation90(times=(0, 3), p=0.5))
-    return DetectionAugmentation(*augs)
+    return DetectionAugmentation(*augs, std=scale)
+
+
+class Letterbox:
+    """Resize a sample to fit a square, keeping its aspect, and pad the rest.
+
+    A sample transform for datasets whose images differ in size (SSDD,
+    SAR-AIRcraft): every image becomes ``size`` x ``size`` so that batches
+    stack. The image is scaled by ``size / max(height, width)`` (bilinear,
+    antialiased when shrinking), placed at the top-left and padded with
+    ``fill`` on the right and bottom; ``bbox_xyxy`` and ``bbox`` are scaled by
+    the same factors (per axis, after rounding the new size). The image keeps
+    its dtype (uint8 values are rounded).
+    """
+
+    def __init__(self, size: int, fill: float = 0.0) -> None:
+        """Initialise a new Letterbox.
+
+        Args:
+            size: Side of the output image in pixels.
+            fill: Value of the padding (raw, before normalisation).
+
+        Raises:
+            ValueError: If ``size`` is not positive.
+        """
+        if size <= 0:
+            raise ValueError(f'size must be positive, got {size}')
+        self.size = size
+        self.fill = fill
+
+    def __call__(self, sample: Batch) -> Batch:
+        """Letterbox ``image`` and its boxes.
+
+        Args:
+            sample: A sample with ``image`` C x H x W.
+
+        Returns:
+            The sample with ``image`` C x size x size and scaled boxes.
+        """
+        sample = dict(sample)
+        image = sample['image']
+        height, width = image.shape[-2:]
+        scale = self.size / max(height, width)
+        new_h = max(1, min(self.size, round(height * scale)))
+        new_w = max(1, min(self.size, round(width * scale)))
+        if (new_h, new_w) != (height, width):
+            resized = F.interpolate(
+                image[None].float(),
+                size=(new_h, new_w),
+                mode='bilinear',
+                align_corners=False,
+                antialias=scale < 1,
+            )[0]
+            if image.dtype == torch.uint8:
+                resized = resized.round_().clamp_(0, 255)
+        else:
+            resized = image
+        out = image.new_full((image.shape[0], self.size, self.size), self.fill)
+        out[:, :new_h, :new_w] = resized.to(image.dtype)
+        sample['image'] = out
+        sx, sy = new_w / width, new_h / height
+        if 'bbox_xyxy' in sample:
+            boxes = sample['bbox_xyxy']
+            sample['bbox_xyxy'] = boxes * boxes.new_tensor([sx, sy, sx, sy])
+        if 'bbox' in sample:
+            sample['bbox'] = sample['bbox'] * sample['bbox'].new_tensor([sx, sy] * 4)
+        return sample

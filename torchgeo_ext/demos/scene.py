@@ -1,17 +1,4 @@
-"""The built-in demo scene: a small georeferenced hyperspectral cube with implanted anomalies.
-
-The scene is synthetic and deterministic (no download). Its background is a
-linear mixture of a few smooth endmember spectra whose abundances vary
-smoothly in space (a spatially and spectrally correlated background, like a
-real scene), plus sensor noise. Targets with a distinct spectrum are
-implanted as *sub-pixel* anomalies by linear mixing,
-``x = (1 - a) * background + a * target`` with abundance ``a < 1``, in blobs
-of one to a few pixels. The truth mask marks every implanted pixel.
-
-:func:`synthetic_anomaly_scene` returns the arrays (for tests and
-benchmarks); :func:`make_demo_scene` writes them as a GeoTIFF in UTM zone 33N
-(EPSG:32633) with 30 m pixels.
-"""
+"""The built-in demo scene: a small georeferenced hyperspectral cube with implanted anomalies."""
 
 from __future__ import annotations
 
@@ -78,6 +65,13 @@ def synthetic_anomaly_scene(
     noise: float = 0.005,
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Build a hyperspectral cube with implanted sub-pixel anomalies.
+
+    The background is a linear mixture of a few smooth endmember spectra whose
+    abundances vary smoothly in space (a spatially and spectrally correlated
+    background, like a real scene), plus sensor noise. Targets with a distinct
+    spectrum are implanted as *sub-pixel* anomalies by linear mixing, ``x = (1 -
+    a) * background + a * target`` with abundance ``a < 1``, in blobs of one to
+    a few pixels. The truth mask marks every implanted pixel.
 
     Args:
         size: Height and width in pixels.

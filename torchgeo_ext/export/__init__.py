@@ -1,9 +1,4 @@
-"""Georeferenced outputs and the inputs they come from.
-
-Raster and vector writers, geometry conversion, the prediction writer, the
-atomic checkpoint writer used by ``fit``; input paths, URLs and STAC items
-resolved for reading (``sources``, ``stac``).
-"""
+"""Georeferenced outputs (raster and vector writers, atomic files) and where inputs live."""
 
 from __future__ import annotations
 

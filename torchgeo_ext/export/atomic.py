@@ -1,17 +1,4 @@
-"""Atomic file output: write to a temporary sibling, rename on success.
-
-Three layers, from the single file up to a whole command:
-
-* :func:`atomic_output` writes one file through a temporary sibling that is
-  renamed onto the final path only when the writer succeeded.
-* Every temporary path handed out (and every :func:`temporary_directory`) is
-  kept in a process-wide registry until it is gone, so that whoever catches an
-  interruption can remove what is left (:func:`remove_registered_temporaries`).
-* :func:`output_transaction` groups the outputs of one command: if the command
-  fails or is interrupted after some outputs were already renamed into place,
-  they are removed again, files they replaced are restored and folders created
-  for them are removed. The command line runs every subcommand inside one.
-"""
+"""Atomic file output: write to a temporary sibling, rename on success, roll back on failure."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Atomic checkpoints for Lightning: a temporary file, fsync, then a rename.
-
-:class:`AtomicCheckpointIO` replaces Lightning's default checkpoint writer in
-``torchgeo-ext fit`` (and in configs run by ``torchgeo fit``, see its docs), so
-that a full disk or a crash never leaves a truncated or empty file under a
-checkpoint name.
-"""
+"""Atomic checkpoints for Lightning: a temporary file, fsync, then a rename."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
 """A local HTTP server with Range requests, to read rasters "remotely" offline.
 
-Tests, the remote-inputs tutorial and ``benchmarks/remote.py`` serve a folder
-from 127.0.0.1 with it; it counts the bytes it sends and can add latency. The
-module runs as the server process and imports nothing but the standard library.
+It runs as its own process and imports nothing but the standard library.
 """
 
 from __future__ import annotations

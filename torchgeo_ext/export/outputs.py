@@ -1,25 +1,4 @@
-"""Output safety: check every output path of a job before its first byte is written.
-
-:func:`check_outputs` is called once, up front, with all the outputs a job
-will write and all the files it reads. It refuses, with one
-:class:`~torchgeo_ext.errors.InvalidInputError` naming the path:
-
-* an output that is a URL or a GDAL virtual path (``s3://...``,
-  ``/vsizip/...``): outputs are local files, never reinterpreted;
-* an output that is one of the inputs (the same file after resolving links
-  and ``..``, or a hard link to it) or a file an input reads with it
-  (:func:`input_files`: VRT sources, the archive of a ``/vsizip/`` member,
-  the side files GDAL opens), which would destroy the input;
-* two outputs that are the same file (one would silently replace the other);
-* an extension that does not match the format written, naming the formats
-  accepted (GeoTIFF ``.tif``/``.tiff``; vector formats by
-  :data:`~torchgeo_ext.export.vector.VECTOR_DRIVERS`);
-* an existing folder where a file is written (or a file where a folder is),
-  an unwritable location, or a read-only existing file.
-
-Nothing is created by the check; the writers create folders when they write
-(:func:`~torchgeo_ext.export.atomic.atomic_output`).
-"""
+"""Output safety: check every output path of a job before its first byte is written."""
 
 from __future__ import annotations
 
@@ -384,6 +363,25 @@ def check_outputs(
 ) -> list[Path]:
     """Check a job's outputs against each other, its inputs and the file system.
 
+    Called once, up front, with all the outputs a job will write and all the
+    files it reads. Refused, with one error naming the path:
+
+    * an output that is a URL or a GDAL virtual path (``s3://...``,
+      ``/vsizip/...``): outputs are local files, never reinterpreted;
+    * an output that is one of the inputs (the same file after resolving links
+      and ``..``, or a hard link to it) or a file an input reads with it
+      (:func:`input_files`: VRT sources, the archive of a ``/vsizip/`` member,
+      the side files GDAL opens), which would destroy the input;
+    * two outputs that are the same file (one would silently replace the other);
+    * an extension that does not match the format written, naming the formats
+      accepted (GeoTIFF ``.tif``/``.tiff``; vector formats by
+      :data:`~torchgeo_ext.export.vector.VECTOR_DRIVERS`);
+    * an existing folder where a file is written (or a file where a folder is),
+      an unwritable location, or a read-only existing file.
+
+    Nothing is created by the check; the writers create folders when they write
+    (:func:`~torchgeo_ext.export.atomic.atomic_output`).
+
     Args:
         outputs: What the job writes (None entries are skipped).
         inputs: What it reads: files or folders (None entries are skipped).
@@ -392,7 +390,7 @@ def check_outputs(
         The output paths, absolute, in order.
 
     Raises:
-        InvalidInputError: On the first problem found (see the module docs).
+        InvalidInputError: On the first problem found.
     """
     outs = [out for out in outputs if out is not None]
     for out in outs:

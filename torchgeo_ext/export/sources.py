@@ -1,10 +1,4 @@
-"""Where input rasters live: local files, GDAL virtual file systems and URLs.
-
-Every pipeline and command turns its input paths into GDAL paths here
-(:func:`gdal_path`) and checks them with a GDAL open (:func:`check_source`),
-never with ``Path.exists``, so ``https://``, ``s3://``, ``/vsizip/`` and VRTs
-work wherever a local file does.
-"""
+"""Where input rasters live: local files, GDAL virtual file systems and URLs."""
 
 from __future__ import annotations
 

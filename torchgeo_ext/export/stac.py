@@ -1,9 +1,4 @@
-"""STAC items and item collections as inputs: assets chosen by key or band name.
-
-A STAC Item (or ItemCollection) JSON file or URL stands for rasters: its
-assets, picked by key (``B04``) or ``eo:bands`` common name (``red``), become
-:class:`~torchgeo_ext.export.sources.AssetPath` inputs of any pipeline.
-"""
+"""STAC items and item collections as inputs: assets chosen by key or band name."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
 """Loss functions of the paper models, one module per family (as in TorchGeo).
 
-* :mod:`.anomaly`: STAD's teacher reconstruction and distillation losses;
-* :mod:`.classification`: MIViT's focal, distillation, reconstruction and
-  mutual-information terms (patch classification);
-* :mod:`.yolo`: the YOLOv5 loss (SuperYOLO, GHOST);
-* :mod:`.obb`: the YOLOv8-OBB loss (YOLOv8n-OBB, FoRA/LMA, E2E-MFD detection);
-* :mod:`.fedfusion`: FedFusion's cross-entropy and prediction-consistency terms;
-* :mod:`.fusion`: E2E-MFD's image-fusion loss;
-* :mod:`.fusionsam`: FusionSAM's VQ codebook/commitment terms, Dice and total loss;
-* :mod:`.segmentation`: DIAnet's distribution-aware loss and OHEM cross-entropy;
-* :mod:`.tracking`: the centre-based tracker's focal, L1 and GIoU losses.
-
 Names resolve lazily (PEP 562): importing the package imports no loss module.
 """
 

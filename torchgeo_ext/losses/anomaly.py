@@ -1,12 +1,4 @@
-"""Losses of the hyperspectral anomaly detectors (STAD).
-
-* :func:`stad_teacher_loss`: the sum over the teacher's stages of the MSE
-  between each stage's reconstruction and the clean (anomaly-free) crop;
-* :func:`stad_distillation_loss`: the sum over stages of the MSE between the
-  student's and the (detached) teacher's reconstructions.
-
-BSDM's loss is the plain noise MSE (``torch.nn.functional.mse_loss``).
-"""
+"""Losses of the hyperspectral anomaly detectors: STAD teacher and distillation terms."""
 
 from __future__ import annotations
 
@@ -19,6 +11,9 @@ __all__ = ('stad_distillation_loss', 'stad_teacher_loss')
 
 def stad_teacher_loss(outputs: list[Tensor], clean: Tensor) -> Tensor:
     """Sum over stages of the reconstruction MSE against the clean scene.
+
+    BSDM has no loss here: it trains on the plain noise MSE
+    (``torch.nn.functional.mse_loss``).
 
     Args:
         outputs: Stage reconstructions.

@@ -1,15 +1,4 @@
-"""Losses of the patch classifiers (MIViT, M3amba).
-
-* :func:`softmax_focal_loss`: multi-class focal loss (MIViT's classification
-  loss, gamma 2, optional class weights);
-* :func:`mivit_class_weights`: MIViT's class weights from the training counts;
-* :func:`distillation_loss`: KL divergence from a teacher's to a student's
-  class distribution (MIViT's information distribution flow: the fused
-  prediction teaches the per-modality classifiers);
-* :func:`reconstruction_loss`: mean squared reconstruction error;
-* :func:`gaussian_mutual_information` and :func:`information_aggregation_loss`:
-  the mutual-information constraint (IAC) on the modality and fused features.
-"""
+"""Losses of the patch classifiers (MIViT, M3amba)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""The image-fusion loss of E2E-MFD.
-
-:class:`FusionLoss`: SSIM of the fused image to the visible brightness V and to
-IR (kornia), Laplacian-pyramid gradient L1 to the larger of the IR and V
-gradients, and a box-aware pixel L1 (inside the boxes to the max and the mean
-of IR and V, background to IR), times 10 in the paper.
-"""
+"""The image-fusion loss of E2E-MFD."""
 
 from __future__ import annotations
 
@@ -45,7 +39,13 @@ def laplacian_pyramid(x: Tensor, levels: int = 3) -> list[Tensor]:
 
 
 class FusionLoss(nn.Module):
-    """Fusion loss: SSIM, Laplacian-pyramid gradient and box-aware pixel terms."""
+    """Fusion loss: SSIM, Laplacian-pyramid gradient and box-aware pixel terms.
+
+    SSIM of the fused image to the visible brightness V and to IR (kornia),
+    Laplacian-pyramid gradient L1 to the larger of the IR and V gradients, and
+    a box-aware pixel L1 (inside the boxes to the max and the mean of IR and V,
+    background to IR), times ``weight`` (10 in the paper).
+    """
 
     def __init__(
         self,

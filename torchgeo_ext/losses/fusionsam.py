@@ -1,11 +1,4 @@
-"""Losses of FusionSAM: vector-quantisation terms and the segmentation objective.
-
-* :func:`vector_quantization_loss`: the VQ-VAE codebook and commitment terms
-  (van den Oord et al. 2017) of one quantised latent map;
-* :func:`dice_loss`: multi-class soft Dice on softmax probabilities;
-* :class:`FusionSAMLoss`: cross-entropy + Dice on the class logits plus the VQ
-  terms of both modalities' codebooks.
-"""
+"""Losses of FusionSAM: vector-quantisation terms and the segmentation objective."""
 
 from __future__ import annotations
 

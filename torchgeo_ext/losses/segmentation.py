@@ -1,8 +1,4 @@
-"""Losses for semantic segmentation: DIAnet's distribution-aware loss and OHEM cross-entropy.
-
-Both take logits ``(B, K, H, W)`` and integer targets ``(B, H, W)`` and skip
-the pixels whose target is ``ignore_index`` (10, the fill class, on FYH).
-"""
+"""Losses for semantic segmentation: DIAnet's distribution-aware loss and OHEM cross-entropy."""
 
 from __future__ import annotations
 

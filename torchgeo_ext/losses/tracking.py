@@ -1,12 +1,4 @@
-"""Losses of the centre-based tracker (HyA-T): focal score-map loss, L1 and GIoU.
-
-The score map is trained with the CornerNet/CenterNet focal loss against a
-Gaussian heat map around the target centre's cell (:func:`centre_heatmap`);
-the box decoded at that cell with L1 and GIoU
-(:func:`torchvision.ops.generalized_box_iou_loss`) losses. The focal loss is
-written here: :func:`torchvision.ops.sigmoid_focal_loss` is RetinaNet's, without
-CenterNet's down-weighting of negatives near the centre.
-"""
+"""Losses of the centre-based tracker (HyA-T, HyMamba): focal score-map loss, L1 and GIoU."""
 
 from __future__ import annotations
 
@@ -65,7 +57,13 @@ def centre_heatmap(target: Tensor, grid: int) -> tuple[Tensor, Tensor]:
 
 
 class TrackingLoss(nn.Module):
-    """Weighted focal + L1 + GIoU loss of a centre-based tracker."""
+    """Weighted focal + L1 + GIoU loss of a centre-based tracker.
+
+    The score map is trained with the CornerNet/CenterNet focal loss
+    (:func:`focal_loss`) against a Gaussian heat map around the target centre's
+    cell (:func:`centre_heatmap`); the box decoded at that cell with L1 and GIoU
+    (:func:`torchvision.ops.generalized_box_iou_loss`) losses.
+    """
 
     def __init__(
         self,

@@ -1,11 +1,4 @@
-"""The YOLOv5 detection loss (SuperYOLO, GHOST).
-
-Box regression uses :func:`torchvision.ops.complete_box_iou_loss` (CIoU, with
-the aspect-ratio weight treated as a constant, as in YOLOv5) and
-:func:`torchvision.ops.box_convert`; objectness and class terms are binary
-cross-entropies. The anchor/cell target assignment is written here: no
-installed library implements YOLOv5's.
-"""
+"""The YOLOv5 detection loss (SuperYOLO, GHOST)."""
 
 from __future__ import annotations
 

@@ -1,27 +1,4 @@
-"""Anomaly-detection metrics: ROC AUC(D,F), AUC(F,tau) and background suppression.
-
-* **AUC(D,F)**, the area under the ROC curve of detection probability
-  against false-alarm probability, computed with torchmetrics. Scores are
-  first replaced by their dense ranks scaled to [0, 1]: torchmetrics squashes
-  scores outside [0, 1] with a sigmoid, which would tie all large RX scores;
-  ranks keep the order (and the ties) exactly, so the AUC is unchanged.
-* **AUC(D,F) with 30,000 thresholds** (:func:`auc_d_f_thresholds`), the
-  protocol of the BSDM and STAD authors' code: scores min-max normalised to
-  [0, 1], ``P_D`` and ``P_F`` at 30,000 linearly spaced thresholds, trapezoid
-  rule. On heavy-tailed maps (RX of a suppressed cube, saliency maps) most
-  pixels fall below the first non-zero threshold and are tied, so it can
-  differ from the rank AUC; ``benchmarks/anomaly.md`` measures by how much.
-* **AUC(F,tau)** and **AUC(D,tau)** from 3D ROC analysis (Chang, 2021): the
-  areas under false-alarm and detection probability as functions of the
-  threshold ``tau`` over min-max normalised scores. Since
-  ``P_F(tau) = P(s_background > tau)``, the area is exactly the mean
-  normalised background score (and the mean normalised anomaly score for
-  ``D``): no threshold sweep is needed.
-* Background suppression measures derived from them:
-  ``AUC_BS = AUC(D,F) - AUC(F,tau)`` (higher is better suppression),
-  ``AUC_SNPR = AUC(D,tau) / AUC(F,tau)`` (signal-to-noise probability ratio),
-  ``AUC_ODP = AUC(D,F) + AUC(D,tau) - AUC(F,tau)`` (overall detection).
-"""
+"""Anomaly-detection metrics: ROC AUC(D,F), AUC(F,tau) and background suppression."""
 
 from __future__ import annotations
 
@@ -89,6 +66,12 @@ def auc_d_f(
 ) -> float:
     """ROC AUC(D,F) of a score map against a binary anomaly mask.
 
+    The area under the ROC curve of detection against false-alarm probability,
+    computed with torchmetrics on the scores' dense ranks scaled to [0, 1]
+    (:func:`rank_normalise`): torchmetrics squashes scores outside [0, 1] with
+    a sigmoid, which would tie all large RX scores; ranks keep the order (and
+    the ties) exactly, so the AUC is unchanged.
+
     Args:
         scores: Score map (higher is more anomalous); NaN pixels are ignored.
         target: Mask of the same size (non-zero = anomaly).
@@ -155,6 +138,11 @@ def auc_tau(
 ) -> tuple[float, float]:
     """AUC(D,tau) and AUC(F,tau) over min-max normalised scores.
 
+    The areas under the detection and false-alarm probabilities as functions of
+    the threshold ``tau`` (3D ROC analysis, Chang 2021). Since ``P_F(tau) =
+    P(s_background > tau)``, the area is exactly the mean normalised background
+    score (the mean normalised anomaly score for ``D``): no threshold sweep.
+
     Args:
         scores: Score map; NaN pixels are ignored.
         target: Binary anomaly mask.
@@ -178,6 +166,11 @@ def anomaly_metrics(
     scores: Tensor | Any, target: Tensor | Any, valid: Tensor | Any | None = None
 ) -> dict[str, float]:
     """Every anomaly measure of one scene.
+
+    Besides the AUCs, the background suppression measures: ``AUC_BS = AUC(D,F)
+    - AUC(F,tau)`` (higher is better suppression), ``AUC_SNPR = AUC(D,tau) /
+    AUC(F,tau)`` (signal-to-noise probability ratio) and ``AUC_ODP = AUC(D,F) +
+    AUC(D,tau) - AUC(F,tau)`` (overall detection).
 
     Args:
         scores: Score map.

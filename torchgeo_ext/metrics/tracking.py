@@ -1,22 +1,4 @@
-"""OTB-style single-object tracking metrics: success AUC and precision.
-
-Follows the one-pass evaluation (OPE) of the OTB benchmark, as used by
-HOTC papers:
-
-* overlap = IoU of the predicted and ground-truth ``x, y, w, h`` boxes
-  (continuous areas, no +1 pixel convention);
-* success curve = fraction of frames whose overlap is *greater than* each of
-  the 21 thresholds 0, 0.05, ..., 1; success AUC = mean of the curve (so a
-  perfect tracker scores 20/21, as in the OTB toolkit);
-* centre error = Euclidean distance between box centres; precision curve =
-  fraction of frames whose error is *at most* each of the thresholds
-  0, 1, ..., 50 px; DP@20 = precision at 20 px.
-
-Frames whose ground truth is invalid (non-finite, or width/height <= 0:
-target absent) are left out. An invalid prediction counts as a failure
-(overlap 0, infinite error). Over a dataset, curves are averaged over
-sequences (each sequence weighs the same), as the OTB toolkit does.
-"""
+"""OTB-style single-object tracking metrics: success AUC and precision."""
 
 from __future__ import annotations
 
@@ -219,6 +201,17 @@ def precision_at(
 
 class OTBMetric(Metric):
     """Dataset-level OTB success AUC and DP@20, averaged over sequences.
+
+    The one-pass evaluation (OPE) of the OTB benchmark, as used by HOTC papers:
+    overlap is the IoU of ``x, y, w, h`` boxes (continuous areas, no +1 pixel
+    convention); the success curve is the fraction of frames whose overlap is
+    *greater than* each of the 21 thresholds 0, 0.05, ..., 1, and its mean the
+    success AUC (a perfect tracker scores 20/21, as in the OTB toolkit); the
+    precision curve is the fraction of frames whose centre error is *at most*
+    0, 1, ..., 50 px. Frames whose ground truth is invalid (non-finite, or
+    width/height <= 0: target absent) are left out; an invalid prediction
+    counts as a failure (overlap 0, infinite error). Each sequence weighs the
+    same, as in the OTB toolkit.
 
     Call :meth:`update` once per sequence with all its predicted and
     ground-truth boxes. :meth:`compute` returns ``success_auc``,

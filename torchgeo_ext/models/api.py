@@ -1,12 +1,4 @@
-"""The model registry: every builder function of this library by name.
-
-In the style of TorchGeo's ``torchgeo.models.api``: :func:`get_model` builds a model
-by its builder's name and :func:`list_models` lists the names. Builders are recorded
-as ``'module:function'`` strings so that looking a name up imports only the one
-model module it needs (the command line must start fast).
-
-A new model adds one line per builder to :data:`_BUILDERS`.
-"""
+"""The model registry: every builder function of this library by name (TorchGeo style)."""
 
 from __future__ import annotations
 
@@ -15,6 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 #: Builder name -> ``module:function`` (module relative to :mod:`torchgeo_ext.models`).
+#: Strings, so that looking a name up imports only the one model module it needs (the
+#: command line must start fast). A new model adds one line per builder.
 _BUILDERS: dict[str, str] = {
     # SuperYOLO (Zhang et al. 2023): RGB + IR, single-modality and early-fusion variants.
     'superyolo_mf': 'superyolo:superyolo_mf',
@@ -29,6 +23,11 @@ _BUILDERS: dict[str, str] = {
     'lma_yolov8n_obb': 'lma:lma_yolov8n_obb',
     'two_stream_yolov8n_obb': 'lma:two_stream_yolov8n_obb',
     'e2emfd_yolov8n_obb': 'e2emfd:e2emfd_yolov8n_obb',
+    # SAR-Net (SAR ships and aircraft): axis-aligned (YOLOv5 heads) and oriented.
+    'sarnet_n': 'sarnet:sarnet_n',
+    'sarnet_s': 'sarnet:sarnet_s',
+    'sarnet_n_obb': 'sarnet:sarnet_n_obb',
+    'sarnet_s_obb': 'sarnet:sarnet_s_obb',
     # DIAnet (cloud recognition).
     'dianet_w48': 'dianet:dianet_w48',
     'dianet_w18': 'dianet:dianet_w18',

@@ -1,50 +1,4 @@
-"""BSDM: background suppression diffusion model for hyperspectral anomaly detection.
-
-Ma, Xie, Li et al., "BSDM: Background Suppression Diffusion Model for
-Hyperspectral Anomaly Detection" (2023). A diffusion model learns the
-scene's background as *noise*; at inference the scene itself is fed to the
-denoiser, which removes the background, and RX on the suppressed cube scores
-the anomalies.
-
-This module follows the authors' published algorithm point by point (checked
-against their public code; written here independently):
-
-* :class:`BSDM`, the per-pixel noise predictor. Statistical offset module:
-  each pixel's band mean and *unbiased* band standard deviation, broadcast to
-  ``C`` and concatenated -> Linear 2C->512 -> tanh -> Linear 512->128, added
-  to a Linear C->128 embedding of the spectrum. Time embedding: sinusoidal
-  128 -> Linear 128->512 -> tanh -> Linear 512->512. Six residual blocks
-  (in, hidden, out) = (128,200,100), (100,200,50), (50,100,50) x 2,
-  (50,200,100), (100,200,128), each
-  ``LN(in) -> tanh -> Linear(in,hid) -> tanh -> Linear(hid,out)``, plus
-  ``tanh -> Linear(512,out)`` of the time embedding, then
-  ``LN(out) -> tanh -> Linear(out,out)``, plus the skip (identity, or a
-  Linear when in != out). Output ``tanh -> Linear(128, C)``.
-* :class:`GammaSchedule`: T = 1000 linear betas 1e-4..0.02 and the
-  coherent forward process ``x_t = sqrt(abar_t) x_0 + gamma_t eps`` with a
-  fixed noise ``eps``. Indexing as in the authors' code: ``gamma_t`` sums the
-  first ``t`` betas, ``abar_t`` multiplies the first ``t + 1`` alphas.
-* :func:`pseudo_background_noise`: *one scalar* mean and one scalar
-  (unbiased) standard deviation over the whole min-max normalised cube,
-  one draw of ``N(mean, std)`` per value, reused at every step.
-* :func:`fit_bsdm`: unsupervised training on the scene itself, every pixel
-  in every step (full batch), t = 500, noise MSE, AdamW 1e-4 with cosine
-  decay to 1e-5, 500 steps.
-* :func:`suppress_background`: the scene is taken as ``x_500`` and
-  ``x <- (x - gamma_t eps_hat(x, t)) / sqrt(abar_t)`` is applied K = 10 times.
-* :func:`channel_groups`: the authors' channel alignment for a model trained
-  on another band count: reflect padding (fewer bands), a sorted random band
-  subset (up to twice as many), or sorted random groups suppressed
-  separately and concatenated (more than twice as many).
-* :func:`bsdm_scores`: global min-max normalisation, fit (or a given model),
-  suppression, RX on the suppressed cube alone.
-
-What it measures (``benchmarks/anomaly.md``): on our scenes the suppressed
-cube scores *lower* than plain RX on the same scene; see the model page.
-Implementation note: the statistical offset's first layer acts on
-``[m 1_C, s 1_C]``; it is evaluated as ``m W_m 1 + s W_s 1 + b``, the same
-function with the same parameters at a fraction of the cost.
-"""
+"""BSDM: background suppression diffusion model for hyperspectral anomaly detection."""
 
 from __future__ import annotations
 
@@ -61,13 +15,17 @@ from torch import Tensor, nn
 __all__ = (
     'BSDM',
     'GammaSchedule',
+    'band_groups',
     'bsdm',
     'bsdm_scores',
     'channel_groups',
     'fit_bsdm',
+    'fit_on_scene',
+    'normalise_pixels',
     'pseudo_background_noise',
     'sinusoidal_embedding',
     'suppress_background',
+    'suppress_groups',
 )
 
 #: Scenes with at most this many pixels train on the full batch by default
@@ -381,7 +339,20 @@ def normalise_cube(cube: Tensor, valid: Tensor) -> Tensor:
     """
     pixels = cube.reshape(cube.shape[0], -1).T
     good = pixels[valid.reshape(-1)]
-    low, high = good.min(), good.max()
+    return normalise_pixels(pixels, good.min(), good.max())
+
+
+def normalise_pixels(pixels: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Min-max scale pixels with a scene's range (``low`` and ``high`` of its valid values).
+
+    Args:
+        pixels: Pixels of the scene (any shape).
+        low: The scene's smallest valid value.
+        high: The scene's largest valid value.
+
+    Returns:
+        The scaled pixels.
+    """
     return (pixels - low) / (high - low).clamp_min(1e-12)
 
 
@@ -538,49 +509,153 @@ def bsdm_scores(
     from .rx import rx_scores
 
     home = torch.as_tensor(cube).device
-    # Everything runs where the model is (the cube's device without a model).
+    x, valid, model = _scene_on_device(cube, valid_mask, model, device)
+    c, h, w = x.shape
+    pixels = normalise_cube(x, valid)
+    groups = band_groups(c, model, seed, x.device)
+    model = fit_on_scene(
+        pixels[valid.reshape(-1)],
+        groups,
+        model,
+        iterations=iterations,
+        batch_size=batch_size,
+        t=t,
+        seed=seed,
+        progress=progress,
+        **model_kwargs,
+    )
+    suppressed = suppress_groups(
+        model, pixels, groups, t=t, repeats=repeats, dtype=dtype
+    )
+    return rx_scores(suppressed.T.reshape(-1, h, w), valid).to(home)
+
+
+def _scene_on_device(
+    cube: Tensor | NDArray[Any],
+    valid_mask: Tensor | NDArray[Any] | None,
+    model: BSDM | None,
+    device: str | torch.device | None,
+) -> tuple[Tensor, Tensor, BSDM | None]:
+    """The cube (invalid pixels zeroed), its valid pixels and the model, on one device.
+
+    Everything runs where the model is (the cube's device without a model)
+    unless ``device`` says otherwise; a given model is copied there.
+    """
     if device is None and model is not None:
         device = next(model.parameters()).device
     if device is not None and model is not None:
         model = copy.deepcopy(model).to(device)
     x = torch.as_tensor(cube).to(device=device, dtype=torch.float32)
-    c, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
         valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(x.device)
-    x = x.masked_fill(~valid[None], 0.0)
+    return x.masked_fill(~valid[None], 0.0), valid, model
+
+
+def band_groups(
+    bands: int, model: BSDM | None, seed: int, device: torch.device
+) -> list[Tensor]:
+    """The band groups a scene is suppressed in (:func:`channel_groups`, seeded).
+
+    Args:
+        bands: The scene's band count.
+        model: The trained model, if any (its band count is the target).
+        seed: Seed of the band draws.
+        device: Where the index tensors go.
+
+    Returns:
+        One index tensor per group.
+    """
+    target = model.in_channels if model is not None else bands
+    generator = torch.Generator().manual_seed(seed)
+    return [g.to(device) for g in channel_groups(bands, target, generator)]
+
+
+def fit_on_scene(
+    pixels: Tensor,
+    groups: list[Tensor],
+    model: BSDM | None,
+    *,
+    iterations: int | None = None,
+    batch_size: int | Literal['auto', 'full'] | None = 'auto',
+    t: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> BSDM:
+    """The model :func:`bsdm_scores` suppresses with: trained on the scene's pixels.
+
+    Args:
+        pixels: ``N x C`` normalised valid pixels (all of the scene, or a sample).
+        groups: Band groups (:func:`band_groups`); each group's pixels are
+            training pixels of their own.
+        model: A trained model to use or continue training (default: a new one).
+        iterations: Training steps (default: 500 from scratch, 0 for a given model).
+        batch_size: See :func:`bsdm_scores`.
+        t: Diffusion step for training.
+        seed: Random seed of the training.
+        progress: Show a progress bar over the steps.
+        **model_kwargs: Passed to :class:`BSDM` for a new model.
+
+    Returns:
+        The model (a trained copy; a given model untouched with 0 iterations).
+    """
     if iterations is None:
         iterations = 0 if model is not None else 500
-    pixels = normalise_cube(x, valid)
-    bands = model.in_channels if model is not None else c
-    groups = [
-        g.to(x.device)
-        for g in channel_groups(c, bands, torch.Generator().manual_seed(seed))
-    ]
-    keep = valid.reshape(-1)
-    if iterations > 0 or model is None:
-        model = copy.deepcopy(model) if model is not None else None
-        train = torch.cat([pixels[keep][:, g] for g in groups])
-        model, _ = fit_bsdm(
-            train,
-            model=model,
-            iterations=iterations,
-            batch_size=training_batch(batch_size, len(train)),
-            t=t,
-            seed=seed,
-            progress=progress,
-            **model_kwargs,
-        )
-    assert model is not None
-    suppressed = torch.cat(
-        [
-            suppress_background(model, pixels[:, g], t=t, repeats=repeats, dtype=dtype)
-            for g in groups
-        ],
-        dim=1,
+    if model is not None and iterations == 0:
+        return model
+    start = copy.deepcopy(model) if model is not None else None
+    train = torch.cat([pixels[:, g] for g in groups])
+    fitted, _ = fit_bsdm(
+        train,
+        model=start,
+        iterations=iterations,
+        batch_size=training_batch(batch_size, len(train)),
+        t=t,
+        seed=seed,
+        progress=progress,
+        **model_kwargs,
     )
-    cube_out = suppressed.T.reshape(-1, h, w)
-    return rx_scores(cube_out, valid).to(home)
+    return fitted
+
+
+def suppress_groups(
+    model: BSDM,
+    pixels: Tensor,
+    groups: list[Tensor],
+    *,
+    t: int = 500,
+    repeats: int = 10,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 65536,
+) -> Tensor:
+    """Background-suppressed pixels: each band group suppressed, then concatenated.
+
+    Args:
+        model: Trained noise predictor.
+        pixels: ``N x C`` normalised pixels of the scene (any subset: each
+            pixel is suppressed on its own).
+        groups: Band groups (:func:`band_groups`).
+        t: Diffusion step the scene is taken to be at.
+        repeats: Suppression steps K.
+        dtype: Precision of the iteration.
+        batch_size: Pixels per forward pass.
+
+    Returns:
+        ``N x (groups * model bands)`` suppressed spectra.
+    """
+    parts = [
+        suppress_background(
+            model,
+            pixels[:, g],
+            t=t,
+            repeats=repeats,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
+        for g in groups
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def training_batch(

@@ -1,18 +1,4 @@
-"""Model complexity: multiply-accumulate (MAC) counts by forward hooks.
-
-:func:`count_macs` runs one forward pass with hooks on the layers that
-dominate the cost of convolutional networks (convolutions, transposed
-convolutions, linear layers and, optionally, normalisation layers) and sums
-their multiply-accumulates. By default the pass runs on PyTorch's ``meta``
-device, which propagates shapes without computing anything, so counting a
-detector at 512 x 512 takes milliseconds on any machine.
-
-The convention follows the usual "GMACs" / thop-style "FLOPs" of detection
-papers: a k x k convolution producing ``N`` output values costs
-``N * k * k * C_in / groups`` MACs; element-wise operations, pooling and
-activations are free. Models reporting "GFLOPs" in the YOLOv5 sense report
-2 x MACs.
-"""
+"""Model complexity: multiply-accumulate (MAC) counts by forward hooks."""
 
 from __future__ import annotations
 
@@ -127,6 +113,13 @@ def count_macs(
     and moved to ``device``. On the default ``meta`` device nothing is
     computed; pass ``device='cpu'`` for models whose forward needs real values
     (data-dependent control flow).
+
+    Hooks count the layers that dominate the cost of convolutional networks
+    (convolutions, transposed convolutions, linear layers and, optionally,
+    normalisation layers). The convention is the "GMACs" / thop-style "FLOPs"
+    of detection papers: a k x k convolution producing ``N`` output values
+    costs ``N * k * k * C_in / groups`` MACs; element-wise operations, pooling
+    and activations are free. "GFLOPs" in the YOLOv5 sense are 2 x MACs.
 
     Args:
         model: The model.

@@ -1,23 +1,4 @@
-"""DIAnet: Distribution-aware Interactive-Attention Network for cloud recognition.
-
-Implementation of the network of Zhang et al., "Distribution-aware Interactive
-Attention Network and Large-scale Cloud Recognition Benchmark on FY-4A Satellite
-Image" (arXiv 2401.03182), written from the paper's description:
-
-* an HRNet-style backbone **without a stem**: the first layer (four bottleneck
-  blocks, ``in_channels -> 4 * layer1_planes``) runs at the input resolution, so
-  the high-resolution branch keeps pixel-level detail of the 4 km AGRI bands;
-* four parallel branches of widths ``w, 2w, 4w, 8w`` at strides 1, 2, 4 and 8,
-  with repeated multi-resolution fusion (stages of 1, 4 and 3 modules);
-* the interactive attention module (IAM): channel gates from softmax-weighted
-  spatial pooling (``C -> C/16 -> C``) on the high-resolution branch, then a
-  non-local block applied separately to the four quadrants (patches) of the
-  concatenated multi-resolution features (``15 w`` channels, 720 for W48);
-* a 1x1 head to the class logits at the input resolution.
-
-Inputs of any size work (odd sizes included): every up-sampling goes to the
-exact size of the target branch.
-"""
+"""DIAnet: Distribution-aware Interactive-Attention Network for cloud recognition."""
 
 from __future__ import annotations
 

@@ -1,22 +1,4 @@
-"""E2E-MFD: end-to-end RGB-IR image fusion and oriented object detection.
-
-* A backbone shared by both modalities (IR repeated to the three-channel
-  stem); the features of the two passes are summed per level and feed the
-  oriented detector of :mod:`torchgeo_ext.models.obb_detector` (neck + OBB
-  head on P3-P5).
-* The fusion network: a pixel path (two :class:`FusionBlock` s, 4 -> 64 ->
-  128 channels on the stacked RGB + IR image) and a region path (the summed
-  backbone features P2, P3 and P4, each through selective-kernel attention,
-  projected, upsampled to full resolution and summed), combined by the gate
-  ``conv(pixel) * hsigmoid(conv(region)) + conv(pixel)``, then convolutions
-  down to two sigmoid weight maps; ``fused = w_ir * IR + w_v * V`` with ``V``
-  the HSV brightness (max over R, G, B).
-* The fusion loss is :class:`torchgeo_ext.losses.fusion.FusionLoss`.
-* :func:`gmta_aligned_gradient` / :func:`gmta_backward`: GMTA aligns the two
-  task gradients on the shared parameters (G = [g_fus, g_det];
-  G^T G = V L V^T; W = V diag(sqrt(l_min / l_i)) V^T; update = G W summed
-  over tasks), so that the aligned components are orthogonal and of equal norm.
-"""
+"""E2E-MFD: end-to-end RGB-IR image fusion and oriented object detection."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Deprecated: SuperYOLO's inference engines moved to :mod:`torchgeo_ext.models.superyolo_engine`."""
+"""Deprecated: moved to :mod:`torchgeo_ext.models.superyolo_engine`."""
 
 from __future__ import annotations
 

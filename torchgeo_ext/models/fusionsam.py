@@ -1,34 +1,4 @@
-"""FusionSAM: RGB-thermal semantic segmentation with Segment Anything.
-
-Li, Xie, Cao et al., "FusionSAM: Visual Multi-Modal Learning with Segment
-Anything" (arXiv 2408.13980). The abstract fixes the structure; where it is
-silent the choices are documented here and in ``docs/models/fusionsam.md``.
-
-1. **Frozen SAM image encoder.** Each modality goes through the same frozen
-   SAM ViT (weights from a user checkpoint): the RGB bands as they are, the
-   thermal band replicated to three channels. Images are resized so the
-   longest side is SAM's input size and padded, as SAM does.
-2. **Latent Space Token Generation (LSTG).** Per modality, a trainable 1 x 1
-   projection of the image embedding gives latents ``z``; each token is
-   replaced by its nearest vector of a per-modality codebook, with the
-   straight-through estimator (gradients pass to ``z`` unchanged) and the
-   VQ-VAE codebook and commitment losses
-   (:func:`torchgeo_ext.losses.fusionsam.vector_quantization_loss`).
-3. **Inter-domain fusion.** Two-way cross-attention between the two token
-   sets (RGB tokens query thermal tokens and the reverse, with SAM's dense
-   positional encoding), then a linear merge: long-range dependencies between
-   modalities.
-4. **Fusion Mask Prompting (FMP).** The fused map becomes SAM's *dense*
-   prompt embedding (added to the prompt encoder's learned no-mask embedding;
-   the projection starts at zero, so training starts from SAM's own
-   behaviour) and, through learned queries attending to the fused tokens, a
-   few *sparse* prompt tokens. SAM's mask decoder, trained, reads the RGB
-   image embedding with these prompts.
-5. **Multi-class output: class-conditioned prompts.** For each class a
-   learned class token is prepended to the sparse prompts and the decoder's
-   single-mask output is that class's logit map, so SAM's pretrained decoder
-   is used as released (its four mask tokens and heads keep their shapes).
-"""
+"""FusionSAM: RGB-thermal semantic segmentation with Segment Anything."""
 
 from __future__ import annotations
 

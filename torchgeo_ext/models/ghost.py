@@ -1,29 +1,4 @@
-"""GHOST: guided hybrid quantisation with one-to-one self-teaching.
-
-An independent implementation of the method of Zhang et al., "Guided Hybrid
-Quantization for Object Detection in Multimodal Remote Sensing Imagery via
-One-to-one Self-teaching" (IEEE TGRS 2023, https://arxiv.org/abs/2301.00131),
-written from the paper's description, applied to
-:class:`~torchgeo_ext.models.superyolo.SuperYOLO`:
-
-* **Hybrid quantisation (HQ)**: each convolution gets its own weight bit
-  width ``n`` in 2..8, the smallest for which 1-D k-means with ``2**n``
-  centres fits the layer's weights well: ``inertia / N * 1e6 < threshold``
-  (:func:`allocate_bits`).
-* **DoReFa fake quantisation** of weights (``tanh`` normalisation to [0, 1],
-  uniform rounding, mapped back to [-1, 1]) and of activations after the
-  non-linearity (clamp to [0, 1], uniform rounding), trained through a
-  straight-through estimator (:class:`QuantConv2d`, :class:`QuantAct`).
-* **One-to-one self-teaching (OST)**: the quantised student learns from its
-  own full-precision model, layer by layer. A *switch control machine* gate
-  decides per sample and layer whether the teacher's attention map is worth
-  imitating (:class:`OneToOneSelfTeaching`).
-
-The first layer (the MF stem) and the detection head convolution are kept at
-full precision, as is usual for DoReFa networks (they have no batch norm to
-absorb the [-1, 1] weight range). :func:`quantization_report` gives per-layer
-bit widths, the model size in MB and the bit operations (BOPs).
-"""
+"""GHOST: guided hybrid quantisation with one-to-one self-teaching."""
 
 from __future__ import annotations
 

@@ -1,28 +1,4 @@
-"""HyA-T: a one-stream ViT tracker with hyperspectral adapters.
-
-A small OSTrack-style tracker: template and search crops are patch-embedded,
-their tokens are concatenated and processed by joint self-attention blocks,
-and a centre head (score map, box size, sub-cell offset) runs on the search
-tokens. The HyA-T parts bring the hyperspectral cube into a backbone made for
-colour images:
-
-* HEI (hyperspectral enhancement of the input): the HSI cube projected by a
-  1x1 convolution to 3 channels and added to the false-colour input before
-  the patch embedding.
-* HAS (hyperspectral adapter for self-attention): a low-rank adapter added to
-  each attention output, computed from the block's (normalised) tokens and
-  the hyperspectral tokens (a patch embedding of the HSI cube).
-* HAM (hyperspectral adapter for the MLP): a bottleneck adapter parallel to
-  each block's MLP.
-
-The adapters' up-projections and the HEI projection start at zero, so a fresh
-model gives exactly the output of its backbone;
-:meth:`HyATracker.freeze_backbone` leaves only the adapters, HEI, the
-hyperspectral token embedding and the head trainable.
-
-Inputs stack the colour bands first and the HSI bands after them (HOTC with
-``modality=('falsecolor', 'hsi')``), any number of HSI bands.
-"""
+"""HyA-T: a one-stream ViT tracker with hyperspectral adapters."""
 
 from __future__ import annotations
 
@@ -156,7 +132,13 @@ class CenterHead(nn.Module):
 
 
 class HyATracker(nn.Module):
-    """One-stream ViT tracker with HEI, HAS and HAM hyperspectral adapters."""
+    """One-stream ViT tracker with HEI, HAS and HAM hyperspectral adapters.
+
+    Inputs stack the colour bands first and the HSI bands after them (HOTC with
+    ``modality=('falsecolor', 'hsi')``), any number of HSI bands. The adapters'
+    up-projections and the HEI projection start at zero, so a fresh model gives
+    exactly the output of its colour backbone.
+    """
 
     #: Parameter-name prefixes of the colour backbone (frozen by
     #: :meth:`freeze_backbone`, loaded by :meth:`load_backbone`).

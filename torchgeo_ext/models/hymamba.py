@@ -1,33 +1,4 @@
-"""HyMamba: the one-stream hyperspectral tracker with spectral state-space scans.
-
-After Gao et al., "Hyperspectral Mamba for Hyperspectral Object Tracking"
-(2025). The authors' code was not released when this was written, so this is
-a reading of the abstract on top of this library's one-stream tracker
-(:class:`~torchgeo_ext.models.hyat.HyATracker`: patch embedding of the
-false-colour crops with HEI, joint template + search ViT blocks with HAS/HAM
-adapters, centre head):
-
-* **raw spectral features** (:class:`SpectralScan`): every band of a patch is
-  embedded on its own and a Mamba scan runs over the band sequence of each
-  patch; its summary is the patch's spectral token. These tokens replace the
-  HSI patch embedding of HyA-T and feed the HAS adapters.
-* **HSM** (:class:`HyperspectralMamba`, hyperspectral Mamba): three
-  directional selective scans over the spectral tokens, horizontal
-  (row-major), vertical (column-major) and spectral (over channel groups of
-  each token), summed; template tokens come first in the spatial scans, so
-  the search tokens' states carry the template's (the temporal direction).
-* **SSI** (:class:`SpectralStateIntegration`, spectral state integration):
-  after every ``ssi_every`` ViT blocks, the spectral state takes in the
-  current joint (false-colour + hyperspectral) tokens, is refined by an HSM
-  and is added back to the joint tokens through a zero-initialised
-  projection; the refined state goes on to the next SSI (cross-depth
-  propagation).
-
-A fresh model therefore gives exactly its backbone's output, as HyA-T does;
-:meth:`~torchgeo_ext.models.hyat.HyATracker.freeze_backbone` leaves the scans,
-SSI, adapters, HEI and head trainable. Inputs stack the colour bands first and
-the HSI bands after them, as for HyA-T.
-"""
+"""HyMamba: the one-stream hyperspectral tracker with spectral state-space scans."""
 
 from __future__ import annotations
 

@@ -1,25 +1,4 @@
-"""FoRA / LMA: low-rank modal adaptors for RGB-IR oriented object detection.
-
-One YOLOv8n-OBB backbone is shared by the RGB and IR streams. Every backbone
-convolution keeps one shared weight ``W0``; modality ``m`` convolves with
-
-    W_m = W0 + s * reshape(B_m diag(E * mask) A_m),   s = alpha / r,
-
-where ``A_m`` is ``r x (c_in k)``, ``B_m`` is ``(c_out k) x r``, the "singular
-values" ``E`` (``r``) are shared by the modalities and initialised to zero
-(so training starts from exactly the shared weights), and ``mask`` switches
-ranks off. Each modality has its own batch norms. The P3, P4 and P5 features
-of the two streams are added and go through the YOLOv8 neck and OBB head of
-:mod:`torchgeo_ext.models.obb_detector`.
-
-:class:`RankAllocator` reallocates ranks during training (AdaLoRA style):
-sensitivity ``|p * grad p|`` smoothed by an EMA and multiplied by the EMA of
-its uncertainty, summed per rank triplet (``E_i``, row ``i`` of ``A_m``,
-column ``i`` of ``B_m``), and a global budget that shrinks cubically from
-rank 9 to an average of 6 between 1/6 and 1/2 of training.
-
-:class:`TwoStreamOBBDetector` is the baseline with two separate backbones.
-"""
+"""FoRA / LMA: low-rank modal adaptors for RGB-IR oriented object detection."""
 
 from __future__ import annotations
 

@@ -1,35 +1,4 @@
-r"""Local anomaly detectors over a dual (guard/outer) window: LRX and CRD.
-
-Both compare each pixel with the *ring* of pixels between a square guard
-window (which keeps the target's own pixels, and its sub-pixel spill-over,
-out of the background) and a larger square outer window, both centred on the
-pixel:
-
-* **LRX** (local RX): the squared Mahalanobis distance of the pixel to the
-  ring's mean, with the ring's covariance plus a ridge,
-  :math:`d = (y - m)^T (\Sigma_{ring} + \lambda I)^{-1} (y - m)`.
-* **CRD** (collaborative representation, Li and Du, 2015): the pixel is
-  represented as a combination of the ring pixels,
-  :math:`\alpha = (X^T X + \lambda \Gamma^T \Gamma)^{-1} X^T y` with the
-  distance-weighted Tikhonov matrix :math:`\Gamma = diag(\|y - x_i\|)`;
-  the score is the residual norm :math:`\|y - X\alpha\|`.
-
-The ring geometry lives in one place, :func:`ring_offsets` and
-:func:`ring_members`. At image borders and around nodata pixels the ring
-keeps only the pixels that exist and are valid (it is *truncated*, never
-padded with made-up values).
-
-:class:`RingDetector` scores horizontal strips of a scene given the strip
-plus a halo of ``outer // 2`` rows on each side, so a scene of any size is
-scored strip by strip (:mod:`torchgeo_ext.pipelines.anomaly` streams rasters
-this way); :func:`lrx_scores` and :func:`crd_scores` run it over an
-in-memory cube. Within a strip, pixels go in small chunks (a few hundred
-``N x N`` systems, sized to stay in cache): each chunk gathers its ring
-spectra, forms the ring Gram matrices with one batched matrix product and
-factorises them with a batched Cholesky in float64. LRX is computed in the
-Gram space of the ring (Woodbury identity), so both detectors cost about
-``N^2 C + N^3 / 3`` per pixel for a ring of ``N`` pixels and ``C`` bands.
-"""
+"""Local anomaly detectors over a dual (guard/outer) window: LRX and CRD."""
 
 from __future__ import annotations
 

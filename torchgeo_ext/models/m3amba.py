@@ -1,30 +1,4 @@
-"""M3amba: CLIP-driven Mamba fusion for multimodal (HSI + LiDAR) classification.
-
-After Cao et al., "M3amba: CLIP-driven Mamba Model for Multi-modal Remote
-Sensing Classification" (2025). The model classifies the centre pixel of a
-patch:
-
-1. **CLIP-driven modality adapters**: each modality is projected to three
-   channels by a 1x1 convolution, resized to the CLIP image size and encoded
-   by a *frozen* CLIP image tower; a modality-specific residual adapter
-   (bottleneck MLP, CLIP-Adapter style) turns the generic CLIP feature into a
-   modality-aware one. With class names, the frozen CLIP text tower encodes
-   one prompt per class, and the adapted features are also classified by
-   cosine similarity to these text features (``aux_logits``), which trains
-   the adapters towards the classes' semantics.
-2. **multimodal Mamba fusion**: per-pixel tokens of each modality (1x1 stems,
-   plus the projected adapted CLIP feature) go through blocks of
-   :class:`~torchgeo_ext.models.mamba.SS2D` (four-direction selective scans,
-   one per modality) and a cross-modal Cross-SS2D (each modality scanned with
-   ``delta``/``B``/``C`` selected by the other's tokens); the head reads the
-   centre token and the mean token of the summed streams.
-
-CLIP towers: :class:`OpenCLIPTower` wraps an `open_clip` model whose weights
-come from a file the user gives (nothing is downloaded; ``open_clip_torch``
-is an optional dependency, ``pip install torchgeo-ext[clip]``);
-:class:`TinyCLIP` is a small randomly initialised image/text tower for tests
-and for training without CLIP weights.
-"""
+"""M3amba: CLIP-driven Mamba fusion for multimodal (HSI + LiDAR) classification."""
 
 from __future__ import annotations
 

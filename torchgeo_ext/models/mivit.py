@@ -1,29 +1,4 @@
-"""MIViT: multimodal informative ViT for HSI + LiDAR land-cover classification.
-
-After Zhang et al., "Multimodal Informative ViT: Information Aggregation and
-Distribution for Hyperspectral and LiDAR Classification" (IEEE TCSVT 2024).
-The model classifies the centre pixel of a patch:
-
-1. per-modality multi-scale CNN encoders: centre crops of 8, 16 and 24 pixels
-   of each modality go through their own convolutional stem and are pooled to
-   8 x 8, then summed over the scales;
-2. oriented attention fusion (OAF): each modality's map is refined by
-   horizontal (``k x 1``) and vertical (``1 x k``) convolutions gated by the
-   other modality's (sigmoid) responses along the same orientation, and the
-   two refined maps are summed;
-3. a 5-layer transformer over the 64 fused tokens and a class token;
-4. outputs for the losses: the fused logits (class token), lightweight
-   per-modality classifiers and a CNN-fusion classifier (the information
-   distribution flow distils the fused prediction into them, and they
-   classify when a modality is missing), a reconstruction decoder that
-   rebuilds the input crops from the transformer tokens, and the features of
-   the mutual-information constraint (pooled modality maps, class token).
-
-The losses themselves live in :mod:`torchgeo_ext.losses.classification` and
-are combined by :class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`.
-Inputs stack the HSI bands first and the LiDAR bands after them (the
-datasets' ``modalities``).
-"""
+"""MIViT: multimodal informative ViT for HSI + LiDAR land-cover classification."""
 
 from __future__ import annotations
 
@@ -226,7 +201,11 @@ class TransformerBlock(nn.Module):
 
 
 class MIViT(nn.Module):
-    """MIViT patch classifier (HSI + LiDAR)."""
+    """MIViT patch classifier (HSI + LiDAR).
+
+    Inputs stack the HSI bands first and the LiDAR bands after them (the
+    datasets' ``modalities``); the centre pixel of the patch is classified.
+    """
 
     def __init__(
         self,

@@ -1,24 +1,4 @@
-"""A YOLOv8-OBB-style oriented object detector, the shared block of FoRA/LMA and E2E-MFD.
-
-Pieces, each usable on its own:
-
-* :class:`YOLOv8Backbone`: CSP-Darknet with C2f blocks and SPPF, returning
-  the P2 (/4), P3 (/8), P4 (/16) and P5 (/32) features.
-* :class:`YOLOv8Neck`: the PAN neck (top-down then bottom-up with C2f).
-* :class:`OBBHead`: anchor-free decoupled head predicting, per grid cell of
-  each of the three levels, a distribution over ``reg_max`` bins for each of
-  the four box sides (distribution focal loss, DFL), the class logits and the
-  box angle.
-* :func:`decode_obb`, :func:`postprocess`: decoding to oriented boxes in
-  pixels and rotated NMS (:func:`torchgeo_ext.ops.obb.batched_rotated_nms`).
-* The training loss is :class:`torchgeo_ext.losses.obb.OBBLoss`.
-* :class:`OBBDetector`: backbone + neck + head, with builder
-  :func:`yolov8n_obb` (depth 0.33, width 0.25, max channels 1024).
-
-This follows the YOLOv8 architecture as described in its documentation and
-the ProbIoU paper; it is an independent implementation. The angle convention
-is the one of :mod:`torchgeo_ext.ops.obb` (radians, clockwise on screen).
-"""
+"""A YOLOv8-OBB-style oriented object detector, the shared block of FoRA/LMA and E2E-MFD."""
 
 from __future__ import annotations
 

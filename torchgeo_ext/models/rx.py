@@ -1,28 +1,4 @@
-r"""Global RX anomaly detector (Reed and Xiaoli, 1990).
-
-The RX score of a pixel spectrum :math:`x` is its squared Mahalanobis
-distance to the background,
-
-.. math:: d(x) = (x - \mu)^T \Sigma^{-1} (x - \mu),
-
-with the mean :math:`\mu` and covariance :math:`\Sigma` of the whole scene.
-
-Two ways to use it:
-
-* in memory: :func:`rx_scores` on a ``C x H x W`` array or tensor;
-* on rasters of any size: :func:`torchgeo_ext.pipelines.raster_statistics`
-  streams the scene once in strips of rows into :class:`RXStatistics` (mean and
-  covariance in float64, Chan et al.'s pairwise update, so no sum of squares
-  ever loses precision), then :func:`torchgeo_ext.pipelines.rx_raster` scores
-  it in a second streamed pass with the :class:`RX` module. Memory stays
-  bounded by one strip, never by the raster.
-
-The covariance is inverted by a regularised eigen-decomposition of the
-correlation matrix (a ridge of ``regularization`` times each band's own
-variance, eigenvalues below ``rcond`` times the largest dropped), and pixels
-are projected in float64, so constant or collinear bands and covariances
-spanning many orders of magnitude do not break the detector.
-"""
+"""Global RX anomaly detector (Reed and Xiaoli, 1990), in memory and streamed."""
 
 from __future__ import annotations
 

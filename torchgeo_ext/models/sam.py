@@ -1,13 +1,6 @@
 """Segment Anything (SAM) models built from the ``segment_anything`` package's own classes.
 
-The three released variants (``vit_b``, ``vit_l``, ``vit_h``) come from
-``segment_anything.sam_model_registry``; :func:`sam_tiny` assembles a tiny SAM
-for tests from the same classes (:class:`~segment_anything.modeling.ImageEncoderViT`,
-:class:`~segment_anything.modeling.PromptEncoder`,
-:class:`~segment_anything.modeling.MaskDecoder`,
-:class:`~segment_anything.modeling.TwoWayTransformer`,
-:class:`~segment_anything.modeling.Sam`). Weights are only ever read from a
-checkpoint path the user gives (:func:`load_sam`), never downloaded.
+Weights are only read from a checkpoint path the user gives, never downloaded.
 """
 
 from __future__ import annotations

@@ -1,19 +1,4 @@
-r"""SAP: low-rank representation with a self-supervised anomaly prior (Liu et al.).
-
-A scene's pixels ``X`` (``C x N``) are split as ``X = D Z + E``: a background
-dictionary ``D``, low-rank coefficients ``Z`` (nuclear norm) and an anomaly
-part ``E``. The hand-set sparsity prior on ``E`` (the :math:`\ell_{2,1}`
-norm) is replaced by a learned one: :class:`AnomalyPrior`, a small
-band-count-agnostic CNN trained to tell residual cubes of the scene from those
-of copies with pseudo-anomalies (:func:`prism_pseudo_anomalies`: polygon
-"prisms" of altered spectra over random bands). In the alternating (inexact
-augmented Lagrangian) solver of :func:`lrr_admm` the network is the prior's
-proximal step: its per-pixel anomaly probability sets each pixel's shrinkage
-threshold. :func:`sap_scores` builds the background dictionary with the
-dual-purified strategy (:func:`background_dictionary`) and scores pixels by
-the norm of their column of ``E``. Every choice the abstract leaves open is
-listed in ``docs/models/sap.md``.
-"""
+"""SAP: low-rank representation with a self-supervised anomaly prior (Liu et al.)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
-"""SeaDATE: two-stream RGB-IR YOLO with dual-attention transformer fusion and contrastive alignment.
+"""SeaDATE (arXiv 2410.11358): two-stream RGB-IR YOLO, dual-attention fusion, contrastive alignment.
 
-Written from the abstract of Dong et al. (arXiv 2410.11358; no public code); every choice the
-abstract leaves open is listed in docs/models/seadate.md. The plain two-stream baseline is the
-same network with both modules switched off.
+Written from the paper's abstract (no public code); the choices it leaves open are in
+docs/models/seadate.md. The plain two-stream baseline is the same network without both modules.
 """
 
 from __future__ import annotations

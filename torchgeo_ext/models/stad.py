@@ -1,38 +1,4 @@
-"""STAD: small target aware detector for hyperspectral anomaly detection.
-
-Ma, Xie, Li, "Exploring Hyperspectral Anomaly Detection with Human Vision: A
-Small Target Aware Detector" (Neural Networks 184, 2025). This module follows
-the authors' published algorithm (checked against their public code; written
-here independently). Pieces (see ``docs/models/anomaly.md``):
-
-* :class:`STADTeacher`: three post-norm transformer encoder stages over
-  *pixel tokens* (``d_model`` = bands, 2 heads, FFN 1000, ReLU, dropout 0.1);
-  each stage's output is a reconstruction. Trained on anomaly-free HAD100
-  crops (64 x 64, first 10 bands, min-max normalised) whose input carries
-  synthetic blobs (:func:`synthetic_blobs`, input ``x * (1 + mask)``), loss
-  the sum of the stage MSEs against the clean crop
-  (:func:`torchgeo_ext.losses.anomaly.stad_teacher_loss`), Adam 1e-4,
-  batch 8, an EMA (decay 0.99) of the teacher kept for scoring.
-* :class:`STADStudent`: ``stages - 1`` blocks Conv3x3(C->100) -> BN -> ReLU
-  -> ConvTranspose3x3(100->C) -> BN -> ReLU, then a per-pixel Linear(C, C);
-  one reconstruction per block plus the last. Distilled from the trained
-  teacher on clean crops, stage by stage (MSE), EMA decay 0.9.
-* :func:`small_target_filter`: RX of the min-max normalised scene ->
-  normalised to [0, 255] -> bilateral filter (OpenCV's ``d=3``, i.e. radius 1
-  with a circular support, sigma colour 80, sigma space 1, reflect-101
-  border) -> minus its median -> clamped at 0.
-* :func:`saliency_scores`: max over bands of
-  ``|d/dx mean(STF * sum over stages of (out - x)^2)|`` (gradient through
-  the network and through ``x`` itself).
-
-Band handling: the first ``in_channels`` bands of the scene, as the
-authors' data loader (a scene with fewer bands is reflect-padded,
-:func:`torchgeo_ext.models.bsdm.channel_groups`). Attention is over all pixels
-of its input, so :func:`stad_scores` runs the *teacher* in
-``window x window`` tiles (64 by default, the training crop size); the convolutional
-student runs on the whole scene. The small target filter is always computed
-on the whole scene.
-"""
+"""STAD: small target aware detector for hyperspectral anomaly detection."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""SuperYOLO's inference engines: a fused eager model with a composed stem, or ONNX Runtime.
-
-Measured speed-ups are in ``benchmarks/superyolo_cpu.md``; the engines are described in
-``docs/models/superyolo.md``.
-"""
+"""SuperYOLO's inference engines: a fused eager model with a composed stem, or ONNX Runtime."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Reading user-given weight files (state dicts or checkpoints) for the models.
-
-Pretrained weights only ever come from a path the user passes; nothing is
-downloaded. :func:`read_state_dict` accepts a plain state dict or one nested
-under a ``state_dict`` / ``model`` / ``net`` key (Lightning, timm and
-research-code checkpoints), with a clear error naming the file otherwise.
-"""
+"""Reading user-given weight files (state dicts or checkpoints) for the models."""
 
 from __future__ import annotations
 
@@ -27,6 +21,10 @@ def read_state_dict(
     weights_only: bool = True,
 ) -> dict[str, Tensor]:
     """Read the tensors of a weights file.
+
+    A plain state dict, or one nested under a ``state_dict`` / ``model`` /
+    ``net`` key (Lightning, timm and research-code checkpoints); anything else
+    is a clear error naming the file.
 
     Args:
         path: The file.

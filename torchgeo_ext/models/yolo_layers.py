@@ -1,10 +1,4 @@
-"""YOLO building blocks shared by the YOLO-family models of this library.
-
-SuperYOLO (YOLOv5s-style) and the YOLOv8-OBB-style detector behind FoRA/LMA
-and E2E-MFD are assembled from these layers. They follow the Ultralytics
-layer definitions as described in the YOLOv5 and YOLOv8 papers/docs; this is
-an independent implementation.
-"""
+"""YOLO building blocks (YOLOv5 and YOLOv8 layers) shared by the YOLO-family models."""
 
 from __future__ import annotations
 

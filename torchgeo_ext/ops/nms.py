@@ -1,14 +1,4 @@
-"""Non-maximum suppression that scales to dense scenes: sort-and-sweep candidate pairs.
-
-torchvision's CPU NMS compares every kept box with every remaining one, which is
-quadratic in the number of *kept* boxes: a city or a parking lot with 100k objects
-takes minutes. Here only pairs of boxes whose axis-aligned extents overlap are ever
-compared (found by sweeping on x within horizontal bands), then the greedy suppression walks
-that sparse pair list in score order, so time and memory follow the number of boxes
-and of overlapping pairs. :func:`~torchgeo_ext.ops.obb.rotated_nms` uses the same
-machinery with the exact polygon IoU. Results equal torchvision's ``nms`` /
-``batched_nms`` (tested).
-"""
+"""Non-maximum suppression that scales to dense scenes: sort-and-sweep candidate pairs."""
 
 from __future__ import annotations
 
@@ -168,7 +158,16 @@ def class_offsets(coordinates: Tensor, labels: Tensor) -> Tensor:
 
 
 def box_nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy NMS of axis-aligned boxes, linear in memory (see the module docstring).
+    """Greedy NMS of axis-aligned boxes, linear in memory.
+
+    torchvision's CPU NMS compares every kept box with every remaining one,
+    which is quadratic in the number of kept boxes (minutes for a scene of
+    100k objects). Here only pairs whose axis-aligned extents overlap are
+    compared (:func:`overlapping_pairs`), then :func:`greedy_suppression`
+    walks that sparse pair list in score order, so time and memory follow the
+    number of boxes and of overlapping pairs. The kept boxes equal
+    torchvision's ``nms`` (tested); :func:`~torchgeo_ext.ops.obb.rotated_nms`
+    uses the same machinery with the exact polygon IoU.
 
     Args:
         boxes: Boxes (N, 4) xyxy.

@@ -1,22 +1,4 @@
-"""Oriented-box geometry: conversions, exact rotated IoU, ProbIoU and rotated NMS.
-
-Conventions (pixel coordinates, x to the right, y down):
-
-* An oriented box ``obb`` is ``(cx, cy, w, h, angle)`` with ``angle`` in
-  radians. The ``w`` side points along ``(cos angle, sin angle)`` and the
-  ``h`` side along ``(-sin angle, cos angle)``; a positive angle therefore
-  turns the box clockwise on screen (from +x towards +y).
-* A polygon ``poly`` is the 8-vector ``x1 y1 x2 y2 x3 y3 x4 y4`` (DOTA corner
-  order, TorchGeo's ``bbox`` key). :func:`obb_to_poly` returns the corners
-  ``centre + (-w/2, -h/2), (+w/2, -h/2), (+w/2, +h/2), (-w/2, +h/2)`` in the box
-  frame, i.e. top-left, top-right, bottom-right, bottom-left for angle 0.
-* :func:`poly_to_obb` returns the *long-edge* convention: ``w >= h`` and
-  ``angle`` in ``[-pi/2, pi/2)``. Any quadrilateral is converted to its
-  minimum-area enclosing rectangle whose side is parallel to one of its edges
-  (exact for rectangles).
-
-Everything is plain, vectorised torch and runs on any device.
-"""
+"""Oriented-box geometry: conversions, exact rotated IoU, ProbIoU and rotated NMS."""
 
 from __future__ import annotations
 
@@ -46,6 +28,13 @@ __all__ = [
 
 def obb_to_poly(obb: Tensor) -> Tensor:
     """Convert oriented boxes to 8-point polygons.
+
+    In pixel coordinates (x to the right, y down), the ``w`` side points along
+    ``(cos angle, sin angle)`` and the ``h`` side along ``(-sin angle, cos
+    angle)``: a positive angle turns the box clockwise on screen. The corners
+    are ``centre + (-w/2, -h/2), (+w/2, -h/2), (+w/2, +h/2), (-w/2, +h/2)`` in
+    the box frame: top-left, top-right, bottom-right, bottom-left for angle 0
+    (DOTA order, TorchGeo's ``bbox``).
 
     Args:
         obb: Boxes (..., 5) as cx, cy, w, h, angle (radians).
@@ -90,7 +79,8 @@ def poly_to_obb(poly: Tensor) -> Tensor:
 
     For each of the four edge directions, the points are projected onto the
     edge and its normal; the direction with the smallest enclosing rectangle
-    wins. Rectangles are recovered exactly.
+    wins: any quadrilateral becomes its minimum-area enclosing rectangle with
+    a side parallel to one of its edges. Rectangles are recovered exactly.
 
     Args:
         poly: Polygons (..., 8) as x1 y1 x2 y2 x3 y3 x4 y4.

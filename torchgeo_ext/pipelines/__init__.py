@@ -1,20 +1,6 @@
 """Raster pipelines: run a model over rasters of any size and write georeferenced results.
 
-This is the one place where a model runs over a raster: tiled dense prediction
-(:func:`predict_raster`, :mod:`.tiling`), tiled detection with cross-tile
-merging (:func:`detect_raster`, :mod:`.detection`), segmentation with a
-checkpoint (:func:`segment_raster`, :mod:`.segmentation`) and hyperspectral
-anomaly scoring (:func:`anomaly_raster`, :func:`detect_anomalies`,
-:func:`rx_raster`, :mod:`.anomaly`). In-memory xarray DataArrays (notebooks) run
-the same tiling through :func:`predict_array` (:mod:`.arrays`). The generic
-pipelines (tiling, detection) take any callable and import neither models nor trainers; segmentation loads a
-task checkpoint and anomaly scoring dispatches to its detectors. Whole-scene maps of
-patch classifiers: :mod:`.classification` (:func:`classification_map`,
-:func:`classify_raster`). Many rasters, one output each, across devices and
-nodes: :mod:`.batch` (:func:`predict_many`).
-
-Names resolve lazily (PEP 562), so that importing the package pulls in only
-what is used (``torchgeo-ext anomaly --method rx`` must not import Lightning).
+Names resolve lazily (PEP 562): ``torchgeo-ext anomaly --method rx`` imports no Lightning.
 """
 
 from __future__ import annotations

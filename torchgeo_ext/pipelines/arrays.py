@@ -1,12 +1,4 @@
-"""Tiled prediction on in-memory xarray DataArrays, for notebooks.
-
-:func:`predict_array` runs exactly the tiling of
-:func:`~torchgeo_ext.pipelines.tiling.predict_raster` (same tiles, blending, nodata
-handling) on a georeferenced ``xarray.DataArray`` (rioxarray's ``.rio`` accessor
-gives its CRS and transform) and returns the result as a DataArray with the CRS,
-transform, coordinates and nodata kept. The array goes through a temporary
-GeoTIFF, so it is the one tiling implementation that both paths use.
-"""
+"""Tiled prediction on in-memory xarray DataArrays, for notebooks."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Many rasters in, one output each: listing, sharding across ranks, resume, manifest.
-
-The ranks come from Lightning Fabric or ``torch.distributed`` (``torchrun``,
-SLURM); each rank runs the inputs ``rank::world_size`` of one sorted list, so
-no scheduler is involved. An input whose outputs exist and open is skipped
-(outputs are written atomically, so existing means complete).
-"""
+"""Many rasters in, one output each: listing, sharding across ranks, resume, manifest."""
 
 from __future__ import annotations
 

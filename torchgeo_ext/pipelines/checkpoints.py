@@ -1,12 +1,4 @@
-"""Loading a task checkpoint for a pipeline, with the checks a user needs first.
-
-A pipeline needs a checkpoint of one kind (a detector for ``detect``, a dense
-classifier for ``segment``). :func:`load_task_for` says which kind a
-checkpoint is and which the pipeline needs *before* anything else looks at
-the model (so a segmentation checkpoint given to ``detect`` is named as such,
-not reported as a band-count mismatch), and turns weights that do not fit the
-recorded model into one clear error naming the file.
-"""
+"""Loading a task checkpoint for a pipeline, with the checks a user needs first."""
 
 from __future__ import annotations
 
@@ -48,6 +40,11 @@ def load_task_for(
     checkpoint: str | os.PathLike[str], kind: str, device: str = 'cpu'
 ) -> Any:
     """Load a task checkpoint after checking that it is of the needed kind.
+
+    The kind is checked before anything else looks at the model, so a
+    segmentation checkpoint given to ``detect`` is named as such, not reported
+    as a band-count mismatch; weights that do not fit the recorded model become
+    one clear error naming the file.
 
     Args:
         checkpoint: A checkpoint written by a task of this library.

@@ -1,26 +1,4 @@
-"""Whole-scene maps from patch classifiers (MIViT, M3amba).
-
-A patch classifier labels the centre pixel of a ``P`` x ``P`` patch. A map of
-a scene classifies *every* pixel, in batches of patches cut from the scene as
-strided views (no copy of the patches is materialised):
-
-* :func:`classify_scene`: class and score of every pixel of an in-memory
-  C x H x W scene (e.g. :meth:`HSILiDARDataset.scene
-  <torchgeo_ext.datasets.hsi_lidar.HSILiDARDataset.scene>`);
-* :func:`classification_map`: that, for a dataset's scene, written as a
-  class GeoTIFF with the scene's CRS and transform, or, for releases without
-  georeferencing (the ``.mat`` releases), on a plain pixel grid (identity
-  transform, no CRS, tag ``georeferenced=false``);
-* :func:`classify_raster`: rasters of any size (e.g. the GeoTIFF release of
-  Houston 2013, HSI and LiDAR stacked), tile by tile through
-  :func:`~torchgeo_ext.pipelines.tiling.predict_raster` with ``crop``
-  blending and an overlap of at least ``P`` so that tiles join exactly.
-
-The classifier is any callable mapping B x C x P x P patches to B x K class
-scores (probabilities or logits), e.g. ``task.classify`` of a
-:class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`; a
-module, or the module of a bound method, runs in eval mode (restored after).
-"""
+"""Whole-scene maps from patch classifiers (MIViT, M3amba)."""
 
 from __future__ import annotations
 
@@ -76,6 +54,12 @@ def classify_scene(
     device: str | torch.device = 'cpu',
 ) -> tuple[Tensor, Tensor]:
     """Classify every pixel of a scene from its surrounding patch.
+
+    Patches are cut from the scene as strided views (no copy is materialised)
+    and classified in batches. The model is any callable mapping patches to
+    class scores (probabilities or logits), e.g. ``task.classify`` of a
+    :class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`; a
+    module, or the module of a bound method, runs in eval mode (restored after).
 
     Args:
         model: Callable from B x C x P x P patches to B x K scores.

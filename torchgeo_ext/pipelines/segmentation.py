@@ -1,22 +1,4 @@
-"""Tiled semantic segmentation of georeferenced rasters with a checkpoint of this library.
-
-:func:`segment_raster` is what ``torchgeo-ext segment`` runs. Any segmentation
-checkpoint works (the task is rebuilt with
-:func:`torchgeo_ext.trainers.base.load_task`). The input (one raster, or
-several co-registered rasters stacked as bands in the order given) must hold
-the model's bands as the training data held them: the per-band offset and
-scale the checkpoint recorded from its data module are applied here (FYH:
-the builder's scene GeoTIFFs, stored normalised, record the identity;
-checkpoints without a record get the values unchanged). The output is a uint8 class
-GeoTIFF with the input's CRS, transform and size, the class names in its
-``class_names`` tag and 255 where the input is nodata; with ``vector`` it adds
-one polygon per connected region of a class (columns ``class_id``,
-``class_name``, ``area`` and ``score``, the mean probability of the class over
-the region), built from this run's own blended probabilities.
-
-Heavy libraries are imported inside the functions, so that the command's
-parser can import the defaults below without torch.
-"""
+"""Tiled semantic segmentation of georeferenced rasters with a checkpoint of this library."""
 
 from __future__ import annotations
 
@@ -28,6 +10,8 @@ from typing import Any
 
 __all__ = ('DEFAULT_TILE_SIZE', 'NODATA', 'SegmentResult', 'segment_raster')
 
+# Heavy libraries are imported inside the functions: the command's parser imports the
+# defaults below without torch.
 #: Class-raster value written where the input is nodata.
 NODATA = 255
 #: Tile size used when the checkpoint records none.
@@ -71,6 +55,18 @@ def segment_raster(
     progress: bool = False,
 ) -> SegmentResult:
     """Segment one raster (or a stack of co-registered rasters) with a checkpoint.
+
+    What ``torchgeo-ext segment`` runs. Any segmentation checkpoint works (the
+    task is rebuilt with :func:`torchgeo_ext.trainers.base.load_task`). The
+    input must hold the model's bands as the training data held them: the
+    per-band offset and scale the checkpoint recorded from its data module are
+    applied here (FYH: the builder's scene GeoTIFFs, stored normalised, record
+    the identity; checkpoints without a record get the values unchanged). The
+    class GeoTIFF has the input's CRS, transform and size, the class names in
+    its ``class_names`` tag and 255 where the input is nodata; ``vector`` adds
+    one polygon per connected region of a class (columns ``class_id``,
+    ``class_name``, ``area`` and ``score``, the mean probability of the class
+    over the region), built from this run's own blended probabilities.
 
     Args:
         inputs: Input raster path(s).

@@ -1,10 +1,4 @@
-"""Blending tile outputs into finished raster rows, on the model's device.
-
-The steps of :func:`~torchgeo_ext.pipelines.tiling.predict_raster` between the
-model and the writer: weighted sums per strip (:class:`Accumulator`), the
-columns two strips share (:class:`Carry`), and the output values
-(:class:`OutputFormat`).
-"""
+"""Blending tile outputs into finished raster rows, on the model's device."""
 
 from __future__ import annotations
 

@@ -1,32 +1,4 @@
-"""Tiled dense prediction over georeferenced rasters of any size.
-
-Tiling scheme: along each axis of length ``L``, tiles of size
-``T' = min(T, L)`` start at ``0, S, 2S, ...`` (stride ``S = T - O`` for the
-overlap ``O``), and the last tile is flush with the raster edge, so every
-tile lies inside the raster and the model's own padding acts at the raster
-edges exactly as on the whole image.
-
-* ``blend='crop'`` gives each pixel to one tile: the cut between two
-  neighbouring tiles lies in the middle of their overlap, so every kept pixel
-  is at least ``O // 2`` pixels from an edge of its tile that lies inside the
-  raster. Tiled prediction therefore equals whole-image prediction when
-  ``O // 2`` is at least the model's receptive-field radius.
-* ``blend='linear'``/``'cosine'`` weight each tile by a separable window that
-  ramps over the ``O`` pixels along each tile edge inside the raster (the
-  ramps of two tiles overlapping by ``O`` sum to one) and normalise by the
-  summed weights. This hides seams of models whose tile outputs disagree
-  (large receptive fields, attention, normalisation over the tile).
-
-Memory does not grow with the raster's width or height beyond one band of
-pixels along a strip edge. Tile columns are grouped into vertical strips of
-about :data:`STRIP_WIDTH` pixels, processed one after the other, each from
-top to bottom. Within a strip, rows become final once no pending tile covers
-them; they are streamed to the output GeoTIFF in whole 256-pixel blocks. The
-columns that the next strip's tiles also cover (the overlap, widened to the
-block grid) are carried over to that strip instead of being written, so the
-only state proportional to a raster dimension is that carried band (its
-height times at most ``overlap + 255`` columns).
-"""
+"""Tiled dense prediction over georeferenced rasters of any size."""
 
 from __future__ import annotations
 
@@ -835,7 +807,26 @@ def predict_raster(
 ) -> Path:
     """Run a dense model over a raster of any size, tile by tile, into a GeoTIFF.
 
-    See the module docstring for the tiling scheme. Tiles are read ahead
+    Along each axis of length ``L``, tiles of size ``T' = min(T, L)`` start at
+    ``0, S, 2S, ...`` (stride ``S = T - O`` for the overlap ``O``) and the last
+    tile is flush with the raster edge, so every tile lies inside the raster
+    and the model's own padding acts at the raster edges as on the whole image.
+    ``blend='crop'`` gives each pixel to one tile, cutting in the middle of the
+    overlap: every kept pixel is at least ``O // 2`` pixels from an inner tile
+    edge, so tiled prediction equals whole-image prediction when ``O // 2`` is
+    at least the model's receptive-field radius. ``'linear'``/``'cosine'``
+    weight each tile by a separable window ramping over the ``O`` pixels along
+    each inner tile edge (the ramps of two neighbours sum to one), which hides
+    the seams of models whose tile outputs disagree (large receptive fields,
+    attention, normalisation over the tile).
+
+    Memory does not grow with the raster's size beyond one band of pixels
+    along a strip edge: tile columns are grouped into vertical strips of about
+    :data:`STRIP_WIDTH` pixels, processed one after the other from top to
+    bottom; rows become final once no pending tile covers them and are
+    streamed to the GeoTIFF in whole 256-pixel blocks; the columns the next
+    strip also covers (the overlap, widened to the block grid, at most
+    ``overlap + 255`` columns) are carried over to it. Tiles are read ahead
     (:func:`tile_batches`), blended on *device* and written by a writer thread.
 
     Args:
@@ -848,7 +839,7 @@ def predict_raster(
         overlap: Minimum overlap ``O`` between tiles; 'crop' is exact for
             models whose receptive-field radius is at most ``O // 2``.
         batch_size: Tiles per model call.
-        blend: 'cosine', 'linear' or 'crop' (see the module docstring).
+        blend: 'cosine', 'linear' or 'crop' (see above).
         output_kind: 'scores' (raw outputs), 'probabilities' (softmax over K)
             or 'classes' (argmax of the blended probabilities, uint8).
         dtype: Stored type of scores and probabilities: 'float32' (default),

@@ -1,9 +1,4 @@
-"""Index-carrying datasets and sample-index lists (dataset pruning, e.g. TDDS).
-
-:class:`IndexedDataset` adds each sample's index in the wrapped dataset under
-``index``, optionally over a subset of it; :func:`read_index_list` and
-:func:`write_index_list` read and write the plain-text index lists.
-"""
+"""Index-carrying datasets and sample-index lists (dataset pruning, e.g. TDDS)."""
 
 from __future__ import annotations
 

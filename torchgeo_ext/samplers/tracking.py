@@ -1,29 +1,4 @@
-"""Template/search pair sampling for training single-object trackers.
-
-Two pieces, used together with a tracking dataset such as
-:class:`~torchgeo_ext.datasets.hotc.HOTC`::
-
-    pairs = TrackingPairDataset(hotc, template_size=128, search_size=256)
-    loader = DataLoader(pairs, sampler=TrackingPairSampler(hotc, max_gap=100),
-                        batch_size=16)
-
-* :class:`TrackingPairSampler` yields ``(sequence, template_frame,
-  search_frame)`` triples: a sequence, a template frame and a search frame
-  at most ``max_gap`` frames apart, both with a valid box.
-* :class:`TrackingPairDataset` turns such a triple into the template and
-  search crops: square windows around the target of side
-  ``sqrt(w * h) * factor`` (context), centred on the target after random
-  centre and scale jitter, resized to a fixed size, zero-padded outside the
-  frame, with the box transformed into crop pixel coordinates.
-
-Crop geometry (:func:`crop_around_box`): for a box ``x, y, w, h`` (pixel
-edges; pixel ``i`` covers ``[i, i + 1)``), the jittered size is
-``(w, h) * exp(N(0, 1) * scale_jitter)`` and the jittered centre
-``(x + w/2, y + h/2) + (U(0, 1) - 0.5) * sqrt(w' h') * center_jitter``.
-The window has integer side ``S = ceil(sqrt(w' h') * factor)`` and integer
-origin ``round(centre - S/2)``; it is resized from ``S`` to ``output_size``
-pixels, so a box maps to ``(box - origin) * output_size / S``.
-"""
+"""Template/search pair sampling for training single-object trackers."""
 
 from __future__ import annotations
 
@@ -81,6 +56,14 @@ def crop_around_box(
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Crop a square window around a box, with context and jitter.
+
+    For a box ``x, y, w, h`` (pixel edges; pixel ``i`` covers ``[i, i + 1)``),
+    the jittered size is ``(w, h) * exp(N(0, 1) * scale_jitter)`` and the
+    jittered centre ``(x + w/2, y + h/2) + (U(0, 1) - 0.5) * sqrt(w' h') *
+    center_jitter``. The window has integer side ``S = ceil(sqrt(w' h') *
+    factor)`` and integer origin ``round(centre - S/2)``; it is resized from
+    ``S`` to ``output_size`` pixels, so a box maps to ``(box - origin) *
+    output_size / S``.
 
     Args:
         image: C x H x W frame.
@@ -214,7 +197,15 @@ class TrackingPairDataset(Dataset[Sample]):
     (int64 indices), plus ``template_window``/``search_window`` (the crop
     windows ``x1, y1, x2, y2`` in frame pixels).
 
-    Index it with the triples of :class:`TrackingPairSampler`.
+    Crops are square windows around the target of side ``sqrt(w * h) *
+    factor`` (context), centred on the target after random centre and scale
+    jitter, resized to a fixed size and zero-padded outside the frame
+    (:func:`crop_around_box`). Index it with the triples of
+    :class:`TrackingPairSampler`::
+
+        pairs = TrackingPairDataset(hotc, template_size=128, search_size=256)
+        loader = DataLoader(pairs, sampler=TrackingPairSampler(hotc, max_gap=100),
+                            batch_size=16)
     """
 
     def __init__(

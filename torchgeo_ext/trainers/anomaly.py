@@ -1,38 +1,4 @@
-"""Hyperspectral anomaly detection tasks on HAD100-style scenes: BSDM and STAD.
-
-Training, as in the authors' code unless said otherwise:
-
-* :class:`STADTask`: the transformer teacher learns to reconstruct the
-  anomaly-free training crops (each min-max normalised, first
-  ``in_channels`` bands) from inputs carrying the authors' synthetic blobs
-  (``x * (1 + mask)``, sum of stage MSEs, Adam); an EMA (decay 0.99, the
-  shared :class:`~torchgeo_ext.trainers.optimization.ExponentialMovingAverage`,
-  BatchNorm buffers averaged) of the teacher is what scores scenes. The
-  authors distil the convolutional student afterwards from the finished
-  teacher; here it is distilled in the same step from the EMA teacher's
-  reconstructions of the clean crop (stage-wise MSE), and its own EMA
-  (decay 0.9) is kept.
-* :class:`BSDMTask`: the denoiser learns pseudo-background noise at t = 500
-  on the training crops, each crop min-max normalised with its own scalar
-  noise mean and standard deviation (the authors' per-scene recipe; the
-  noise is drawn afresh each step, since one fixed draw per crop would need
-  a per-sample cache). Crops with another band count are aligned with the
-  authors' channel alignment (:func:`~torchgeo_ext.models.bsdm.channel_groups`).
-  At test/predict time each scene is fitted on itself for
-  ``scene_iterations`` steps (0: the trained model as is, the authors'
-  generalisation protocol).
-
-Validation/test (batch size 1, whole scenes with ``mask``) log the mean over
-scenes of rank ROC AUC(D,F), the authors' 30,000-threshold AUC(D,F),
-AUC(F,tau) and the background-suppression measures
-(:class:`~torchgeo_ext.metrics.anomaly.AnomalyMetrics`). ``predict_step``
-returns the batch with the score map under ``prediction`` (B x H x W),
-``crs``/``transform`` passed through so
-:class:`~torchgeo_ext.export.writer.GeoPredictionWriter` can write
-georeferenced GeoTIFFs. :func:`load_bsdm` and :func:`load_stad` return the
-trained model of a checkpoint. ``AnomalyDetectionTask(method=...)`` is the
-deprecated former single task.
-"""
+"""Hyperspectral anomaly detection tasks on HAD100-style scenes: BSDM and STAD."""
 
 from __future__ import annotations
 
@@ -72,7 +38,17 @@ __all__ = ('AnomalyDetectionTask', 'BSDMTask', 'STADTask', 'load_bsdm', 'load_st
 
 
 class AnomalyTaskBase(PluginTask):
-    """What the anomaly tasks share: scene scoring in evaluation and prediction."""
+    """What the anomaly tasks share: scene scoring in evaluation and prediction.
+
+    Validation/test (batch size 1, whole scenes with ``mask``) log the mean over
+    scenes of rank ROC AUC(D,F), the authors' 30,000-threshold AUC(D,F),
+    AUC(F,tau) and the background-suppression measures
+    (:class:`~torchgeo_ext.metrics.anomaly.AnomalyMetrics`). ``predict_step``
+    returns the batch with the score map under ``prediction`` (B x H x W), and
+    ``crs``/``transform`` passed through so that
+    :class:`~torchgeo_ext.export.writer.GeoPredictionWriter` can write
+    georeferenced GeoTIFFs.
+    """
 
     monitor = 'val_auc_df'
     mode = 'max'
@@ -193,7 +169,19 @@ class AnomalyTaskBase(PluginTask):
 
 
 class BSDMTask(AnomalyTaskBase):
-    """BSDM: a background-suppressing diffusion denoiser trained on anomaly-free crops."""
+    """BSDM: a background-suppressing diffusion denoiser trained on anomaly-free crops.
+
+    As in the authors' code unless said otherwise: the denoiser learns
+    pseudo-background noise at t = 500 on the training crops, each crop min-max
+    normalised with its own scalar noise mean and standard deviation (the
+    authors' per-scene recipe; the noise is drawn afresh each step, since one
+    fixed draw per crop would need a per-sample cache). Crops with another band
+    count are aligned with the authors' channel alignment
+    (:func:`~torchgeo_ext.models.bsdm.channel_groups`). At test/predict time
+    each scene is fitted on itself for ``scene_iterations`` steps (0: the
+    trained model as is, the authors' generalisation protocol).
+    :func:`load_bsdm` returns the trained model of a checkpoint.
+    """
 
     models = ('bsdm',)
 
@@ -291,7 +279,19 @@ class BSDMTask(AnomalyTaskBase):
 
 
 class STADTask(AnomalyTaskBase):
-    """STAD: a transformer teacher (and distilled student) trained on anomaly-free crops."""
+    """STAD: a transformer teacher (and distilled student) trained on anomaly-free crops.
+
+    As in the authors' code unless said otherwise: the teacher learns to
+    reconstruct the anomaly-free training crops (each min-max normalised, first
+    ``in_channels`` bands) from inputs carrying the authors' synthetic blobs
+    (``x * (1 + mask)``, sum of stage MSEs, Adam); an EMA (decay 0.99, the
+    shared :class:`~torchgeo_ext.trainers.optimization.ExponentialMovingAverage`,
+    BatchNorm buffers averaged) of the teacher is what scores scenes. The
+    authors distil the convolutional student afterwards from the finished
+    teacher; here it is distilled in the same step from the EMA teacher's
+    reconstructions of the clean crop (stage-wise MSE), and its own EMA (decay
+    0.9) is kept. :func:`load_stad` returns the trained model of a checkpoint.
+    """
 
     models = ('stad',)
 

@@ -1,19 +1,4 @@
-"""The base class of this library's Lightning tasks, and checkpoint loading by class.
-
-Every task of :mod:`torchgeo_ext.trainers` derives from :class:`PluginTask`,
-which records its own class path in each checkpoint. The command-line tools
-(``detect``, ``segment``, ``anomaly``) can then rebuild the right task from a
-checkpoint alone with :func:`load_task`.
-
-Input normalisation (one layer, TorchGeo's convention): datasets return raw
-values, data modules normalise, and a :class:`PluginTask` records at fit time
-what its data module used, as per-band ``offset`` and ``scale``
-(``normalised = (raw - offset) / scale``), in its ``normalisation``
-hyperparameter. The record travels in every checkpoint, so
-:meth:`PluginTask.normalise` (used by ``detect``, ``segment``,
-``detect_images`` and the prediction writer) applies to raw rasters exactly
-what training applied.
-"""
+"""The base class of this library's Lightning tasks, and checkpoint loading by class."""
 
 from __future__ import annotations
 
@@ -635,6 +620,10 @@ def task_class_path(path: str | os.PathLike[str]) -> str:
 
 def load_task(path: str | os.PathLike[str], map_location: str = 'cpu') -> BaseTask:
     """Rebuild the task that wrote a checkpoint, in eval mode.
+
+    A :class:`PluginTask` records its own class path in each checkpoint, so the
+    command-line tools (``detect``, ``segment``, ``anomaly``) rebuild the right
+    task, with its recorded normalisation, from the checkpoint alone.
 
     Args:
         path: A checkpoint written by a :class:`PluginTask`.

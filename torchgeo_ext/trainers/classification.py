@@ -1,30 +1,4 @@
-"""Patch classification task (HSI + LiDAR land cover: MIViT, M3amba).
-
-:class:`PatchClassificationTask` trains a patch classifier of
-:mod:`torchgeo_ext.models` (built by name through
-:func:`~torchgeo_ext.models.api.get_model`) on batches of patches around
-labelled pixels (``image``, ``label``), e.g. from
-:class:`~torchgeo_ext.datamodules.houston2013.Houston2013DataModule`.
-
-The loss is the sum of the terms the model's outputs allow:
-
-* focal loss on ``logits`` (MIViT's classification loss; ``focal_gamma=0``
-  gives cross-entropy), optionally with MIViT's class weights;
-* ``aux_weight`` x focal loss on every ``aux_logits`` entry (MIViT's modality
-  classifiers, M3amba's CLIP text-similarity logits);
-* ``distillation_weight`` x KL from ``logits`` to every ``aux_logits`` entry
-  (MIViT's information distribution flow);
-* ``reconstruction_weight`` x MSE of ``reconstruction`` against
-  ``reconstruction_target`` (MIViT's decoder);
-* ``mi_weight`` x the information aggregation constraint on ``features``
-  (``hsi``, ``lidar``, ``fused``; MIViT).
-
-Metrics, per stage: overall accuracy (``OA``), average (mean per-class)
-accuracy (``AA``), Cohen's ``kappa`` and ``accuracy_<class>``. Predictions
-(``prediction_label``, ``prediction_score``) keep the batch's ``row``/``col``
-so that a whole-scene map can be assembled
-(:func:`torchgeo_ext.pipelines.classification.classify_scene`).
-"""
+"""Patch classification task (HSI + LiDAR land cover: MIViT, M3amba)."""
 
 from __future__ import annotations
 
@@ -55,7 +29,30 @@ __all__ = ['PatchClassificationTask']
 
 
 class PatchClassificationTask(PluginTask):
-    """Classify the centre pixels of multimodal patches (MIViT, M3amba)."""
+    """Classify the centre pixels of multimodal patches (MIViT, M3amba).
+
+    Trains a patch classifier of the registry on batches of patches around
+    labelled pixels (``image``, ``label``), e.g. from
+    :class:`~torchgeo_ext.datamodules.houston2013.Houston2013DataModule`. The
+    loss is the sum of the terms the model's outputs allow:
+
+    * focal loss on ``logits`` (MIViT's classification loss; ``focal_gamma=0``
+      gives cross-entropy), optionally with MIViT's class weights;
+    * ``aux_weight`` x focal loss on every ``aux_logits`` entry (MIViT's
+      modality classifiers, M3amba's CLIP text-similarity logits);
+    * ``distillation_weight`` x KL from ``logits`` to every ``aux_logits``
+      entry (MIViT's information distribution flow);
+    * ``reconstruction_weight`` x MSE of ``reconstruction`` against
+      ``reconstruction_target`` (MIViT's decoder);
+    * ``mi_weight`` x the information aggregation constraint on ``features``
+      (``hsi``, ``lidar``, ``fused``; MIViT).
+
+    Metrics, per stage: overall accuracy (``OA``), average (mean per-class)
+    accuracy (``AA``), Cohen's ``kappa`` and ``accuracy_<class>``. Predictions
+    (``prediction_label``, ``prediction_score``) keep the batch's
+    ``row``/``col`` so that a whole-scene map can be assembled
+    (:func:`torchgeo_ext.pipelines.classification.classify_scene`).
+    """
 
     monitor = 'val_OA'
     mode = 'max'

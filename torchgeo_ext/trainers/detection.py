@@ -1,24 +1,4 @@
-"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO, SeaDATE and GHOST.
-
-:class:`SuperYOLOTask` trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO`
-(and the detectors with its head: SeaDATE and the two-stream baseline of
-:mod:`torchgeo_ext.models.seadate`, whose auxiliary contrastive loss comes
-from the model's ``forward_with_losses``)
-with the YOLOv5 loss (CIoU box regression, BCE objectness and class terms),
-the paper's auxiliary super-resolution L1 loss (weight 0.1) whenever the
-batch carries the high-resolution image ``image_hr``, an exponential moving
-average (EMA) of the weights used for evaluation and prediction, and SGD with
-linear warm-up and a cosine schedule. Validation and test report mAP50 and
-mAP50:95 through :class:`torchmetrics.detection.MeanAveragePrecision`.
-
-:class:`GHOSTTask` trains the hybrid-bit quantised student of
-:mod:`torchgeo_ext.models.ghost` with guidance from a full-precision
-SuperYOLO teacher (one-to-one self-teaching).
-
-Batches follow docs/architecture.md: ``image`` (B, C, H, W) float, ``bbox_xyxy`` list of
-(N_i, 4) pixel boxes, ``label`` list of (N_i,) int64. Predictions come back
-under ``prediction_bbox_xyxy``, ``prediction_label`` and ``prediction_score``.
-"""
+"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO, SeaDATE and GHOST."""
 
 from __future__ import annotations
 
@@ -72,7 +52,22 @@ def _load_state_dict(path: str) -> dict[str, Tensor]:
 class SuperYOLOTask(PluginTask):
     """SuperYOLO detection task (multimodal RGB+IR by default).
 
-    Validation and test use the EMA weights (``ema=True``). Metrics:
+    Trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO` with the YOLOv5
+    loss (CIoU box regression, BCE objectness and class terms), the paper's
+    auxiliary super-resolution L1 loss (weight 0.1) whenever the batch carries
+    the high-resolution image ``image_hr``, and SGD with linear warm-up and a
+    cosine schedule. Batches: ``image`` (B, C, H, W) float, ``bbox_xyxy`` a
+    list of (N_i, 4) pixel boxes, ``label`` a list of (N_i,) int64;
+    predictions come back under ``prediction_bbox_xyxy``, ``prediction_label``
+    and ``prediction_score``.
+
+    It also trains the detectors with SuperYOLO's head: SeaDATE and its
+    two-stream baseline (:mod:`torchgeo_ext.models.seadate`). A model's own
+    training-only losses (SeaDATE's contrastive alignment) come from its
+    ``forward_with_losses`` and are added as ``loss_<name>`` terms.
+
+    Validation and test use an exponential moving average of the weights
+    (``ema=True``). Metrics:
     ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
     :class:`~torchmetrics.detection.MeanAveragePrecision` (``val_map_75``,
     ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.

@@ -1,10 +1,4 @@
-"""FusionSAM semantic segmentation task (RGB-thermal: MFNet, FMB).
-
-:class:`FusionSAMTask` trains :class:`~torchgeo_ext.models.fusionsam.FusionSAM`
-(SAM's image encoder frozen; LSTG codebooks, fusion, prompt encoder and mask
-decoder trained) with :class:`~torchgeo_ext.losses.fusionsam.FusionSAMLoss`,
-and reports mIoU and per-class IoU.
-"""
+"""FusionSAM semantic segmentation task (RGB-thermal: MFNet, FMB)."""
 
 from __future__ import annotations
 
@@ -27,6 +21,10 @@ __all__ = ['FusionSAMTask']
 
 class FusionSAMTask(SemanticSegmentationBase):
     """RGB-thermal semantic segmentation with FusionSAM.
+
+    Trains :class:`~torchgeo_ext.models.fusionsam.FusionSAM` (SAM's image
+    encoder frozen; LSTG codebooks, fusion, prompt encoder and mask decoder
+    trained) with :class:`~torchgeo_ext.losses.fusionsam.FusionSAMLoss`.
 
     Logs ``<stage>_loss`` and its terms (``<stage>_ce``, ``_dice``,
     ``_codebook``, ``_commitment``), ``<stage>_mIoU`` (mean over the classes

@@ -1,14 +1,4 @@
-"""RS-DGC: gradient sparsification by neighbourhood statistics, as a DDP communication hook.
-
-Register with ``DistributedDataParallel.register_comm_hook(RSDGCState(...), rs_dgc_hook)``
-or, under Lightning, ``DDPStrategy(ddp_comm_state=RSDGCState(...), ddp_comm_hook=rs_dgc_hook)``
-(``configs/rs_dgc_resisc.yaml`` shows the config form). The choices made where the paper is
-silent are listed in ``docs/models/rs_dgc.md``.
-
-If you use this method, please cite:
-
-* https://doi.org/10.1109/TGRS.2024.3394501
-"""
+"""RS-DGC: gradient sparsification by neighbourhood statistics, as a DDP communication hook."""
 
 # No `from __future__ import annotations`: DDP checks the hook's annotations at runtime
 # (the bucket must be annotated with dist.GradBucket itself, not a string).
@@ -231,6 +221,13 @@ def rs_dgc_hook(
     indicator of its error-feedback-accumulated gradient, sends (index, value) pairs with an
     all-gather, and writes the average of all ranks' sparse gradients into the bucket. What a
     rank did not send stays in its residual and is added to its next gradient.
+
+    Register it with ``DistributedDataParallel.register_comm_hook(RSDGCState(...),
+    rs_dgc_hook)`` or, under Lightning, ``DDPStrategy(ddp_comm_state=RSDGCState(...),
+    ddp_comm_hook=rs_dgc_hook)`` (``configs/rs_dgc_mivit_houston2013.yaml`` shows the
+    config form). The choices made where the paper is silent are listed in
+    ``docs/models/rs_dgc.md``. If you use this method, please cite
+    https://doi.org/10.1109/TGRS.2024.3394501.
 
     Args:
         state: Settings and running state (one :class:`RSDGCState` per model).

@@ -1,21 +1,4 @@
-"""Training machinery shared by the tasks: optimisers, learning-rate schedules, EMA.
-
-Everything here is built from PyTorch's own classes so that each task only
-chooses hyperparameters:
-
-* :func:`build_optimizer`: SGD (optionally Nesterov), Adam or AdamW from a name,
-  with :func:`decay_groups` to exempt biases and normalisation weights from
-  weight decay (YOLO practice);
-* :func:`warmup_cosine`: linear warm-up and cosine decay from
-  :mod:`torch.optim.lr_scheduler` (``LinearLR``, ``CosineAnnealingLR``, and
-  ``SequentialLR`` or ``ChainedScheduler``); :func:`poly` (``PolynomialLR``);
-  :func:`schedule_steps` and :func:`schedule_epochs` derive the schedule
-  length from the Lightning trainer (its one source);
-* :class:`ExponentialMovingAverage`: a
-  :class:`torch.optim.swa_utils.AveragedModel` (parameters *and* buffers, so
-  BatchNorm statistics are averaged too) whose averaging function is the
-  YOLOv5 ramp ``decay * (1 - exp(-updates / tau))``, or a constant decay.
-"""
+"""Training machinery shared by the tasks: optimisers, learning-rate schedules, EMA."""
 
 from __future__ import annotations
 

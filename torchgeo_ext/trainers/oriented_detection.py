@@ -1,24 +1,4 @@
-"""Lightning tasks for oriented (rotated-box) RGB-IR object detection.
-
-:class:`OrientedDetectionTask` trains the YOLOv8n-OBB-style detectors of this
-library, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
-(``model='lma_yolov8n_obb'``, shared backbone with low-rank modal adaptors and
-adaptive rank allocation), the two-stream baseline
-(``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
-bands (``'yolov8n_obb'``). :class:`E2EMFDTask` trains E2E-MFD
-(``'e2emfd_yolov8n_obb'``: joint fusion and detection with GMTA-aligned
-gradients on the shared backbone) and also predicts the fused image. Both
-derive from :class:`ObbDetectionBase`, which holds the shared arguments.
-
-Batches follow docs/architecture.md and the DroneVehicle data module: ``image`` (B, C,
-H, W) in [0, 1] with the bands of ``modalities`` (default RGB 0-2, IR 3),
-``bbox`` a list of (N_i, 8) oriented boxes in pixels, ``label`` a list of
-(N_i,) int64. Validation and test report DOTA-style oriented mAP
-(:class:`~torchgeo_ext.metrics.detection.OrientedMeanAveragePrecision`).
-Predictions: ``prediction_bbox`` (list of (N, 8) polygons),
-``prediction_label``, ``prediction_score`` (and ``prediction``, the fused
-image, for E2E-MFD); ``transform`` / ``crs`` keys of the batch pass through.
-"""
+"""Lightning tasks for oriented (rotated-box) RGB-IR object detection: FoRA/LMA and E2E-MFD."""
 
 from __future__ import annotations
 
@@ -52,8 +32,17 @@ class ObbDetectionBase(PluginTask):
     Subclasses pass ``model`` (a :func:`~torchgeo_ext.models.api.get_model`
     name, one of their :attr:`~PluginTask.models`) and their own arguments'
     values; :meth:`builder_kwargs` adds model-specific builder arguments.
-    Metrics: ``<stage>_map_50``, ``_map_75``, ``_map`` (over both IoU
-    thresholds), ``_map_voc07``, ``_map_auc`` and ``<stage>_ap_<class>``.
+
+    Batches follow docs/architecture.md and the DroneVehicle data module:
+    ``image`` (B, C, H, W) in [0, 1] with the bands of ``modalities`` (default
+    RGB 0-2, IR 3), ``bbox`` a list of (N_i, 8) oriented boxes in pixels,
+    ``label`` a list of (N_i,) int64. Predictions: ``prediction_bbox`` (list of
+    (N, 8) polygons), ``prediction_label``, ``prediction_score``; the batch's
+    ``transform`` / ``crs`` keys pass through. Validation and test report
+    DOTA-style oriented mAP
+    (:class:`~torchgeo_ext.metrics.detection.OrientedMeanAveragePrecision`):
+    ``<stage>_map_50``, ``_map_75``, ``_map`` (over both IoU thresholds),
+    ``_map_voc07``, ``_map_auc`` and ``<stage>_ap_<class>``.
     """
 
     #: Predictions are oriented (``prediction_bbox``), read by ``torchgeo-ext detect``.
@@ -332,8 +321,12 @@ class ObbDetectionBase(PluginTask):
 class OrientedDetectionTask(ObbDetectionBase):
     """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors.
 
-    FoRA/LMA models (:class:`~torchgeo_ext.models.lma.LMADetector`) get
-    adaptive rank allocation during training (``adaptive_rank``).
+    Models, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
+    (``model='lma_yolov8n_obb'``: :class:`~torchgeo_ext.models.lma.LMADetector`,
+    a shared backbone with low-rank modal adaptors, whose ranks are reallocated
+    during training with ``adaptive_rank``), the two-stream baseline
+    (``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
+    bands (``'yolov8n_obb'``).
     """
 
     models = ('lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb')
@@ -414,6 +407,9 @@ class OrientedDetectionTask(ObbDetectionBase):
 
 class E2EMFDTask(ObbDetectionBase):
     """E2E-MFD: joint image fusion and oriented detection, GMTA on the backbone.
+
+    ``model='e2emfd_yolov8n_obb'``; predictions also carry the fused image
+    under ``prediction``.
 
     Optimisation is manual: each step back-propagates the fusion and detection
     losses separately, aligns their gradients on the shared backbone with

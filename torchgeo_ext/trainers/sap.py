@@ -1,18 +1,4 @@
-"""Pre-training SAP's self-supervised anomaly prior on HAD100, and scoring with it.
-
-:class:`SAPPriorTask` trains :class:`~torchgeo_ext.models.sap.AnomalyPrior`
-on anomaly-free training crops (any band count, e.g.
-:class:`~torchgeo_ext.datamodules.had100.HAD100DataModule`'s): each crop
-against its copy with pseudo-anomaly prisms (the pretext classification,
-:func:`~torchgeo_ext.models.sap.prior_loss`, Adam). As in BSDM's
-generalisation protocol, validation/test score whole scenes of other
-sensors with the trained prior as is (``scene_steps: 0``) through
-:func:`~torchgeo_ext.models.sap.sap_scores`, and log the anomaly AUCs
-(:class:`~torchgeo_ext.metrics.anomaly.AnomalyMetrics`). ``predict_step``
-returns score maps under ``prediction``. :func:`load_sap_prior` returns the
-trained prior of a checkpoint (``torchgeo-ext anomaly --method sap
---checkpoint``).
-"""
+"""Pre-training SAP's self-supervised anomaly prior on HAD100, and scoring with it."""
 
 from __future__ import annotations
 
@@ -32,7 +18,19 @@ __all__ = ('SAPPriorTask', 'load_sap_prior')
 
 
 class SAPPriorTask(AnomalyTaskBase):
-    """Self-supervised pre-training of SAP's anomaly prior."""
+    """Self-supervised pre-training of SAP's anomaly prior.
+
+    Trains :class:`~torchgeo_ext.models.sap.AnomalyPrior` on anomaly-free
+    training crops (any band count, e.g.
+    :class:`~torchgeo_ext.datamodules.had100.HAD100DataModule`'s): each crop
+    against its copy with pseudo-anomaly prisms (the pretext classification,
+    :func:`~torchgeo_ext.models.sap.prior_loss`, Adam). As in BSDM's
+    generalisation protocol, validation/test score whole scenes of other
+    sensors with the trained prior as is (``scene_steps: 0``) through
+    :func:`~torchgeo_ext.models.sap.sap_scores`. :func:`load_sap_prior` returns
+    the trained prior of a checkpoint (``torchgeo-ext anomaly --method sap
+    --checkpoint``).
+    """
 
     models = ('sap_prior',)
 

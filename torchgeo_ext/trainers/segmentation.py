@@ -1,14 +1,4 @@
-"""Semantic segmentation task (DIAnet cloud recognition on FYH and similar data).
-
-:class:`SegmentationTask` trains the paper segmentation models of
-:mod:`torchgeo_ext.models` with their losses, reports mIoU and per-class IoU
-(torchmetrics, the ignore index excluded), and predicts class maps that keep
-each sample's georeferencing (``transform``, ``crs``) so that
-:class:`torchgeo_ext.export.writer.GeoPredictionWriter` and the
-``torchgeo-ext segment`` command can write them as GeoTIFFs. What it shares
-with :class:`~torchgeo_ext.trainers.fusionsam.FusionSAMTask` (metrics, steps,
-prediction) lives in :class:`SemanticSegmentationBase`.
-"""
+"""Semantic segmentation task (DIAnet cloud recognition on FYH and similar data)."""
 
 from __future__ import annotations
 
@@ -198,6 +188,11 @@ class SemanticSegmentationBase(PluginTask):
 
 class SegmentationTask(SemanticSegmentationBase):
     """Semantic segmentation with this library's paper models.
+
+    Trains the paper segmentation models of :mod:`torchgeo_ext.models` with
+    their losses; class maps keep each sample's georeferencing (``transform``,
+    ``crs``) so that :class:`~torchgeo_ext.export.writer.GeoPredictionWriter`
+    and ``torchgeo-ext segment`` write them as GeoTIFFs.
 
     Logs ``<stage>_loss``, ``<stage>_mIoU`` (mean over the classes other than
     the ignore index), ``<stage>_accuracy`` (pixel accuracy) and one

@@ -1,21 +1,4 @@
-r"""TDDS dataset pruning (Zhang et al., CVPR 2024): record training dynamics, score, prune.
-
-* :class:`TDDSRecorder`, a Lightning callback, records every training
-  sample's softmax output each epoch, for any classification task whose
-  forward returns logits (a tensor, or a dict/object with ``logits``):
-  :class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`,
-  TorchGeo's ``ClassificationTask``. Batches need the sample indices
-  (``index``): the callback wraps the data module's ``train_dataset`` in
-  :class:`~torchgeo_ext.samplers.subset.IndexedDataset`.
-* :func:`tdds_scores` is the paper's score: per epoch, each sample's
-  contribution :math:`\sum_k |p_{t+1,k} \log(p_{t+1,k}/p_{t,k})|`; per
-  sliding window of ``window`` epochs, the spread of the contributions;
-  windows weighted ``decay * (1 - decay)^(distance from the last window)``
-  and summed (the authors' ``importance_evaluation.py``).
-* :func:`prune_indices` keeps the top-k; :func:`write_pruned_indices` and
-  ``torchgeo-ext tdds`` write the index list, and :class:`TrainSubset`
-  trains on it from a config.
-"""
+"""TDDS dataset pruning (Zhang et al., CVPR 2024): record training dynamics, score, prune."""
 
 from __future__ import annotations
 
@@ -51,7 +34,13 @@ DYNAMICS_FORMAT = 'torchgeo_ext.tdds.dynamics/1'
 def tdds_scores(
     probabilities: Tensor, window: int = 10, decay: float = 0.9, eps: float = 1e-8
 ) -> Tensor:
-    """TDDS importance of each sample from its per-epoch softmax outputs.
+    r"""TDDS importance of each sample from its per-epoch softmax outputs.
+
+    Per epoch, each sample's contribution is
+    :math:`\sum_k |p_{t+1,k} \log(p_{t+1,k}/p_{t,k})|`; per sliding window of
+    ``window`` epochs, the spread of the contributions; windows are weighted
+    ``decay * (1 - decay)^(distance from the last window)`` and summed (the
+    authors' ``importance_evaluation.py``).
 
     Args:
         probabilities: ``T x N x K`` softmax outputs (epoch, sample, class).
@@ -236,6 +225,16 @@ def _index_train_dataset(trainer: Trainer) -> int | None:
 
 class TDDSRecorder(Callback):
     """Record each training sample's softmax output every epoch; optionally prune.
+
+    Works for any classification task whose forward returns logits (a tensor,
+    or a dict/object with ``logits``):
+    :class:`~torchgeo_ext.trainers.classification.PatchClassificationTask`,
+    TorchGeo's ``ClassificationTask``. Batches need the sample indices
+    (``index``): the callback wraps the data module's ``train_dataset`` in
+    :class:`~torchgeo_ext.samplers.subset.IndexedDataset`. Scores come from
+    :func:`tdds_scores`; :func:`prune_indices` keeps the top-k, and
+    :func:`write_pruned_indices` (or ``torchgeo-ext tdds``) writes the index
+    list that :class:`TrainSubset` trains on.
 
     The first forward call of each training step is captured (a forward
     hook), so the outputs are those the loss saw: training mode, augmented

@@ -1,24 +1,4 @@
-"""Lightning task for single-object hyperspectral tracking (HyA-T and HyMamba on HOTC).
-
-:class:`TrackingTask` trains a tracker of the registry (HyA-T's
-:class:`~torchgeo_ext.models.hyat.HyATracker`, or HyMamba's
-:class:`~torchgeo_ext.models.hymamba.HyMambaTracker` built on it) on template/search
-pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule` fit batches: ``template``,
-``search``, ``search_bbox_xyxy``) with a focal loss on the centre score map (Gaussian
-target around the box centre's cell) plus L1 and GIoU losses on the box decoded at the
-ground-truth centre cell.
-Validation logs the loss and the success AUC / DP@20 of the boxes decoded at
-the score maximum, over the validation pairs (in search-crop pixels).
-
-Test and predict batches are single frames in temporal order (``image``,
-``bbox_xyxy``, ``sequence``, ``frame``); the task keeps a tracker state:
-the first frame of a sequence sets the template from its box, later frames
-are searched around the previous box (score map weighted by a Hanning
-window). Test computes the OTB success AUC and
-DP@20 per sequence (:class:`~torchgeo_ext.metrics.tracking.OTBMetric`);
-predict returns ``prediction_bbox_xyxy``. :meth:`TrackingTask.track` runs
-the same loop over a whole sequence view.
-"""
+"""Lightning task for single-object hyperspectral tracking (HyA-T and HyMamba on HOTC)."""
 
 from __future__ import annotations
 
@@ -57,7 +37,28 @@ class FrameSequence(Protocol):
 
 
 class TrackingTask(PluginTask):
-    """Train and run a HyA-T tracker on template/search pairs."""
+    """Train and run a HyA-T or HyMamba tracker on template/search pairs.
+
+    Trains a tracker of the registry (HyA-T's
+    :class:`~torchgeo_ext.models.hyat.HyATracker`, or HyMamba's
+    :class:`~torchgeo_ext.models.hymamba.HyMambaTracker` built on it) on
+    template/search pairs (:class:`~torchgeo_ext.datamodules.hotc.HOTCDataModule`
+    fit batches: ``template``, ``search``, ``search_bbox_xyxy``) with a focal
+    loss on the centre score map (Gaussian target around the box centre's
+    cell) plus L1 and GIoU losses on the box decoded at the ground-truth centre
+    cell. Validation logs the loss and the success AUC / DP@20 of the boxes
+    decoded at the score maximum, over the validation pairs (in search-crop
+    pixels).
+
+    Test and predict batches are single frames in temporal order (``image``,
+    ``bbox_xyxy``, ``sequence``, ``frame``); the task keeps a tracker state:
+    the first frame of a sequence sets the template from its box, later frames
+    are searched around the previous box (score map weighted by a Hanning
+    window). Test computes the OTB success AUC and DP@20 per sequence
+    (:class:`~torchgeo_ext.metrics.tracking.OTBMetric`); predict returns
+    ``prediction_bbox_xyxy``. :meth:`track` runs the same loop over a whole
+    sequence view.
+    """
 
     monitor = 'val_loss'
     models = ('hyat_tiny', 'hyat_base', 'hymamba_tiny', 'hymamba_base')
