@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .llvip import LLVIPDataModule
     from .mfnet import MFNetDataModule
     from .muufl import MUUFLDataModule
+    from .sar_aircraft import SARAircraftDataModule
     from .ssdd import SSDDDataModule
     from .trento import TrentoDataModule
     from .vedai import VEDAIDataModule
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     'MFNetDataModule': 'torchgeo_ext.datamodules.mfnet',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
     'Normalisation': 'torchgeo_ext.datamodules.geo',
+    'SARAircraftDataModule': 'torchgeo_ext.datamodules.sar_aircraft',
     'SSDDDataModule': 'torchgeo_ext.datamodules.ssdd',
     'TrentoDataModule': 'torchgeo_ext.datamodules.trento',
     'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',

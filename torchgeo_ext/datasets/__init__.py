@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .llvip import LLVIP
     from .mfnet import MFNet
     from .muufl import MUUFL
+    from .sar_aircraft import SARAircraft
     from .ssdd import SSDD
     from .trento import Trento
     from .vector import VectorObjects
@@ -40,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     'LLVIP': 'torchgeo_ext.datasets.llvip',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'SARAircraft': 'torchgeo_ext.datasets.sar_aircraft',
     'SSDD': 'torchgeo_ext.datasets.ssdd',
     'Trento': 'torchgeo_ext.datasets.trento',
     'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',

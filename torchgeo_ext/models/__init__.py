@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .bsdm import BSDM, bsdm_scores
     from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
     from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
-    from .fedfusion import FedFusion, compress_features, fedfusion, fedfusion_tiny
+    from .fedfusion import FedFusion, compress_features, fedfusion_tiny
     from .fusionsam import (
         FusionSAM,
         fusionsam_tiny,
@@ -69,7 +69,6 @@ _EXPORTS: dict[str, str] = {
     'e2emfd_yolov8n_obb': 'torchgeo_ext.models.e2emfd',
     'FedFusion': 'torchgeo_ext.models.fedfusion',
     'compress_features': 'torchgeo_ext.models.fedfusion',
-    'fedfusion': 'torchgeo_ext.models.fedfusion',
     'fedfusion_tiny': 'torchgeo_ext.models.fedfusion',
     'FusionSAM': 'torchgeo_ext.models.fusionsam',
     'fusionsam_tiny': 'torchgeo_ext.models.fusionsam',
