@@ -1,4 +1,4 @@
-"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO and GHOST."""
+"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO, SeaDATE and GHOST."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from ..models.ghost import (
     quantize_superyolo,
 )
 from ..models.obb_detector import pad_to_stride
-from ..models.superyolo import SuperYOLO, postprocess
+from ..models.seadate import SeaDATE
+from ..models.superyolo import Detect, SuperYOLO, postprocess
 from ..models.weights import read_state_dict
 from .base import PluginTask
 from .optimization import (
@@ -60,6 +61,11 @@ class SuperYOLOTask(PluginTask):
     predictions come back under ``prediction_bbox_xyxy``, ``prediction_label``
     and ``prediction_score``.
 
+    It also trains the detectors with SuperYOLO's head: SeaDATE and its
+    two-stream baseline (:mod:`torchgeo_ext.models.seadate`). A model's own
+    training-only losses (SeaDATE's contrastive alignment) come from its
+    ``forward_with_losses`` and are added as ``loss_<name>`` terms.
+
     Validation and test use an exponential moving average of the weights
     (``ema=True``). Metrics:
     ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
@@ -67,7 +73,14 @@ class SuperYOLOTask(PluginTask):
     ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.
     """
 
-    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
+    models: tuple[str, ...] = (
+        'superyolo_mf',
+        'superyolo_rgb',
+        'superyolo_ir',
+        'superyolo_early',
+        'seadate_yolov5s',
+        'two_stream_yolov5s',
+    )
     #: Without ``class_metrics``, mAP's per-class results are a -1 placeholder.
     per_class_names = {'map_per_class': 'ap', 'mar_100_per_class': 'ar_100'}
 
@@ -112,14 +125,17 @@ class SuperYOLOTask(PluginTask):
         iou_threshold: float = 0.45,
         max_detections: int = 300,
         weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         variant: str | None = None,
     ) -> None:
         """Initialise a new SuperYOLOTask.
 
         Args:
             model: ``'superyolo_mf'`` (RGB+IR), ``'superyolo_rgb'``,
-                ``'superyolo_ir'`` or ``'superyolo_early'`` (all
-                ``in_channels`` bands fused at the input).
+                ``'superyolo_ir'``, ``'superyolo_early'`` (all
+                ``in_channels`` bands fused at the input), ``'seadate_yolov5s'``
+                or ``'two_stream_yolov5s'`` (SeaDATE's baseline; both read
+                ``rgb_bands`` and ``ir_bands`` and have no SR branch).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
@@ -150,6 +166,8 @@ class SuperYOLOTask(PluginTask):
             max_detections: Maximum boxes per image.
             weights: Optional path to initial weights: a task checkpoint or a
                 model state dict.
+            model_kwargs: Further builder arguments (e.g. SeaDATE's
+                ``contrast_weight`` and ``temperature``).
             variant: Deprecated: ``model='superyolo_<variant>'`` (checkpoints
                 of earlier versions name the variant).
         """
@@ -164,19 +182,24 @@ class SuperYOLOTask(PluginTask):
 
     # -- set-up -----------------------------------------------------------------
 
-    def build_model(self) -> SuperYOLO:
-        """Build the SuperYOLO model from the hyperparameters.
+    def build_model(self) -> SuperYOLO | SeaDATE:
+        """Build the model from the hyperparameters.
 
         Returns:
-            The model.
+            The model: a SuperYOLO, or a SeaDATE (or its two-stream baseline).
         """
         h = self.hparams
-        kwargs: dict[str, Any] = {
-            'num_classes': h['num_classes'],
-            'super_resolution': h['super_resolution'],
-        }
+        kwargs: dict[str, Any] = {'num_classes': h['num_classes']}
         if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
             kwargs['width'] = h['width']
+        if not h['model'].startswith('superyolo_'):
+            kwargs['rgb_bands'] = list(h['rgb_bands'])
+            kwargs['ir_bands'] = list(h['ir_bands'])
+            model: SuperYOLO | SeaDATE = get_model(
+                h['model'], **kwargs, **(h.get('model_kwargs') or {})
+            )
+            return model
+        kwargs['super_resolution'] = h['super_resolution']
         variant = h['model'].removeprefix('superyolo_')
         if variant in ('mf', 'rgb'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
@@ -184,12 +207,14 @@ class SuperYOLOTask(PluginTask):
             kwargs['ir_bands'] = list(h['ir_bands'])
         if variant == 'early':
             kwargs['in_channels'] = h['in_channels']
-        model: SuperYOLO = get_model(h['model'], **kwargs)
+        model = get_model(h['model'], **kwargs, **(h.get('model_kwargs') or {}))
         return model
 
     def configure_models(self) -> None:
         """Build the model, its EMA copy and load initial weights."""
         self.model: nn.Module = self.build_model()
+        if not isinstance(self.model, SuperYOLO):
+            self.engines = ()  # the inference engines compose SuperYOLO's stem
         weights = self.hparams['weights']
         if weights:
             self.model.load_state_dict(_load_state_dict(weights), strict=False)
@@ -202,7 +227,7 @@ class SuperYOLOTask(PluginTask):
     def configure_losses(self) -> None:
         """Build the YOLOv5 loss."""
         h = self.hparams
-        detect = self.detector.detect
+        detect = _head(self.model)
         self.criterion = YOLOv5Loss(
             detect.anchors,
             detect.stride,
@@ -393,27 +418,40 @@ class SuperYOLOTask(PluginTask):
     def compute_loss(
         self, batch: Batch, model: nn.Module
     ) -> tuple[dict[str, Tensor], Tensor]:
-        """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
+        """YOLOv5 loss plus the weighted SR loss and the model's auxiliary losses.
+
+        The SR loss applies with ``image_hr`` in the batch; auxiliary losses
+        come, in training, from a model that defines ``forward_with_losses``
+        (SeaDATE's contrastive alignment), already weighted by the model.
 
         Args:
             batch: A batch.
-            model: The SuperYOLO to run.
+            model: The SuperYOLO or SeaDATE to run.
 
         Returns:
             The total under ``'loss'`` with its (detached) terms (``loss_det``,
-            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``), and the raw
-            head output.
+            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``,
+            ``loss_<auxiliary name>``), and the raw head output.
         """
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE)
         use_sr = (
             model.training
             and model.sr is not None
             and self.hparams['sr_weight'] > 0
             and 'image_hr' in batch
         )
-        raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
+        auxiliary: dict[str, Tensor] = {}
+        forward_with_losses = getattr(model, 'forward_with_losses', None)
+        if model.training and forward_with_losses is not None:
+            raw, auxiliary = forward_with_losses(batch['image'])
+            sr = None
+        else:
+            raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
         loss, parts = self.criterion(raw, batch['bbox_xyxy'], batch['label'])
         parts = {'loss_det': loss.detach(), **parts}
+        for name, value in auxiliary.items():
+            loss = loss + value
+            parts[f'loss_{name}'] = value.detach()
         if sr is not None:
             target = batch['image_hr'][:, model.bands]
             if target.shape[-2:] != sr.shape[-2:]:
@@ -455,7 +493,7 @@ class SuperYOLOTask(PluginTask):
 
     def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE)
         model.eval()
         with torch.no_grad():
             terms, raw = self.compute_loss(batch, model)
@@ -537,6 +575,7 @@ class GHOSTTask(SuperYOLOTask):
     #: No inference engine: folding batch norms into the quantised convolutions
     #: would change what they quantise.
     engines: tuple[str, ...] = ()
+    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
 
     def __init__(
         self,
@@ -585,12 +624,15 @@ class GHOSTTask(SuperYOLOTask):
         """Build the teacher, the quantised student, the OST module and the EMA."""
         h = self.hparams
         teacher = self.build_model()
+        assert isinstance(teacher, SuperYOLO)  # GHOST quantises SuperYOLO only
         if h['teacher']:
             teacher.load_state_dict(_load_state_dict(h['teacher']), strict=False)
         teacher.sr = None
         student = copy.deepcopy(teacher)
         if h['super_resolution']:
-            student.sr = self.build_model().sr
+            fresh = self.build_model()
+            assert isinstance(fresh, SuperYOLO)
+            student.sr = fresh.sr
         if h['weights']:
             student.load_state_dict(_load_state_dict(h['weights']), strict=False)
         self.bit_widths = quantize_superyolo(
@@ -686,6 +728,24 @@ class GHOSTTask(SuperYOLOTask):
             'fp32_size_mb': r.fp32_size_mb,
             'gbops': r.gbops,
         }
+
+
+def _head(model: nn.Module) -> Detect:
+    """The anchor head of a SuperYOLO-family detector (its loss is built from it).
+
+    Args:
+        model: A SuperYOLO or SeaDATE.
+
+    Returns:
+        Its :class:`~torchgeo_ext.models.superyolo.Detect` head.
+
+    Raises:
+        TypeError: If the model has no such head.
+    """
+    detect = getattr(model, 'detect', None)
+    if not isinstance(detect, Detect):
+        raise TypeError(f'{type(model).__name__} has no SuperYOLO Detect head')
+    return detect
 
 
 def _layer_channels(model: SuperYOLO, names: Sequence[str]) -> list[int]:
