@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -148,7 +149,7 @@ def bsdm_default_run(tmp: Path) -> None:
     )
 
 
-def bsdm_batches(size: int, mini: int, seeds: int) -> None:
+def bsdm_batches(size: int, minis: list[int], seeds: int) -> None:
     """Rank AUC of the full batch against mini-batches on the benchmark scenes."""
     import torch
 
@@ -163,12 +164,14 @@ def bsdm_batches(size: int, mini: int, seeds: int) -> None:
     print(
         f'{size} x {size} scenes, 500 steps, {seeds} seeds: rank AUC mean (min-max)\n'
     )
-    print(f'| scene | RX | BSDM full batch (authors) | BSDM mini-batch {mini} |')
-    print('| --- | --- | --- | --- |')
+    heads = ''.join(f' BSDM mini-batch {mini} |' for mini in minis)
+    print(f'| scene | RX | BSDM full batch (authors) |{heads}')
+    print('| --- | --- | --- |' + ' --- |' * len(minis))
     for name, (scene, mask) in semi_real_scenes(size).items():
         x = torch.as_tensor(scene, dtype=torch.float32)
         cells = []
-        for batch in ('full', mini):
+        batches: list[int | Literal['full']] = ['full', *minis]
+        for batch in batches:
             values = [
                 auc_d_f(bsdm_scores(x, seed=s, batch_size=batch), mask)
                 for s in range(seeds)
@@ -202,7 +205,7 @@ def main() -> None:
     parser.add_argument('--methods', nargs='+', default=['rx', 'lrx', 'crd'])
     parser.add_argument('--large-rows', type=int, default=8192)
     parser.add_argument('--bsdm-size', type=int, default=24)
-    parser.add_argument('--bsdm-mini', type=int, default=256)
+    parser.add_argument('--bsdm-mini', type=int, nargs='+', default=[256])
     parser.add_argument('--seeds', type=int, default=2)
     parser.add_argument('--tmp', type=Path, default=None)
     args = parser.parse_args()

@@ -27,9 +27,11 @@ from torchgeo_ext.datasets.fyh import FYH
 from torchgeo_ext.datasets.had100 import HAD100
 from torchgeo_ext.datasets.hotc import HOTC
 from torchgeo_ext.datasets.houston2013 import Houston2013
+from torchgeo_ext.datasets.hrsid import HRSID
 from torchgeo_ext.datasets.llvip import LLVIP
 from torchgeo_ext.datasets.mfnet import MFNet
 from torchgeo_ext.datasets.muufl import MUUFL
+from torchgeo_ext.datasets.sar_aircraft import SARAircraft
 from torchgeo_ext.datasets.ssdd import SSDD
 from torchgeo_ext.datasets.trento import Trento
 from torchgeo_ext.datasets.vedai import VEDAI
@@ -54,6 +56,8 @@ DATASETS: dict[str, Callable[[], Any]] = {
     'fmb': lambda: FMB(DATA / 'fmb'),
     'llvip': lambda: LLVIP(DATA / 'llvip', split='test'),
     'ssdd': lambda: SSDD(DATA / 'ssdd', bbox_orientation='oriented'),
+    'hrsid': lambda: HRSID(DATA / 'hrsid', split='test', bbox_orientation='oriented'),
+    'sar_aircraft': lambda: SARAircraft(DATA / 'sar_aircraft', split='val'),
 }
 
 

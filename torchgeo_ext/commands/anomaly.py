@@ -104,6 +104,14 @@ def add_parser(subparsers: Any) -> None:
         '256 x 256 scene: about 12 minutes and 3 GB on 2 CPU cores). The AUC of '
         'each setting on the benchmark scenes: docs/models/anomaly.md',
     )
+    parser.add_argument(
+        '--fit-pixels',
+        type=positive_int,
+        metavar='N',
+        help='bsdm: most valid pixels the model is fitted on, a seeded sample drawn '
+        'while the scene streams (default: 65536; a scene with fewer is fitted on '
+        'whole, as in memory)',
+    )
     parser.add_argument('--seed', type=non_negative_int, help='bsdm/sap random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
     parser.set_defaults(
@@ -141,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         if args.batch_size is not None:
             raise _option_error('--full-batch and --batch-size exclude each other')
         args.batch_size = 'full'
-    for name in ('iterations', 'seed', 'batch_size'):
+    for name in ('iterations', 'seed', 'batch_size', 'fit_pixels'):
         if getattr(args, name) is not None:
             methods = ('bsdm', 'sap') if name == 'seed' else ('bsdm',)
             if args.method not in methods:
@@ -206,10 +214,11 @@ def _anomaly(
 
 #: Said before BSDM starts, since its default takes minutes on a CPU: the cost and the faster settings.
 _BSDM_COST = (
-    'note: bsdm fits itself on the scene first (500 steps of up to 4096 pixels by '
-    'default): a 256 x 256 x 50 scene took 10 minutes of CPU time and 1 GB above '
-    'the imports on our 2 shared CPU cores (benchmarks/anomaly_scale.md); '
-    'faster: --iterations 100 or --batch-size 1024; --progress shows the time left'
+    'note: bsdm fits itself on the scene first (500 steps of up to 4096 pixels of '
+    'a sample of up to 65536 by default): a 256 x 256 x 50 scene took 10 minutes '
+    'of CPU time and 1 GB above the imports on our 2 shared CPU cores '
+    '(benchmarks/anomaly_scale.md); faster: --iterations 100 or --batch-size 1024; '
+    '--progress shows the time left'
 )
 
 

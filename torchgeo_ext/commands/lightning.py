@@ -236,18 +236,49 @@ def run_lightning(argv: list[str]) -> int:
             or its weights do not fit the model.
     """
     import torchgeo
-    import torchgeo.main  # (registers TorchGeo's classes, as `torchgeo` does)
-    from lightning.pytorch import Trainer
-    from lightning.pytorch.cli import LightningCLI
     from torchgeo.datamodules import BaseDataModule
-    from torchgeo.datasets import DatasetNotFoundError
     from torchgeo.tasks import BaseTask
+
+    _load_plugin_classes()
+    found = _from_configs(argv)
+    ckpt = found.get('ckpt_path')
+    if ckpt is not None and ckpt not in _SPECIAL_CKPT:
+        check_checkpoint(ckpt, found.get('model'))
+    state: dict[str, Any] = {}
+    os.environ.update(_RASTERIO_ENV)
+    # The arguments are the command line's own: Lightning's warning about
+    # passing both does not apply.
+    warnings.filterwarnings(
+        'ignore',
+        message="LightningCLI's args parameter is intended",
+        category=UserWarning,
+    )
+    try:
+        _cli_remembering_log_dir(state)(
+            model_class=BaseTask,
+            datamodule_class=BaseDataModule,
+            seed_everything_default=0,
+            parser_kwargs={'version': torchgeo.__version__},
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            save_config_kwargs={'overwrite': True},
+            args=argv,
+        )
+    except BaseException as error:
+        _remove_failed_log_dir(state)
+        reported = _user_error(error, ckpt)
+        if reported is not None:
+            raise reported from error
+        raise
+    return 0
+
+
+def _load_plugin_classes() -> None:
+    """Import TorchGeo's and this library's tasks and data modules for jsonargparse."""
+    import torchgeo.main  # noqa: F401  (registers TorchGeo's classes, as `torchgeo` does)
 
     import torchgeo_ext.datamodules
     import torchgeo_ext.trainers
-
-    from ..errors import InvalidInputError, MissingInputError
-    from ..export.checkpoint_io import use_atomic_checkpoints
 
     # The packages export lazily: resolve every name so that jsonargparse sees
     # each subclass (configs may name them by short class name).
@@ -255,12 +286,17 @@ def run_lightning(argv: list[str]) -> int:
         for name in package.__all__:
             getattr(package, name)
 
-    found = _from_configs(argv)
-    ckpt = found.get('ckpt_path')
-    if ckpt is not None and ckpt not in _SPECIAL_CKPT:
-        check_checkpoint(ckpt, found.get('model'))
 
-    state: dict[str, Any] = {}
+def _cli_remembering_log_dir(state: dict[str, Any]) -> type[Any]:
+    """TorchGeo's LightningCLI, with atomic checkpoints, noting the log folder in ``state``.
+
+    ``state`` receives ``log_dir``, whether it ``existed`` and the ``new_parents``
+    a run creates, for :func:`_remove_failed_log_dir`.
+    """
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.cli import LightningCLI
+
+    from ..export.checkpoint_io import use_atomic_checkpoints
 
     class CLI(LightningCLI):
         """TorchGeo's LightningCLI, remembering where the trainer logs."""
@@ -281,44 +317,39 @@ def run_lightning(argv: list[str]) -> int:
                     ]
             return trainer
 
-    os.environ.update(_RASTERIO_ENV)
-    # The arguments are the command line's own: Lightning's warning about
-    # passing both does not apply.
-    warnings.filterwarnings(
-        'ignore',
-        message="LightningCLI's args parameter is intended",
-        category=UserWarning,
-    )
-    try:
-        CLI(
-            model_class=BaseTask,
-            datamodule_class=BaseDataModule,
-            seed_everything_default=0,
-            parser_kwargs={'version': torchgeo.__version__},
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_kwargs={'overwrite': True},
-            args=argv,
+    return CLI
+
+
+def _user_error(error: BaseException, ckpt: str | None) -> BaseException | None:
+    """The one-line input error a failed run is the user's, or None if it is not.
+
+    Args:
+        error: What LightningCLI raised.
+        ckpt: The checkpoint of the run, if any.
+
+    Returns:
+        The error to raise instead, or None to raise ``error`` as it is.
+    """
+    from torchgeo.datasets import DatasetNotFoundError
+
+    from ..errors import InvalidInputError, MissingInputError
+
+    cause = _input_error_cause(error)
+    if cause is not None:
+        # jsonargparse wraps errors of the classes it instantiates
+        # (e.g. a prediction writer's output folder): report the cause.
+        return cause
+    if isinstance(error, DatasetNotFoundError):
+        root = getattr(error, 'root', None)
+        return MissingInputError(root, _first_line(error))
+    if (
+        isinstance(error, RuntimeError)
+        and 'loading state_dict' in str(error)
+        and ckpt is not None
+    ):
+        return InvalidInputError(
+            ckpt,
+            'its weights do not fit the model of the config '
+            f'({_first_line(error)}); was it trained with other model options?',
         )
-    except BaseException as error:
-        _remove_failed_log_dir(state)
-        cause = _input_error_cause(error)
-        if cause is not None:
-            # jsonargparse wraps errors of the classes it instantiates
-            # (e.g. a prediction writer's output folder): report the cause.
-            raise cause from error
-        if isinstance(error, DatasetNotFoundError):
-            root = getattr(error, 'root', None)
-            raise MissingInputError(root, _first_line(error)) from error
-        if (
-            isinstance(error, RuntimeError)
-            and 'loading state_dict' in str(error)
-            and ckpt is not None
-        ):
-            raise InvalidInputError(
-                ckpt,
-                'its weights do not fit the model of the config '
-                f'({_first_line(error)}); was it trained with other model options?',
-            ) from error
-        raise
-    return 0
+    return None

@@ -14,10 +14,12 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .had100 import HAD100DataModule
     from .hotc import HOTCDataModule
     from .houston2013 import Houston2013DataModule
+    from .hrsid import HRSIDDataModule
     from .hsi_lidar import HSILiDARDataModule
     from .llvip import LLVIPDataModule
     from .mfnet import MFNetDataModule
     from .muufl import MUUFLDataModule
+    from .sar_aircraft import SARAircraftDataModule
     from .ssdd import SSDDDataModule
     from .trento import TrentoDataModule
     from .vedai import VEDAIDataModule
@@ -32,12 +34,14 @@ _EXPORTS: dict[str, str] = {
     'GeoSegmentationDataModule': 'torchgeo_ext.datamodules.geo',
     'HAD100DataModule': 'torchgeo_ext.datamodules.had100',
     'HOTCDataModule': 'torchgeo_ext.datamodules.hotc',
+    'HRSIDDataModule': 'torchgeo_ext.datamodules.hrsid',
     'HSILiDARDataModule': 'torchgeo_ext.datamodules.hsi_lidar',
     'Houston2013DataModule': 'torchgeo_ext.datamodules.houston2013',
     'LLVIPDataModule': 'torchgeo_ext.datamodules.llvip',
     'MFNetDataModule': 'torchgeo_ext.datamodules.mfnet',
     'MUUFLDataModule': 'torchgeo_ext.datamodules.muufl',
     'Normalisation': 'torchgeo_ext.datamodules.geo',
+    'SARAircraftDataModule': 'torchgeo_ext.datamodules.sar_aircraft',
     'SSDDDataModule': 'torchgeo_ext.datamodules.ssdd',
     'TrentoDataModule': 'torchgeo_ext.datamodules.trento',
     'VEDAIDataModule': 'torchgeo_ext.datamodules.vedai',

@@ -464,10 +464,6 @@ class _GeoObjectsDataModule(GeoDataModule):
             patch_size=patch_size,
             num_workers=num_workers,
         )
-        if isinstance(images, str | os.PathLike):
-            images = [images]
-        if not images:
-            raise ValueError('images needs at least one modality')
         _check_splits(val_split, test_split)
         #: Patch side in pixels of the first modality.
         self.patch = int(patch_size)
@@ -479,7 +475,45 @@ class _GeoObjectsDataModule(GeoDataModule):
         self.jitter = jitter
         self.augment = augment
         self.seed = seed
+        self._read_inputs(
+            images,
+            modality_names,
+            normalisation,
+            labels,
+            class_column=class_column,
+            classes=classes,
+            min_visible=min_visible,
+            point_size=point_size,
+        )
+        self._split(grid_cell_size)
+        self._configure_batches()
 
+    def _read_inputs(
+        self,
+        images: Sequence[str | os.PathLike[str] | Sequence[str]],
+        modality_names: Sequence[str] | None,
+        normalisation: NormalisationArg,
+        labels: str | os.PathLike[str] | Sequence[str],
+        **label_options: Any,
+    ) -> None:
+        """Open the modalities and the labels, check them, intersect them.
+
+        Sets the files, band layout, classes, dataset and normalisation.
+
+        Args:
+            images: One entry per modality (see ``__init__``).
+            modality_names: Names of the modalities, or None.
+            normalisation: The normalisation argument (see ``__init__``).
+            labels: Vector file(s) or folder.
+            **label_options: More arguments of :class:`VectorObjects`.
+
+        Raises:
+            ValueError: If there is no modality.
+        """
+        if isinstance(images, str | os.PathLike):
+            images = [images]
+        if not images:
+            raise ValueError('images needs at least one modality')
         self.image_files = [_modality_files(entry) for entry in images]
         #: Band indices of each modality in ``image``.
         self.modalities = _modality_bands(self.image_files, modality_names)
@@ -488,13 +522,7 @@ class _GeoObjectsDataModule(GeoDataModule):
         rasters, footprint = _open_rasters(self.image_files)
         first = rasters[0]
         self.labels = VectorObjects(
-            labels,
-            class_column=class_column,
-            classes=classes,
-            crs=first.crs,
-            res=first.res,
-            min_visible=min_visible,
-            point_size=point_size,
+            labels, crs=first.crs, res=first.res, **label_options
         )
         _check_labels_overlap(self.labels, footprint, self.image_files[0][0])
         #: Class names by id.
@@ -507,8 +535,6 @@ class _GeoObjectsDataModule(GeoDataModule):
         self.normalisation = _resolve_normalisation(
             normalisation, self.image_files, self.in_channels
         )
-        self._split(grid_cell_size)
-        self._configure_batches()
 
     def _configure_batches(self) -> None:
         """Set ``collate_fn``, ``aug`` and ``train_aug`` (per task)."""

@@ -13,12 +13,14 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .had100 import HAD100
     from .hotc import HOTC
     from .houston2013 import Houston2013
+    from .hrsid import HRSID
     from .hsi_lidar import HSILiDARDataset
     from .hyperspectral import HyperspectralScene
     from .intersection import StackedIntersectionDataset, intersect
     from .llvip import LLVIP
     from .mfnet import MFNet
     from .muufl import MUUFL
+    from .sar_aircraft import SARAircraft
     from .ssdd import SSDD
     from .trento import Trento
     from .vector import VectorObjects
@@ -33,11 +35,13 @@ _EXPORTS: dict[str, str] = {
     'FYHScenes': 'torchgeo_ext.datasets.fyh',
     'HAD100': 'torchgeo_ext.datasets.had100',
     'HOTC': 'torchgeo_ext.datasets.hotc',
+    'HRSID': 'torchgeo_ext.datasets.hrsid',
     'HSILiDARDataset': 'torchgeo_ext.datasets.hsi_lidar',
     'Houston2013': 'torchgeo_ext.datasets.houston2013',
     'LLVIP': 'torchgeo_ext.datasets.llvip',
     'MFNet': 'torchgeo_ext.datasets.mfnet',
     'MUUFL': 'torchgeo_ext.datasets.muufl',
+    'SARAircraft': 'torchgeo_ext.datasets.sar_aircraft',
     'SSDD': 'torchgeo_ext.datasets.ssdd',
     'Trento': 'torchgeo_ext.datasets.trento',
     'HyperspectralScene': 'torchgeo_ext.datasets.hyperspectral',

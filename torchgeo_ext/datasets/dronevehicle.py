@@ -162,7 +162,25 @@ class DroneVehicle(PairedDetectionDataset):
         self.dtype = dtype
         self.modalities = layout
 
-        split_dir = os.path.join(self.root, split)
+        self._find_layout(os.path.join(self.root, split))
+        #: Per-file counts of dropped objects, ``{file: {reason: count}}``.
+        self.skipped: AnnotationCounts = {}
+        #: Per-file counts of objects kept after a repair (clipped corners).
+        self.repaired: AnnotationCounts = {}
+        #: File stems of the images, in sample order.
+        self.stems: list[str] = []
+        self._paths: list[dict[str, str]] = []
+        self._crop: list[bool] = []
+        self._boxes: list[Tensor] = []
+        self._labels: list[Tensor] = []
+        self._xyxy: list[Tensor] = []
+        for name in self._image_names():
+            self._index_image(name)
+        warn_annotation_issues('DroneVehicle', self.skipped, self.repaired)
+
+    def _find_layout(self, split_dir: str) -> None:
+        """Find the split's layout (official XML or DOTA text) and its folders."""
+        split = self.split
         xml_dirs = {
             'rgb': os.path.join(split_dir, f'{split}img'),
             'ir': os.path.join(split_dir, f'{split}imgr'),
@@ -175,22 +193,19 @@ class DroneVehicle(PairedDetectionDataset):
             #: ``'xml'`` (official release) or ``'dota'`` (text labels).
             self.layout: Literal['xml', 'dota'] = 'xml'
             self.image_dirs = xml_dirs
-            suffix = 'r' if label_source == 'ir' else ''
+            suffix = 'r' if self.label_source == 'ir' else ''
             self.label_dir = os.path.join(split_dir, f'{split}label{suffix}')
             self.label_ext = '.xml'
         elif any(os.path.isdir(d) for d in dota_dirs.values()):
             self.layout = 'dota'
             self.image_dirs = dota_dirs
-            self.label_dir = os.path.join(split_dir, label_source, 'labels')
+            self.label_dir = os.path.join(split_dir, self.label_source, 'labels')
             self.label_ext = '.txt'
         else:
             raise DatasetNotFoundError(self)
 
-        #: Per-file counts of dropped objects, ``{file: {reason: count}}``.
-        self.skipped: AnnotationCounts = {}
-        #: Per-file counts of objects kept after a repair (clipped corners).
-        self.repaired: AnnotationCounts = {}
-
+    def _image_names(self) -> list[str]:
+        """The image files of the first modality, sorted; none is an error."""
         first = next(iter(self.modalities))
         listing = (
             os.listdir(self.image_dirs[first])
@@ -200,39 +215,34 @@ class DroneVehicle(PairedDetectionDataset):
         names = sorted(f for f in listing if f.lower().endswith(_IMAGE_EXTENSIONS))
         if not names:
             raise DatasetNotFoundError(self)
-        #: File stems of the images, in sample order.
-        self.stems: list[str] = []
-        self._paths: list[dict[str, str]] = []
-        self._crop: list[bool] = []
-        self._boxes: list[Tensor] = []
-        self._labels: list[Tensor] = []
-        self._xyxy: list[Tensor] = []
-        for name in names:
-            stem = os.path.splitext(name)[0]
-            paths = {m: self._find_partner(stem, name, m) for m in self.modalities}
-            width, height = image_size(paths.values())
-            crop = self._has_border(width, height)
-            if crop:
-                width, height = width - 2 * self.border, height - 2 * self.border
-            label_path = os.path.join(self.label_dir, stem + self.label_ext)
-            if not os.path.isfile(label_path):
-                raise MissingInputError(
-                    label_path, f'no {label_source} annotation file for image {name}'
-                )
-            if self.layout == 'xml':
-                names_, corners = self._parse_xml(label_path)
-            else:
-                names_, corners = self._parse_dota(label_path)
-            if crop:
-                corners = corners - self.border
-            boxes, labels = self._finish(label_path, names_, corners, width, height)
-            self.stems.append(stem)
-            self._paths.append(paths)
-            self._crop.append(crop)
-            self._boxes.append(boxes)
-            self._xyxy.append(poly_to_xyxy(boxes))
-            self._labels.append(labels)
-        warn_annotation_issues('DroneVehicle', self.skipped, self.repaired)
+        return names
+
+    def _index_image(self, name: str) -> None:
+        """Find an image's partners and annotation, read its boxes, record it."""
+        stem = os.path.splitext(name)[0]
+        paths = {m: self._find_partner(stem, name, m) for m in self.modalities}
+        width, height = image_size(paths.values())
+        crop = self._has_border(width, height)
+        if crop:
+            width, height = width - 2 * self.border, height - 2 * self.border
+        label_path = os.path.join(self.label_dir, stem + self.label_ext)
+        if not os.path.isfile(label_path):
+            raise MissingInputError(
+                label_path, f'no {self.label_source} annotation file for image {name}'
+            )
+        if self.layout == 'xml':
+            names_, corners = self._parse_xml(label_path)
+        else:
+            names_, corners = self._parse_dota(label_path)
+        if crop:
+            corners = corners - self.border
+        boxes, labels = self._finish(label_path, names_, corners, width, height)
+        self.stems.append(stem)
+        self._paths.append(paths)
+        self._crop.append(crop)
+        self._boxes.append(boxes)
+        self._xyxy.append(poly_to_xyxy(boxes))
+        self._labels.append(labels)
 
     def _has_border(self, width: int, height: int) -> bool:
         """Whether an image of this size gets its border removed."""

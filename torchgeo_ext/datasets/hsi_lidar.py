@@ -202,17 +202,7 @@ class HSILiDARDataset(NonGeoDataset):
         self.sources: dict[str, str] = {}
         hsi, lidar, train, test = self._load()
         #: What was applied to the raw bands: ``(raw - offset) / scale``.
-        self.normalisation: dict[str, list[float]] = {
-            'offset': [0.0] * (len(hsi) + len(lidar)),
-            'scale': [1.0] * (len(hsi) + len(lidar)),
-        }
-        if normalize:
-            offsets, scales = minmax_normalize(hsi)
-            lidar_offsets, lidar_scales = minmax_normalize(lidar)
-            self.normalisation = {
-                'offset': offsets + lidar_offsets,
-                'scale': scales + lidar_scales,
-            }
+        self.normalisation: dict[str, list[float]] = self._normalise(hsi, lidar)
         self.modalities: dict[str, list[int]] = {
             'hsi': list(range(hsi.shape[0])),
             'lidar': list(range(hsi.shape[0], hsi.shape[0] + lidar.shape[0])),
@@ -226,12 +216,29 @@ class HSILiDARDataset(NonGeoDataset):
         self.rows = rows.astype(np.int64)
         self.cols = cols.astype(np.int64)
         self.labels = labels[rows, cols].astype(np.int64)
+        self._pad_scene(image)
+
+    def _normalise(
+        self, hsi: NDArray[Any], lidar: NDArray[Any]
+    ) -> dict[str, list[float]]:
+        """Min-max scale the bands in place if asked; return offsets and scales."""
+        if not self.normalize:
+            return {
+                'offset': [0.0] * (len(hsi) + len(lidar)),
+                'scale': [1.0] * (len(hsi) + len(lidar)),
+            }
+        offsets, scales = minmax_normalize(hsi)
+        lidar_offsets, lidar_scales = minmax_normalize(lidar)
+        return {'offset': offsets + lidar_offsets, 'scale': scales + lidar_scales}
+
+    def _pad_scene(self, image: NDArray[np.float32]) -> None:
+        """Keep a padded copy of the scene for patches, and the scene as a view of it."""
+        patch_size = self.patch_size
         half = patch_size // 2
         pad = ((0, 0), (half, patch_size - 1 - half), (half, patch_size - 1 - half))
-        self._padded: NDArray[np.float32] = np.pad(image, pad, mode=padding)  # type: ignore[call-overload]
+        self._padded: NDArray[np.float32] = np.pad(image, pad, mode=self.padding)  # type: ignore[call-overload]
         # The scene is a view into the padded copy: one copy of the cube in memory.
         h, w = image.shape[1:]
-        del image
         self.image: NDArray[np.float32] = self._padded[
             :, half : half + h, half : half + w
         ]

@@ -14,6 +14,7 @@ from torch import Tensor
 from ..errors import InvalidInputError, MissingInputError
 from ..ops.obb import poly_to_xyxy
 from .detection import (
+    _CONVERTIBLE_MODES,
     AnnotationCounts,
     PairedDetectionDataset,
     check_sample_options,
@@ -55,6 +56,10 @@ def read_amplitude(path: str, dtype: str = 'float32') -> Tensor:
             wide = np.asarray(img) if mode in _WIDE_MODES else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInputError(path, f'cannot decode image ({error})') from error
+    if wide is None and mode not in _CONVERTIBLE_MODES:
+        raise InvalidInputError(
+            path, f'expected an 8-bit or 16-bit integer image, got mode {mode}'
+        )
     if wide is None:
         view = decode_image(path, 1)
         return view.to(torch.uint8 if dtype == 'uint8' else torch.float32, copy=True)
@@ -102,11 +107,7 @@ def clip_objects(
 
 
 def map_names(
-    path: str,
-    names: Sequence[str],
-    classes: Sequence[str],
-    aliases: dict[str, str],
-    skipped: AnnotationCounts,
+    path: str, names: Sequence[str], classes: Sequence[str], skipped: AnnotationCounts
 ) -> tuple[list[int], list[int]]:
     """Map object names to labels; unknown names are dropped and counted.
 
@@ -114,7 +115,6 @@ def map_names(
         path: The annotation file, for the counts.
         names: Object names from the file.
         classes: Class names, in label order.
-        aliases: Spellings of class names found in the files, mapped to them.
         skipped: Per-file counts of dropped objects (updated).
 
     Returns:
@@ -122,10 +122,9 @@ def map_names(
     """
     keep: list[int] = []
     labels: list[int] = []
-    for i, raw in enumerate(names):
-        name = aliases.get(raw, raw)
+    for i, name in enumerate(names):
         if name not in classes:
-            count_issue(skipped, path, f'unknown_name ({raw})')
+            count_issue(skipped, path, f'unknown_name ({name})')
             continue
         keep.append(i)
         labels.append(classes.index(name))
@@ -140,8 +139,6 @@ class SARDetectionDataset(PairedDetectionDataset):
     :func:`read_amplitude` (8-bit or 16-bit).
     """
 
-    #: Spellings of class names in the files, mapped to :attr:`classes`.
-    aliases: ClassVar[dict[str, str]] = {}
     classes: ClassVar[list[str]]
     _paths: list[str]
 
@@ -197,9 +194,7 @@ class SARDetectionDataset(PairedDetectionDataset):
                 when oriented).
             size: ``(width, height)`` of the image.
         """
-        keep, labels = map_names(
-            source, names, self.classes, self.aliases, self.skipped
-        )
+        keep, labels = map_names(source, names, self.classes, self.skipped)
         corners = corners[keep]
         xyxy = (
             poly_to_xyxy(corners) if self.bbox_orientation == 'oriented' else xyxy[keep]

@@ -18,6 +18,7 @@ import shapely
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 from pyproj import CRS
 from rasterio.transform import Affine
 from torch import Tensor
@@ -84,6 +85,29 @@ def _polygonal_part(geometry: Any) -> Any:
         if polygons:
             return shapely.MultiPolygon(polygons).buffer(0)
     return None
+
+
+def _rasterize_objects(
+    pixel_geometries: NDArray[Any],
+    labels: NDArray[np.int64],
+    visible: NDArray[np.float64],
+    height: int,
+    width: int,
+) -> NDArray[np.int64]:
+    """The mask of objects in pixel coordinates: ``label + 1``, 0 for background.
+
+    Where objects overlap, the one with the smaller visible area is drawn last (on top).
+    """
+    if not len(pixel_geometries):
+        return np.zeros((height, width), dtype=np.int64)
+    order = np.argsort(-visible, kind='stable')
+    shapes = [
+        (geom, int(lab) + 1)
+        for geom, lab in zip(pixel_geometries[order], labels[order], strict=True)
+    ]
+    return rasterio.features.rasterize(
+        shapes, out_shape=(height, width), transform=Affine.identity(), dtype='int32'
+    ).astype(np.int64)
 
 
 def _to_pixels(
@@ -266,20 +290,35 @@ class VectorObjects(GeoDataset):
         files = self._vector_files()
         if not files:
             raise DatasetNotFoundError(self)
+        self._source = self._read_all(files, crs)
+        self.class_to_id = self._class_ids(classes)
+        self.classes = self._class_names()
+        ids = [self.class_to_id[v] for v in self._source['value']]
+        self._source['label'] = np.asarray(ids, dtype=np.int64)
+        self._warn_counts()
+        if res is not None:
+            self._res = (
+                (float(res), float(res))
+                if isinstance(res, int | float)
+                else (float(res[0]), float(res[1]))
+            )
+        self._build(self._source.crs)
+
+    def _read_all(self, files: list[str], crs: CRS | None) -> gpd.GeoDataFrame:
+        """Read every file, warn of those with no usable object, reproject, concat."""
         read = {path: self._read(path) for path in files}
         frames = [f for f in read.values() if f is not None]
         if not frames:
             raise _no_objects(files, self.skipped)
         for path in (p for p, f in read.items() if f is None):
-            warnings.warn(f'{path}: no usable objects', UserWarning, stacklevel=2)
+            # stacklevel: this method, __init__, then the caller who named the file
+            warnings.warn(f'{path}: no usable objects', UserWarning, stacklevel=3)
         target = CRS.from_user_input(crs) if crs is not None else frames[0].crs
         objects = pd.concat([f.to_crs(target) for f in frames], ignore_index=True)
-        self._source = gpd.GeoDataFrame(objects, geometry='geometry', crs=target)
-        self.class_to_id = self._class_ids(classes)
-        self.classes = self._class_names()
-        ids = [self.class_to_id[v] for v in self._source['value']]
-        self._source['label'] = np.asarray(ids, dtype=np.int64)
+        return gpd.GeoDataFrame(objects, geometry='geometry', crs=target)
 
+    def _warn_counts(self) -> None:
+        """Warn once with the totals of skipped and repaired objects, if any."""
         totals = total_counts(self.skipped) | {
             f'repaired {k}': v for k, v in total_counts(self.repaired).items()
         }
@@ -288,16 +327,8 @@ class VectorObjects(GeoDataset):
             warnings.warn(
                 f'VectorObjects: {detail} (per file in `.skipped` / `.repaired`)',
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-
-        if res is not None:
-            self._res = (
-                (float(res), float(res))
-                if isinstance(res, int | float)
-                else (float(res[0]), float(res[1]))
-            )
-        self._build(target)
 
     # -- reading ------------------------------------------------------------------
 
@@ -554,22 +585,9 @@ class VectorObjects(GeoDataset):
         else:
             xyxy = torch.zeros((0, 4), dtype=torch.float64)
 
-        mask = np.zeros((height, width), dtype=np.int64)
-        if present.any():
-            order = np.argsort(-visible[present], kind='stable')
-            shapes = [
-                (geom, int(lab) + 1)
-                for geom, lab in zip(
-                    clipped[present][order], labels[present][order], strict=True
-                )
-            ]
-            mask = rasterio.features.rasterize(
-                shapes,
-                out_shape=(height, width),
-                transform=Affine.identity(),
-                dtype='int32',
-            ).astype(np.int64)
-
+        mask = _rasterize_objects(
+            clipped[present], labels[present], visible[present], height, width
+        )
         bounds, transform = query_georeference(self, index)
         sample: Sample = {
             'bbox_xyxy': xyxy.float(),

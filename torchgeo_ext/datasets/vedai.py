@@ -164,20 +164,11 @@ class VEDAI(PairedDetectionDataset):
             InvalidInputError: If a folds file or annotation line is malformed
                 or has an unknown class id.
         """
-        if split not in self.splits:
-            raise ValueError(f'split must be one of {self.splits}, got {split!r}')
-        if not 1 <= int(fold) <= 10:
-            raise ValueError(f'fold must be 1 to 10, got {fold!r}')
-        if resolution not in self.resolutions:
-            raise ValueError(
-                f'resolution must be one of {self.resolutions}, got {resolution!r}'
-            )
+        self._check_options(split, fold, resolution, classes)
         layout = stacked_band_indices(
             modalities,
             {name: bands for name, (_, bands) in self.modality_files.items()},
         )
-        if classes not in ('superyolo', 'original'):
-            raise ValueError(f"classes must be 'superyolo' or 'original': {classes!r}")
         check_sample_options(dtype, bbox_orientation)
 
         self.root = os.fspath(root)
@@ -215,6 +206,22 @@ class VEDAI(PairedDetectionDataset):
             self._labels.append(labels)
             self._xyxy.append(xyxy)
         warn_annotation_issues('VEDAI', self.skipped, self.repaired)
+
+    @classmethod
+    def _check_options(
+        cls, split: str, fold: int, resolution: int, classes: str
+    ) -> None:
+        """Raise ValueError for an unknown split, fold, resolution or class set."""
+        if split not in cls.splits:
+            raise ValueError(f'split must be one of {cls.splits}, got {split!r}')
+        if not 1 <= int(fold) <= 10:
+            raise ValueError(f'fold must be 1 to 10, got {fold!r}')
+        if resolution not in cls.resolutions:
+            raise ValueError(
+                f'resolution must be one of {cls.resolutions}, got {resolution!r}'
+            )
+        if classes not in ('superyolo', 'original'):
+            raise ValueError(f"classes must be 'superyolo' or 'original': {classes!r}")
 
     def _image_path(self, image_id: str, modality: str) -> str:
         suffix = self.modality_files[modality][0]

@@ -78,12 +78,7 @@ def run_demo(
     Returns:
         The paths written and each method's ROC AUC.
     """
-    import rasterio
-    import torch
-
     from ..export.outputs import check_outputs, directory_output
-    from ..metrics.anomaly import auc_d_f
-    from ..pipelines.anomaly import anomaly_raster
     from .output import demo_output_dir
     from .scene import make_demo_scene
 
@@ -98,49 +93,80 @@ def run_demo(
     )
     score_maps: dict[str, NDArray[np.float32]] = {}
     for method in methods:
-        vector = out / f'{method}_anomalies.gpkg' if method == 'rx' else None
-        options: dict[str, Any] = {}
-        if method == 'bsdm':
-            options = {
-                'seed': seed,
-                'iterations': DEMO_BSDM_ITERATIONS,
-                'batch_size': DEMO_BSDM_PIXELS,
-            }
-        start = time.perf_counter()
-        # BSDM's small per-step matrices run several times slower on two
-        # contending threads than on one (10 steps: 13 s against 2 s).
-        threads = torch.get_num_threads()
-        if method == 'bsdm':
-            torch.set_num_threads(1)
-        try:
-            written = anomaly_raster(
-                scene,
-                out / f'{method}_scores.tif',
-                method=method,
-                vector=vector,
-                threshold=threshold,
-                **options,
-            )
-        finally:
-            torch.set_num_threads(threads)
-        seconds = time.perf_counter() - start
-        with rasterio.open(written.scores) as src:
-            scores = src.read(1)
-        score_maps[method] = scores
-        result.methods.append(
-            MethodResult(
-                method=method,
-                scores=written.scores,
-                auc=auc_d_f(scores, truth),
-                seconds=seconds,
-                vector=written.vector,
-                regions=written.regions,
-            )
+        scored, score_maps[method] = _run_method(
+            method, scene, truth, out, seed=seed, threshold=threshold
         )
-
+        result.methods.append(scored)
     _write_table(result.table, result.methods)
     _write_quicklook(result.quicklook, scene, truth, score_maps, result.methods)
     return result
+
+
+def _run_method(
+    method: str,
+    scene: Path,
+    truth: NDArray[np.bool_],
+    out: Path,
+    *,
+    seed: int,
+    threshold: float,
+) -> tuple[MethodResult, NDArray[np.float32]]:
+    """Run one method over the scene, timed; read back its scores and rate them.
+
+    Args:
+        method: The detection method.
+        scene: The scene GeoTIFF.
+        truth: The implanted targets.
+        out: Output directory.
+        seed: Seed of a learned method.
+        threshold: Score quantile above which RX pixels become polygons.
+
+    Returns:
+        The method's result and its score map.
+    """
+    import rasterio
+    import torch
+
+    from ..metrics.anomaly import auc_d_f
+    from ..pipelines.anomaly import anomaly_raster
+
+    vector = out / f'{method}_anomalies.gpkg' if method == 'rx' else None
+    options: dict[str, Any] = {}
+    if method == 'bsdm':
+        options = {
+            'seed': seed,
+            'iterations': DEMO_BSDM_ITERATIONS,
+            'batch_size': DEMO_BSDM_PIXELS,
+        }
+    start = time.perf_counter()
+    # BSDM's small per-step matrices run several times slower on two
+    # contending threads than on one (10 steps: 13 s against 2 s).
+    threads = torch.get_num_threads()
+    if method == 'bsdm':
+        torch.set_num_threads(1)
+    try:
+        written = anomaly_raster(
+            scene,
+            out / f'{method}_scores.tif',
+            method=method,
+            vector=vector,
+            threshold=threshold,
+            **options,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - start
+    with rasterio.open(written.scores) as src:
+        scores = src.read(1)
+    scored = MethodResult(
+        method=method,
+        scores=written.scores,
+        auc=auc_d_f(scores, truth),
+        seconds=seconds,
+        vector=written.vector,
+        regions=written.regions,
+    )
+    return scored, scores
 
 
 def _write_table(path: Path, methods: list[MethodResult]) -> None:

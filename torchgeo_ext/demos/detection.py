@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,65 @@ def _inside(
     return inside
 
 
+def _background(
+    rng: np.random.Generator, size: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Grass, soil and asphalt mixed smoothly, with texture noise: (RGB H x W x 3, IR)."""
+    grass = np.array([70.0, 110.0, 60.0])
+    soil = np.array([140.0, 115.0, 85.0])
+    asphalt = np.array([95.0, 95.0, 100.0])
+    mix_soil = 1 / (1 + np.exp(-2 * _smooth(rng, size, 40)))
+    mix_road = 1 / (1 + np.exp(-4 * (_smooth(rng, size, 60) - 0.5)))
+    base = grass * (1 - mix_soil[..., None]) + soil * mix_soil[..., None]
+    base = base * (1 - mix_road[..., None]) + asphalt * mix_road[..., None]
+    rgb = base + 10 * _smooth(rng, size, 3)[..., None] + rng.normal(0, 6, base.shape)
+    ir = (
+        80
+        + 15 * _smooth(rng, size, 30)
+        - 20 * mix_road
+        + rng.normal(0, 5, (size, size))
+    )
+    return rgb, ir
+
+
+def _paint_vehicle(
+    rng: np.random.Generator,
+    rgb: NDArray[np.float64],
+    ir: NDArray[np.float64],
+    box: NDArray[np.float64],
+    size: tuple[float, float],
+    pixel_centres: tuple[NDArray[np.float64], NDArray[np.float64]],
+    window: tuple[slice, slice],
+) -> None:
+    """Paint one vehicle (body, dark windscreen, warm IR) into ``rgb`` and ``ir``.
+
+    Args:
+        rng: The scene's generator.
+        rgb: The scene's RGB (H x W x 3), painted in place.
+        ir: The scene's IR (H x W), painted in place.
+        box: The vehicle's 4 x 2 corners (pixels).
+        size: Its length and width (pixels).
+        pixel_centres: x and y of the pixel centres of ``window``.
+        window: The rows and columns around the vehicle.
+    """
+    length, width = size
+    xx, yy = pixel_centres
+    inside = _inside(box, xx, yy)
+    colour = _COLOURS[rng.integers(len(_COLOURS))]
+    patch = rgb[window]
+    patch[inside] = colour + rng.normal(0, 4, (int(inside.sum()), 3))
+    # windscreen: a dark band a quarter of the way from the front
+    front = _rectangle(
+        tuple(box[:2].mean(0) * 0.7 + box.mean(0) * 0.3),  # type: ignore[arg-type]
+        width * 0.8,
+        length * 0.18,
+        math.atan2(*(box[1] - box[0])[::-1]) + math.pi / 2,
+    )
+    screen = _inside(front, xx, yy) & inside
+    patch[screen] = patch[screen] * 0.35
+    ir[window][inside] = 175 + 25 * rng.random() + rng.normal(0, 4, inside.sum())
+
+
 def synthetic_vehicle_scene(
     size: int = 512,
     vehicles: int = 40,
@@ -162,21 +223,7 @@ def synthetic_vehicle_scene(
         The scene.
     """
     rng = np.random.default_rng(seed)
-    grass = np.array([70.0, 110.0, 60.0])
-    soil = np.array([140.0, 115.0, 85.0])
-    asphalt = np.array([95.0, 95.0, 100.0])
-    mix_soil = 1 / (1 + np.exp(-2 * _smooth(rng, size, 40)))
-    mix_road = 1 / (1 + np.exp(-4 * (_smooth(rng, size, 60) - 0.5)))
-    base = grass * (1 - mix_soil[..., None]) + soil * mix_soil[..., None]
-    base = base * (1 - mix_road[..., None]) + asphalt * mix_road[..., None]
-    rgb = base + 10 * _smooth(rng, size, 3)[..., None] + rng.normal(0, 6, base.shape)
-    ir = (
-        80
-        + 15 * _smooth(rng, size, 30)
-        - 20 * mix_road
-        + rng.normal(0, 5, (size, size))
-    )
-
+    rgb, ir = _background(rng, size)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
     taken = np.zeros((size, size), dtype=bool)
     corners: list[NDArray[np.float64]] = []
@@ -198,20 +245,9 @@ def synthetic_vehicle_scene(
         window = (slice(max(y0, 0), y1), slice(max(x0, 0), x1))
         if taken[window].any():
             continue
-        inside = _inside(box, xx[window], yy[window])
-        colour = _COLOURS[rng.integers(len(_COLOURS))]
-        patch = rgb[window]
-        patch[inside] = colour + rng.normal(0, 4, (int(inside.sum()), 3))
-        # windscreen: a dark band a quarter of the way from the front
-        front = _rectangle(
-            tuple(box[:2].mean(0) * 0.7 + box.mean(0) * 0.3),  # type: ignore[arg-type]
-            width * 0.8,
-            length * 0.18,
-            math.atan2(*(box[1] - box[0])[::-1]) + math.pi / 2,
+        _paint_vehicle(
+            rng, rgb, ir, box, (length, width), (xx[window], yy[window]), window
         )
-        screen = _inside(front, xx[window], yy[window]) & inside
-        patch[screen] = patch[screen] * 0.35
-        ir[window][inside] = 175 + 25 * rng.random() + rng.normal(0, 4, inside.sum())
         taken[window] = True
         corners.append(box)
         classes.append(name)
@@ -418,21 +454,44 @@ def run_detection_demo(
     Returns:
         What was written and measured.
     """
-    import lightning
-    import torch
-
-    from ..datamodules.geo import GeoDetectionDataModule
-    from ..trainers.detection import SuperYOLOTask
-
-    if vehicles is None:
-        vehicles = max(4, round(40 * size * size / 512**2))
     from ..export.outputs import check_outputs, directory_output
     from .output import demo_output_dir
 
+    if vehicles is None:
+        vehicles = max(4, round(40 * size * size / 512**2))
     out = Path(output)
     check_outputs([directory_output(out)])
     # Created through the output layer: removed again if the demo fails.
     demo_output_dir(out)
+    test_scene, paths = _write_scenes(out, size, vehicles, seed)
+    training = _DemoTraining(steps, batch_size, patch_size, num_workers, width, seed)
+    data, task = _data_and_task(paths, list(CLASSES), training, score_threshold)
+    with _quiet_and_sharing_cpus(num_workers):
+        return _fit_and_detect(
+            out, data, task, steps, score_threshold, test_scene, paths
+        )
+
+
+@dataclass(frozen=True)
+class _DemoTraining:
+    """The training settings of :func:`run_detection_demo` (see its arguments)."""
+
+    steps: int
+    batch_size: int
+    patch_size: int
+    num_workers: int
+    width: float
+    seed: int
+
+
+def _write_scenes(
+    out: Path, size: int, vehicles: int, seed: int
+) -> tuple[VehicleScene, tuple[Path, Path, Path, Path, Path]]:
+    """Write the training scene (with labels) and the test scene beside it.
+
+    Returns:
+        The test scene, and the paths (train RGB, train IR, labels, test RGB, test IR).
+    """
     origin = (500_000.0, 4_000_000.0)
     train_scene = synthetic_vehicle_scene(size, vehicles, seed, origin)
     # the second scene lies next to the first (a new area of the same flight)
@@ -441,53 +500,64 @@ def run_detection_demo(
     train_rgb, train_ir, labels = write_vehicle_scene(train_scene, out, 'train')
     test_rgb, test_ir, _ = write_vehicle_scene(test_scene, out, 'test', labels=False)
     assert labels is not None
-    truth = vehicle_polygons(test_scene)
+    return test_scene, (train_rgb, train_ir, labels, test_rgb, test_ir)
 
-    lightning.seed_everything(seed, workers=True, verbose=False)
-    classes = list(CLASSES)
+
+def _data_and_task(
+    paths: tuple[Path, Path, Path, Path, Path],
+    classes: list[str],
+    training: _DemoTraining,
+    score_threshold: float,
+) -> tuple[Any, Any]:
+    """The data module over the training scene and a small SuperYOLO task (seeded)."""
+    import lightning
+
+    from ..datamodules.geo import GeoDetectionDataModule
+    from ..trainers.detection import SuperYOLOTask
+
+    train_rgb, train_ir, labels = paths[:3]
+    lightning.seed_everything(training.seed, workers=True, verbose=False)
     data = GeoDetectionDataModule(
         [str(train_rgb), str(train_ir)],
         str(labels),
         classes=classes,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        num_workers=num_workers,
+        patch_size=training.patch_size,
+        batch_size=training.batch_size,
+        num_workers=training.num_workers,
         val_split=0.0,
         test_split=0.0,
-        length=steps * batch_size,
-        seed=seed,
+        length=training.steps * training.batch_size,
+        seed=training.seed,
     )
     task = SuperYOLOTask(
         model='superyolo_mf',
         num_classes=len(classes),
         class_names=classes,
-        width=width,
+        width=training.width,
         super_resolution=False,
         ema=False,
         warmup_epochs=0.1,
         final_lr_ratio=0.1,
         score_threshold=score_threshold,
     )
+    return data, task
+
+
+@contextlib.contextmanager
+def _quiet_and_sharing_cpus(num_workers: int) -> Iterator[None]:
+    """Silence Lightning's notes and leave a core to each loading worker, then restore."""
+    import torch
+
     # the demo prints its own summary; Lightning's notes and tips would bury it
     quiet = logging.getLogger('lightning.pytorch')
     level = quiet.level
     quiet.setLevel(logging.WARNING)
-    # leave a core to each loading worker: compute threads fighting the loader
-    # for the CPUs of a small machine run several times slower
+    # compute threads fighting the loader for the CPUs of a small machine run
+    # several times slower
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - num_workers)))
     try:
-        return _fit_and_detect(
-            out,
-            data,
-            task,
-            steps,
-            score_threshold,
-            test_scene,
-            (train_rgb, train_ir, labels, test_rgb, test_ir),
-            truth,
-            classes,
-        )
+        yield
     finally:
         quiet.setLevel(level)
         torch.set_num_threads(threads)
@@ -501,20 +571,48 @@ def _fit_and_detect(
     score_threshold: float,
     test_scene: VehicleScene,
     paths: tuple[Path, Path, Path, Path, Path],
-    truth: Any,
-    classes: list[str],
 ) -> DetectionDemoResult:
     """Fit, save, reload, detect on the test scene, score and write (see the caller)."""
+    from ..export.vector import write_vector
+
+    truth = vehicle_polygons(test_scene)
+    classes = list(CLASSES)
+    train_rgb, train_ir, labels, test_rgb, test_ir = paths
+    trainer, losses, fit_seconds = _fit(data, task, steps)
+    checkpoint = out / 'superyolo_demo.ckpt'
+    trainer.save_checkpoint(checkpoint)
+    found = _detect_with_saved(checkpoint, test_rgb, test_ir)
+    score = map50(found, truth, test_scene.transform, classes)
+    kept = found[found['score'] >= score_threshold].reset_index(drop=True)
+    detections = write_vector(out / 'detections.gpkg', kept)
+    quicklook = _write_quicklook(
+        out / 'quicklook.png', test_scene, kept, truth, score, classes
+    )
+    return DetectionDemoResult(
+        train_rgb=train_rgb,
+        train_ir=train_ir,
+        labels=labels,
+        test_rgb=test_rgb,
+        test_ir=test_ir,
+        checkpoint=checkpoint,
+        detections=detections,
+        quicklook=quicklook,
+        map50=score,
+        detected=len(kept),
+        truth=len(truth),
+        steps=int(trainer.global_step),
+        fit_seconds=fit_seconds,
+        first_loss=float(np.mean(losses[: max(1, len(losses) // 10)])),
+        last_loss=float(np.mean(losses[-max(1, len(losses) // 10) :])),
+    )
+
+
+def _fit(data: Any, task: Any, steps: int) -> tuple[Any, list[float], float]:
+    """Train on the CPU for ``steps`` steps; return the trainer, losses and seconds."""
     import warnings
 
     import lightning
-    import torch
 
-    from ..export.vector import write_vector
-    from ..pipelines.detection import detect_raster
-    from ..trainers.base import load_task
-
-    train_rgb, train_ir, labels, test_rgb, test_ir = paths
     losses: list[float] = []
 
     class LossLog(lightning.Callback):
@@ -540,15 +638,21 @@ def _fit_and_detect(
         # no validation split in the demo; Lightning says so at length
         warnings.simplefilter('ignore', UserWarning)
         trainer.fit(task, datamodule=data)
-    fit_seconds = time.perf_counter() - start
-    checkpoint = out / 'superyolo_demo.ckpt'
-    trainer.save_checkpoint(checkpoint)
+    return trainer, losses, time.perf_counter() - start
+
+
+def _detect_with_saved(checkpoint: Path, test_rgb: Path, test_ir: Path) -> Any:
+    """Reload the checkpoint and detect (score 0.01 or more) over the test rasters."""
+    import torch
+
+    from ..pipelines.detection import detect_raster
+    from ..trainers.base import load_task
 
     # A fresh process would start here: the checkpoint carries the
     # normalisation, so detection runs on the raw rasters.
     detector: Any = load_task(checkpoint)
     with torch.inference_mode():
-        found = detect_raster(
+        return detect_raster(
             lambda x: detector.detect_images(x, score_threshold=0.01),
             [test_rgb, test_ir],
             tile_size=256,
@@ -557,29 +661,6 @@ def _fit_and_detect(
             score_threshold=0.01,
             progress=False,
         )
-    score = map50(found, truth, test_scene.transform, classes)
-    kept = found[found['score'] >= score_threshold].reset_index(drop=True)
-    detections = write_vector(out / 'detections.gpkg', kept)
-    quicklook = _write_quicklook(
-        out / 'quicklook.png', test_scene, kept, truth, score, classes
-    )
-    return DetectionDemoResult(
-        train_rgb=train_rgb,
-        train_ir=train_ir,
-        labels=labels,
-        test_rgb=test_rgb,
-        test_ir=test_ir,
-        checkpoint=checkpoint,
-        detections=detections,
-        quicklook=quicklook,
-        map50=score,
-        detected=len(kept),
-        truth=len(truth),
-        steps=int(trainer.global_step),
-        fit_seconds=fit_seconds,
-        first_loss=float(np.mean(losses[: max(1, len(losses) // 10)])),
-        last_loss=float(np.mean(losses[-max(1, len(losses) // 10) :])),
-    )
 
 
 def _write_quicklook(

@@ -6,9 +6,11 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import rasterio
+from rasterio.transform import Affine
 
 from ..errors import InvalidInputError
 from .atomic import atomic_output
@@ -64,23 +66,8 @@ def write_vrt_mosaic(
     for raster in rasters:
         with rasterio.open(raster) as src:
             infos.append((Path(raster), src.profile, src.transform, src.bounds))
-    first_path, first, ft, _ = infos[0]
-    for raster, profile, t, _ in infos[1:]:
-        same = (
-            profile['crs'] == first['crs']
-            and profile['count'] == first['count']
-            and profile['dtype'] == first['dtype']
-            and math.isclose(t.a, ft.a, rel_tol=1e-9)
-            and math.isclose(t.e, ft.e, rel_tol=1e-9)
-            and t.b == ft.b == 0
-            and t.d == ft.d == 0
-        )
-        if not same:
-            raise InvalidInputError(
-                raster,
-                f'cannot be mosaicked with {first_path}: CRS, pixel size, rotation, '
-                'band count and dtype must agree',
-            )
+    _check_mosaickable(infos)
+    first, ft = infos[0][1], infos[0][2]
     west = min(b.left for *_, b in infos)
     north = max(b.top for *_, b in infos)
     east = max(b.right for *_, b in infos)
@@ -91,15 +78,7 @@ def write_vrt_mosaic(
     for raster, profile, t, _ in infos:
         col = round((t.c - west) / ft.a)
         row = round((t.f - north) / ft.e)
-        try:
-            name, relative = (
-                os.path.relpath(raster.absolute(), out.absolute().parent),
-                1,
-            )
-        except ValueError:  # another drive
-            name, relative = os.fspath(raster.absolute()), 0
-        if name.startswith('..'):
-            name, relative = os.fspath(raster.absolute()), 0
+        name, relative = _source_name(raster, out)
         w, h = profile['width'], profile['height']
         for band, listed in sources.items():
             listed.append(
@@ -130,3 +109,39 @@ def write_vrt_mosaic(
     with atomic_output(out) as tmp:
         tmp.write_text(text)
     return out
+
+
+def _check_mosaickable(infos: list[tuple[Path, Any, Affine, Any]]) -> None:
+    """Raise unless every raster has the first one's CRS, pixel size, bands and dtype."""
+    first_path, first, ft, _ = infos[0]
+    for raster, profile, t, _ in infos[1:]:
+        same = (
+            profile['crs'] == first['crs']
+            and profile['count'] == first['count']
+            and profile['dtype'] == first['dtype']
+            and math.isclose(t.a, ft.a, rel_tol=1e-9)
+            and math.isclose(t.e, ft.e, rel_tol=1e-9)
+            and t.b == ft.b == 0
+            and t.d == ft.d == 0
+        )
+        if not same:
+            raise InvalidInputError(
+                raster,
+                f'cannot be mosaicked with {first_path}: CRS, pixel size, rotation, '
+                'band count and dtype must agree',
+            )
+
+
+def _source_name(raster: Path, vrt: Path) -> tuple[str, int]:
+    """How the VRT names a source: relative to it when beside or below it, else absolute.
+
+    Returns:
+        The name and GDAL's ``relativeToVRT`` flag.
+    """
+    try:
+        name = os.path.relpath(raster.absolute(), vrt.absolute().parent)
+    except ValueError:  # another drive
+        return os.fspath(raster.absolute()), 0
+    if name.startswith('..'):
+        return os.fspath(raster.absolute()), 0
+    return name, 1

@@ -132,20 +132,9 @@ class OBBLoss(nn.Module):
             detached parts ``loss_box``, ``loss_cls`` and ``loss_dfl``.
         """
         bsz = out.scores.shape[0]
-        device, dtype = out.scores.device, out.scores.dtype
-        g = max([int(p.shape[0]) for p in gt_polygons] + [1])
-        gt_boxes = torch.zeros(bsz, g, 5, device=device, dtype=dtype)
-        gt_boxes[..., 2:4] = 1.0
-        labels = torch.zeros(bsz, g, dtype=torch.long, device=device)
-        mask = torch.zeros(bsz, g, dtype=torch.bool, device=device)
-        for b, (poly, lab) in enumerate(zip(gt_polygons, gt_labels, strict=True)):
-            n = poly.shape[0]
-            if n:
-                gt_boxes[b, :n] = poly_to_obb(
-                    poly.to(device=device, dtype=torch.float32).reshape(n, 8)
-                ).to(dtype)
-                labels[b, :n] = lab.to(device)
-                mask[b, :n] = True
+        gt_boxes, labels, mask = _padded_targets(
+            gt_polygons, gt_labels, out.scores.device, out.scores.dtype
+        )
         anchors_px = out.anchors * out.strides
         dist = dfl_expectation(out.distri, self.reg_max)
         pred_boxes_grid = dist_to_obb(dist, out.angle, out.anchors)
@@ -174,17 +163,8 @@ class OBBLoss(nn.Module):
                 obb_to_dist(target_boxes, anchors_px[None]) / out.strides[None]
             )
             target_dist = target_dist[fg].clamp(0, self.reg_max - 1 - 0.01)
-            logits = out.distri[fg].reshape(-1, self.reg_max)
-            tgt = target_dist.reshape(-1)
-            left = tgt.long()
-            wl = left + 1 - tgt
-            dfl = (
-                (
-                    F.cross_entropy(logits, left, reduction='none') * wl
-                    + F.cross_entropy(logits, left + 1, reduction='none') * (1 - wl)
-                )
-                .reshape(-1, 4)
-                .mean(-1)
+            dfl = _distribution_focal_loss(
+                out.distri[fg].reshape(-1, self.reg_max), target_dist.reshape(-1)
             )
             loss_dfl = (dfl * weight).sum() / score_sum
         else:
@@ -198,3 +178,60 @@ class OBBLoss(nn.Module):
             'loss_dfl': loss_dfl.detach(),
         }
         return total, parts
+
+
+def _padded_targets(
+    gt_polygons: Sequence[Tensor],
+    gt_labels: Sequence[Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The ground truth of a batch padded to its largest image.
+
+    Args:
+        gt_polygons: Per image, polygons (N_i, 8) in pixels.
+        gt_labels: Per image, labels (N_i,).
+        device: Where the loss runs.
+        dtype: The type of the predictions.
+
+    Returns:
+        Oriented boxes (B, G, 5) ``cx cy w h angle`` (padding: unit boxes at
+        0), labels (B, G) and the mask of real objects (B, G).
+    """
+    bsz = len(gt_polygons)
+    g = max([int(p.shape[0]) for p in gt_polygons] + [1])
+    gt_boxes = torch.zeros(bsz, g, 5, device=device, dtype=dtype)
+    gt_boxes[..., 2:4] = 1.0
+    labels = torch.zeros(bsz, g, dtype=torch.long, device=device)
+    mask = torch.zeros(bsz, g, dtype=torch.bool, device=device)
+    for b, (poly, lab) in enumerate(zip(gt_polygons, gt_labels, strict=True)):
+        n = poly.shape[0]
+        if n:
+            gt_boxes[b, :n] = poly_to_obb(
+                poly.to(device=device, dtype=torch.float32).reshape(n, 8)
+            ).to(dtype)
+            labels[b, :n] = lab.to(device)
+            mask[b, :n] = True
+    return gt_boxes, labels, mask
+
+
+def _distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """DFL of each box: cross-entropy to the two bins around each side's distance.
+
+    Args:
+        logits: Bin logits (4 M, reg_max), four sides per box.
+        target: Distances in bins (4 M,), below ``reg_max - 1``.
+
+    Returns:
+        The loss of each box (M,), the mean over its sides.
+    """
+    left = target.long()
+    wl = left + 1 - target
+    return (
+        (
+            F.cross_entropy(logits, left, reduction='none') * wl
+            + F.cross_entropy(logits, left + 1, reduction='none') * (1 - wl)
+        )
+        .reshape(-1, 4)
+        .mean(-1)
+    )

@@ -88,62 +88,84 @@ def oriented_average_precision(
         outcome: list[Tensor] = []  # 1 tp, 0 fp, -1 ignored
         npos = 0
         for pred, target in zip(preds, targets, strict=True):
-            gt_mask = target['label'] == c
-            gt = target['bbox'][gt_mask].double().reshape(-1, 8)
-            difficult = target.get('difficult')
-            hard = (
-                difficult[gt_mask].bool()
-                if difficult is not None
-                else torch.zeros(gt.shape[0], dtype=torch.bool, device=gt.device)
-            )
-            npos += int((~hard).sum())
-            p_mask = pred['prediction_label'] == c
-            boxes = pred['prediction_bbox'][p_mask].double().reshape(-1, 8)
-            score = pred['prediction_score'][p_mask].double()
-            if boxes.shape[0] == 0:
-                continue
-            order = score.argsort(descending=True, stable=True)
-            boxes, score = boxes[order], score[order]
-            result = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
-            if gt.shape[0]:
-                # each detection is judged against its best-overlapping box
-                # (taken or not, VOC rule): ignored if that box is difficult,
-                # a hit if it is the first (highest-scoring) detection to claim it
-                best, j = poly_iou(boxes, gt).max(1)
-                matched = best > iou_threshold
-                result[matched & hard[j]] = -1
-                claim = (matched & ~hard[j]).nonzero(as_tuple=True)[0]
-                if claim.numel():
-                    gt_idx = j[claim]
-                    first = torch.full(
-                        (gt.shape[0],),
-                        boxes.shape[0],
-                        dtype=torch.long,
-                        device=gt.device,
-                    )
-                    first.scatter_reduce_(0, gt_idx, claim, reduce='amin')
-                    result[claim[first[gt_idx] == claim]] = 1
-            scores.append(score)
-            outcome.append(result)
-        if npos == 0:
-            continue
-        if not scores:
-            ap[c] = 0.0
-            continue
-        all_scores = torch.cat(scores)
-        all_outcome = torch.cat(outcome)[
-            all_scores.argsort(descending=True, stable=True)
-        ]
-        all_outcome = all_outcome[all_outcome >= 0]
-        tp = all_outcome.double().cumsum(0)
-        fp = (1 - all_outcome.double()).cumsum(0)
-        if tp.numel() == 0:
-            ap[c] = 0.0
-            continue
-        recall = tp / npos
-        precision = tp / (tp + fp).clamp(min=1e-12)
-        ap[c] = average_precision(recall, precision, method)
+            positives, judged = _judge_class_detections(pred, target, c, iou_threshold)
+            npos += positives
+            if judged is not None:
+                scores.append(judged[0])
+                outcome.append(judged[1])
+        if npos:
+            ap[c] = _class_ap(scores, outcome, npos, method)
     return ap
+
+
+def _judge_class_detections(
+    pred: dict[str, Tensor], target: dict[str, Tensor], c: int, iou_threshold: float
+) -> tuple[int, tuple[Tensor, Tensor] | None]:
+    """Judge one image's detections of class ``c`` against its ground truth.
+
+    Each detection is judged against its best-overlapping box (taken or not,
+    VOC rule): ignored if that box is difficult, a hit if it is the first
+    (highest-scoring) detection to claim it, else a false positive.
+
+    Args:
+        pred: The image's predictions (see :func:`oriented_average_precision`).
+        target: The image's ground truth.
+        c: The class.
+        iou_threshold: A detection matches when IoU > this.
+
+    Returns:
+        The number of non-difficult boxes of the class, and the detections'
+        scores and outcomes (1 hit, 0 false positive, -1 ignored) in
+        descending score order, or None if there is no detection.
+    """
+    gt_mask = target['label'] == c
+    gt = target['bbox'][gt_mask].double().reshape(-1, 8)
+    difficult = target.get('difficult')
+    hard = (
+        difficult[gt_mask].bool()
+        if difficult is not None
+        else torch.zeros(gt.shape[0], dtype=torch.bool, device=gt.device)
+    )
+    npos = int((~hard).sum())
+    p_mask = pred['prediction_label'] == c
+    boxes = pred['prediction_bbox'][p_mask].double().reshape(-1, 8)
+    score = pred['prediction_score'][p_mask].double()
+    if boxes.shape[0] == 0:
+        return npos, None
+    order = score.argsort(descending=True, stable=True)
+    boxes, score = boxes[order], score[order]
+    result = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
+    if gt.shape[0]:
+        best, j = poly_iou(boxes, gt).max(1)
+        matched = best > iou_threshold
+        result[matched & hard[j]] = -1
+        claim = (matched & ~hard[j]).nonzero(as_tuple=True)[0]
+        if claim.numel():
+            gt_idx = j[claim]
+            first = torch.full(
+                (gt.shape[0],), boxes.shape[0], dtype=torch.long, device=gt.device
+            )
+            first.scatter_reduce_(0, gt_idx, claim, reduce='amin')
+            result[claim[first[gt_idx] == claim]] = 1
+    return npos, (score, result)
+
+
+def _class_ap(
+    scores: list[Tensor], outcome: list[Tensor], npos: int, method: str
+) -> float:
+    """AP of one class from its judged detections over all images (0 if none counts)."""
+    if not scores:
+        return 0.0
+    all_scores = torch.cat(scores)
+    all_outcome = torch.cat(outcome)[all_scores.argsort(descending=True, stable=True)]
+    all_outcome = all_outcome[all_outcome >= 0]
+    tp = all_outcome.double().cumsum(0)
+    fp = (1 - all_outcome.double()).cumsum(0)
+    if tp.numel() == 0:
+        return 0.0
+    recall = tp / npos
+    precision = tp / (tp + fp).clamp(min=1e-12)
+    return average_precision(recall, precision, method)
 
 
 class OrientedMeanAveragePrecision(Metric):

@@ -15,13 +15,17 @@ from torch import Tensor, nn
 __all__ = (
     'BSDM',
     'GammaSchedule',
+    'band_groups',
     'bsdm',
     'bsdm_scores',
     'channel_groups',
     'fit_bsdm',
+    'fit_on_scene',
+    'normalise_pixels',
     'pseudo_background_noise',
     'sinusoidal_embedding',
     'suppress_background',
+    'suppress_groups',
 )
 
 #: Scenes with at most this many pixels train on the full batch by default
@@ -335,7 +339,20 @@ def normalise_cube(cube: Tensor, valid: Tensor) -> Tensor:
     """
     pixels = cube.reshape(cube.shape[0], -1).T
     good = pixels[valid.reshape(-1)]
-    low, high = good.min(), good.max()
+    return normalise_pixels(pixels, good.min(), good.max())
+
+
+def normalise_pixels(pixels: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """Min-max scale pixels with a scene's range (``low`` and ``high`` of its valid values).
+
+    Args:
+        pixels: Pixels of the scene (any shape).
+        low: The scene's smallest valid value.
+        high: The scene's largest valid value.
+
+    Returns:
+        The scaled pixels.
+    """
     return (pixels - low) / (high - low).clamp_min(1e-12)
 
 
@@ -492,49 +509,153 @@ def bsdm_scores(
     from .rx import rx_scores
 
     home = torch.as_tensor(cube).device
-    # Everything runs where the model is (the cube's device without a model).
+    x, valid, model = _scene_on_device(cube, valid_mask, model, device)
+    c, h, w = x.shape
+    pixels = normalise_cube(x, valid)
+    groups = band_groups(c, model, seed, x.device)
+    model = fit_on_scene(
+        pixels[valid.reshape(-1)],
+        groups,
+        model,
+        iterations=iterations,
+        batch_size=batch_size,
+        t=t,
+        seed=seed,
+        progress=progress,
+        **model_kwargs,
+    )
+    suppressed = suppress_groups(
+        model, pixels, groups, t=t, repeats=repeats, dtype=dtype
+    )
+    return rx_scores(suppressed.T.reshape(-1, h, w), valid).to(home)
+
+
+def _scene_on_device(
+    cube: Tensor | NDArray[Any],
+    valid_mask: Tensor | NDArray[Any] | None,
+    model: BSDM | None,
+    device: str | torch.device | None,
+) -> tuple[Tensor, Tensor, BSDM | None]:
+    """The cube (invalid pixels zeroed), its valid pixels and the model, on one device.
+
+    Everything runs where the model is (the cube's device without a model)
+    unless ``device`` says otherwise; a given model is copied there.
+    """
     if device is None and model is not None:
         device = next(model.parameters()).device
     if device is not None and model is not None:
         model = copy.deepcopy(model).to(device)
     x = torch.as_tensor(cube).to(device=device, dtype=torch.float32)
-    c, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
         valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(x.device)
-    x = x.masked_fill(~valid[None], 0.0)
+    return x.masked_fill(~valid[None], 0.0), valid, model
+
+
+def band_groups(
+    bands: int, model: BSDM | None, seed: int, device: torch.device
+) -> list[Tensor]:
+    """The band groups a scene is suppressed in (:func:`channel_groups`, seeded).
+
+    Args:
+        bands: The scene's band count.
+        model: The trained model, if any (its band count is the target).
+        seed: Seed of the band draws.
+        device: Where the index tensors go.
+
+    Returns:
+        One index tensor per group.
+    """
+    target = model.in_channels if model is not None else bands
+    generator = torch.Generator().manual_seed(seed)
+    return [g.to(device) for g in channel_groups(bands, target, generator)]
+
+
+def fit_on_scene(
+    pixels: Tensor,
+    groups: list[Tensor],
+    model: BSDM | None,
+    *,
+    iterations: int | None = None,
+    batch_size: int | Literal['auto', 'full'] | None = 'auto',
+    t: int = 500,
+    seed: int = 0,
+    progress: bool = False,
+    **model_kwargs: Any,
+) -> BSDM:
+    """The model :func:`bsdm_scores` suppresses with: trained on the scene's pixels.
+
+    Args:
+        pixels: ``N x C`` normalised valid pixels (all of the scene, or a sample).
+        groups: Band groups (:func:`band_groups`); each group's pixels are
+            training pixels of their own.
+        model: A trained model to use or continue training (default: a new one).
+        iterations: Training steps (default: 500 from scratch, 0 for a given model).
+        batch_size: See :func:`bsdm_scores`.
+        t: Diffusion step for training.
+        seed: Random seed of the training.
+        progress: Show a progress bar over the steps.
+        **model_kwargs: Passed to :class:`BSDM` for a new model.
+
+    Returns:
+        The model (a trained copy; a given model untouched with 0 iterations).
+    """
     if iterations is None:
         iterations = 0 if model is not None else 500
-    pixels = normalise_cube(x, valid)
-    bands = model.in_channels if model is not None else c
-    groups = [
-        g.to(x.device)
-        for g in channel_groups(c, bands, torch.Generator().manual_seed(seed))
-    ]
-    keep = valid.reshape(-1)
-    if iterations > 0 or model is None:
-        model = copy.deepcopy(model) if model is not None else None
-        train = torch.cat([pixels[keep][:, g] for g in groups])
-        model, _ = fit_bsdm(
-            train,
-            model=model,
-            iterations=iterations,
-            batch_size=training_batch(batch_size, len(train)),
-            t=t,
-            seed=seed,
-            progress=progress,
-            **model_kwargs,
-        )
-    assert model is not None
-    suppressed = torch.cat(
-        [
-            suppress_background(model, pixels[:, g], t=t, repeats=repeats, dtype=dtype)
-            for g in groups
-        ],
-        dim=1,
+    if model is not None and iterations == 0:
+        return model
+    start = copy.deepcopy(model) if model is not None else None
+    train = torch.cat([pixels[:, g] for g in groups])
+    fitted, _ = fit_bsdm(
+        train,
+        model=start,
+        iterations=iterations,
+        batch_size=training_batch(batch_size, len(train)),
+        t=t,
+        seed=seed,
+        progress=progress,
+        **model_kwargs,
     )
-    cube_out = suppressed.T.reshape(-1, h, w)
-    return rx_scores(cube_out, valid).to(home)
+    return fitted
+
+
+def suppress_groups(
+    model: BSDM,
+    pixels: Tensor,
+    groups: list[Tensor],
+    *,
+    t: int = 500,
+    repeats: int = 10,
+    dtype: torch.dtype = torch.float32,
+    batch_size: int = 65536,
+) -> Tensor:
+    """Background-suppressed pixels: each band group suppressed, then concatenated.
+
+    Args:
+        model: Trained noise predictor.
+        pixels: ``N x C`` normalised pixels of the scene (any subset: each
+            pixel is suppressed on its own).
+        groups: Band groups (:func:`band_groups`).
+        t: Diffusion step the scene is taken to be at.
+        repeats: Suppression steps K.
+        dtype: Precision of the iteration.
+        batch_size: Pixels per forward pass.
+
+    Returns:
+        ``N x (groups * model bands)`` suppressed spectra.
+    """
+    parts = [
+        suppress_background(
+            model,
+            pixels[:, g],
+            t=t,
+            repeats=repeats,
+            dtype=dtype,
+            batch_size=batch_size,
+        )
+        for g in groups
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def training_batch(

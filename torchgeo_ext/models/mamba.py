@@ -121,18 +121,7 @@ def selective_scan(
     Raises:
         ValueError: If the shapes do not match.
     """
-    batch, length, channels = x.shape
-    states = A.shape[1]
-    if delta.shape != x.shape or A.shape[0] != channels:
-        raise ValueError(
-            f'shapes do not match: x {tuple(x.shape)}, delta {tuple(delta.shape)}, '
-            f'A {tuple(A.shape)}'
-        )
-    if B.shape != (batch, length, states) or C.shape != (batch, length, states):
-        raise ValueError(
-            f'B and C must be {(batch, length, states)}, got {tuple(B.shape)} '
-            f'and {tuple(C.shape)}'
-        )
+    _check_scan_shapes(x, delta, A, B, C)
     dtype = torch.promote_types(x.dtype, torch.float32)
     kernel = mamba_kernel() if use_kernel and x.is_cuda else None
     if kernel is not None and dtype == torch.float32:
@@ -146,13 +135,9 @@ def selective_scan(
         )
         return y.transpose(1, 2).float()
     x, delta, A, B, C = (t.to(dtype) for t in (x, delta, A, B, C))
-    # Blocks of steps bound the memory (and keep the working set in cache):
-    # only a block's states exist at a time; the state is carried across blocks.
-    per_step = max(1, batch * channels * states)
-    target = block_elements or (2**26 if x.is_cuda else 2**18)
-    block = max(1, min(length, target // per_step))
-    if block > chunk_size:
-        block -= block % chunk_size
+    batch, length, channels = x.shape
+    states = A.shape[1]
+    block = _steps_per_block(x, states, chunk_size, block_elements)
     h = x.new_zeros(batch, channels * states)
     ys = []
     for start in range(0, length, block):
@@ -172,6 +157,41 @@ def selective_scan(
     if D is not None:
         y = y + x * D.to(dtype)
     return y
+
+
+def _check_scan_shapes(
+    x: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
+) -> None:
+    """Raise ValueError unless the scan's inputs fit together (see :func:`selective_scan`)."""
+    batch, length, channels = x.shape
+    states = A.shape[1]
+    if delta.shape != x.shape or A.shape[0] != channels:
+        raise ValueError(
+            f'shapes do not match: x {tuple(x.shape)}, delta {tuple(delta.shape)}, '
+            f'A {tuple(A.shape)}'
+        )
+    if B.shape != (batch, length, states) or C.shape != (batch, length, states):
+        raise ValueError(
+            f'B and C must be {(batch, length, states)}, got {tuple(B.shape)} '
+            f'and {tuple(C.shape)}'
+        )
+
+
+def _steps_per_block(
+    x: Tensor, states: int, chunk_size: int, block_elements: int | None
+) -> int:
+    """Steps scanned at once, a multiple of ``chunk_size`` where it can be.
+
+    Blocks of steps bound the memory (and keep the working set in cache): only
+    a block's states exist at a time; the state is carried across blocks.
+    """
+    batch, length, channels = x.shape
+    per_step = max(1, batch * channels * states)
+    target = block_elements or (2**26 if x.is_cuda else 2**18)
+    block = max(1, min(length, target // per_step))
+    if block > chunk_size:
+        block -= block % chunk_size
+    return block
 
 
 def _scan_block(

@@ -108,6 +108,67 @@ class MultimodalFusion(nn.Module):
         return self.se(torch.cat(feats, dim=1))
 
 
+def _per_band_paths(
+    stem: MultimodalFusion, like: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, list[int]]:
+    """The MF block's paths seen band by band, for :func:`stem_and_first_conv`.
+
+    Args:
+        stem: The MF block.
+        like: A tensor of the device and type to build on.
+
+    Returns:
+        The masks as a 1 x 1 convolution (one output per group, weight and
+        bias, folded with the residual: ``x * (mask'(x) + 1)``), the paths'
+        3 x 3 convolutions as one block-diagonal kernel (weight and bias),
+        and the group of each band.
+    """
+    num_bands, channels = len(stem.bands), stem.out_channels
+    mask_w = like.new_zeros(len(stem.paths), num_bands, 1, 1)
+    mask_b = like.new_zeros(len(stem.paths))
+    path_w = like.new_zeros(channels, num_bands, 3, 3)
+    path_b = like.new_zeros(channels)
+    group_of_band: list[int] = []
+    band = first = 0
+    for g, path in enumerate(stem.paths):
+        assert isinstance(path, ModalityPath)
+        n, m = path.conv.in_channels, path.conv.out_channels
+        # half * mask(half) + x == x * (mask'(x) + 1), mask' = 0.5 * mask(0.5 * x)
+        mask_w[g, band : band + n] = 0.25 * path.mask.weight[0]
+        mask_b[g] = 0.5 * cast(Tensor, path.mask.bias)[0] + 1
+        path_w[first : first + m, band : band + n] = path.conv.weight
+        path_b[first : first + m] = cast(Tensor, path.conv.bias)
+        group_of_band += [g] * n
+        band, first = band + n, first + m
+    return mask_w, mask_b, path_w, path_b, group_of_band
+
+
+def _stem_mean(z: Tensor, path_w: Tensor, path_b: Tensor) -> Tensor:
+    """Spatial mean of the stem features ``path_w * z + path_b`` (zero-padded), unformed.
+
+    Computed from the row and column sums of ``z`` each kernel tap sees, in at
+    least float32 (sums over a whole image overflow float16).
+
+    Args:
+        z: The masked bands (B, bands, H, W).
+        path_w: The paths' block-diagonal 3 x 3 kernel.
+        path_b: Its bias.
+
+    Returns:
+        The mean per image and channel (B, C), in the type of ``z``.
+    """
+    height, width = z.shape[-2:]
+    wide = z if z.dtype == torch.float64 else z.float()
+    rows = wide.sum(-1)  # (B, bands, H)
+    cols_seen = torch.stack((rows - wide[..., -1], rows, rows - wide[..., 0]), -1)
+    total = cols_seen.sum(2)  # (B, bands, 3): kernel column
+    seen = torch.stack(
+        (total - cols_seen[:, :, -1], total, total - cols_seen[:, :, 0]), 2
+    )
+    taps = torch.einsum('ciab,niab->nc', path_w.to(seen.dtype), seen)
+    return path_b + (taps / (height * width)).to(z.dtype)
+
+
 def stem_and_first_conv(stem: MultimodalFusion, conv: nn.Module, x: Tensor) -> Tensor:
     """``conv(stem(x))`` for inference, as one 5 x 5 stride-2 convolution per image.
 
@@ -146,42 +207,13 @@ def stem_and_first_conv(stem: MultimodalFusion, conv: nn.Module, x: Tensor) -> T
     assert isinstance(act, nn.Module)
     weight, bias = layer.weight, layer.bias
     assert bias is not None
-    # Per-band view of the paths: masks (one per group) and block-diagonal kernels.
-    bands = stem.bands
-    num_bands, channels = len(bands), stem.out_channels
-    mask_w = weight.new_zeros(len(stem.paths), num_bands, 1, 1)
-    mask_b = weight.new_zeros(len(stem.paths))
-    path_w = weight.new_zeros(channels, num_bands, 3, 3)
-    path_b = weight.new_zeros(channels)
-    group_of_band: list[int] = []
-    band = first = 0
-    for g, path in enumerate(stem.paths):
-        assert isinstance(path, ModalityPath)
-        n, m = path.conv.in_channels, path.conv.out_channels
-        # half * mask(half) + x == x * (mask'(x) + 1), mask' = 0.5 * mask(0.5 * x)
-        mask_w[g, band : band + n] = 0.25 * path.mask.weight[0]
-        mask_b[g] = 0.5 * cast(Tensor, path.mask.bias)[0] + 1
-        path_w[first : first + m, band : band + n] = path.conv.weight
-        path_b[first : first + m] = cast(Tensor, path.conv.bias)
-        group_of_band += [g] * n
-        band, first = band + n, first + m
-    xs = x[:, bands]
+    mask_w, mask_b, path_w, path_b, group_of_band = _per_band_paths(stem, weight)
+    xs = x[:, stem.bands]
     z = xs * F.conv2d(xs, mask_w, mask_b)[:, group_of_band]
     channels_last = weight.is_contiguous(memory_format=torch.channels_last)
     if channels_last:
         z = z.contiguous(memory_format=torch.channels_last)
-    height, width = z.shape[-2:]
-    # Squeeze: mean of path_w * z + path_b, from row/column sums of z (in at least
-    # float32: sums over a whole image overflow float16).
-    wide = z if z.dtype == torch.float64 else z.float()
-    rows = wide.sum(-1)  # (B, bands, H)
-    cols_seen = torch.stack((rows - wide[..., -1], rows, rows - wide[..., 0]), -1)
-    total = cols_seen.sum(2)  # (B, bands, 3): kernel column
-    seen = torch.stack(
-        (total - cols_seen[:, :, -1], total, total - cols_seen[:, :, 0]), 2
-    )
-    taps = torch.einsum('ciab,niab->nc', path_w.to(seen.dtype), seen)
-    mean = path_b + (taps / (height * width)).to(z.dtype)
+    mean = _stem_mean(z, path_w, path_b)
     se = stem.se
     scale = se.scale_activation(se.fc2(se.activation(se.fc1(mean[..., None, None]))))
     # Compose: K = (weight * scale) (x) path_w, a full 2-D convolution of the kernels.
@@ -385,6 +417,11 @@ class SuperYOLO(nn.Module):
     In training mode :meth:`forward` returns raw head outputs; in eval mode the
     decoded predictions (see :meth:`Detect.decode`). :meth:`forward_raw`
     returns both the raw outputs and the SR reconstruction.
+
+    The stem is a multimodal fusion block over one or more band groups of the
+    stacked input: ``[[0, 1, 2], [3]]`` is the paper's RGB+IR model,
+    ``[[0, 1, 2]]`` RGB only, ``[[3]]`` IR only, and ``[list(range(n))]`` a
+    plain early fusion of any ``n`` bands (e.g. RGB+NIR user imagery).
     """
 
     def __init__(
@@ -400,7 +437,7 @@ class SuperYOLO(nn.Module):
 
         Args:
             num_classes: Number of object classes.
-            band_groups: Input band indices per modality (see module docs).
+            band_groups: Input band indices per modality (see above).
             super_resolution: Build the SR branch (training only).
             anchors: Anchor sizes in pixels for the stride-4 head.
             stem_channels: Output channels of the MF stem (64 for the
@@ -488,14 +525,6 @@ class SuperYOLO(nn.Module):
         raw = self.detect(x)
         sr = self.sr(p4, spp) if with_sr and self.sr is not None else None
         return raw, sr
-
-    def heads(self) -> list[Detect]:
-        """The detection heads (one: stride 4), as multi-level detectors list theirs.
-
-        Returns:
-            The heads.
-        """
-        return [self.detect]
 
     def forward(self, x: Tensor) -> Tensor:
         """Detect objects.

@@ -324,8 +324,18 @@ def _bsdm_cube(
     from ..models.bsdm import bsdm_scores
     from ..trainers.anomaly import load_bsdm
 
+    _refuse_fit_pixels('bsdm', options)
     model = None if checkpoint is None else load_bsdm(checkpoint)
     return bsdm_scores(cube, valid_mask=valid, model=model, **options)
+
+
+def _refuse_fit_pixels(method: str, options: dict[str, Any]) -> None:
+    """``fit_pixels`` bounds a streamed fit; in memory the fit sees every valid pixel."""
+    if 'fit_pixels' in options:
+        raise ValueError(
+            f'fit_pixels applies to streamed scoring (anomaly_raster); in memory '
+            f'{method} fits on every valid pixel of the cube'
+        )
 
 
 def _stad_cube(
@@ -430,6 +440,14 @@ def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> N
         sink.write(row0, scores[row0 : row0 + rows])
 
 
+def _fitted(method: str) -> StreamScorer:
+    """The streamed scoring of a method that fits on the scene (imported when it runs)."""
+    from . import anomaly_fitted
+
+    scorer: StreamScorer = getattr(anomaly_fitted, f'stream_{method}')
+    return scorer
+
+
 def _check_bands(scene: Scene, run: Run, method: str) -> None:
     """Refuse a scene whose band count differs from the checkpoint's, unless aligned."""
     from ..trainers.anomaly import load_bsdm, load_stad
@@ -479,12 +497,12 @@ DETECTORS: dict[str, Detector] = {
     'bsdm': Detector(
         'bsdm',
         _bsdm_cube,
-        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'bsdm'),
+        lambda scene, sink, run: _fitted('bsdm')(scene, sink, run),
         frozenset(
             {'iterations', 'seed', 'batch_size', 't', 'repeats', 'device', 'progress'}
+            | {'fit_pixels'}
         ),
         checkpoint='optional',
-        streamed=False,
     ),
     'stad': Detector(
         'stad',

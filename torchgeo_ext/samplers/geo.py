@@ -145,13 +145,7 @@ class ValidAreaGeoSampler(GeoSampler):
                 'ValidAreaGeoSampler needs a dataset whose index has a '
                 "'filepath' column (e.g. a RasterDataset)"
             )
-        height, width = (size, size) if isinstance(size, int | float) else size
-        res_x, res_y = float(self.res[0]), float(self.res[1])
-        if units == Units.PIXELS:
-            height, width = height * res_y, width * res_x
-        if height <= 0 or width <= 0:
-            raise ValueError(f'size must be positive, got {size}')
-        self.size = (float(height), float(width))
+        self.size = self._map_size(size, units)
         self.min_valid = min_valid
         self.resolution_factor = resolution_factor
         self.invalid_values = tuple(invalid_values or ())
@@ -165,51 +159,82 @@ class ValidAreaGeoSampler(GeoSampler):
         self.anchors: list[tuple[float, float]] = []
         self.intervals: list[pd.Interval] = []
         self.integrals: list[NDArray[np.float64]] = []
-        candidates: list[NDArray[np.int64]] = []
-        best = 0.0
+        self.candidates = self._scan_files()
         k = resolution_factor
-        for hit in range(len(self.index)):
-            xmin, ymin, xmax, ymax = self.index.geometry.iloc[hit].bounds
-            rows = math.floor((ymax - ymin) / self.cell[0] + 1e-9)
-            cols = math.floor((xmax - xmin) / self.cell[1] + 1e-9)
-            if rows < k or cols < k:
-                continue
-            valid = self._coarse_validity(
-                str(self.index.filepath.iloc[hit]), (xmin, ymax), rows, cols
-            )
-            integral = np.zeros((rows + 1, cols + 1), dtype=np.float64)
-            integral[1:, 1:] = valid.astype(np.float64).cumsum(0).cumsum(1)
-            frac = (
-                integral[k:, k:]
-                - integral[:-k, k:]
-                - integral[k:, :-k]
-                + integral[:-k, :-k]
-            ) / (k * k)
-            best = max(best, float(frac.max()))
-            r, c = np.nonzero(frac >= min_valid - 1e-9)
-            if len(r) == 0:
-                continue
-            file_id = len(self.anchors)
-            candidates.append(
-                np.stack([np.full_like(r, file_id), r, c], axis=1).astype(np.int64)
-            )
-            self.anchors.append((xmin, ymax))
-            self.intervals.append(
-                pd.Interval(self.index.index[hit].left, self.index.index[hit].right)
-            )
-            self.integrals.append(integral)
-
-        if not candidates:
-            raise ValueError(
-                f'no patch of size {self.size} (CRS units) reaches '
-                f'min_valid={min_valid}: the best valid fraction found is '
-                f'{best:.3f}; lower min_valid, shrink size or check the '
-                'nodata/invalid_values settings'
-            )
-        self.candidates = np.concatenate(candidates)
         self.length = (
             length if length is not None else max(1, len(self.candidates) // (k * k))
         )
+
+    def _map_size(
+        self, size: tuple[float, float] | float, units: Units
+    ) -> tuple[float, float]:
+        """The patch size ``(height, width)`` in CRS units; raise if not positive."""
+        height, width = (size, size) if isinstance(size, int | float) else size
+        res_x, res_y = float(self.res[0]), float(self.res[1])
+        if units == Units.PIXELS:
+            height, width = height * res_y, width * res_x
+        if height <= 0 or width <= 0:
+            raise ValueError(f'size must be positive, got {size}')
+        return (float(height), float(width))
+
+    def _scan_files(self) -> NDArray[np.int64]:
+        """The candidate patch positions of every file; raise if there is none."""
+        candidates: list[NDArray[np.int64]] = []
+        best = 0.0
+        for hit in range(len(self.index)):
+            file_best, file_candidates = self._scan_file(hit)
+            best = max(best, file_best)
+            if file_candidates is not None:
+                candidates.append(file_candidates)
+        if not candidates:
+            raise ValueError(
+                f'no patch of size {self.size} (CRS units) reaches '
+                f'min_valid={self.min_valid}: the best valid fraction found is '
+                f'{best:.3f}; lower min_valid, shrink size or check the '
+                'nodata/invalid_values settings'
+            )
+        return np.concatenate(candidates)
+
+    def _scan_file(self, hit: int) -> tuple[float, NDArray[np.int64] | None]:
+        """Find the patch positions of one indexed file that reach ``min_valid``.
+
+        A file with some keeps its anchor, time interval and summed-area table.
+
+        Args:
+            hit: Row of the file in the index.
+
+        Returns:
+            The best valid fraction of a patch in the file, and its candidates as
+            ``(file id, row, col)`` rows in coarse cells (None if none qualifies).
+        """
+        k = self.resolution_factor
+        xmin, ymin, xmax, ymax = self.index.geometry.iloc[hit].bounds
+        rows = math.floor((ymax - ymin) / self.cell[0] + 1e-9)
+        cols = math.floor((xmax - xmin) / self.cell[1] + 1e-9)
+        if rows < k or cols < k:
+            return 0.0, None
+        valid = self._coarse_validity(
+            str(self.index.filepath.iloc[hit]), (xmin, ymax), rows, cols
+        )
+        integral = np.zeros((rows + 1, cols + 1), dtype=np.float64)
+        integral[1:, 1:] = valid.astype(np.float64).cumsum(0).cumsum(1)
+        frac = (
+            integral[k:, k:]
+            - integral[:-k, k:]
+            - integral[k:, :-k]
+            + integral[:-k, :-k]
+        ) / (k * k)
+        r, c = np.nonzero(frac >= self.min_valid - 1e-9)
+        if len(r) == 0:
+            return float(frac.max()), None
+        file_id = len(self.anchors)
+        self.anchors.append((xmin, ymax))
+        self.intervals.append(
+            pd.Interval(self.index.index[hit].left, self.index.index[hit].right)
+        )
+        self.integrals.append(integral)
+        found = np.stack([np.full_like(r, file_id), r, c], axis=1).astype(np.int64)
+        return float(frac.max()), found
 
     def _coarse_validity(
         self, filepath: str, origin: tuple[float, float], rows: int, cols: int

@@ -151,47 +151,13 @@ class ObjectSampler(GeoSampler):
         self.jitter = jitter
         self.generator = np.random.default_rng(generator)
         self.origin = grid_origin(dataset)
-        self.keep_out = None
-        if keep_out is not None and not keep_out.is_empty:
-            # shrunk by the tolerance: a patch may touch its border, not enter it
-            self.keep_out = keep_out.buffer(-_EPS * max(self.res), join_style='mitre')
-            shapely.prepare(self.keep_out)
-            # its edges bound the clear positions (exactly so for unions of cells)
-            corners = shapely.get_coordinates(keep_out)
-            self._edges = (np.unique(corners[:, 0]), np.unique(corners[:, 1]))
-
-        index = dataset.index
-        h, w = self.size
-        self.regions: list[tuple[float, float, float, float]] = []
-        self.geometries: list[Any] = []
-        self.intervals = []
-        for geometry, interval in zip(index.geometry, index.index, strict=True):
-            minx, miny, maxx, maxy = geometry.bounds
-            if (
-                maxx - minx < w - _EPS * self.res[0]
-                or maxy - miny < h - _EPS * self.res[1]
-            ):
-                continue  # too small for one patch
-            self.regions.append((minx, miny, maxx, maxy))
-            self.geometries.append(geometry)
-            self.intervals.append(interval)
-
-        objects = find_objects(dataset).objects
-        bounds = objects.geometry.bounds.to_numpy()
+        self._set_keep_out(keep_out)
+        self._collect_regions(dataset.index)
+        bounds = find_objects(dataset).objects.geometry.bounds.to_numpy()
         #: Map bounds of each placeable object and the regions it fits in.
         self.placeable: list[tuple[np.ndarray, list[int]]] = []
         for b in bounds:
-            if b[2] - b[0] > w or b[3] - b[1] > h:
-                continue
-            fits = [
-                k
-                for k, r in enumerate(self.regions)
-                if r[0] <= b[0] + _EPS
-                and r[1] <= b[1] + _EPS
-                and b[2] <= r[2] + _EPS
-                and b[3] <= r[3] + _EPS
-            ]
-            fits = [k for k in fits if self._positions(b, k)]
+            fits = self._regions_fitting(b)
             if fits:
                 self.placeable.append((b, fits))
         #: Objects that cannot be placed whole in a patch (too big, or cut by regions).
@@ -218,6 +184,49 @@ class ObjectSampler(GeoSampler):
         self.length = int(length)
         areas = np.array([g.area for g in self.geometries], dtype=np.float64)
         self._region_weights = areas / areas.sum()
+
+    def _set_keep_out(self, keep_out: Any) -> None:
+        """Keep the area no patch may enter (shrunk by the tolerance) and its edges."""
+        self.keep_out = None
+        if keep_out is not None and not keep_out.is_empty:
+            # shrunk by the tolerance: a patch may touch its border, not enter it
+            self.keep_out = keep_out.buffer(-_EPS * max(self.res), join_style='mitre')
+            shapely.prepare(self.keep_out)
+            # its edges bound the clear positions (exactly so for unions of cells)
+            corners = shapely.get_coordinates(keep_out)
+            self._edges = (np.unique(corners[:, 0]), np.unique(corners[:, 1]))
+
+    def _collect_regions(self, index: Any) -> None:
+        """Keep the index regions (bounds, footprint, time) large enough for a patch."""
+        h, w = self.size
+        self.regions: list[tuple[float, float, float, float]] = []
+        self.geometries: list[Any] = []
+        self.intervals = []
+        for geometry, interval in zip(index.geometry, index.index, strict=True):
+            minx, miny, maxx, maxy = geometry.bounds
+            if (
+                maxx - minx < w - _EPS * self.res[0]
+                or maxy - miny < h - _EPS * self.res[1]
+            ):
+                continue  # too small for one patch
+            self.regions.append((minx, miny, maxx, maxy))
+            self.geometries.append(geometry)
+            self.intervals.append(interval)
+
+    def _regions_fitting(self, b: np.ndarray) -> list[int]:
+        """Regions that hold the object of bounds ``b`` whole in a clear patch."""
+        h, w = self.size
+        if b[2] - b[0] > w or b[3] - b[1] > h:
+            return []
+        fits = [
+            k
+            for k, r in enumerate(self.regions)
+            if r[0] <= b[0] + _EPS
+            and r[1] <= b[1] + _EPS
+            and b[2] <= r[2] + _EPS
+            and b[3] <= r[3] + _EPS
+        ]
+        return [k for k in fits if self._positions(b, k)]
 
     def __len__(self) -> int:
         """Number of patches per epoch.

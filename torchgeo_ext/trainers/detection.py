@@ -1,4 +1,4 @@
-"""Lightning tasks for axis-aligned object detection: SuperYOLO, SAR-Net and GHOST."""
+"""Lightning tasks for axis-aligned object detection: SuperYOLO, SeaDATE, SAR-Net and GHOST."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.detection import MeanAveragePrecision
 
-from ..errors import InvalidInputError
 from ..losses.yolo import YOLOv5Loss
 from ..models.api import get_model
 from ..models.ghost import (
@@ -26,9 +25,9 @@ from ..models.ghost import (
 )
 from ..models.obb_detector import pad_to_stride
 from ..models.sarnet import SARNet
-from ..models.superyolo import SuperYOLO, postprocess
+from ..models.seadate import SeaDATE
+from ..models.superyolo import Detect, SuperYOLO, postprocess
 from ..models.weights import read_state_dict
-from ..models.yolo_layers import fuse_model
 from .base import PluginTask
 from .optimization import (
     ExponentialMovingAverage,
@@ -41,29 +40,13 @@ from .optimization import (
 Batch = dict[str, Any]
 
 #: The detectors with YOLOv5 heads that :class:`SuperYOLOTask` trains.
-YOLOv5Detector = SuperYOLO | SARNet
+YOLOv5Detector = SuperYOLO | SeaDATE | SARNet
 
-#: Raw head output: one tensor (SuperYOLO) or one per level (SAR-Net).
+#: Raw head output: one tensor (one head) or one per level (SAR-Net).
 RawOutput = Tensor | list[Tensor]
 
 #: YOLOv5's objectness weights of the stride 8, 16 and 32 levels (one level: 1).
 OBJECTNESS_BALANCE = {1: (1.0,), 3: (4.0, 1.0, 0.4)}
-
-
-def decode(model: YOLOv5Detector, raw: RawOutput) -> Tensor:
-    """Decode the raw output of every head into boxes in pixels.
-
-    Args:
-        model: The detector.
-        raw: Its raw head output.
-
-    Returns:
-        (B, N, 5 + classes): boxes (cx, cy, w, h), objectness and class
-        probabilities of all heads.
-    """
-    levels = raw if isinstance(raw, list) else [raw]
-    heads = model.heads()
-    return torch.cat([h.decode(r) for h, r in zip(heads, levels, strict=True)], 1)
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
@@ -76,43 +59,25 @@ def _load_state_dict(path: str) -> dict[str, Tensor]:
     )
 
 
-def sarnet_engine(model: SARNet, engine: str, name: str) -> nn.Module:
-    """SAR-Net's inference copy: its batch norms folded into the convolutions.
-
-    Args:
-        model: The evaluation model.
-        engine: ``'torch'`` (the only engine SAR-Net has).
-        name: The model's registry name (for the error).
-
-    Returns:
-        The fused copy, in eval mode.
-
-    Raises:
-        InvalidInputError: For any other engine.
-    """
-    if engine != 'torch':
-        raise InvalidInputError(
-            None,
-            f'--engine {engine} runs SuperYOLO models only; this task holds '
-            f'{name} (use --engine torch)',
-        )
-    return fuse_model(copy.deepcopy(model).eval())
-
-
 class SuperYOLOTask(PluginTask):
-    """Axis-aligned detection with YOLOv5 heads: SuperYOLO (RGB+IR by default) or SAR-Net.
+    """SuperYOLO detection task (multimodal RGB+IR by default).
 
-    Trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO` (one head at
-    stride 4) and :class:`~torchgeo_ext.models.sarnet.SARNet` (single-band SAR,
-    a head at each of strides 8, 16 and 32, no super-resolution branch) with
-    the YOLOv5 loss of each head (CIoU box regression, BCE objectness and class
-    terms), the paper's
+    Trains :class:`~torchgeo_ext.models.superyolo.SuperYOLO` with the YOLOv5
+    loss (CIoU box regression, BCE objectness and class terms), the paper's
     auxiliary super-resolution L1 loss (weight 0.1) whenever the batch carries
     the high-resolution image ``image_hr``, and SGD with linear warm-up and a
     cosine schedule. Batches: ``image`` (B, C, H, W) float, ``bbox_xyxy`` a
     list of (N_i, 4) pixel boxes, ``label`` a list of (N_i,) int64;
     predictions come back under ``prediction_bbox_xyxy``, ``prediction_label``
     and ``prediction_score``.
+
+    It also trains the detectors with SuperYOLO's head: SeaDATE and its
+    two-stream baseline (:mod:`torchgeo_ext.models.seadate`), and SAR-Net
+    (:class:`~torchgeo_ext.models.sarnet.SARNet`: single-band SAR, a head at
+    each of strides 8, 16 and 32, each with its YOLOv5 loss, objectness
+    weighed 4.0, 1.0 and 0.4 as in YOLOv5). A model's own training-only losses
+    (SeaDATE's contrastive alignment) come from its ``forward_with_losses``
+    and are added as ``loss_<name>`` terms.
 
     Validation and test use an exponential moving average of the weights
     (``ema=True``). Metrics:
@@ -126,6 +91,8 @@ class SuperYOLOTask(PluginTask):
         'superyolo_rgb',
         'superyolo_ir',
         'superyolo_early',
+        'seadate_yolov5s',
+        'two_stream_yolov5s',
         'sarnet_n',
         'sarnet_s',
     )
@@ -173,6 +140,7 @@ class SuperYOLOTask(PluginTask):
         iou_threshold: float = 0.45,
         max_detections: int = 300,
         weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         variant: str | None = None,
     ) -> None:
         """Initialise a new SuperYOLOTask.
@@ -180,9 +148,11 @@ class SuperYOLOTask(PluginTask):
         Args:
             model: ``'superyolo_mf'`` (RGB+IR), ``'superyolo_rgb'``,
                 ``'superyolo_ir'``, ``'superyolo_early'`` (all
-                ``in_channels`` bands fused at the input), or SAR-Net
-                (``'sarnet_n'``, ``'sarnet_s'``: ``in_channels`` bands, 1 for
-                SAR; it has no super-resolution branch).
+                ``in_channels`` bands fused at the input), ``'seadate_yolov5s'``
+                or ``'two_stream_yolov5s'`` (SeaDATE's baseline; both read
+                ``rgb_bands`` and ``ir_bands`` and have no SR branch), or
+                SAR-Net (``'sarnet_n'``, ``'sarnet_s'``: ``in_channels`` bands,
+                1 for SAR; no SR branch).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
@@ -194,8 +164,7 @@ class SuperYOLOTask(PluginTask):
             super_resolution: Train the SR branch when batches hold ``image_hr``.
             sr_weight: Weight of the SR L1 loss.
             box_gain: YOLOv5 box loss gain.
-            obj_gain: YOLOv5 objectness loss gain (SAR-Net's three levels
-                weigh it by 4.0, 1.0 and 0.4, as YOLOv5 does).
+            obj_gain: YOLOv5 objectness loss gain.
             cls_gain: YOLOv5 class loss gain.
             anchor_threshold: Maximum box/anchor size ratio for assignment.
             label_smoothing: Class label smoothing.
@@ -214,6 +183,8 @@ class SuperYOLOTask(PluginTask):
             max_detections: Maximum boxes per image.
             weights: Optional path to initial weights: a task checkpoint or a
                 model state dict.
+            model_kwargs: Further builder arguments (e.g. SeaDATE's
+                ``contrast_weight`` and ``temperature``).
             variant: Deprecated: ``model='superyolo_<variant>'`` (checkpoints
                 of earlier versions name the variant).
         """
@@ -232,20 +203,29 @@ class SuperYOLOTask(PluginTask):
         """Build the model from the hyperparameters.
 
         Returns:
-            The model.
+            The model: a SuperYOLO, a SeaDATE (or its two-stream baseline) or
+            a SAR-Net.
         """
         h = self.hparams
         if h['model'].startswith('sarnet_'):
             sarnet: SARNet = get_model(
-                h['model'], num_classes=h['num_classes'], in_channels=h['in_channels']
+                h['model'],
+                num_classes=h['num_classes'],
+                in_channels=h['in_channels'],
+                **(h.get('model_kwargs') or {}),
             )
             return sarnet
-        kwargs: dict[str, Any] = {
-            'num_classes': h['num_classes'],
-            'super_resolution': h['super_resolution'],
-        }
+        kwargs: dict[str, Any] = {'num_classes': h['num_classes']}
         if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
             kwargs['width'] = h['width']
+        if not h['model'].startswith('superyolo_'):
+            kwargs['rgb_bands'] = list(h['rgb_bands'])
+            kwargs['ir_bands'] = list(h['ir_bands'])
+            model: YOLOv5Detector = get_model(
+                h['model'], **kwargs, **(h.get('model_kwargs') or {})
+            )
+            return model
+        kwargs['super_resolution'] = h['super_resolution']
         variant = h['model'].removeprefix('superyolo_')
         if variant in ('mf', 'rgb'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
@@ -253,12 +233,14 @@ class SuperYOLOTask(PluginTask):
             kwargs['ir_bands'] = list(h['ir_bands'])
         if variant == 'early':
             kwargs['in_channels'] = h['in_channels']
-        model: SuperYOLO = get_model(h['model'], **kwargs)
+        model = get_model(h['model'], **kwargs, **(h.get('model_kwargs') or {}))
         return model
 
     def configure_models(self) -> None:
         """Build the model, its EMA copy and load initial weights."""
         self.model: nn.Module = self.build_model()
+        if not isinstance(self.model, SuperYOLO):
+            self.engines = ()  # the inference engines compose SuperYOLO's stem
         weights = self.hparams['weights']
         if weights:
             self.model.load_state_dict(_load_state_dict(weights), strict=False)
@@ -271,7 +253,7 @@ class SuperYOLOTask(PluginTask):
     def configure_losses(self) -> None:
         """Build the YOLOv5 loss of every head."""
         h = self.hparams
-        heads = self.detector.heads()
+        heads = _heads(self.model)
         self.criteria = nn.ModuleList(
             YOLOv5Loss(
                 detect.anchors,
@@ -330,9 +312,9 @@ class SuperYOLOTask(PluginTask):
 
     @property
     def detector(self) -> YOLOv5Detector:
-        """The underlying SuperYOLO or SAR-Net (the student network for GHOST)."""
+        """The underlying detector (the student network for GHOST)."""
         model = self.model
-        assert isinstance(model, SuperYOLO | SARNet)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         return model
 
     def eval_model(self) -> nn.Module:
@@ -390,14 +372,11 @@ class SuperYOLOTask(PluginTask):
                 f'engine must be one of {", ".join(self.engines)} or None, '
                 f'got {engine!r}'
             )
-        source = self.eval_model()
-        if isinstance(source, SARNet):
-            model = sarnet_engine(source, engine, self.hparams['model'])
-        else:
-            from ..models.superyolo_engine import inference_engine
+        from ..models.superyolo_engine import inference_engine
 
-            assert isinstance(source, SuperYOLO)
-            model = inference_engine(source, engine, threads)
+        source = self.eval_model()
+        assert isinstance(source, SuperYOLO)
+        model = inference_engine(source, engine, threads)
         # Not a submodule: the copy stays out of the state dict and checkpoints.
         object.__setattr__(self, '_inference_model', model)
         return self
@@ -470,27 +449,41 @@ class SuperYOLOTask(PluginTask):
     def compute_loss(
         self, batch: Batch, model: nn.Module
     ) -> tuple[dict[str, Tensor], RawOutput]:
-        """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
+        """YOLOv5 loss plus the weighted SR loss and the model's auxiliary losses.
+
+        The SR loss applies with ``image_hr`` in the batch; auxiliary losses
+        come, in training, from a model that defines ``forward_with_losses``
+        (SeaDATE's contrastive alignment), already weighted by the model.
 
         Args:
             batch: A batch.
-            model: The SuperYOLO or SAR-Net to run.
+            model: The SuperYOLO, SeaDATE or SAR-Net to run.
 
         Returns:
             The total under ``'loss'`` with its (detached) terms (``loss_det``,
             ``loss_box``, ``loss_obj``, ``loss_cls`` summed over the heads,
-            ``loss_sr``), and the raw head output (a list over SAR-Net's levels).
+            ``loss_sr``, ``loss_<auxiliary name>``), and the raw head output (a
+            list over SAR-Net's levels).
         """
-        assert isinstance(model, SuperYOLO | SARNet)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         use_sr = (
             model.training
             and model.sr is not None
             and self.hparams['sr_weight'] > 0
             and 'image_hr' in batch
         )
-        raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
+        auxiliary: dict[str, Tensor] = {}
+        forward_with_losses = getattr(model, 'forward_with_losses', None)
+        if model.training and forward_with_losses is not None:
+            raw, auxiliary = forward_with_losses(batch['image'])
+            sr = None
+        else:
+            raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
         loss, parts = self.detection_loss(raw, batch)
         parts = {'loss_det': loss.detach(), **parts}
+        for name, value in auxiliary.items():
+            loss = loss + value
+            parts[f'loss_{name}'] = value.detach()
         if sr is not None:
             target = batch['image_hr'][:, model.bands]
             if target.shape[-2:] != sr.shape[-2:]:
@@ -567,7 +560,7 @@ class SuperYOLOTask(PluginTask):
 
     def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
-        assert isinstance(model, SuperYOLO | SARNet)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         model.eval()
         with torch.no_grad():
             terms, raw = self.compute_loss(batch, model)
@@ -646,11 +639,10 @@ class GHOSTTask(SuperYOLOTask):
     The loss is ``det_weight * L_det + ost_weight * L_OST``.
     """
 
-    #: GHOST quantises SuperYOLO (its layer names), not SAR-Net.
-    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
     #: No inference engine: folding batch norms into the quantised convolutions
     #: would change what they quantise.
     engines: tuple[str, ...] = ()
+    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
 
     def __init__(
         self,
@@ -699,7 +691,7 @@ class GHOSTTask(SuperYOLOTask):
         """Build the teacher, the quantised student, the OST module and the EMA."""
         h = self.hparams
         teacher = self.build_model()
-        assert isinstance(teacher, SuperYOLO)  # GHOST's models are SuperYOLOs
+        assert isinstance(teacher, SuperYOLO)  # GHOST quantises SuperYOLO only
         if h['teacher']:
             teacher.load_state_dict(_load_state_dict(h['teacher']), strict=False)
         teacher.sr = None
@@ -810,6 +802,52 @@ class GHOSTTask(SuperYOLOTask):
             'fp32_size_mb': r.fp32_size_mb,
             'gbops': r.gbops,
         }
+
+
+def _head(model: nn.Module) -> Detect:
+    """The anchor head of a SuperYOLO-family detector (its loss is built from it).
+
+    Args:
+        model: A SuperYOLO or SeaDATE.
+
+    Returns:
+        Its :class:`~torchgeo_ext.models.superyolo.Detect` head.
+
+    Raises:
+        TypeError: If the model has no such head.
+    """
+    detect = getattr(model, 'detect', None)
+    if not isinstance(detect, Detect):
+        raise TypeError(f'{type(model).__name__} has no SuperYOLO Detect head')
+    return detect
+
+
+def _heads(model: nn.Module) -> list[Detect]:
+    """The anchor heads of a detector: SAR-Net's three, else the one of :func:`_head`.
+
+    Args:
+        model: A SuperYOLO, SeaDATE or SAR-Net.
+
+    Returns:
+        Its heads, finest stride first.
+    """
+    return model.heads() if isinstance(model, SARNet) else [_head(model)]
+
+
+def decode(model: nn.Module, raw: RawOutput) -> Tensor:
+    """Decode the raw output of every head into boxes in pixels.
+
+    Args:
+        model: The detector.
+        raw: Its raw head output.
+
+    Returns:
+        (B, N, 5 + classes): boxes (cx, cy, w, h), objectness and class
+        probabilities of all heads.
+    """
+    levels = raw if isinstance(raw, list) else [raw]
+    heads = _heads(model)
+    return torch.cat([h.decode(r) for h, r in zip(heads, levels, strict=True)], 1)
 
 
 def _layer_channels(model: SuperYOLO, names: Sequence[str]) -> list[int]:

@@ -322,15 +322,13 @@ class OrientedDetectionTask(ObbDetectionBase):
     """Oriented object detection with YOLOv8n-OBB-style detectors.
 
     Models, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
-    (``model='lma_yolov8n_obb'``, shared backbone with low-rank modal adaptors
-    and adaptive rank allocation), the two-stream baseline
+    (``model='lma_yolov8n_obb'``: :class:`~torchgeo_ext.models.lma.LMADetector`,
+    a shared backbone with low-rank modal adaptors, whose ranks are reallocated
+    during training with ``adaptive_rank``), the two-stream baseline
     (``'two_stream_yolov8n_obb'``), a single-stream detector on the stacked
-    bands (``'yolov8n_obb'``) and SAR-Net (``'sarnet_n_obb'``, ``'sarnet_s_obb'``).
-
-    FoRA/LMA models (:class:`~torchgeo_ext.models.lma.LMADetector`) get
-    adaptive rank allocation during training (``adaptive_rank``). SAR-Net
-    (:class:`~torchgeo_ext.models.sarnet.SARNetOBB`, ``in_channels=1``) detects
-    in single-band SAR images; its widths come with its name.
+    bands (``'yolov8n_obb'``) and SAR-Net (``'sarnet_n_obb'``,
+    ``'sarnet_s_obb'``: :class:`~torchgeo_ext.models.sarnet.SARNetOBB`, single-band
+    SAR with ``in_channels=1``; its widths come with its name).
     """
 
     models = (
