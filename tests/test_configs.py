@@ -29,6 +29,11 @@ def test_every_paper_model_has_a_config() -> None:
         'm3amba_trento',
         'm3amba_muufl',
         'hymamba_hotc',
+        'sarnet_ssdd',
+        'sarnet_rssdd',
+        'seadate_llvip',
+        'seadate_vedai',
+        'seadate_dronevehicle',
         'fedfusion_houston2013',
         'fedfusion_trento',
         'fedfusion_muufl',
@@ -44,3 +49,20 @@ def test_paper_config_parses(config: Path, capsys: pytest.CaptureFixture[str]) -
     assert info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert 'class_path: torchgeo_ext.' in printed
+
+
+TINY_SEADATE = sorted((Path(__file__).parent / 'conf').glob('seadate_*.yaml'))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore:(LLVIP|VEDAI|DroneVehicle). :UserWarning')
+@pytest.mark.parametrize('config', TINY_SEADATE, ids=[p.stem for p in TINY_SEADATE])
+def test_tiny_seadate_config_fits_under_torchgeo(config: Path, tmp_path: Path) -> None:
+    # The library's command line runs every tiny config in tests/trainers/
+    # (test_task_pattern); TorchGeo's own runs these with full class paths.
+    from torchgeo.main import main as torchgeo_main
+
+    torchgeo_main(
+        ['fit', '--config', str(config), '--trainer.default_root_dir', str(tmp_path)]
+    )
+    assert len(list((tmp_path / 'checkpoints').glob('*.ckpt'))) == 1

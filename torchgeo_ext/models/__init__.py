@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         sarnet_s,
         sarnet_s_obb,
     )
+    from .seadate import SeaDATE, seadate_yolov5s, two_stream_yolov5s
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -105,6 +106,9 @@ _EXPORTS: dict[str, str] = {
     'sam_tiny': 'torchgeo_ext.models.sam',
     'AnomalyPrior': 'torchgeo_ext.models.sap',
     'sap_prior': 'torchgeo_ext.models.sap',
+    'SeaDATE': 'torchgeo_ext.models.seadate',
+    'seadate_yolov5s': 'torchgeo_ext.models.seadate',
+    'two_stream_yolov5s': 'torchgeo_ext.models.seadate',
     'sap_scores': 'torchgeo_ext.models.sap',
     'SARNet': 'torchgeo_ext.models.sarnet',
     'SARNetOBB': 'torchgeo_ext.models.sarnet',
