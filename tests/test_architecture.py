@@ -31,6 +31,7 @@ LAYERS = {
     'losses': 5,
     'trainers': 6,
     'pipelines': 7,
+    'federated': 7,  # FedFusion on Flower: the only importer of flwr (an optional extra)
     'commands': 8,
     'cli': 8,
     'demos': 8,  # the demos: train and run models on synthetic scenes
@@ -193,3 +194,24 @@ def test_lazy_exports_agree(init: Path) -> None:
         path = PACKAGE.parent / (module.replace('.', '/') + '.py')
         assert path.exists(), f'{name}: no module {module}'
         assert name in top_level_names(path), f'{module} does not define {name}'
+
+
+def test_only_the_federated_package_imports_flower() -> None:
+    # flwr (and Ray) come with the optional `federated` extra.
+    wrong = []
+    for name, path in modules():
+        if unit(name) == 'federated':
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                found = [node.module or '']
+            else:
+                continue
+            wrong += [
+                f'{name} imports {m}'
+                for m in found
+                if m.split('.')[0] in ('flwr', 'ray')
+            ]
+    assert not wrong, '\n'.join(wrong)

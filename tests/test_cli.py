@@ -12,13 +12,13 @@ CONF = Path(__file__).parent / 'conf'
 
 
 def test_help_imports_no_heavy_modules() -> None:
-    # `torchgeo-ext --help` must not import torch, lightning or torchgeo.
+    # `torchgeo-ext --help` must not import torch, lightning, torchgeo or Flower.
     code = (
         'import sys\n'
         'from torchgeo_ext.cli import build_parser\n'
         'build_parser().format_help()\n'
-        "heavy = [m for m in ('torch', 'lightning', 'torchgeo', 'rasterio', 'geopandas')"
-        ' if m in sys.modules]\n'
+        "heavy = [m for m in ('torch', 'lightning', 'torchgeo', 'rasterio', 'geopandas',"
+        " 'flwr', 'ray') if m in sys.modules]\n"
         'print(heavy)\n'
     )
     result = subprocess.run(
@@ -33,7 +33,16 @@ MODEL_ZOO = ('lightning', 'torchvision', 'torchgeo', 'timm', 'kornia', 'torchmet
 
 def imported(code: str) -> list[str]:
     """Run *code* in a fresh interpreter; the heavy packages it imported."""
-    heavy = ('torch', 'rasterio', 'geopandas', 'pandas', 'scipy', *MODEL_ZOO)
+    heavy = (
+        'torch',
+        'rasterio',
+        'geopandas',
+        'pandas',
+        'scipy',
+        'flwr',
+        'ray',
+        *MODEL_ZOO,
+    )
     report = f'\nimport sys\nprint([m for m in {heavy!r} if m in sys.modules])\n'
     result = subprocess.run(
         [sys.executable, '-c', code + report],
@@ -53,6 +62,7 @@ def test_subpackages_import_lazily() -> None:
         'datamodules',
         'datasets',
         'export',
+        'federated',
         'losses',
         'metrics',
         'models',

@@ -8,8 +8,11 @@ import torch
 import torchgeo.main
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.datamodules.llvip import LLVIPDataModule
+from torchgeo_ext.datamodules.ssdd import SSDDDataModule
 from torchgeo_ext.datamodules.vedai import VEDAIDataModule
 from torchgeo_ext.models.ghost import QuantConv2d
+from torchgeo_ext.models.seadate import SeaDATE
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.detection import GHOSTTask, SuperYOLOTask
 
@@ -18,6 +21,7 @@ from .conftest import assert_gradient_step_lowers
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / 'conf'
 DATA = ROOT / 'data' / 'vedai'
+LLVIP_DATA = ROOT / 'data' / 'llvip'
 
 
 def save(task: lightning.LightningModule, path: Path) -> Path:
@@ -137,3 +141,178 @@ def test_ghost_cli_and_teacher(tmp_path: Path) -> None:
     assert len(out['prediction_bbox_xyxy']) == 1
     with pytest.raises(FileNotFoundError, match='weights file not found'):
         GHOSTTask(teacher=os.fspath(tmp_path / 'missing.ckpt'), fixed_bits=4)
+
+
+def fake_llvip_batch() -> dict[str, Any]:
+    dm = LLVIPDataModule(root=LLVIP_DATA, batch_size=2, downsample=4, augment=False)
+    dm.setup('fit')
+    batch = next(iter(dm.train_dataloader()))
+    return dm.aug(batch)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore:LLVIP. :UserWarning')
+@pytest.mark.parametrize('model', ['seadate_yolov5s', 'two_stream_yolov5s'])
+def test_seadate_loss_trains_on_fake_llvip(model: str) -> None:
+    torch.manual_seed(0)
+    batch = fake_llvip_batch()
+    assert batch['image'].shape == (2, 4, 256, 320)
+    # The objectness targets are the predicted boxes' IoU (detached): they move
+    # with the parameters, so the check is on the box and contrastive terms.
+    task = SuperYOLOTask(
+        model=model,
+        num_classes=1,
+        width=0.25,
+        super_resolution=False,
+        ema=False,
+        obj_gain=0.0,
+    )
+    assert task.engines == ()
+    task.train()
+    parts, raw = task.compute_loss(batch, task.model)
+    assert isinstance(raw, torch.Tensor)  # one head (SAR-Net's three: a list)
+    assert raw.shape == (2, 3, 64, 80, 6)
+    assert torch.isfinite(parts['loss'])
+    if model == 'seadate_yolov5s':
+        # the model's contrastive loss is part of the total
+        assert parts['loss_contrast'] > 0
+        torch.testing.assert_close(
+            parts['loss'].detach(), parts['loss_det'] + parts['loss_contrast']
+        )
+    else:
+        assert 'loss_contrast' not in parts
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(batch, task.model)[0]['loss'],
+        list(task.model.parameters()),
+    )
+    # evaluation runs without the auxiliary loss
+    task.eval()
+    parts, _ = task.compute_loss(batch, task.model)
+    assert 'loss_contrast' not in parts
+
+
+def test_seadate_task_options() -> None:
+    task = SuperYOLOTask(
+        model='seadate_yolov5s',
+        num_classes=2,
+        width=0.25,
+        model_kwargs={'contrast_weight': 0.5, 'temperature': 0.2},
+    )
+    model = task.model
+    assert isinstance(model, SeaDATE)
+    assert model.contrast_weight == 0.5
+    assert model.contrast is not None
+    assert model.contrast.temperature == 0.2
+    with pytest.raises(ValueError, match='engine must be one of'):
+        task.set_engine('onnxruntime')
+    task.eval()
+    out = task.detect_images(torch.rand(1, 4, 40, 52), score_threshold=0.0)
+    assert out[0]['prediction_bbox_xyxy'].shape[1] == 4
+    assert out[0]['prediction_bbox_xyxy'][:, 2].max() <= 52
+    with pytest.raises(ValueError, match="unknown model 'seadate_yolov5s'"):
+        GHOSTTask(model='seadate_yolov5s')
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings('ignore:LLVIP. :UserWarning')
+def test_seadate_cli_fit_and_reload(tmp_path: Path) -> None:
+    config = str(CONF / 'seadate_llvip.yaml')
+    root = ['--trainer.default_root_dir', str(tmp_path)]
+    assert main(['fit', '--config', config, *root]) == 0
+    (ckpt,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    task = load_task(ckpt)
+    assert isinstance(task, SuperYOLOTask)
+    assert isinstance(task.model, SeaDATE)
+    assert task.hparams['model_kwargs'] == {'contrast_weight': 0.1}
+    argv = ['test', '--config', config, *root, '--ckpt_path', str(ckpt)]
+    assert main(argv) == 0
+
+
+def sar_batch() -> dict[str, Any]:
+    # One-band SAR-like batch: two bright ships on clutter, one empty image.
+    torch.manual_seed(0)
+    image = 0.1 * torch.rand(2, 1, 64, 96)
+    image[0, :, 20:28, 30:52] += 0.8
+    image[0, :, 40:50, 70:76] += 0.8
+    return {
+        'image': image,
+        'bbox_xyxy': [
+            torch.tensor([[30.0, 20, 52, 28], [70, 40, 76, 50]]),
+            torch.zeros(0, 4),
+        ],
+        'label': [torch.tensor([0, 0]), torch.zeros(0, dtype=torch.long)],
+    }
+
+
+def ssdd_batch() -> dict[str, Any]:
+    # A normalised batch of the fake BBox-SSDD (one band, letterboxed to 128).
+    dm = SSDDDataModule(
+        root=ROOT / 'data' / 'ssdd', batch_size=2, patch_size=128, augment=False
+    )
+    dm.setup('fit')
+    batch: dict[str, Any] = dm.aug(next(iter(dm.train_dataloader())))
+    return batch
+
+
+def test_sarnet_trains_with_a_head_per_level() -> None:
+    torch.manual_seed(0)
+    task = SuperYOLOTask(
+        model='sarnet_n', num_classes=1, in_channels=1, ema=False, obj_gain=0.0
+    )
+    assert task.detector.bands == [0]
+    assert [c.stride for c in task.criteria] == [8, 16, 32]
+    # YOLOv5's objectness balance of the three levels.
+    task2 = SuperYOLOTask(model='sarnet_n', num_classes=1, in_channels=1)
+    assert [c.obj_gain for c in task2.criteria] == pytest.approx(
+        [4.0 * 7.68, 7.68, 0.4 * 7.68]
+    )
+    batch = ssdd_batch()
+    assert batch['image'].shape[1:] == (1, 128, 128)
+    assert sum(len(b) for b in batch['bbox_xyxy']) > 0
+    task.train()
+    terms, raw = task.compute_loss(batch, task.model)
+    assert isinstance(raw, list)
+    assert len(raw) == 3
+    assert {'loss', 'loss_box', 'loss_obj', 'loss_cls', 'loss_det'} <= set(terms)
+    assert 'loss_sr' not in terms  # SAR-Net has no super-resolution branch
+    # The objectness targets are the predicted boxes' IoU (detached): they move
+    # with the parameters, so the check is on the box term (obj_gain 0).
+    assert_gradient_step_lowers(
+        lambda: task.compute_loss(batch, task.model)[0]['loss'],
+        list(task.model.parameters()),
+    )
+
+
+def test_sarnet_predicts() -> None:
+    task = SuperYOLOTask(
+        model='sarnet_n', num_classes=1, in_channels=1, max_detections=4
+    )
+    # No inference engine: the engines compose SuperYOLO's stem.
+    assert task.engines == ()
+    task.hparams['score_threshold'] = 0.0
+    task.eval()
+    batch = sar_batch()
+    with torch.no_grad():
+        out = task.predict_step(batch, 0)
+    boxes = out['prediction_bbox_xyxy']
+    assert len(boxes) == 2
+    assert all(b.shape[1] == 4 for b in boxes)
+    assert all(0 < len(b) <= 4 for b in boxes)
+    assert all(b[:, 2].max() <= 96 and b[:, 3].max() <= 64 for b in boxes)
+
+
+def test_ghost_trains_superyolo_only() -> None:
+    with pytest.raises(ValueError, match="unknown model 'sarnet_n'"):
+        GHOSTTask(model='sarnet_n')
+
+
+def test_checkpoints_with_the_single_loss_still_load(tmp_path: Path) -> None:
+    task = SuperYOLOTask(super_resolution=False, ema=False)
+    path = save(task, tmp_path / 'new.ckpt')
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint['state_dict']
+    state['criterion.anchors'] = state.pop('criteria.0.anchors')
+    torch.save(checkpoint, tmp_path / 'old.ckpt')
+    loaded = load_task(tmp_path / 'old.ckpt')
+    assert isinstance(loaded, SuperYOLOTask)
+    torch.testing.assert_close(loaded.criteria[0].anchors, task.criteria[0].anchors)

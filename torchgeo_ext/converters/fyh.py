@@ -953,15 +953,7 @@ def build_fyh(
     check_outputs([directory_output(out, 'the output root')], [fy4a_dir, himawari_dir])
     if max_fill < 0:
         raise ValueError(f'max_fill must not be negative, got {max_fill}')
-    agri_files = find_agri(fy4a_dir)
-    if not agri_files:
-        raise MissingInputError(fy4a_dir, 'no FY-4A AGRI L1 *.HDF files found')
-    products = find_himawari(himawari_dir)
-    if not products:
-        raise MissingInputError(
-            himawari_dir,
-            'no Himawari L2 cloud files (NC_H08_YYYYMMDD_HHMM_L2CLP*.nc) found',
-        )
+    agri_files, products = _find_inputs(fy4a_dir, himawari_dir)
     report = BuildReport()
     iterator: Iterable[str] = agri_files
     if progress:
@@ -974,11 +966,30 @@ def build_fyh(
                 path, products, out, split, geotiff, max_fill, tolerance, report
             )
         except (InvalidInputError, MissingInputError) as error:
-            reason = error.problem
-            if error.path is not None and os.path.abspath(
-                error.path
-            ) != os.path.abspath(path):
-                reason = f'{error.path}: {reason}'
+            reason = _skip_reason(error, path)
             report.skipped.append((path, reason))
             warnings.warn(f'FYH builder skipped {path}: {reason}', stacklevel=2)
     return report
+
+
+def _find_inputs(
+    fy4a_dir: str, himawari_dir: str
+) -> tuple[list[str], list[HimawariProduct]]:
+    """The AGRI scans and the Himawari products of the input folders; none is an error."""
+    agri_files = find_agri(fy4a_dir)
+    if not agri_files:
+        raise MissingInputError(fy4a_dir, 'no FY-4A AGRI L1 *.HDF files found')
+    products = find_himawari(himawari_dir)
+    if not products:
+        raise MissingInputError(
+            himawari_dir,
+            'no Himawari L2 cloud files (NC_H08_YYYYMMDD_HHMM_L2CLP*.nc) found',
+        )
+    return agri_files, products
+
+
+def _skip_reason(error: InvalidInputError | MissingInputError, scan: str) -> str:
+    """Why a scan was skipped: the problem, prefixed by the file when not the scan."""
+    if error.path is not None and os.path.abspath(error.path) != os.path.abspath(scan):
+        return f'{error.path}: {error.problem}'
+    return error.problem

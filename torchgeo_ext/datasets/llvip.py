@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError
 
-from ..errors import InvalidInputError, MissingInputError
+from ..errors import MissingInputError
 from .detection import (
     AnnotationCounts,
     PairedDetectionDataset,
@@ -24,6 +23,7 @@ from .detection import (
     warn_annotation_issues,
     xyxy_to_corners,
 )
+from .voc import parse_voc
 
 Sample = dict[str, Any]
 
@@ -180,14 +180,14 @@ class LLVIP(PairedDetectionDataset):
         path = os.path.join(self.annotation_dir, stem + '.xml')
         if not os.path.isfile(path):
             raise MissingInputError(path, f'no annotation file for image {name}')
-        names, boxes = parse_voc_boxes(path, self.skipped)
+        objects = parse_voc(path, self.skipped)
         keep = []
-        for k, raw in enumerate(names):
-            if raw.strip().lower() in self.classes:
+        for k, raw in enumerate(objects.names):
+            if raw.lower() in self.classes:
                 keep.append(k)
             else:
-                count_issue(self.skipped, path, f'unknown_name ({raw.strip()})')
-        xyxy = boxes[keep]
+                count_issue(self.skipped, path, f'unknown_name ({raw})')
+        xyxy = objects.xyxy[keep]
         empty = (xyxy[:, 2] <= xyxy[:, 0]) | (xyxy[:, 3] <= xyxy[:, 1])
         count_issue(self.skipped, path, 'empty_box', int(empty.sum()))
         xyxy, changed = clip_xyxy(xyxy[~empty], width, height)
@@ -207,44 +207,3 @@ class LLVIP(PairedDetectionDataset):
 
     def _bands(self) -> list[int]:
         return [self.modality_files[m][1] for m in self.modalities]
-
-
-def parse_voc_boxes(path: str, skipped: AnnotationCounts) -> tuple[list[str], Tensor]:
-    """Read the ``<name>`` and ``<bndbox>`` of every object of a Pascal VOC file.
-
-    Objects without a ``<bndbox>`` (``no_geometry``) or with a missing
-    coordinate (``incomplete_geometry``) are counted in *skipped* and left out.
-
-    Args:
-        path: The XML file.
-        skipped: Counts of dropped objects (updated).
-
-    Returns:
-        The raw names and the (N, 4) ``xmin ymin xmax ymax`` boxes.
-
-    Raises:
-        InvalidInputError: If the XML is malformed or a coordinate is not a number.
-    """
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as error:
-        raise InvalidInputError(path, f'malformed XML ({error})') from error
-    names: list[str] = []
-    boxes: list[list[float]] = []
-    for k, obj in enumerate(root.iter('object'), start=1):
-        bndbox = obj.find('bndbox')
-        if bndbox is None:
-            count_issue(skipped, path, 'no_geometry')
-            continue
-        values = [bndbox.findtext(key) for key in ('xmin', 'ymin', 'xmax', 'ymax')]
-        if any(v is None or not v.strip() for v in values):
-            count_issue(skipped, path, 'incomplete_geometry')
-            continue
-        try:
-            boxes.append([float(v) for v in values if v is not None])
-        except ValueError as error:
-            raise InvalidInputError(
-                path, f'object {k}: non-numeric coordinate ({error})'
-            ) from error
-        names.append(obj.findtext('name') or '')
-    return names, torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)

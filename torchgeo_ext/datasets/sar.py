@@ -14,6 +14,7 @@ from torch import Tensor
 from ..errors import InvalidInputError, MissingInputError
 from ..ops.obb import poly_to_xyxy
 from .detection import (
+    _CONVERTIBLE_MODES,
     AnnotationCounts,
     PairedDetectionDataset,
     check_sample_options,
@@ -55,6 +56,10 @@ def read_amplitude(path: str, dtype: str = 'float32') -> Tensor:
             wide = np.asarray(img) if mode in _WIDE_MODES else None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InvalidInputError(path, f'cannot decode image ({error})') from error
+    if wide is None and mode not in _CONVERTIBLE_MODES:
+        raise InvalidInputError(
+            path, f'expected an 8-bit or 16-bit integer image, got mode {mode}'
+        )
     if wide is None:
         view = decode_image(path, 1)
         return view.to(torch.uint8 if dtype == 'uint8' else torch.float32, copy=True)

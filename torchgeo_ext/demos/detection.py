@@ -464,24 +464,11 @@ def run_detection_demo(
     # Created through the output layer: removed again if the demo fails.
     demo_output_dir(out)
     test_scene, paths = _write_scenes(out, size, vehicles, seed)
-    classes = list(CLASSES)
-    data, task = _data_and_task(
-        paths,
-        classes,
-        _DemoTraining(steps, batch_size, patch_size, num_workers, width, seed),
-        score_threshold,
-    )
+    training = _DemoTraining(steps, batch_size, patch_size, num_workers, width, seed)
+    data, task = _data_and_task(paths, list(CLASSES), training, score_threshold)
     with _quiet_and_sharing_cpus(num_workers):
         return _fit_and_detect(
-            out,
-            data,
-            task,
-            steps,
-            score_threshold,
-            test_scene,
-            paths,
-            vehicle_polygons(test_scene),
-            classes,
+            out, data, task, steps, score_threshold, test_scene, paths
         )
 
 
@@ -584,12 +571,12 @@ def _fit_and_detect(
     score_threshold: float,
     test_scene: VehicleScene,
     paths: tuple[Path, Path, Path, Path, Path],
-    truth: Any,
-    classes: list[str],
 ) -> DetectionDemoResult:
     """Fit, save, reload, detect on the test scene, score and write (see the caller)."""
     from ..export.vector import write_vector
 
+    truth = vehicle_polygons(test_scene)
+    classes = list(CLASSES)
     train_rgb, train_ir, labels, test_rgb, test_ir = paths
     trainer, losses, fit_seconds = _fit(data, task, steps)
     checkpoint = out / 'superyolo_demo.ckpt'

@@ -54,6 +54,66 @@ def _spectrum(
     return spectrum
 
 
+def _mixed_background(
+    rng: np.random.Generator,
+    wavelengths: NDArray[np.float64],
+    endmembers: int,
+    size: int,
+) -> NDArray[np.float64]:
+    """Smooth endmember spectra mixed by smooth abundance maps, unevenly lit (bands x H x W)."""
+    library = np.stack(
+        [
+            _spectrum(
+                wavelengths,
+                list(rng.uniform(450, 2400, 3)),
+                list(rng.uniform(100, 400, 3)),
+                list(rng.uniform(0.05, 0.4, 3)),
+            )
+            for _ in range(endmembers)
+        ]
+    )
+    logits = 2.0 * _smooth_field(rng, endmembers, size, scale=size / 8)
+    weights = np.exp(logits - logits.max(axis=0, keepdims=True))
+    weights /= weights.sum(axis=0, keepdims=True)
+    cube = np.einsum('kb,khw->bhw', library, weights)
+    # Spatially varying illumination keeps the background non-trivial.
+    cube *= 1 + 0.05 * _smooth_field(rng, 1, size, scale=size / 4)
+    return cube
+
+
+def _implant_targets(
+    rng: np.random.Generator,
+    cube: NDArray[np.float64],
+    target: NDArray[np.float64],
+    targets: int,
+    abundance: tuple[float, float],
+) -> NDArray[np.bool_]:
+    """Mix ``target`` into ``cube`` in place, in small blobs kept apart; return the truth."""
+    size = cube.shape[-1]
+    truth = np.zeros((size, size), dtype=bool)
+    margin = 3
+    placed = 0
+    attempts = 0
+    while placed < targets and attempts < 100 * targets:
+        attempts += 1
+        side = int(rng.integers(1, 4))
+        row = int(rng.integers(margin, size - margin - side))
+        col = int(rng.integers(margin, size - margin - side))
+        # Keep blobs apart so each is a distinct small target.
+        if truth[
+            max(row - 4, 0) : row + side + 4, max(col - 4, 0) : col + side + 4
+        ].any():
+            continue
+        alpha = float(rng.uniform(*abundance))
+        block = cube[:, row : row + side, col : col + side]
+        cube[:, row : row + side, col : col + side] = (
+            1 - alpha
+        ) * block + alpha * target[:, None, None]
+        truth[row : row + side, col : col + side] = True
+        placed += 1
+    return truth
+
+
 def synthetic_anomaly_scene(
     size: int = 128,
     bands: int = 50,
@@ -91,51 +151,13 @@ def synthetic_anomaly_scene(
     rng = np.random.default_rng(seed)
     wavelengths = np.linspace(400.0, 2500.0, bands)
 
-    # Background: smooth endmember spectra mixed by smooth abundance maps.
-    library = np.stack(
-        [
-            _spectrum(
-                wavelengths,
-                list(rng.uniform(450, 2400, 3)),
-                list(rng.uniform(100, 400, 3)),
-                list(rng.uniform(0.05, 0.4, 3)),
-            )
-            for _ in range(endmembers)
-        ]
-    )
-    logits = 2.0 * _smooth_field(rng, endmembers, size, scale=size / 8)
-    weights = np.exp(logits - logits.max(axis=0, keepdims=True))
-    weights /= weights.sum(axis=0, keepdims=True)
-    cube = np.einsum('kb,khw->bhw', library, weights)
-    # Spatially varying illumination keeps the background non-trivial.
-    cube *= 1 + 0.05 * _smooth_field(rng, 1, size, scale=size / 4)
+    cube = _mixed_background(rng, wavelengths, endmembers, size)
 
     # Target: a spectrum unlike any endmember (a narrow absorption plus a bump).
     target = _spectrum(wavelengths, [1100.0, 1900.0], [60.0, 150.0], [0.35, 0.2])
     target -= 0.04 * np.exp(-0.5 * ((wavelengths - 700.0) / 40.0) ** 2)
 
-    truth = np.zeros((size, size), dtype=bool)
-    margin = 3
-    placed = 0
-    attempts = 0
-    while placed < targets and attempts < 100 * targets:
-        attempts += 1
-        side = int(rng.integers(1, 4))
-        row = int(rng.integers(margin, size - margin - side))
-        col = int(rng.integers(margin, size - margin - side))
-        # Keep blobs apart so each is a distinct small target.
-        if truth[
-            max(row - 4, 0) : row + side + 4, max(col - 4, 0) : col + side + 4
-        ].any():
-            continue
-        alpha = float(rng.uniform(*abundance))
-        block = cube[:, row : row + side, col : col + side]
-        cube[:, row : row + side, col : col + side] = (
-            1 - alpha
-        ) * block + alpha * target[:, None, None]
-        truth[row : row + side, col : col + side] = True
-        placed += 1
-
+    truth = _implant_targets(rng, cube, target, targets, abundance)
     cube += noise * rng.standard_normal(cube.shape)
     return cube.astype(np.float32), truth
 

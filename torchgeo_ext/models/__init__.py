@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
     from .bsdm import BSDM, bsdm_scores
     from .dianet import DIANet, dianet_w8, dianet_w18, dianet_w48
     from .e2emfd import E2EMFD, e2emfd_yolov8n_obb
-    from .fedfusion import FedFusion, compress_features, fedfusion, fedfusion_tiny
+    from .fedfusion import FedFusion, compress_features, fedfusion_tiny
     from .fusionsam import (
         FusionSAM,
         fusionsam_tiny,
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # real imports for type checkers; at run time names load on f
         sarnet_s,
         sarnet_s_obb,
     )
+    from .seadate import SeaDATE, seadate_yolov5s, two_stream_yolov5s
     from .stad import STADStudent, STADTeacher, stad_scores
     from .superyolo import (
         SuperYOLO,
@@ -69,7 +70,6 @@ _EXPORTS: dict[str, str] = {
     'e2emfd_yolov8n_obb': 'torchgeo_ext.models.e2emfd',
     'FedFusion': 'torchgeo_ext.models.fedfusion',
     'compress_features': 'torchgeo_ext.models.fedfusion',
-    'fedfusion': 'torchgeo_ext.models.fedfusion',
     'fedfusion_tiny': 'torchgeo_ext.models.fedfusion',
     'FusionSAM': 'torchgeo_ext.models.fusionsam',
     'fusionsam_tiny': 'torchgeo_ext.models.fusionsam',
@@ -106,6 +106,9 @@ _EXPORTS: dict[str, str] = {
     'sam_tiny': 'torchgeo_ext.models.sam',
     'AnomalyPrior': 'torchgeo_ext.models.sap',
     'sap_prior': 'torchgeo_ext.models.sap',
+    'SeaDATE': 'torchgeo_ext.models.seadate',
+    'seadate_yolov5s': 'torchgeo_ext.models.seadate',
+    'two_stream_yolov5s': 'torchgeo_ext.models.seadate',
     'sap_scores': 'torchgeo_ext.models.sap',
     'SARNet': 'torchgeo_ext.models.sarnet',
     'SARNetOBB': 'torchgeo_ext.models.sarnet',

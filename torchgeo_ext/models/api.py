@@ -15,6 +15,9 @@ _BUILDERS: dict[str, str] = {
     'superyolo_rgb': 'superyolo:superyolo_rgb',
     'superyolo_ir': 'superyolo:superyolo_ir',
     'superyolo_early': 'superyolo:superyolo_early',
+    # SeaDATE (Dong et al. 2024): two-stream RGB-IR YOLO, and its plain two-stream baseline.
+    'seadate_yolov5s': 'seadate:seadate_yolov5s',
+    'two_stream_yolov5s': 'seadate:two_stream_yolov5s',
     # Oriented detection: YOLOv8n-OBB, FoRA/LMA, the two-stream baseline, E2E-MFD.
     'yolov8n_obb': 'obb_detector:yolov8n_obb',
     'lma_yolov8n_obb': 'lma:lma_yolov8n_obb',

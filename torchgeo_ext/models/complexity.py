@@ -149,8 +149,27 @@ def count_macs(
     result = Complexity(params=count_parameters(model))
     work = copy.deepcopy(model).eval().to(device)
     args = tuple(a.to(device) if isinstance(a, Tensor) else a for a in args)
+    handles = _count_with_hooks(work, table, result)
+    try:
+        with torch.no_grad():
+            if forward is not None:
+                forward(work, args)
+            else:
+                work(*args)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return result
+
+
+def _count_with_hooks(
+    model: nn.Module,
+    table: dict[type[nn.Module], Callable[[nn.Module, tuple[Any, ...], Tensor], int]],
+    result: Complexity,
+) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hook every layer with a rule to add its MACs to ``result``; return the hooks."""
     handles = []
-    for name, module in work.named_modules():
+    for name, module in model.named_modules():
         rule = next((r for t, r in table.items() if isinstance(module, t)), None)
         if rule is None:
             continue
@@ -168,13 +187,4 @@ def count_macs(
             result.macs += macs
 
         handles.append(module.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            if forward is not None:
-                forward(work, args)
-            else:
-                work(*args)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return result
+    return handles

@@ -46,6 +46,55 @@ def valid_frames(boxes: Tensor) -> Tensor:
     return torch.nonzero(ok).flatten()
 
 
+def _jittered_window(
+    box: tuple[float, float, float, float],
+    factor: float,
+    center_jitter: float,
+    scale_jitter: float,
+    generator: torch.Generator | None,
+) -> tuple[int, int, int]:
+    """The square window of :func:`crop_around_box`: origin ``x0, y0`` and side."""
+    x, y, w, h = box
+    cx, cy = x + w / 2, y + h / 2
+    jw, jh = w, h
+    if scale_jitter > 0:
+        jw, jh = (
+            float(v)
+            for v in torch.tensor([w, h], dtype=torch.float64)
+            * torch.exp(
+                torch.randn(2, generator=generator, dtype=torch.float64) * scale_jitter
+            )
+        )
+    if center_jitter > 0:
+        shift = (torch.rand(2, generator=generator, dtype=torch.float64) - 0.5) * (
+            math.sqrt(jw * jh) * center_jitter
+        )
+        cx, cy = cx + float(shift[0]), cy + float(shift[1])
+    side = max(1, math.ceil(math.sqrt(jw * jh) * factor))
+    return math.floor(cx - side / 2 + 0.5), math.floor(cy - side / 2 + 0.5), side
+
+
+def _cut_and_resize(
+    image: Tensor, x0: int, y0: int, side: int, output_size: int
+) -> Tensor:
+    """The window of ``image`` (zeros outside the frame) resized to ``output_size``."""
+    height, width = image.shape[-2:]
+    window = image.new_zeros((image.shape[0], side, side))
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + side, width), min(y0 + side, height)
+    if sx1 > sx0 and sy1 > sy0:
+        window[:, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[:, sy0:sy1, sx0:sx1]
+    if side == output_size:
+        return window
+    return F.interpolate(
+        window[None].float(),
+        size=(output_size, output_size),
+        mode='bilinear',
+        align_corners=False,
+        antialias=side > output_size,
+    )[0].to(image.dtype)
+
+
 def crop_around_box(
     image: Tensor,
     box: Tensor,
@@ -82,40 +131,10 @@ def crop_around_box(
     """
     box = box.to(torch.float64)
     x, y, w, h = (float(v) for v in box)
-    cx, cy = x + w / 2, y + h / 2
-    jw, jh = w, h
-    if scale_jitter > 0:
-        jw, jh = (
-            float(v)
-            for v in torch.tensor([w, h], dtype=torch.float64)
-            * torch.exp(
-                torch.randn(2, generator=generator, dtype=torch.float64) * scale_jitter
-            )
-        )
-    if center_jitter > 0:
-        shift = (torch.rand(2, generator=generator, dtype=torch.float64) - 0.5) * (
-            math.sqrt(jw * jh) * center_jitter
-        )
-        cx, cy = cx + float(shift[0]), cy + float(shift[1])
-    side = max(1, math.ceil(math.sqrt(jw * jh) * factor))
-    x0 = math.floor(cx - side / 2 + 0.5)
-    y0 = math.floor(cy - side / 2 + 0.5)
-    height, width = image.shape[-2:]
-    window = image.new_zeros((image.shape[0], side, side))
-    sx0, sy0 = max(x0, 0), max(y0, 0)
-    sx1, sy1 = min(x0 + side, width), min(y0 + side, height)
-    if sx1 > sx0 and sy1 > sy0:
-        window[:, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[:, sy0:sy1, sx0:sx1]
-    if side != output_size:
-        crop = F.interpolate(
-            window[None].float(),
-            size=(output_size, output_size),
-            mode='bilinear',
-            align_corners=False,
-            antialias=side > output_size,
-        )[0].to(image.dtype)
-    else:
-        crop = window
+    x0, y0, side = _jittered_window(
+        (x, y, w, h), factor, center_jitter, scale_jitter, generator
+    )
+    crop = _cut_and_resize(image, x0, y0, side, output_size)
     scale = output_size / side
     crop_box = torch.tensor(
         [

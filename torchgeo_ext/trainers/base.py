@@ -165,7 +165,9 @@ class PluginTask(BaseTask):
       collection is computed, logged (:meth:`loggable_metrics`) and reset;
     * **loss**: ``compute_loss`` returns the loss under ``'loss'`` and its
       terms; :meth:`log_losses` logs them as ``<stage>_loss`` and
-      ``<stage>_<term>``;
+      ``<stage>_<term>``; a model's own training-only losses come from its
+      ``forward_with_losses(x) -> (output, {name: weighted loss})`` and are
+      added as ``loss_<name>`` terms;
     * **schedule length**: from the trainer
       (:func:`~torchgeo_ext.trainers.optimization.schedule_steps`,
       :func:`~torchgeo_ext.trainers.optimization.schedule_epochs`), never a

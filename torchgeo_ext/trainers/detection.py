@@ -1,4 +1,4 @@
-"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO and GHOST."""
+"""Lightning tasks for axis-aligned object detection: SuperYOLO, SeaDATE, SAR-Net and GHOST."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from ..models.ghost import (
     quantize_superyolo,
 )
 from ..models.obb_detector import pad_to_stride
-from ..models.superyolo import SuperYOLO, postprocess
+from ..models.sarnet import SARNet
+from ..models.seadate import SeaDATE
+from ..models.superyolo import Detect, SuperYOLO, postprocess
 from ..models.weights import read_state_dict
 from .base import PluginTask
 from .optimization import (
@@ -36,6 +38,15 @@ from .optimization import (
 )
 
 Batch = dict[str, Any]
+
+#: The detectors with YOLOv5 heads that :class:`SuperYOLOTask` trains.
+YOLOv5Detector = SuperYOLO | SeaDATE | SARNet
+
+#: Raw head output: one tensor (one head) or one per level (SAR-Net).
+RawOutput = Tensor | list[Tensor]
+
+#: YOLOv5's objectness weights of the stride 8, 16 and 32 levels (one level: 1).
+OBJECTNESS_BALANCE = {1: (1.0,), 3: (4.0, 1.0, 0.4)}
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
@@ -60,6 +71,14 @@ class SuperYOLOTask(PluginTask):
     predictions come back under ``prediction_bbox_xyxy``, ``prediction_label``
     and ``prediction_score``.
 
+    It also trains the detectors with SuperYOLO's head: SeaDATE and its
+    two-stream baseline (:mod:`torchgeo_ext.models.seadate`), and SAR-Net
+    (:class:`~torchgeo_ext.models.sarnet.SARNet`: single-band SAR, a head at
+    each of strides 8, 16 and 32, each with its YOLOv5 loss, objectness
+    weighed 4.0, 1.0 and 0.4 as in YOLOv5). A model's own training-only losses
+    (SeaDATE's contrastive alignment) come from its ``forward_with_losses``
+    and are added as ``loss_<name>`` terms.
+
     Validation and test use an exponential moving average of the weights
     (``ema=True``). Metrics:
     ``val_map_50``, ``val_map`` (mAP50:95), the other scalars of
@@ -67,7 +86,16 @@ class SuperYOLOTask(PluginTask):
     ``val_mar_100``, ...), ``val_loss`` and their ``test_`` counterparts.
     """
 
-    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
+    models: tuple[str, ...] = (
+        'superyolo_mf',
+        'superyolo_rgb',
+        'superyolo_ir',
+        'superyolo_early',
+        'seadate_yolov5s',
+        'two_stream_yolov5s',
+        'sarnet_n',
+        'sarnet_s',
+    )
     #: Without ``class_metrics``, mAP's per-class results are a -1 placeholder.
     per_class_names = {'map_per_class': 'ap', 'mar_100_per_class': 'ar_100'}
 
@@ -112,20 +140,25 @@ class SuperYOLOTask(PluginTask):
         iou_threshold: float = 0.45,
         max_detections: int = 300,
         weights: str | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         variant: str | None = None,
     ) -> None:
         """Initialise a new SuperYOLOTask.
 
         Args:
             model: ``'superyolo_mf'`` (RGB+IR), ``'superyolo_rgb'``,
-                ``'superyolo_ir'`` or ``'superyolo_early'`` (all
-                ``in_channels`` bands fused at the input).
+                ``'superyolo_ir'``, ``'superyolo_early'`` (all
+                ``in_channels`` bands fused at the input), ``'seadate_yolov5s'``
+                or ``'two_stream_yolov5s'`` (SeaDATE's baseline; both read
+                ``rgb_bands`` and ``ir_bands`` and have no SR branch), or
+                SAR-Net (``'sarnet_n'``, ``'sarnet_s'``: ``in_channels`` bands,
+                1 for SAR; no SR branch).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
             rgb_bands: RGB band indices of the input image.
             ir_bands: Infrared band indices of the input image.
-            in_channels: Input bands of ``'superyolo_early'``.
+            in_channels: Input bands of ``'superyolo_early'`` and SAR-Net.
             width: Channel multiplier of the model (1: the paper's; 0.25: a
                 small model for quick CPU training, as in the detection demo).
             super_resolution: Train the SR branch when batches hold ``image_hr``.
@@ -150,6 +183,8 @@ class SuperYOLOTask(PluginTask):
             max_detections: Maximum boxes per image.
             weights: Optional path to initial weights: a task checkpoint or a
                 model state dict.
+            model_kwargs: Further builder arguments (e.g. SeaDATE's
+                ``contrast_weight`` and ``temperature``).
             variant: Deprecated: ``model='superyolo_<variant>'`` (checkpoints
                 of earlier versions name the variant).
         """
@@ -164,19 +199,33 @@ class SuperYOLOTask(PluginTask):
 
     # -- set-up -----------------------------------------------------------------
 
-    def build_model(self) -> SuperYOLO:
-        """Build the SuperYOLO model from the hyperparameters.
+    def build_model(self) -> YOLOv5Detector:
+        """Build the model from the hyperparameters.
 
         Returns:
-            The model.
+            The model: a SuperYOLO, a SeaDATE (or its two-stream baseline) or
+            a SAR-Net.
         """
         h = self.hparams
-        kwargs: dict[str, Any] = {
-            'num_classes': h['num_classes'],
-            'super_resolution': h['super_resolution'],
-        }
+        if h['model'].startswith('sarnet_'):
+            sarnet: SARNet = get_model(
+                h['model'],
+                num_classes=h['num_classes'],
+                in_channels=h['in_channels'],
+                **(h.get('model_kwargs') or {}),
+            )
+            return sarnet
+        kwargs: dict[str, Any] = {'num_classes': h['num_classes']}
         if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
             kwargs['width'] = h['width']
+        if not h['model'].startswith('superyolo_'):
+            kwargs['rgb_bands'] = list(h['rgb_bands'])
+            kwargs['ir_bands'] = list(h['ir_bands'])
+            model: YOLOv5Detector = get_model(
+                h['model'], **kwargs, **(h.get('model_kwargs') or {})
+            )
+            return model
+        kwargs['super_resolution'] = h['super_resolution']
         variant = h['model'].removeprefix('superyolo_')
         if variant in ('mf', 'rgb'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
@@ -184,12 +233,14 @@ class SuperYOLOTask(PluginTask):
             kwargs['ir_bands'] = list(h['ir_bands'])
         if variant == 'early':
             kwargs['in_channels'] = h['in_channels']
-        model: SuperYOLO = get_model(h['model'], **kwargs)
+        model = get_model(h['model'], **kwargs, **(h.get('model_kwargs') or {}))
         return model
 
     def configure_models(self) -> None:
         """Build the model, its EMA copy and load initial weights."""
         self.model: nn.Module = self.build_model()
+        if not isinstance(self.model, SuperYOLO):
+            self.engines = ()  # the inference engines compose SuperYOLO's stem
         weights = self.hparams['weights']
         if weights:
             self.model.load_state_dict(_load_state_dict(weights), strict=False)
@@ -200,18 +251,23 @@ class SuperYOLOTask(PluginTask):
             )
 
     def configure_losses(self) -> None:
-        """Build the YOLOv5 loss."""
+        """Build the YOLOv5 loss of every head."""
         h = self.hparams
-        detect = self.detector.detect
-        self.criterion = YOLOv5Loss(
-            detect.anchors,
-            detect.stride,
-            h['num_classes'],
-            h['box_gain'],
-            h['obj_gain'],
-            h['cls_gain'],
-            h['anchor_threshold'],
-            h['label_smoothing'],
+        heads = _heads(self.model)
+        self.criteria = nn.ModuleList(
+            YOLOv5Loss(
+                detect.anchors,
+                detect.stride,
+                h['num_classes'],
+                h['box_gain'],
+                h['obj_gain'] * balance,
+                h['cls_gain'],
+                h['anchor_threshold'],
+                h['label_smoothing'],
+            )
+            for detect, balance in zip(
+                heads, OBJECTNESS_BALANCE[len(heads)], strict=True
+            )
         )
 
     def build_metrics(self) -> MetricCollection:
@@ -255,10 +311,10 @@ class SuperYOLOTask(PluginTask):
     # -- helpers ----------------------------------------------------------------
 
     @property
-    def detector(self) -> SuperYOLO:
-        """The underlying SuperYOLO (the student network for GHOST)."""
+    def detector(self) -> YOLOv5Detector:
+        """The underlying detector (the student network for GHOST)."""
         model = self.model
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         return model
 
     def eval_model(self) -> nn.Module:
@@ -392,28 +448,42 @@ class SuperYOLOTask(PluginTask):
 
     def compute_loss(
         self, batch: Batch, model: nn.Module
-    ) -> tuple[dict[str, Tensor], Tensor]:
-        """YOLOv5 loss plus, with ``image_hr`` in the batch, the weighted SR loss.
+    ) -> tuple[dict[str, Tensor], RawOutput]:
+        """YOLOv5 loss plus the weighted SR loss and the model's auxiliary losses.
+
+        The SR loss applies with ``image_hr`` in the batch; auxiliary losses
+        come, in training, from a model that defines ``forward_with_losses``
+        (SeaDATE's contrastive alignment), already weighted by the model.
 
         Args:
             batch: A batch.
-            model: The SuperYOLO to run.
+            model: The SuperYOLO, SeaDATE or SAR-Net to run.
 
         Returns:
             The total under ``'loss'`` with its (detached) terms (``loss_det``,
-            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``), and the raw
-            head output.
+            ``loss_box``, ``loss_obj``, ``loss_cls`` summed over the heads,
+            ``loss_sr``, ``loss_<auxiliary name>``), and the raw head output (a
+            list over SAR-Net's levels).
         """
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         use_sr = (
             model.training
             and model.sr is not None
             and self.hparams['sr_weight'] > 0
             and 'image_hr' in batch
         )
-        raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
-        loss, parts = self.criterion(raw, batch['bbox_xyxy'], batch['label'])
+        auxiliary: dict[str, Tensor] = {}
+        forward_with_losses = getattr(model, 'forward_with_losses', None)
+        if model.training and forward_with_losses is not None:
+            raw, auxiliary = forward_with_losses(batch['image'])
+            sr = None
+        else:
+            raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
+        loss, parts = self.detection_loss(raw, batch)
         parts = {'loss_det': loss.detach(), **parts}
+        for name, value in auxiliary.items():
+            loss = loss + value
+            parts[f'loss_{name}'] = value.detach()
         if sr is not None:
             target = batch['image_hr'][:, model.bands]
             if target.shape[-2:] != sr.shape[-2:]:
@@ -422,6 +492,41 @@ class SuperYOLOTask(PluginTask):
             loss = loss + self.hparams['sr_weight'] * loss_sr
             parts['loss_sr'] = loss_sr.detach()
         return {'loss': loss, **parts}, raw
+
+    def detection_loss(
+        self, raw: RawOutput, batch: Batch
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The YOLOv5 loss summed over the heads.
+
+        Args:
+            raw: Raw head output (a list over SAR-Net's levels).
+            batch: The batch (``bbox_xyxy``, ``label``).
+
+        Returns:
+            The loss and its (detached) box, objectness and class terms.
+        """
+        levels = raw if isinstance(raw, list) else [raw]
+        loss = levels[0].new_zeros(())
+        parts: dict[str, Tensor] = {}
+        for criterion, level in zip(self.criteria, levels, strict=True):
+            level_loss, level_parts = criterion(
+                level, batch['bbox_xyxy'], batch['label']
+            )
+            loss = loss + level_loss
+            for key, value in level_parts.items():
+                parts[key] = parts[key] + value if key in parts else value
+        return loss, parts
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the normalisation; read the single loss of older checkpoints.
+
+        Args:
+            checkpoint: The loaded checkpoint dictionary.
+        """
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get('state_dict', {})
+        if 'criterion.anchors' in state:  # one head, before SAR-Net's three
+            state['criteria.0.anchors'] = state.pop('criterion.anchors')
 
     # -- steps ------------------------------------------------------------------
 
@@ -455,11 +560,11 @@ class SuperYOLOTask(PluginTask):
 
     def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         model.eval()
         with torch.no_grad():
             terms, raw = self.compute_loss(batch, model)
-            decoded = model.detect.decode(raw)
+            decoded = decode(model, raw)
         bs = batch['image'].shape[0]
         self.log(f'{prefix}_loss', terms['loss'], batch_size=bs)
         preds = postprocess(
@@ -537,6 +642,7 @@ class GHOSTTask(SuperYOLOTask):
     #: No inference engine: folding batch norms into the quantised convolutions
     #: would change what they quantise.
     engines: tuple[str, ...] = ()
+    models = ('superyolo_mf', 'superyolo_rgb', 'superyolo_ir', 'superyolo_early')
 
     def __init__(
         self,
@@ -585,12 +691,15 @@ class GHOSTTask(SuperYOLOTask):
         """Build the teacher, the quantised student, the OST module and the EMA."""
         h = self.hparams
         teacher = self.build_model()
+        assert isinstance(teacher, SuperYOLO)  # GHOST quantises SuperYOLO only
         if h['teacher']:
             teacher.load_state_dict(_load_state_dict(h['teacher']), strict=False)
         teacher.sr = None
         student = copy.deepcopy(teacher)
         if h['super_resolution']:
-            student.sr = self.build_model().sr
+            fresh = self.build_model()
+            assert isinstance(fresh, SuperYOLO)
+            student.sr = fresh.sr
         if h['weights']:
             student.load_state_dict(_load_state_dict(h['weights']), strict=False)
         self.bit_widths = quantize_superyolo(
@@ -612,6 +721,13 @@ class GHOSTTask(SuperYOLOTask):
             self.ema_model = ExponentialMovingAverage(
                 self.model, h['ema_decay'], h['ema_tau']
             )
+
+    @property
+    def detector(self) -> SuperYOLO:
+        """The quantised SuperYOLO student."""
+        model = self.model
+        assert isinstance(model, SuperYOLO)
+        return model
 
     def param_groups(self) -> list[dict[str, Any]]:
         """The student's groups plus the OST gates (the teacher stays frozen).
@@ -686,6 +802,52 @@ class GHOSTTask(SuperYOLOTask):
             'fp32_size_mb': r.fp32_size_mb,
             'gbops': r.gbops,
         }
+
+
+def _head(model: nn.Module) -> Detect:
+    """The anchor head of a SuperYOLO-family detector (its loss is built from it).
+
+    Args:
+        model: A SuperYOLO or SeaDATE.
+
+    Returns:
+        Its :class:`~torchgeo_ext.models.superyolo.Detect` head.
+
+    Raises:
+        TypeError: If the model has no such head.
+    """
+    detect = getattr(model, 'detect', None)
+    if not isinstance(detect, Detect):
+        raise TypeError(f'{type(model).__name__} has no SuperYOLO Detect head')
+    return detect
+
+
+def _heads(model: nn.Module) -> list[Detect]:
+    """The anchor heads of a detector: SAR-Net's three, else the one of :func:`_head`.
+
+    Args:
+        model: A SuperYOLO, SeaDATE or SAR-Net.
+
+    Returns:
+        Its heads, finest stride first.
+    """
+    return model.heads() if isinstance(model, SARNet) else [_head(model)]
+
+
+def decode(model: nn.Module, raw: RawOutput) -> Tensor:
+    """Decode the raw output of every head into boxes in pixels.
+
+    Args:
+        model: The detector.
+        raw: Its raw head output.
+
+    Returns:
+        (B, N, 5 + classes): boxes (cx, cy, w, h), objectness and class
+        probabilities of all heads.
+    """
+    levels = raw if isinstance(raw, list) else [raw]
+    heads = _heads(model)
+    return torch.cat([h.decode(r) for h, r in zip(heads, levels, strict=True)], 1)
 
 
 def _layer_channels(model: SuperYOLO, names: Sequence[str]) -> list[int]:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -49,24 +50,20 @@ def main() -> None:
     for sub in ('JPEGImages', 'annotations'):
         shutil.rmtree(os.path.join(ROOT, sub), ignore_errors=True)
         os.makedirs(os.path.join(ROOT, sub))
-    everything: dict[str, list] = {'images': [], 'annotations': []}
+    everything: dict[str, list[Any]] = {'images': [], 'annotations': []}
     image_id, annotation_id = 1, 1
     for split, stems in TILES.items():
-        coco: dict[str, list] = {'images': [], 'annotations': []}
+        coco: dict[str, list[Any]] = {'images': [], 'annotations': []}
         for k, stem in enumerate(stems):
             sea = rng.gamma(2.0, 10.0, (SIZE, SIZE)).clip(0, 255).astype(np.uint8)
             img = Image.fromarray(sea)
             draw = ImageDraw.Draw(img)
             n = 0 if stem == 'P0001_0_800_800_1600' else 1 + k % 3
-            outlines = [
-                polygon(
-                    *rng.uniform(20, SIZE - 20, 2),
-                    rng.uniform(14, 24),
-                    rng.uniform(5, 8),
-                    rng.uniform(-1.5, 1.5),
-                )
-                for _ in range(n)
-            ]
+            outlines = []
+            for _ in range(n):
+                cx, cy = (float(v) for v in rng.uniform(20, SIZE - 20, 2))
+                size = (float(rng.uniform(14, 24)), float(rng.uniform(5, 8)))
+                outlines.append(polygon(cx, cy, *size, float(rng.uniform(-1.5, 1.5))))
             if stem == 'P0002_800_1600_0_800':
                 outlines.append(
                     polygon(SIZE - 3.0, 40.0, 16.0, 6.0, 0.0)
