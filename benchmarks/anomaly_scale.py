@@ -1,6 +1,7 @@
 """Anomaly detection at scene scale (results in benchmarks/anomaly_scale.md).
 
-1. ``--section scene``: ``torchgeo-ext anomaly`` with rx, lrx and crd on a
+1. ``--section scene`` (``--methods lrx crd`` for those two only):
+   ``torchgeo-ext anomaly`` with rx, lrx and crd on a
    2048 x 1024 x 50 float32 tiled GeoTIFF (419 MB), each in a fresh process:
    wall and CPU time, peak RSS above the RSS of ``import torch, rasterio``,
    and the load average of the (shared) machine around the run.
@@ -11,7 +12,10 @@
    bsdm-batches``) the AUC of mini-batches against the authors' full batch on
    the 24 x 24 scenes of ``benchmarks/anomaly.py`` (mini-batch 256 of their
    576 pixels: the default's 4096 would be the full batch there).
-4. ``--section auc``: LRX and CRD AUC on the demo scene and the scenes of
+4. ``--section fitted``: peak RSS of the streamed bsdm, stad and sap on
+   square 50-band scenes of ``--fitted-sizes`` pixels a side, with reduced
+   step counts (``FITTED_OPTIONS``; a one-step STAD checkpoint).
+5. ``--section auc``: LRX and CRD AUC on the demo scene and the scenes of
    ``benchmarks/anomaly.py`` (the scores equal the previous implementation
    within float tolerance, ``tests/models/test_local_anomaly.py``).
 
@@ -61,6 +65,8 @@ def measure(*argv: str) -> dict[str, float]:
         [sys.executable, '-c', CHILD, *argv], check=True, capture_output=True, text=True
     )
     report: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
+    if report['status'] != 0:
+        raise RuntimeError(f'{" ".join(argv)} failed: {result.stderr[-2000:]}')
     return report
 
 
@@ -181,6 +187,66 @@ def bsdm_batches(size: int, minis: list[int], seeds: int) -> None:
         print(f'| {name} | {rx:.3f} | ' + ' | '.join(cells) + ' |', flush=True)
 
 
+def stad_checkpoint(path: Path) -> Path:
+    """A STAD checkpoint of the authors' sizes (10 bands), one training step: memory only."""
+    import lightning
+    import torch
+    from torch.utils.data import DataLoader
+
+    from torchgeo_ext.trainers.anomaly import STADTask
+
+    task = STADTask(in_channels=10)
+    data = [{'image': torch.rand(10, 64, 64)} for _ in range(2)]
+    trainer = lightning.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator='cpu',
+    )
+    trainer.fit(task, DataLoader(data, batch_size=2))  # type: ignore[arg-type]
+    trainer.save_checkpoint(path)
+    return path
+
+
+#: Reduced settings of the fitted methods for the memory runs (their memory
+#: does not depend on the step counts; their time does).
+FITTED_OPTIONS = {'bsdm': ['--iterations', '20'], 'stad': ['--align-bands'], 'sap': []}
+
+
+def fitted_runs(tmp: Path, sizes: list[int], methods: list[str]) -> None:
+    """Peak RSS of streamed bsdm, stad and sap on square scenes of growing size."""
+    base = measure()['rss_mb']
+    # In a child: a child's peak RSS starts at its parent's RSS when forked.
+    checkpoint = str(tmp / 'stad.ckpt')
+    code = f'from anomaly_scale import stad_checkpoint; stad_checkpoint({checkpoint!r})'
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=Path(__file__).parent)
+    print(f'`import torch, rasterio`: {base:.0f} MB peak RSS\n')
+    print('| method | options | scene | size | wall | CPU | peak RSS above imports |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for size in sizes:
+        scene = tmp / f'fitted{size}.tif'
+        megabytes = write_scene(scene, size, size)
+        for method in methods:
+            extra = FITTED_OPTIONS[method]
+            if method == 'stad':
+                extra = [*extra, '--checkpoint', checkpoint]
+            out = tmp / f'{method}{size}.tif'
+            run = measure(
+                *('anomaly', str(scene), '-o', str(out), '--method', method, *extra)
+            )
+            assert run['status'] == 0, run
+            shown = ' '.join(FITTED_OPTIONS[method]) or 'defaults'
+            print(
+                f'| {method} | `{shown}` | {size} x {size} x 50 | {megabytes:.0f} MB | '
+                f'{run["wall_s"]:.0f} s | {run["cpu_s"]:.0f} s | '
+                f'{run["rss_mb"] - base:.0f} MB |',
+                flush=True,
+            )
+        scene.unlink()
+
+
 def bench_auc(size: int) -> None:
     """LRX and CRD AUC on the scenes of benchmarks/anomaly.py."""
     from torchgeo_ext.metrics.anomaly import auc_d_f
@@ -199,7 +265,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument(
         '--section',
-        choices=('all', 'scene', 'large', 'bsdm', 'bsdm-batches', 'auc'),
+        choices=('all', 'scene', 'large', 'bsdm', 'bsdm-batches', 'fitted', 'auc'),
         default='all',
     )
     parser.add_argument('--methods', nargs='+', default=['rx', 'lrx', 'crd'])
@@ -207,6 +273,8 @@ def main() -> None:
     parser.add_argument('--bsdm-size', type=int, default=24)
     parser.add_argument('--bsdm-mini', type=int, nargs='+', default=[256])
     parser.add_argument('--seeds', type=int, default=2)
+    parser.add_argument('--fitted-sizes', type=int, nargs='+', default=[256, 512])
+    parser.add_argument('--fitted-methods', nargs='+', default=['bsdm', 'stad', 'sap'])
     parser.add_argument('--tmp', type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.tmp) as folder:
@@ -226,6 +294,9 @@ def main() -> None:
             bsdm_default_run(tmp)
         if args.section in ('all', 'bsdm', 'bsdm-batches'):
             bsdm_batches(args.bsdm_size, args.bsdm_mini, args.seeds)
+        if args.section in ('all', 'fitted'):
+            print('\n## Streamed bsdm, stad and sap: memory as the scene grows\n')
+            fitted_runs(tmp, args.fitted_sizes, args.fitted_methods)
         if args.section in ('all', 'auc'):
             print('\n## LRX and CRD AUC (24 x 24 scenes of benchmarks/anomaly.py)\n')
             bench_auc(24)

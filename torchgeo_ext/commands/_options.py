@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 __all__ = [
     'at_least',
+    'band_numbers',
     'check_device',
     'count_or_fraction',
     'device',
@@ -59,6 +60,24 @@ def positive_int(value: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f'must be positive, got {number}')
     return number
+
+
+def band_numbers(value: str) -> list[int]:
+    """A comma-separated list of 1-based band numbers, such as ``1`` or ``1,2``.
+
+    Args:
+        value: The option's text.
+
+    Returns:
+        The band numbers.
+
+    Raises:
+        argparse.ArgumentTypeError: If an entry is not a positive integer.
+    """
+    numbers = [_int(part) for part in value.split(',')]
+    if any(n < 1 for n in numbers):
+        raise argparse.ArgumentTypeError(f'band numbers start at 1, got {value!r}')
+    return numbers
 
 
 def count_or_fraction(value: str) -> int | float:

@@ -108,9 +108,9 @@ def add_parser(subparsers: Any) -> None:
         '--fit-pixels',
         type=positive_int,
         metavar='N',
-        help='bsdm: most valid pixels the model is fitted on, a seeded sample drawn '
-        'while the scene streams (default: 65536; a scene with fewer is fitted on '
-        'whole, as in memory)',
+        help='bsdm/sap: most pixels the model is fitted on, a seeded sample drawn '
+        'while the scene streams (bsdm: pixels; sap: whole 64 x 64 tiles; default: '
+        '65536; a scene with fewer is fitted on whole, as in memory)',
     )
     parser.add_argument('--seed', type=non_negative_int, help='bsdm/sap random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         args.batch_size = 'full'
     for name in ('iterations', 'seed', 'batch_size', 'fit_pixels'):
         if getattr(args, name) is not None:
-            methods = ('bsdm', 'sap') if name == 'seed' else ('bsdm',)
+            methods = ('bsdm', 'sap') if name in ('seed', 'fit_pixels') else ('bsdm',)
             if args.method not in methods:
                 flag = f'--{name.replace("_", "-")}'
                 raise _option_error(f'{flag} applies to {" and ".join(methods)} only')

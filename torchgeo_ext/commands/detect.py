@@ -6,7 +6,15 @@ import argparse
 from typing import Any
 
 from ..pipelines.checkpoint_detection import DEFAULT_OVERLAP
-from ._options import device, non_negative_int, positive_float, positive_int, unit_float
+from ._options import (
+    band_numbers,
+    device,
+    finite_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_float,
+)
 from ._sources import REMOTE_HELP, add_assets_argument
 
 
@@ -54,13 +62,7 @@ def add_parser(subparsers: Any) -> None:
         default=0.25,
         help='minimum detection score (default: 0.25)',
     )
-    parser.add_argument(
-        '--scale',
-        type=positive_float,
-        default=None,
-        help='only for older checkpoints that record no normalisation: raster '
-        'values are divided by this before the model (default: 255)',
-    )
+    _add_input_options(parser)
     parser.add_argument(
         '--batch-size', type=positive_int, default=4, help='tiles per model call'
     )
@@ -117,6 +119,40 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    """Register the options that choose the bands and scale the values the model gets.
+
+    Args:
+        parser: The ``detect`` parser.
+    """
+    parser.add_argument(
+        '--scale',
+        type=positive_float,
+        default=None,
+        help='only for older checkpoints that record no normalisation: raster '
+        'values are divided by this before the model (default: 255)',
+    )
+    parser.add_argument(
+        '--bands',
+        type=band_numbers,
+        default=None,
+        help='1-based bands of the stacked rasters the model reads, in its training '
+        'order, e.g. 1 for the VV band of a Sentinel-1 VV,VH GeoTIFF with a '
+        'single-band SAR model (default: all bands)',
+    )
+    parser.add_argument(
+        '--value-range',
+        type=finite_float,
+        nargs=2,
+        metavar=('LOW', 'HIGH'),
+        default=None,
+        help="raster values LOW..HIGH become the model's inputs 0..1 (clipped), "
+        "instead of the checkpoint's normalisation: for rasters in other units "
+        'than the training images, e.g. 0 1000 for a uint16 Sentinel-1 GRD or '
+        '-25 5 for dB with a model trained on 8-bit SAR amplitude',
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run detection and write the vector file.
 
@@ -138,6 +174,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.scale is not None and args.scale <= 0:
         raise InvalidInputError(None, f'--scale must be positive, got {args.scale}')
+    if args.scale is not None and args.value_range is not None:
+        raise InvalidInputError(
+            None, '--scale and --value-range both set the input scaling; give one'
+        )
     overlap = default_overlap(args.tile_size) if args.overlap is None else args.overlap
     try:
         check_tiling(args.tile_size, overlap, args.batch_size)
@@ -180,6 +220,8 @@ def _detect(
         engine=args.engine,
         precision=args.precision,
         max_invalid=args.max_invalid,
+        bands=args.bands,
+        value_range=None if args.value_range is None else tuple(args.value_range),
     )
 
 

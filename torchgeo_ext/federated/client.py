@@ -29,14 +29,17 @@ def build_model(
         The model.
     """
     num_classes = len(dataset_class(config).classes)
-    torch.manual_seed(config.seed)
-    model: FedFusion = get_model(
-        config.model,
-        hsi_bands=hsi_bands,
-        lidar_bands=lidar_bands,
-        num_classes=num_classes,
-        **config.model_kwargs,
-    )
+    with torch.random.fork_rng(
+        devices=[]
+    ):  # seeded; the caller's generator is untouched
+        torch.manual_seed(config.seed)
+        model: FedFusion = get_model(
+            config.model,
+            hsi_bands=hsi_bands,
+            lidar_bands=lidar_bands,
+            num_classes=num_classes,
+            **config.model_kwargs,
+        )
     return model
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,23 @@ class FederationRun:
 
     #: Flower's result: the averaged shared layers (``arrays``) and per-round metrics.
     result: Any
-    #: Every payload: round, stage, kind, direction, client, bytes, raw_bytes.
+    #: Every payload: round, stage, kind, direction, client, bytes, raw_bytes, shapes.
     traffic: list[dict[str, Any]]
-    #: Shapes of the last factors each client received, per (stage, partition).
-    sent_shapes: dict[tuple[str, int], dict[str, tuple[int, ...]]]
+
+
+class DropDeprecationNotice(logging.Filter):
+    """Drops Flower's notice that ``run_simulation`` is deprecated (fedfusion.md, Limits)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Whether to keep a record.
+
+        Args:
+            record: A log record of the ``flwr`` logger.
+
+        Returns:
+            False for the deprecation notice of ``run_simulation``.
+        """
+        return 'The `run_simulation` function is deprecated' not in record.getMessage()
 
 
 def backend_config(config: FederationConfig, verbose: bool = False) -> dict[str, Any]:
@@ -62,18 +76,25 @@ def simulate(config: FederationConfig, verbose: bool = False) -> FederationRun:
 
     outcome: dict[str, Any] = {}
     flower = logging.getLogger('flwr')
-    level = flower.level
+    level, notice = flower.level, DropDeprecationNotice()
     flower.setLevel(logging.INFO if verbose else logging.WARNING)
+    flower.addFilter(notice)
     try:
-        run_simulation(
-            server_app=build_server_app(config, outcome),
-            client_app=build_client_app(config),
-            num_supernodes=config.num_clients,
-            backend_config=backend_config(config, verbose),  # type: ignore[arg-type]
-        )
+        with warnings.catch_warnings():
+            # Ray's advice about a future default for GPU visibility; clients use no GPU.
+            warnings.filterwarnings(
+                'ignore', 'Tip: In future versions of Ray', FutureWarning
+            )
+            run_simulation(
+                server_app=build_server_app(config, outcome),
+                client_app=build_client_app(config),
+                num_supernodes=config.num_clients,
+                backend_config=backend_config(config, verbose),  # type: ignore[arg-type]
+            )
     finally:
         flower.setLevel(level)
+        flower.removeFilter(notice)
     if 'result' not in outcome:
         raise RuntimeError('the federation ended without a result (see the log above)')
     strategy = outcome['strategy']
-    return FederationRun(outcome['result'], strategy.traffic, strategy.sent_shapes)
+    return FederationRun(outcome['result'], strategy.traffic)

@@ -122,7 +122,7 @@ class FedFusionStrategy(FedAvg):
     the HSI and LiDAR clients of each region and forwards each one its partner's
     factors in the ``train`` (``evaluate``) message. :attr:`traffic` records every
     payload: round, stage, kind (``features`` / ``weights``), direction, client,
-    bytes sent and, for features, the bytes of the raw features.
+    bytes sent and, for features, the bytes of the raw features and the arrays' shapes.
     """
 
     def __init__(self, config: FederationConfig, timeout: float = 3600.0) -> None:
@@ -138,8 +138,6 @@ class FedFusionStrategy(FedAvg):
         self.timeout = timeout
         self.shared: set[str] = set()
         self.traffic: list[dict[str, Any]] = []
-        #: Shapes of the last factors relayed per (stage, client partition).
-        self.sent_shapes: dict[tuple[str, int], dict[str, tuple[int, ...]]] = {}
 
     def exchange(
         self, grid: Grid, server_round: int, stage: str
@@ -204,10 +202,6 @@ class FedFusionStrategy(FedAvg):
                 )
                 relayed.append((pair[modality].metadata.src_node_id, partition, record))
                 self.record(server_round, stage, 'features', 'down', content, partition)
-                self.sent_shapes[(stage, partition)] = {
-                    k: tuple(a.shape)
-                    for k, a in content.array_records[FEATURES].items()
-                }
         return relayed, seed
 
     def nodes(self, grid: Grid) -> list[int]:
@@ -229,12 +223,14 @@ class FedFusionStrategy(FedAvg):
     ) -> None:
         """Add a payload to :attr:`traffic`."""
         if kind == 'features':
-            nbytes = content.array_records[FEATURES].count_bytes()
+            arrays = content.array_records[FEATURES]
+            nbytes = arrays.count_bytes()
+            shapes = {k: list(a.shape) for k, a in arrays.items()}
             raw = 4 * math.prod(config_value(content, META, 'shape', list))
             if partition is None:
                 partition = config_value(content, META, 'partition', int)
         else:
-            nbytes, raw = content.array_records['arrays'].count_bytes(), 0
+            nbytes, raw, shapes = content.array_records['arrays'].count_bytes(), 0, {}
         self.traffic.append(
             {
                 'round': server_round,
@@ -244,6 +240,7 @@ class FedFusionStrategy(FedAvg):
                 'client': -1 if partition is None else partition,
                 'bytes': nbytes,
                 'raw_bytes': raw,
+                'shapes': shapes,
             }
         )
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,15 +15,20 @@ from torch import Tensor, nn
 
 __all__ = (
     'AnomalyPrior',
+    'SAPBackground',
+    'anomaly_norms',
     'background_dictionary',
+    'fit_background',
     'fit_prior',
     'lrr_admm',
     'polygon_mask',
     'prior_input',
     'prior_loss',
+    'prior_reach',
     'prism_pseudo_anomalies',
     'sap_prior',
     'sap_scores',
+    'scale_scene',
 )
 
 
@@ -231,8 +239,16 @@ def _standardise_residual(residual: Tensor) -> Tensor:
     return residual / scale[:, None, None, None]
 
 
-def _random_crops(scene: Tensor, size: int, count: int, gen: torch.Generator) -> Tensor:
-    """``count x C x size x size`` random crops of a ``C x H x W`` scene."""
+def _random_crops(
+    tiles: Sequence[Tensor], size: int, count: int, gen: torch.Generator
+) -> Tensor:
+    """``count x C x size x size`` random crops of a ``C x H x W`` scene or of tiles."""
+    if len(tiles) > 1:  # a random tile per crop, then a crop of it
+        which = torch.randint(0, len(tiles), (count,), generator=gen, device='cpu')
+        return torch.cat(
+            [_random_crops([tiles[i]], size, 1, gen) for i in which.tolist()]
+        )
+    scene = tiles[0]
     _, h, w = scene.shape
     rows = torch.randint(0, h - size + 1, (count,), generator=gen, device='cpu')
     cols = torch.randint(0, w - size + 1, (count,), generator=gen, device='cpu')
@@ -270,7 +286,7 @@ def prior_loss(
 
 
 def fit_prior(
-    scene: Tensor,
+    scene: Tensor | Sequence[Tensor],
     *,
     prior: AnomalyPrior | None = None,
     steps: int = 200,
@@ -286,7 +302,8 @@ def fit_prior(
     prism copies and takes one Adam step on :func:`prior_loss`.
 
     Args:
-        scene: ``C x H x W`` scene, already scaled (invalid pixels zeroed).
+        scene: ``C x H x W`` scene, already scaled (invalid pixels zeroed), or
+            tiles of one (each crop from a random tile).
         prior: Network to fine-tune (a new :class:`AnomalyPrior` if None).
         steps: Optimisation steps.
         batch_size: Crops per step (each with its prism copy).
@@ -299,16 +316,16 @@ def fit_prior(
         The trained network, in eval mode.
     """
     gen = torch.Generator().manual_seed(seed)
+    tiles = [scene] if isinstance(scene, Tensor) else list(scene)
     if prior is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            prior = AnomalyPrior().to(scene.device)
-    _, h, w = scene.shape
-    size = min(crop, h, w)
+            prior = AnomalyPrior().to(tiles[0].device)
+    size = min(crop, *(min(tile.shape[1:]) for tile in tiles))
     optimizer = torch.optim.Adam(prior.parameters(), lr=lr)
     prior.train()
     for _ in range(steps):
-        loss = prior_loss(prior, _random_crops(scene, size, batch_size, gen), gen, rank)
+        loss = prior_loss(prior, _random_crops(tiles, size, batch_size, gen), gen, rank)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -489,15 +506,13 @@ def sap_scores(
 ) -> Tensor:
     """SAP anomaly scores of a scene.
 
-    1. Min-max scale the scene over its valid pixels.
-    2. The prior: the given (pre-trained) network, fine-tuned for
-       ``fit_steps`` (default 0), or a new one trained on the scene itself
-       (default 200 steps), self-supervised (:func:`fit_prior`).
-    3. Dual-purified dictionary: clusters purified by their Mahalanobis
-       distances (:func:`background_dictionary`), a first LRR pass, then the
-       ``purge`` fraction of pixels with the largest anomaly norms is
-       excluded and the dictionary is rebuilt from the rest.
-    4. Second LRR pass; the score is each pixel's anomaly norm ``||e_i||``.
+    1. Min-max scale the scene over its valid pixels (:func:`scale_scene`).
+    2. Fit the background (:func:`fit_background`): the prior, the given
+       (pre-trained) network fine-tuned for ``fit_steps`` (default 0), or a
+       new one trained on the scene itself (default 200 steps); and the
+       dual-purified dictionary.
+    3. The score is each pixel's anomaly norm ``||e_i||`` of the LRR with
+       that dictionary (:func:`anomaly_norms`).
 
     Args:
         cube: ``C x H x W`` scene.
@@ -524,40 +539,161 @@ def sap_scores(
     weights = [] if prior is None else list(prior.parameters())
     if weights:
         x = x.to(weights[0].device)
-    if not 0 <= purge < 1:
-        raise ValueError(f'purge must be in [0, 1), got {purge}')
     c, h, w = x.shape
     valid = torch.isfinite(x).all(dim=0)
     if valid_mask is not None:
-        valid &= torch.as_tensor(valid_mask, dtype=torch.bool)
+        valid &= torch.as_tensor(valid_mask, dtype=torch.bool).to(x.device)
     keep = valid.reshape(-1)
     scores = torch.full((h * w,), float('nan'), device=x.device)
     if int(keep.sum()) < 2:
+        _check_purge(purge)
         return scores.reshape(h, w)
-    pixels = x.reshape(c, -1)[:, keep]
-    low, high = pixels.min(), pixels.max()
-    pixels = (pixels - low) / (high - low).clamp_min(1e-12)
-    scene = torch.zeros(c, h * w, device=x.device)
-    scene[:, keep] = pixels
-    steps = fit_steps if fit_steps is not None else (0 if prior is not None else 200)
-    if steps > 0 or prior is None:
-        import copy
-
-        start = copy.deepcopy(prior) if prior is not None else None
-        prior = fit_prior(scene.reshape(c, h, w), prior=start, steps=steps, seed=seed)
-    prior.eval()
-    columns = pixels.T.to(torch.float64)
-    first = background_dictionary(columns, clusters=clusters, atoms=atoms, seed=seed)
-    _, e = lrr_admm(columns.T, first, prior, (h, w), keep, iterations=iterations)
-    norms = e.norm(dim=0)
-    cut = int(purge * len(norms))
-    if cut > 0:
-        exclude = torch.zeros(len(norms), dtype=torch.bool, device=norms.device)
-        exclude[norms.argsort(descending=True)[:cut]] = True
-        second = background_dictionary(
-            columns, clusters=clusters, atoms=atoms, exclude=exclude, seed=seed
-        )
-        _, e = lrr_admm(columns.T, second, prior, (h, w), keep, iterations=iterations)
-        norms = e.norm(dim=0)
+    good = x.reshape(c, -1)[:, keep]
+    scene = scale_scene(x, valid, good.min(), good.max())
+    background = fit_background(
+        [(scene, valid)],
+        prior=prior,
+        fit_steps=fit_steps,
+        clusters=clusters,
+        atoms=atoms,
+        purge=purge,
+        iterations=iterations,
+        seed=seed,
+    )
+    norms = anomaly_norms(scene, valid, background, iterations)
     scores[keep] = norms.to(torch.float32)
     return scores.reshape(h, w)
+
+
+def _check_purge(purge: float) -> None:
+    if not 0 <= purge < 1:
+        raise ValueError(f'purge must be in [0, 1), got {purge}')
+
+
+def scale_scene(cube: Tensor, valid: Tensor, low: Tensor, high: Tensor) -> Tensor:
+    """A scene (or a window of it) min-max scaled with the scene's range, 0 where invalid.
+
+    Args:
+        cube: ``C x H x W`` pixels.
+        valid: ``H x W`` valid pixels.
+        low: The scene's smallest valid value.
+        high: The scene's largest valid value.
+
+    Returns:
+        ``C x H x W`` scaled pixels.
+    """
+    scaled = (cube - low) / (high - low).clamp_min(1e-12)
+    return scaled.masked_fill(~valid[None], 0.0)
+
+
+@dataclass(frozen=True)
+class SAPBackground:
+    """What SAP fits on a scene: the prior network and the background dictionary.
+
+    Attributes:
+        prior: The trained prior (eval mode).
+        dictionary: ``C x M`` dual-purified background dictionary (float64).
+    """
+
+    prior: AnomalyPrior
+    dictionary: Tensor
+
+
+def fit_background(
+    tiles: Sequence[tuple[Tensor, Tensor]],
+    *,
+    prior: AnomalyPrior | None = None,
+    fit_steps: int | None = None,
+    clusters: int = 10,
+    atoms: int = 20,
+    purge: float = 0.05,
+    iterations: int = 50,
+    seed: int = 0,
+) -> SAPBackground:
+    """Fit SAP's prior and dual-purified dictionary on a scene or on tiles sampled from it.
+
+    The prior is trained (or fine-tuned) on random crops of the tiles
+    (:func:`fit_prior`). The dictionary: clusters purified by their
+    Mahalanobis distances (:func:`background_dictionary`), an LRR pass on
+    each tile, then the ``purge`` fraction of pixels with the largest
+    anomaly norms is excluded and the dictionary rebuilt from the rest.
+
+    Args:
+        tiles: ``(scene, valid)`` pairs: ``C x h x w`` scaled pixels
+            (:func:`scale_scene`) and ``h x w`` valid pixels; one pair is
+            the whole scene.
+        prior: A pre-trained prior.
+        fit_steps: Self-supervised steps (default: 0 with a prior, else 200).
+        clusters: k-means clusters of the dictionary.
+        atoms: Atoms per cluster.
+        purge: Fraction of pixels the second purification removes.
+        iterations: ALM iterations of the LRR pass.
+        seed: Random seed (prior training, k-means seeding).
+
+    Returns:
+        The fitted background.
+
+    Raises:
+        ValueError: If ``purge`` is outside [0, 1).
+    """
+    _check_purge(purge)
+    steps = fit_steps if fit_steps is not None else (0 if prior is not None else 200)
+    if steps > 0 or prior is None:
+        start = copy.deepcopy(prior) if prior is not None else None
+        scenes = [scene for scene, _ in tiles]
+        prior = fit_prior(scenes, prior=start, steps=steps, seed=seed)
+    prior.eval()
+    columns = torch.cat(
+        [
+            scene.reshape(len(scene), -1)[:, valid.reshape(-1)].T
+            for scene, valid in tiles
+        ]
+    ).to(torch.float64)
+    first = background_dictionary(columns, clusters=clusters, atoms=atoms, seed=seed)
+    cut = int(purge * len(columns))
+    if cut == 0:
+        return SAPBackground(prior, first)
+    background = SAPBackground(prior, first)
+    norms = torch.cat(
+        [anomaly_norms(scene, valid, background, iterations) for scene, valid in tiles]
+    )
+    exclude = torch.zeros(len(norms), dtype=torch.bool, device=norms.device)
+    exclude[norms.argsort(descending=True)[:cut]] = True
+    second = background_dictionary(
+        columns, clusters=clusters, atoms=atoms, exclude=exclude, seed=seed
+    )
+    return SAPBackground(prior, second)
+
+
+def anomaly_norms(
+    scene: Tensor, valid: Tensor, background: SAPBackground, iterations: int = 50
+) -> Tensor:
+    """The anomaly norms ``||e_i||`` of a scene's (or window's) valid pixels, by LRR.
+
+    Args:
+        scene: ``C x h x w`` scaled pixels (:func:`scale_scene`).
+        valid: ``h x w`` valid pixels.
+        background: The fitted prior and dictionary.
+        iterations: ALM iterations.
+
+    Returns:
+        One norm per valid pixel, in raster order (float64).
+    """
+    c, h, w = scene.shape
+    keep = valid.reshape(-1)
+    if not bool(keep.any()):
+        return torch.zeros(0, dtype=torch.float64, device=scene.device)
+    x = scene.reshape(c, -1)[:, keep].to(torch.float64)
+    _, e = lrr_admm(
+        x, background.dictionary, background.prior, (h, w), keep, iterations=iterations
+    )
+    return e.norm(dim=0)
+
+
+def prior_reach(prior: AnomalyPrior) -> int:
+    """How many pixels away an input pixel still changes the prior's output at a pixel."""
+    return sum(
+        (int(m.kernel_size[0]) - 1) // 2
+        for m in prior.modules()
+        if isinstance(m, nn.Conv2d)
+    )

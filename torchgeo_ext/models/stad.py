@@ -14,6 +14,7 @@ from .bsdm import channel_groups
 __all__ = (
     'STADStudent',
     'STADTeacher',
+    'saliency_reach',
     'saliency_scores',
     'select_bands',
     'small_target_filter',
@@ -231,7 +232,11 @@ def synthetic_blobs(
 
 
 def bilateral_filter(
-    image: Tensor, radius: int = 1, sigma_color: float = 80.0, sigma_space: float = 1.0
+    image: Tensor,
+    radius: int = 1,
+    sigma_color: float = 80.0,
+    sigma_space: float = 1.0,
+    mode: str | None = None,
 ) -> Tensor:
     """OpenCV-style bilateral filter with a circular support.
 
@@ -244,12 +249,16 @@ def bilateral_filter(
         radius: Support radius in pixels (OpenCV ``d = 2 radius + 1``).
         sigma_color: Range sigma, in the map's units.
         sigma_space: Spatial sigma in pixels.
+        mode: Border padding (default: ``'reflect'``, or ``'replicate'`` for
+            a map no larger than the radius); a strip of a larger map passes
+            the whole map's.
 
     Returns:
         The filtered map.
     """
     h, w = image.shape[-2:]
-    mode = 'reflect' if min(h, w) > radius else 'replicate'
+    if mode is None:
+        mode = border_mode(h, w, radius)
     padded = F.pad(image, (radius,) * 4, mode=mode)
     total = torch.zeros_like(image)
     norm = torch.zeros_like(image)
@@ -268,6 +277,11 @@ def bilateral_filter(
             total = total + weight * shifted
             norm = norm + weight
     return total / norm
+
+
+def border_mode(height: int, width: int, radius: int = 1) -> str:
+    """The bilateral filter's border padding for a map of this size."""
+    return 'reflect' if min(height, width) > radius else 'replicate'
 
 
 def small_target_filter(
@@ -296,13 +310,17 @@ def small_target_filter(
     return out[0, 0] if squeeze else out
 
 
-def saliency_scores(model: nn.Module, x: Tensor, stf: Tensor) -> Tensor:
+def saliency_scores(
+    model: nn.Module, x: Tensor, stf: Tensor, elements: int | None = None
+) -> Tensor:
     """Gradient saliency: max over bands of ``|d/dx mean(STF * sum of stage errors)|``.
 
     Args:
         model: Teacher or student (returns a list of stage reconstructions).
         x: ``B x C x H x W`` standardised images.
         stf: ``B x 1 x H x W`` small target filter weights.
+        elements: The mean's denominator (default: the elements of ``x``; a
+            strip of a larger image passes the image's).
 
     Returns:
         ``B x H x W`` saliency.
@@ -311,7 +329,7 @@ def saliency_scores(model: nn.Module, x: Tensor, stf: Tensor) -> Tensor:
         inp = x.detach().clone().requires_grad_(True)
         outputs = model(inp)
         error = torch.stack([(out - inp).square() for out in outputs]).sum(dim=0)
-        objective = (error * stf).mean()
+        objective = (error * stf).sum() / (elements or error.numel())
         (grad,) = torch.autograd.grad(objective, inp)
     return grad.abs().amax(dim=1)
 
@@ -361,6 +379,22 @@ def stad_scores(
                 model, tile, weights
             )[0]
     return scores.masked_fill(~valid, float('nan'))
+
+
+def saliency_reach(model: nn.Module) -> int | None:
+    """How many pixels away an input pixel still changes a pixel's saliency.
+
+    Args:
+        model: Teacher or student.
+
+    Returns:
+        For the student, twice its convolutions' reach (the gradient goes
+        through the errors of the neighbours); None for the teacher, whose
+        attention spans its whole tile.
+    """
+    if isinstance(model, STADStudent):
+        return 2 * 2 * len(model.stages)  # two 3 x 3 convolutions per stage
+    return None
 
 
 def stad(in_channels: int = 10, **kwargs: Any) -> STADTeacher:

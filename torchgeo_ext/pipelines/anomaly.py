@@ -26,10 +26,12 @@ __all__ = (
     'Detector',
     'anomaly_raster',
     'detect_anomalies',
+    'order_statistics',
     'raster_statistics',
     'rx_raster',
     'score_threshold',
     'streamed_quantile',
+    'value_range',
 )
 
 #: Most score values :func:`streamed_quantile` holds at once.
@@ -152,13 +154,6 @@ class Scene:
                     row0, row1 = starts[batch.indices[0]], stops[batch.indices[0]]
                     yield row0, row1, batch.image[0], batch.valid[0]
                     bar.update(row1 - row0)
-
-    def cube(self) -> tuple[Tensor, Tensor]:
-        """The whole scene in memory (for the methods that need it)."""
-        if self._stack is None:
-            return self._rows(0, self.height)
-        parts = [(p, v) for _, _, p, v in self.strips(self.strip_rows(self.height))]
-        return torch.cat([p for p, _ in parts], 1), torch.cat([v for _, v in parts])
 
     def close(self) -> None:
         """Close the files."""
@@ -287,7 +282,6 @@ class Detector:
         stream: Scoring of a scene into a sink (:func:`anomaly_raster`).
         options: Method options it accepts.
         checkpoint: ``'required'``, ``'optional'`` or ``'refused'``.
-        streamed: Whether memory is bounded by a strip (else the scene is held).
     """
 
     name: str
@@ -295,7 +289,6 @@ class Detector:
     stream: StreamScorer
     options: frozenset[str] = frozenset()
     checkpoint: Literal['required', 'optional', 'refused'] = 'refused'
-    streamed: bool = True
 
 
 def _rx_cube(cube: Tensor, valid: Tensor | None, **options: Any) -> Tensor:
@@ -365,6 +358,7 @@ def _sap_cube(
     from ..models.sap import sap_scores
     from ..trainers.sap import load_sap_prior
 
+    _refuse_fit_pixels('sap', options)
     device = options.pop('device', None) or 'cpu'
     prior = None if checkpoint is None else load_sap_prior(checkpoint).to(device)
     return sap_scores(cube.to(device), valid_mask=valid, prior=prior, **options).cpu()
@@ -419,25 +413,6 @@ def _stream_ring(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
     for row0, row1, pixels, valid in scene.strips(rows, halo, method, run.progress):
         rows_scored = (halo, halo + row1 - row0)
         sink.write(row0, detector.score_rows(pixels, valid, rows_scored))
-
-
-def _stream_in_memory(scene: Scene, sink: ScoreSink, run: Run, method: str) -> None:
-    """Methods that need the whole scene: read it, score it, write it in strips."""
-    cube, valid = scene.cube()
-    options = dict(run.options)
-    if run.checkpoint is not None:
-        options['checkpoint'] = run.checkpoint
-        if method != 'sap':  # SAP's prior takes any band count
-            _check_bands(scene, run, method)
-    detector = DETECTORS[method]
-    for name, value in (('device', run.device), ('progress', run.progress)):
-        if name in detector.options:
-            options[name] = value
-    scores = detector.score_cube(cube, valid, **options).cpu()
-    scores = scores.masked_fill(~valid, float('nan'))
-    rows = scene.strip_rows(run.rows, 1)
-    for row0 in range(0, scene.height, rows):
-        sink.write(row0, scores[row0 : row0 + rows])
 
 
 def _fitted(method: str) -> StreamScorer:
@@ -507,20 +482,19 @@ DETECTORS: dict[str, Detector] = {
     'stad': Detector(
         'stad',
         _stad_cube,
-        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'stad'),
+        lambda scene, sink, run: _fitted('stad')(scene, sink, run),
         frozenset({'window', 'device'}),
         checkpoint='required',
-        streamed=False,
     ),
     'sap': Detector(
         'sap',
         _sap_cube,
-        lambda scene, sink, run: _stream_in_memory(scene, sink, run, 'sap'),
+        lambda scene, sink, run: _fitted('sap')(scene, sink, run),
         frozenset(
             {'fit_steps', 'clusters', 'atoms', 'purge', 'iterations', 'seed', 'device'}
+            | {'fit_pixels'}
         ),
         checkpoint='optional',
-        streamed=False,
     ),
 }
 
@@ -640,23 +614,60 @@ def streamed_quantile(
     """
     if not 0 < quantile < 1:
         raise ValueError(f'the threshold quantile must be in (0, 1), got {quantile}')
-    bottom, top, count = np.inf, -np.inf, 0
-    for values in _finite_scores(path):
-        if values.size:
-            bottom, top = min(bottom, values.min()), max(top, values.max())
-            count += values.size
+
+    def values(bottom: float, top: float) -> Iterator[NDArray[Any]]:
+        return _finite_scores(path, bottom, top)
+
+    bottom, top, count = value_range(values(-np.inf, np.inf))
     if count == 0:
         raise ValueError('no valid scores to threshold')
     position = quantile * (count - 1)
     lo, hi = int(np.floor(position)), int(np.ceil(position))
+    a, b = order_statistics(values, (lo, hi), (bottom, top, count), bins)
+    return a if a == b else float(a + (b - a) * (position - lo))
+
+
+def value_range(chunks: Iterator[NDArray[Any]]) -> tuple[float, float, int]:
+    """Smallest and largest value and the count of values of chunks of values."""
+    bottom, top, count = np.inf, -np.inf, 0
+    for values in chunks:
+        if values.size:
+            bottom, top = min(bottom, values.min()), max(top, values.max())
+            count += values.size
+    return float(bottom), float(top), count
+
+
+def order_statistics(
+    values: Callable[[float, float], Iterator[NDArray[Any]]],
+    ranks: tuple[int, int],
+    whole: tuple[float, float, int],
+    bins: int = 1 << 16,
+) -> tuple[float, float]:
+    """Two order statistics of values read in chunks, without holding or sorting them.
+
+    Each pass counts the values of the current range in ``bins`` bins and
+    narrows the range to the bins holding the two ranks, until at most
+    :data:`QUANTILE_VALUES` values remain; the last pass sorts only those.
+
+    Args:
+        values: ``values(bottom, top)`` yields the values within ``[bottom, top]``
+            in chunks (each call reads them again).
+        ranks: The two 0-based ranks (``lo <= hi``).
+        whole: Smallest value, largest value and count of all values.
+        bins: Histogram bins per pass.
+
+    Returns:
+        The values of rank ``lo`` and ``hi``.
+    """
+    (lo, hi), (bottom, top, count) = ranks, whole
     below, inside = 0, count  # values under the range; values in [bottom, top]
     for _ in range(8):
         if inside <= QUANTILE_VALUES or bottom == top:
             break
         edges = np.linspace(bottom, top, bins + 1)
         hist = np.zeros(bins, dtype=np.int64)
-        for values in _finite_scores(path, bottom, top):
-            hist += np.histogram(values, bins=edges)[0]  # last bin closed: [.., top]
+        for chunk in values(bottom, top):
+            hist += np.histogram(chunk, bins=edges)[0]  # last bin closed: [.., top]
         cumulative = np.cumsum(hist)
         first, last = np.searchsorted(cumulative, [lo - below + 1, hi - below + 1])
         below += int(cumulative[first - 1]) if first > 0 else 0
@@ -665,10 +676,9 @@ def streamed_quantile(
         bottom, top = edges[first], edges[last + 1]
         inside = int(cumulative[last]) - (int(cumulative[first - 1]) if first else 0)
     if bottom == top:
-        return float(bottom)
-    kept = np.sort(np.concatenate(list(_finite_scores(path, bottom, top))))
-    a, b = kept[lo - below], kept[hi - below]
-    return float(a + (b - a) * (position - lo))
+        return float(bottom), float(bottom)
+    kept = np.sort(np.concatenate(list(values(bottom, top))))
+    return float(kept[lo - below]), float(kept[hi - below])
 
 
 def _finite_scores(

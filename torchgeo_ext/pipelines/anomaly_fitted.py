@@ -5,6 +5,7 @@ What is exact and what is sampled, per method: ``docs/models/anomaly.md``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,16 @@ from ..errors import InvalidInputError
 if TYPE_CHECKING:
     from .anomaly import Run, Scene, ScoreSink
 
-__all__ = ('FIT_PIXELS', 'PixelSample', 'Spool', 'pixel_keys', 'stream_bsdm')
+__all__ = (
+    'FIT_PIXELS',
+    'PixelSample',
+    'Spool',
+    'pixel_keys',
+    'sap_tiles',
+    'stream_bsdm',
+    'stream_sap',
+    'stream_stad',
+)
 
 #: Most pixels BSDM and SAP fit on (``fit_pixels``): a scene with at most
 #: this many valid pixels is fitted on whole, exactly as in memory.
@@ -288,3 +298,293 @@ def _checkpoint_model(scene: Scene, run: Run, method: str) -> Any:
     from ..trainers.sap import load_sap_prior
 
     return load_sap_prior(run.checkpoint).to(run.device)
+
+
+# --- STAD -------------------------------------------------------------------------------
+
+
+def stream_stad(scene: Scene, sink: ScoreSink, run: Run) -> None:
+    """STAD in four passes, all exact: range and RX statistics, RX map, filter, saliency.
+
+    The RX map and its bilateral filter (one float32 value per pixel) are
+    spooled; the filter's median is an exact streamed order statistic.
+    """
+    model = _checkpoint_model(scene, run, 'stad')
+    assert model is not None  # required: checked before the scene is read
+    model.eval()
+    bands = int(model.in_channels)
+    low, high, stats = _stad_statistics(scene, run, bands)
+    folder = sink.path.parent
+    rx_map = Spool(folder / 'stad_rx.raw', scene.width, 1, np.float32)
+    smooth = Spool(folder / 'stad_filter.raw', scene.width, 1, np.float32)
+    try:
+        span = _stad_rx_map(scene, run, bands, (low, high), stats, rx_map)
+        median = _stad_filter(scene, rx_map, span, smooth)
+        weights = (smooth, median)
+        _stad_saliency(scene, sink, run, model, (bands, low, high), weights)
+    finally:
+        for spool in (rx_map, smooth):
+            spool.close()
+            spool.unlink()
+
+
+def _aligned(pixels: Tensor, bands: int, low: Tensor, high: Tensor) -> Tensor:
+    """A strip's first ``bands`` bands, min-max scaled with the scene's range (1 x C x h x W)."""
+    from ..models.stad import select_bands
+
+    return (select_bands(pixels[None], bands) - low) / (high - low).clamp_min(1e-12)
+
+
+def _stad_statistics(scene: Scene, run: Run, bands: int) -> tuple[Tensor, Tensor, Any]:
+    """Range of the aligned bands (invalid pixels are 0, as in memory) and RX statistics."""
+    from ..models.rx import RXStatistics
+    from ..models.stad import select_bands
+
+    low, high = torch.tensor(np.inf), torch.tensor(-np.inf)
+    stats = RXStatistics(bands)
+    rows = scene.strip_rows(run.rows)
+    for _, _, pixels, valid in scene.strips(rows, 0, 'stad statistics', run.progress):
+        aligned = select_bands(pixels[None], bands)[0]
+        low = torch.minimum(low, aligned.min())
+        high = torch.maximum(high, aligned.max())
+        stats.update(aligned.reshape(bands, -1).T[valid.reshape(-1)])
+    if stats.count < 2:
+        raise InvalidInputError(scene.path, 'fewer than two valid (non-nodata) pixels')
+    return low.to(run.device), high.to(run.device), stats
+
+
+def _stad_rx_map(
+    scene: Scene,
+    run: Run,
+    bands: int,
+    scale: tuple[Tensor, Tensor],
+    stats: Any,
+    spool: Spool,
+) -> tuple[float, float]:
+    """RX of the scaled aligned bands (0 where invalid) into a spool; the map's range."""
+    from ..models.rx import RX
+
+    low, high = scale
+    span = float((high - low).clamp_min(1e-12))
+    mean = (stats.mean - float(low)) / span  # statistics of the scaled pixels
+    detector = RX.from_statistics(mean, stats.covariance / span**2).to(run.device)
+    bottom, top = np.inf, -np.inf
+    rows = scene.strip_rows(run.rows)
+    with torch.inference_mode():
+        for _, _, pixels, valid in scene.strips(
+            rows, 0, 'stad rx', run.progress, run.device
+        ):
+            values = detector(_aligned(pixels, bands, low, high))[0, 0]
+            values = values.masked_fill(~valid, float('nan')).nan_to_num(0.0)
+            bottom = min(bottom, float(values.min()))
+            top = max(top, float(values.max()))
+            spool.write(values[..., None])
+    spool.close()
+    return bottom, top
+
+
+def _stad_filter(
+    scene: Scene, rx_map: Spool, span: tuple[float, float], smooth: Spool
+) -> float:
+    """The bilateral filter of the RX map scaled to [0, 255], spooled; its (lower) median.
+
+    Strips carry one row of the map on each side, reflected (without the
+    edge row) at the scene's border as the whole-map filter pads.
+    """
+    from ..models.stad import bilateral_filter, border_mode
+    from .anomaly import order_statistics, value_range
+
+    mode = border_mode(scene.height, scene.width)
+    low = torch.tensor(span[0], dtype=torch.float32)
+    width = torch.tensor(span[1], dtype=torch.float32) - low
+    rows = scene.strip_rows(512, 1)
+    for row0 in range(0, scene.height, rows):
+        row1 = min(row0 + rows, scene.height)
+        index = np.arange(row0 - 1, row1 + 1)
+        if mode == 'reflect':
+            index = np.abs(index)
+            index = np.where(index >= scene.height, 2 * scene.height - 2 - index, index)
+        index = np.clip(index, 0, scene.height - 1)
+        part = rx_map.read(int(index.min()), int(index.max()) + 1)[:, :, 0]
+        part = part[torch.from_numpy(index - index.min())]
+        scaled = 255 * (part - low) / width.clamp_min(1e-12)
+        smooth.write(
+            bilateral_filter(scaled[None, None], mode=mode)[0, 0, 1:-1, :, None]
+        )
+    smooth.close()
+
+    def values(bottom: float, top: float) -> Iterator[NDArray[Any]]:
+        for row0 in range(0, scene.height, rows):
+            row1 = min(row0 + rows, scene.height)
+            chunk = smooth.read(row0, row1).numpy().reshape(-1).astype(np.float64)
+            yield chunk[(chunk >= bottom) & (chunk <= top)]
+
+    whole = value_range(values(-np.inf, np.inf))
+    rank = (whole[2] - 1) // 2  # torch.median: the lower of the two middle values
+    return order_statistics(values, (rank, rank), whole)[0]
+
+
+def _stad_saliency(
+    scene: Scene,
+    sink: ScoreSink,
+    run: Run,
+    model: Any,
+    scale: tuple[int, Tensor, Tensor],
+    weights: tuple[Spool, float],
+) -> None:
+    """Saliency strip by strip: teacher tiles in whole strips, student strips with a halo."""
+    from ..models.stad import STADTeacher, saliency_reach, saliency_scores
+
+    bands, low, high = scale
+    smooth, median = weights
+    reach, window = saliency_reach(model), int(run.options.get('window', 64))
+    rows = scene.strip_rows(run.rows)
+    if reach is None:  # the teacher: whole window x window tiles, as in memory
+        rows, reach = max(window, rows // window * window), 0
+    elements = bands * scene.height * scene.width
+    for row0, row1, pixels, valid in scene.strips(
+        rows, reach, 'stad saliency', run.progress, run.device
+    ):
+        first, last = max(0, row0 - reach), min(scene.height, row1 + reach)
+        x = _aligned(pixels, bands, low, high)
+        x = x[:, :, first - row0 + reach : last - row0 + reach]
+        stf = (smooth.read(first, last)[:, :, 0] - median).clamp_min(0)
+        stf = stf.to(run.device)[None, None]
+        if isinstance(model, STADTeacher):
+            scores = torch.cat(
+                [
+                    saliency_scores(
+                        model, x[..., c0 : c0 + window], stf[..., c0 : c0 + window]
+                    )[0]
+                    for c0 in range(0, scene.width, window)
+                ],
+                dim=1,
+            )
+        else:
+            scores = saliency_scores(model, x, stf, elements)[0]
+        scores = scores[row0 - first : row1 - first]
+        centre = valid[reach : reach + row1 - row0]
+        sink.write(row0, scores.masked_fill(~centre, float('nan')))
+
+
+# --- SAP --------------------------------------------------------------------------------
+
+#: Side of the square tiles SAP's fit sample is made of (on scenes larger than ``fit_pixels``).
+SAP_TILE = 64
+
+#: Most pixels of one SAP window (a strip and its halo): one LRR problem, whose
+#: float64 coefficients take ``atoms x clusters x pixels x 8`` bytes (26 MB here).
+SAP_WINDOW_PIXELS = 16384
+
+
+def stream_sap(scene: Scene, sink: ScoreSink, run: Run) -> None:
+    """SAP: range and a sample of whole tiles, fit on the tiles, then LRR window by window.
+
+    A scene with at most ``fit_pixels`` pixels is fitted whole; one strip
+    covering it then gives the in-memory scores.
+    """
+    from ..models.sap import fit_background, scale_scene
+
+    options = dict(run.options)
+    fit_pixels = int(options.pop('fit_pixels', FIT_PIXELS))
+    seed, iterations = int(options.get('seed', 0)), int(options.get('iterations', 50))
+    prior = _checkpoint_model(scene, run, 'sap')
+    low, high, tiles = _sap_sample(scene, run, fit_pixels, seed)
+    background = fit_background(
+        [(scale_scene(t, v, low, high), v) for t, v in tiles if int(v.sum()) >= 2],
+        prior=prior,
+        fit_steps=options.get('fit_steps'),
+        clusters=int(options.get('clusters', 10)),
+        atoms=int(options.get('atoms', 20)),
+        purge=float(options.get('purge', 0.05)),
+        iterations=iterations,
+        seed=seed,
+    )
+    del tiles
+    _sap_windows(scene, sink, run, background, (low, high), iterations)
+
+
+def sap_tiles(
+    height: int, width: int, fit_pixels: int, seed: int
+) -> list[tuple[int, int, int, int]]:
+    """The tiles ``(row0, row1, col0, col1)`` SAP fits on: the scene, or a seeded sample.
+
+    Args:
+        height: Scene height.
+        width: Scene width.
+        fit_pixels: Most pixels of all tiles together.
+        seed: Seed of the choice.
+
+    Returns:
+        The whole scene if it has at most ``fit_pixels`` pixels, else the
+        ``fit_pixels // SAP_TILE**2`` (at least one) tiles of the
+        :data:`SAP_TILE` grid with the smallest :func:`pixel_keys`.
+    """
+    if height * width <= fit_pixels:
+        return [(0, height, 0, width)]
+    grid = [
+        (r, min(r + SAP_TILE, height), c, min(c + SAP_TILE, width))
+        for r in range(0, height, SAP_TILE)
+        for c in range(0, width, SAP_TILE)
+    ]
+    count = max(1, fit_pixels // SAP_TILE**2)
+    order = np.argsort(pixel_keys(np.arange(len(grid), dtype=np.int64), seed))
+    return sorted(grid[i] for i in order[:count])
+
+
+def _sap_sample(
+    scene: Scene, run: Run, fit_pixels: int, seed: int
+) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]]:
+    """One pass: the valid range and the pixels of :func:`sap_tiles` (on the run's device)."""
+    boxes = sap_tiles(scene.height, scene.width, fit_pixels, seed)
+    tiles = [
+        (torch.zeros(scene.count, r1 - r0, c1 - c0), torch.zeros(r1 - r0, c1 - c0))
+        for r0, r1, c0, c1 in boxes
+    ]
+    low, high, count = torch.tensor(np.inf), torch.tensor(-np.inf), 0
+    rows = scene.strip_rows(run.rows)
+    for row0, row1, pixels, valid in scene.strips(rows, 0, 'sap sample', run.progress):
+        good = pixels.reshape(scene.count, -1)[:, valid.reshape(-1)]
+        count += good.shape[1]
+        if good.numel():
+            low, high = torch.minimum(low, good.min()), torch.maximum(high, good.max())
+        for (r0, r1, c0, c1), (cube, mask) in zip(boxes, tiles, strict=True):
+            top, bottom = max(r0, row0), min(r1, row1)
+            if top < bottom:
+                cube[:, top - r0 : bottom - r0] = pixels[
+                    :, top - row0 : bottom - row0, c0:c1
+                ]
+                mask[top - r0 : bottom - r0] = valid[top - row0 : bottom - row0, c0:c1]
+    if count < 2:
+        raise InvalidInputError(scene.path, 'fewer than two valid (non-nodata) pixels')
+    device = run.device
+    moved = [(cube.to(device), mask.to(device, torch.bool)) for cube, mask in tiles]
+    return low.to(device), high.to(device), moved
+
+
+def _sap_windows(
+    scene: Scene,
+    sink: ScoreSink,
+    run: Run,
+    background: Any,
+    scale: tuple[Tensor, Tensor],
+    iterations: int,
+) -> None:
+    """LRR of each strip and its halo (the prior's reach) with the fitted background."""
+    from ..models.sap import anomaly_norms, prior_reach, scale_scene
+
+    halo = prior_reach(background.prior)
+    budget = max(1, SAP_WINDOW_PIXELS // scene.width - 2 * halo)
+    rows = min(scene.strip_rows(run.rows), budget)
+    for row0, row1, pixels, valid in scene.strips(
+        rows, halo, 'sap', run.progress, run.device
+    ):
+        first, last = max(0, row0 - halo), min(scene.height, row1 + halo)
+        inside = slice(first - row0 + halo, last - row0 + halo)
+        cube, mask = pixels[:, inside], valid[inside]
+        scores = torch.full(mask.shape, float('nan'), device=mask.device)
+        norms = anomaly_norms(
+            scale_scene(cube, mask, *scale), mask, background, iterations
+        )
+        scores[mask] = norms.to(torch.float32)
+        sink.write(row0, scores[row0 - first : row1 - first])

@@ -50,6 +50,8 @@ def detect_with_checkpoint(
     engine: str = 'torch',
     precision: str = '32',
     max_invalid: float | None = 0.5,
+    bands: Sequence[int] | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> gpd.GeoDataFrame:
     """Detect objects in co-registered rasters with a checkpoint and write them.
 
@@ -78,6 +80,10 @@ def detect_with_checkpoint(
         max_invalid: Drop objects whose box has more than this share of
             invalid (nodata) pixels; None keeps them. Both as in
             :func:`~torchgeo_ext.pipelines.detection.detect_raster`.
+        bands: 1-based bands of the stacked rasters the model reads (``[1]``:
+            VV of a Sentinel-1 VV/VH stack); default: all.
+        value_range: Raster values ``(low, high)`` mapped to the model's 0..1
+            (clipped) instead of the recorded normalisation (GRD DN, dB).
 
     Returns:
         The objects written, in the rasters' CRS; ``attrs['dropped_invalid']``
@@ -85,9 +91,10 @@ def detect_with_checkpoint(
 
     Raises:
         InvalidInputError: If the checkpoint is no detector, records a
-            normalisation while *scale* is given, the rasters do not hold
-            exactly the bands the model reads, or *engine* is not available
-            for this checkpoint, device or installation.
+            normalisation while *scale* is given, the rasters (or *bands*) do
+            not hold exactly the bands the model reads, *value_range* is
+            empty, or *engine* is not available for this checkpoint, device or
+            installation.
         MissingInputError: If a file does not exist.
     """
     from .detection import detect_raster
@@ -95,15 +102,16 @@ def detect_with_checkpoint(
     # SAM is loaded before any detection work, so a bad SAM file fails fast.
     sam = _load_sam(sam_checkpoint, sam_model, device)
     task = _load_detector(checkpoint, device, scale, score_threshold)
-    bands = _check_bands(task, inputs, checkpoint)
+    count = _check_bands(task, inputs, checkpoint, bands)
     if sam is not None:
         from .sam import check_sam_bands
 
-        check_sam_bands(bands, sam_bands, inputs[-1])
+        check_sam_bands(count, sam_bands, inputs[-1])
     _set_engine(task, engine, checkpoint, device)
     names = getattr(task, 'class_names', None) or task.hparams.get('class_names')
+    scaling = _input_scaling(task, 255.0 if scale is None else scale, value_range)
     gdf = detect_raster(
-        _tile_model(task, 255.0 if scale is None else scale),
+        _tile_model(task, scaling, bands),
         inputs,
         None if sam is not None else output,
         tile_size=tile_size,
@@ -188,14 +196,16 @@ def _check_bands(
     task: Any,
     inputs: Sequence[str | os.PathLike[str]],
     checkpoint: str | os.PathLike[str],
+    selected: Sequence[int] | None = None,
 ) -> int:
-    """Check that the rasters hold exactly the bands the model reads.
+    """Check that the rasters (or the *selected* 1-based bands) are the bands the model reads.
 
     Returns:
         The number of bands of the stacked rasters.
 
     Raises:
-        InvalidInputError: If the band count differs from the model's.
+        InvalidInputError: If the band count differs from the model's, or a
+            selected band does not exist.
     """
     from ..errors import InvalidInputError
     from ..export.raster import open_inputs
@@ -203,6 +213,21 @@ def _check_bands(
     expected = _expected_bands(task)
     with open_inputs(inputs) as stack:
         bands = int(stack.count)
+    if selected is not None:
+        missing = [b for b in selected if not 1 <= b <= bands]
+        if missing or not selected:
+            raise InvalidInputError(
+                inputs[-1],
+                f'--bands {",".join(map(str, selected))}: the rasters have bands '
+                f'1 to {bands}',
+            )
+        if expected is not None and len(selected) != expected:
+            raise InvalidInputError(
+                inputs[-1],
+                f'--bands selects {len(selected)} bands but the model reads '
+                f'{expected} ({checkpoint})',
+            )
+        return bands
     if expected is not None and bands != expected:
         # Too many bands is as wrong as too few: an extra raster would be read
         # as the wrong modality.
@@ -216,18 +241,45 @@ def _check_bands(
     return bands
 
 
+def _input_scaling(
+    task: Any, divisor: float, value_range: tuple[float, float] | None
+) -> Callable[[Tensor], Tensor]:
+    """How raster values become model inputs.
+
+    With *value_range* ``(low, high)``: ``clip((x - low) / (high - low), 0, 1)``;
+    else the task's recorded normalisation, else a division by *divisor*.
+
+    Raises:
+        InvalidInputError: If *value_range* is empty or not finite.
+    """
+    import math
+
+    from ..errors import InvalidInputError
+
+    if value_range is not None:
+        low, high = (float(v) for v in value_range)
+        if not (math.isfinite(low) and math.isfinite(high) and high > low):
+            raise InvalidInputError(
+                None, f'--value-range needs LOW < HIGH, got {low:g} {high:g}'
+            )
+        return lambda x: ((x.float() - low) / (high - low)).clamp(0.0, 1.0)
+    if getattr(task, 'normalisation', None) is not None:
+        return lambda x: task.normalise(x)  # type: ignore[no-any-return]
+    return lambda x: x.float() / divisor
+
+
 def _tile_model(
-    task: Any, divisor: float
+    task: Any, scaling: Callable[[Tensor], Tensor], bands: Sequence[int] | None
 ) -> Callable[[Tensor], list[dict[str, Tensor]]]:
     """The task as :func:`~torchgeo_ext.pipelines.detection.detect_raster`'s model.
 
-    Tiles are normalised as in training: with the task's recorded
-    normalisation, else divided by *divisor*.
+    Tiles keep the selected 1-based *bands* (all by default) and are scaled by
+    *scaling* (:func:`_input_scaling`).
     """
-    record = getattr(task, 'normalisation', None)
+    index = None if bands is None else [b - 1 for b in bands]
 
     def model(x: Tensor) -> list[dict[str, Tensor]]:
-        x = task.normalise(x) if record is not None else x.float() / divisor
+        x = scaling(x if index is None else x[:, index])
         if hasattr(task, 'detect_images'):
             results: list[dict[str, Tensor]] = task.detect_images(x, normalised=True)
             return results

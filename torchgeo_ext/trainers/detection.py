@@ -1,4 +1,4 @@
-"""Lightning tasks for axis-aligned multimodal object detection: SuperYOLO, SeaDATE and GHOST."""
+"""Lightning tasks for axis-aligned object detection: SuperYOLO, SeaDATE, SAR-Net and GHOST."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..models.ghost import (
     quantize_superyolo,
 )
 from ..models.obb_detector import pad_to_stride
+from ..models.sarnet import SARNet
 from ..models.seadate import SeaDATE
 from ..models.superyolo import Detect, SuperYOLO, postprocess
 from ..models.weights import read_state_dict
@@ -37,6 +38,15 @@ from .optimization import (
 )
 
 Batch = dict[str, Any]
+
+#: The detectors with YOLOv5 heads that :class:`SuperYOLOTask` trains.
+YOLOv5Detector = SuperYOLO | SeaDATE | SARNet
+
+#: Raw head output: one tensor (one head) or one per level (SAR-Net).
+RawOutput = Tensor | list[Tensor]
+
+#: YOLOv5's objectness weights of the stride 8, 16 and 32 levels (one level: 1).
+OBJECTNESS_BALANCE = {1: (1.0,), 3: (4.0, 1.0, 0.4)}
 
 
 def _load_state_dict(path: str) -> dict[str, Tensor]:
@@ -62,9 +72,12 @@ class SuperYOLOTask(PluginTask):
     and ``prediction_score``.
 
     It also trains the detectors with SuperYOLO's head: SeaDATE and its
-    two-stream baseline (:mod:`torchgeo_ext.models.seadate`). A model's own
-    training-only losses (SeaDATE's contrastive alignment) come from its
-    ``forward_with_losses`` and are added as ``loss_<name>`` terms.
+    two-stream baseline (:mod:`torchgeo_ext.models.seadate`), and SAR-Net
+    (:class:`~torchgeo_ext.models.sarnet.SARNet`: single-band SAR, a head at
+    each of strides 8, 16 and 32, each with its YOLOv5 loss, objectness
+    weighed 4.0, 1.0 and 0.4 as in YOLOv5). A model's own training-only losses
+    (SeaDATE's contrastive alignment) come from its ``forward_with_losses``
+    and are added as ``loss_<name>`` terms.
 
     Validation and test use an exponential moving average of the weights
     (``ema=True``). Metrics:
@@ -80,6 +93,8 @@ class SuperYOLOTask(PluginTask):
         'superyolo_early',
         'seadate_yolov5s',
         'two_stream_yolov5s',
+        'sarnet_n',
+        'sarnet_s',
     )
     #: Without ``class_metrics``, mAP's per-class results are a -1 placeholder.
     per_class_names = {'map_per_class': 'ap', 'mar_100_per_class': 'ar_100'}
@@ -135,13 +150,15 @@ class SuperYOLOTask(PluginTask):
                 ``'superyolo_ir'``, ``'superyolo_early'`` (all
                 ``in_channels`` bands fused at the input), ``'seadate_yolov5s'``
                 or ``'two_stream_yolov5s'`` (SeaDATE's baseline; both read
-                ``rgb_bands`` and ``ir_bands`` and have no SR branch).
+                ``rgb_bands`` and ``ir_bands`` and have no SR branch), or
+                SAR-Net (``'sarnet_n'``, ``'sarnet_s'``: ``in_channels`` bands,
+                1 for SAR; no SR branch).
             num_classes: Number of object classes.
             class_names: Names of the classes (default: the data module's,
                 else ``class_<i>``).
             rgb_bands: RGB band indices of the input image.
             ir_bands: Infrared band indices of the input image.
-            in_channels: Input bands of ``'superyolo_early'``.
+            in_channels: Input bands of ``'superyolo_early'`` and SAR-Net.
             width: Channel multiplier of the model (1: the paper's; 0.25: a
                 small model for quick CPU training, as in the detection demo).
             super_resolution: Train the SR branch when batches hold ``image_hr``.
@@ -182,20 +199,29 @@ class SuperYOLOTask(PluginTask):
 
     # -- set-up -----------------------------------------------------------------
 
-    def build_model(self) -> SuperYOLO | SeaDATE:
+    def build_model(self) -> YOLOv5Detector:
         """Build the model from the hyperparameters.
 
         Returns:
-            The model: a SuperYOLO, or a SeaDATE (or its two-stream baseline).
+            The model: a SuperYOLO, a SeaDATE (or its two-stream baseline) or
+            a SAR-Net.
         """
         h = self.hparams
+        if h['model'].startswith('sarnet_'):
+            sarnet: SARNet = get_model(
+                h['model'],
+                num_classes=h['num_classes'],
+                in_channels=h['in_channels'],
+                **(h.get('model_kwargs') or {}),
+            )
+            return sarnet
         kwargs: dict[str, Any] = {'num_classes': h['num_classes']}
         if h.get('width', 1.0) != 1.0:  # older checkpoints have no width
             kwargs['width'] = h['width']
         if not h['model'].startswith('superyolo_'):
             kwargs['rgb_bands'] = list(h['rgb_bands'])
             kwargs['ir_bands'] = list(h['ir_bands'])
-            model: SuperYOLO | SeaDATE = get_model(
+            model: YOLOv5Detector = get_model(
                 h['model'], **kwargs, **(h.get('model_kwargs') or {})
             )
             return model
@@ -225,18 +251,23 @@ class SuperYOLOTask(PluginTask):
             )
 
     def configure_losses(self) -> None:
-        """Build the YOLOv5 loss."""
+        """Build the YOLOv5 loss of every head."""
         h = self.hparams
-        detect = _head(self.model)
-        self.criterion = YOLOv5Loss(
-            detect.anchors,
-            detect.stride,
-            h['num_classes'],
-            h['box_gain'],
-            h['obj_gain'],
-            h['cls_gain'],
-            h['anchor_threshold'],
-            h['label_smoothing'],
+        heads = _heads(self.model)
+        self.criteria = nn.ModuleList(
+            YOLOv5Loss(
+                detect.anchors,
+                detect.stride,
+                h['num_classes'],
+                h['box_gain'],
+                h['obj_gain'] * balance,
+                h['cls_gain'],
+                h['anchor_threshold'],
+                h['label_smoothing'],
+            )
+            for detect, balance in zip(
+                heads, OBJECTNESS_BALANCE[len(heads)], strict=True
+            )
         )
 
     def build_metrics(self) -> MetricCollection:
@@ -280,10 +311,10 @@ class SuperYOLOTask(PluginTask):
     # -- helpers ----------------------------------------------------------------
 
     @property
-    def detector(self) -> SuperYOLO:
-        """The underlying SuperYOLO (the student network for GHOST)."""
+    def detector(self) -> YOLOv5Detector:
+        """The underlying detector (the student network for GHOST)."""
         model = self.model
-        assert isinstance(model, SuperYOLO)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         return model
 
     def eval_model(self) -> nn.Module:
@@ -417,7 +448,7 @@ class SuperYOLOTask(PluginTask):
 
     def compute_loss(
         self, batch: Batch, model: nn.Module
-    ) -> tuple[dict[str, Tensor], Tensor]:
+    ) -> tuple[dict[str, Tensor], RawOutput]:
         """YOLOv5 loss plus the weighted SR loss and the model's auxiliary losses.
 
         The SR loss applies with ``image_hr`` in the batch; auxiliary losses
@@ -426,14 +457,15 @@ class SuperYOLOTask(PluginTask):
 
         Args:
             batch: A batch.
-            model: The SuperYOLO or SeaDATE to run.
+            model: The SuperYOLO, SeaDATE or SAR-Net to run.
 
         Returns:
             The total under ``'loss'`` with its (detached) terms (``loss_det``,
-            ``loss_box``, ``loss_obj``, ``loss_cls``, ``loss_sr``,
-            ``loss_<auxiliary name>``), and the raw head output.
+            ``loss_box``, ``loss_obj``, ``loss_cls`` summed over the heads,
+            ``loss_sr``, ``loss_<auxiliary name>``), and the raw head output (a
+            list over SAR-Net's levels).
         """
-        assert isinstance(model, SuperYOLO | SeaDATE)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         use_sr = (
             model.training
             and model.sr is not None
@@ -447,7 +479,7 @@ class SuperYOLOTask(PluginTask):
             sr = None
         else:
             raw, sr = model.forward_raw(batch['image'], with_sr=use_sr)
-        loss, parts = self.criterion(raw, batch['bbox_xyxy'], batch['label'])
+        loss, parts = self.detection_loss(raw, batch)
         parts = {'loss_det': loss.detach(), **parts}
         for name, value in auxiliary.items():
             loss = loss + value
@@ -460,6 +492,41 @@ class SuperYOLOTask(PluginTask):
             loss = loss + self.hparams['sr_weight'] * loss_sr
             parts['loss_sr'] = loss_sr.detach()
         return {'loss': loss, **parts}, raw
+
+    def detection_loss(
+        self, raw: RawOutput, batch: Batch
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The YOLOv5 loss summed over the heads.
+
+        Args:
+            raw: Raw head output (a list over SAR-Net's levels).
+            batch: The batch (``bbox_xyxy``, ``label``).
+
+        Returns:
+            The loss and its (detached) box, objectness and class terms.
+        """
+        levels = raw if isinstance(raw, list) else [raw]
+        loss = levels[0].new_zeros(())
+        parts: dict[str, Tensor] = {}
+        for criterion, level in zip(self.criteria, levels, strict=True):
+            level_loss, level_parts = criterion(
+                level, batch['bbox_xyxy'], batch['label']
+            )
+            loss = loss + level_loss
+            for key, value in level_parts.items():
+                parts[key] = parts[key] + value if key in parts else value
+        return loss, parts
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the normalisation; read the single loss of older checkpoints.
+
+        Args:
+            checkpoint: The loaded checkpoint dictionary.
+        """
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get('state_dict', {})
+        if 'criterion.anchors' in state:  # one head, before SAR-Net's three
+            state['criteria.0.anchors'] = state.pop('criterion.anchors')
 
     # -- steps ------------------------------------------------------------------
 
@@ -493,11 +560,11 @@ class SuperYOLOTask(PluginTask):
 
     def _evaluate(self, batch: Batch, prefix: str) -> None:
         model = self.eval_model()
-        assert isinstance(model, SuperYOLO | SeaDATE)
+        assert isinstance(model, SuperYOLO | SeaDATE | SARNet)
         model.eval()
         with torch.no_grad():
             terms, raw = self.compute_loss(batch, model)
-            decoded = model.detect.decode(raw)
+            decoded = decode(model, raw)
         bs = batch['image'].shape[0]
         self.log(f'{prefix}_loss', terms['loss'], batch_size=bs)
         preds = postprocess(
@@ -655,6 +722,13 @@ class GHOSTTask(SuperYOLOTask):
                 self.model, h['ema_decay'], h['ema_tau']
             )
 
+    @property
+    def detector(self) -> SuperYOLO:
+        """The quantised SuperYOLO student."""
+        model = self.model
+        assert isinstance(model, SuperYOLO)
+        return model
+
     def param_groups(self) -> list[dict[str, Any]]:
         """The student's groups plus the OST gates (the teacher stays frozen).
 
@@ -746,6 +820,34 @@ def _head(model: nn.Module) -> Detect:
     if not isinstance(detect, Detect):
         raise TypeError(f'{type(model).__name__} has no SuperYOLO Detect head')
     return detect
+
+
+def _heads(model: nn.Module) -> list[Detect]:
+    """The anchor heads of a detector: SAR-Net's three, else the one of :func:`_head`.
+
+    Args:
+        model: A SuperYOLO, SeaDATE or SAR-Net.
+
+    Returns:
+        Its heads, finest stride first.
+    """
+    return model.heads() if isinstance(model, SARNet) else [_head(model)]
+
+
+def decode(model: nn.Module, raw: RawOutput) -> Tensor:
+    """Decode the raw output of every head into boxes in pixels.
+
+    Args:
+        model: The detector.
+        raw: Its raw head output.
+
+    Returns:
+        (B, N, 5 + classes): boxes (cx, cy, w, h), objectness and class
+        probabilities of all heads.
+    """
+    levels = raw if isinstance(raw, list) else [raw]
+    heads = _heads(model)
+    return torch.cat([h.decode(r) for h, r in zip(heads, levels, strict=True)], 1)
 
 
 def _layer_channels(model: SuperYOLO, names: Sequence[str]) -> list[int]:

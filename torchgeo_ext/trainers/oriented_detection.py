@@ -1,4 +1,4 @@
-"""Lightning tasks for oriented (rotated-box) RGB-IR object detection: FoRA/LMA and E2E-MFD."""
+"""Lightning tasks for oriented (rotated-box) object detection: FoRA/LMA, SAR-Net and E2E-MFD."""
 
 from __future__ import annotations
 
@@ -319,17 +319,25 @@ class ObbDetectionBase(PluginTask):
 
 
 class OrientedDetectionTask(ObbDetectionBase):
-    """Oriented object detection with YOLOv8n-OBB-style RGB-IR detectors.
+    """Oriented object detection with YOLOv8n-OBB-style detectors.
 
     Models, built by name from :mod:`torchgeo_ext.models.api`: FoRA/LMA
     (``model='lma_yolov8n_obb'``: :class:`~torchgeo_ext.models.lma.LMADetector`,
     a shared backbone with low-rank modal adaptors, whose ranks are reallocated
     during training with ``adaptive_rank``), the two-stream baseline
-    (``'two_stream_yolov8n_obb'``) and a single-stream detector on the stacked
-    bands (``'yolov8n_obb'``).
+    (``'two_stream_yolov8n_obb'``), a single-stream detector on the stacked
+    bands (``'yolov8n_obb'``) and SAR-Net (``'sarnet_n_obb'``,
+    ``'sarnet_s_obb'``: :class:`~torchgeo_ext.models.sarnet.SARNetOBB`, single-band
+    SAR with ``in_channels=1``; its widths come with its name).
     """
 
-    models = ('lma_yolov8n_obb', 'two_stream_yolov8n_obb', 'yolov8n_obb')
+    models = (
+        'lma_yolov8n_obb',
+        'two_stream_yolov8n_obb',
+        'yolov8n_obb',
+        'sarnet_n_obb',
+        'sarnet_s_obb',
+    )
 
     def __init__(
         self,
@@ -343,8 +351,9 @@ class OrientedDetectionTask(ObbDetectionBase):
         """Initialise a new OrientedDetectionTask.
 
         Args:
-            model: ``'lma_yolov8n_obb'``, ``'two_stream_yolov8n_obb'`` or
-                ``'yolov8n_obb'`` (single stream on all stacked bands).
+            model: ``'lma_yolov8n_obb'``, ``'two_stream_yolov8n_obb'``,
+                ``'yolov8n_obb'`` (single stream on all stacked bands), or
+                ``'sarnet_n_obb'``, ``'sarnet_s_obb'`` (SAR-Net).
             rank: Initial adaptor rank (LMA).
             target_rank: Average adaptor rank at the end (LMA).
             alpha: Adaptor scaling numerator (default ``rank``).
