@@ -211,6 +211,17 @@ def _logits(output: Any, key: str) -> Tensor:
     return value
 
 
+def _first_occurrence(index: Tensor) -> Tensor:
+    """Mask of each index's first position (index_put with repeats is undefined)."""
+    order = torch.sort(index, stable=True).indices
+    ranked = index[order]
+    head = torch.ones_like(ranked, dtype=torch.bool)
+    head[1:] = ranked[1:] != ranked[:-1]
+    mask = torch.zeros_like(index, dtype=torch.bool)
+    mask[order[head]] = True
+    return mask
+
+
 def _index_train_dataset(trainer: Trainer) -> int | None:
     """Wrap the data module's training set in an IndexedDataset; its full size."""
     datamodule = getattr(trainer, 'datamodule', None)
@@ -392,7 +403,9 @@ class TDDSRecorder(Callback):
             previous = torch.cat([previous, extra])
             self.history = [torch.cat([h, extra]) for h in self.history]
         epoch = previous.clone()
-        epoch[index] = probs
+        # DistributedSampler pads by repeating samples: keep each one's first output
+        first = _first_occurrence(index)
+        epoch[index[first]] = probs[first]
         seen = torch.zeros(n, dtype=torch.bool)
         seen[index] = True
         self.missing += int((~seen).sum())
