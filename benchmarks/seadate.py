@@ -3,10 +3,10 @@
 * Size: parameters and multiply-accumulates of the inference models at 640 x 640 (RGB + IR,
   one class; attention products counted as well).
 * Accuracy: mAP@0.5 after the same training budget (the detection demo's: 200 SGD steps of
-  8 tiles of 64 x 64, width 0.25) on synthetic paired tiles (the demo's vehicle scenes; half of the tiles at night: the RGB bands dark and noisy, the IR
-  band intact), over several seeds.
+  8 tiles of 64 x 64, width 0.25) on synthetic paired tiles (the demo's vehicle scenes; half
+  of the tiles at night: the RGB bands dark and noisy, the IR band intact), over seeds.
 
-Run: ``.venv/bin/python benchmarks/seadate.py [--steps S] [--seeds N] [--threads T]``.
+Run: ``.venv/bin/python benchmarks/seadate.py [--steps S] [--seeds N] [--first-seed K] [--threads T]``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,16 @@ from torchgeo_ext.models.seadate import SelfAttention
 from torchgeo_ext.models.superyolo import postprocess
 from torchgeo_ext.trainers.detection import SuperYOLOTask
 
-MODELS = {
-    'SeaDATE': 'seadate_yolov5s',
-    'two-stream baseline': 'two_stream_yolov5s',
-    'SuperYOLO (MF)': 'superyolo_mf',
+#: Compared models: registry name and builder arguments.
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    'SeaDATE': ('seadate_yolov5s', {}),
+    'two-stream baseline': ('two_stream_yolov5s', {}),
+    'SuperYOLO (MF)': ('superyolo_mf', {}),
+}
+#: Ablations of SeaDATE, trained in the accuracy runs only.
+ABLATIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    'SeaDATE, DTF only (no CL)': ('seadate_yolov5s', {'contrast_weight': 0.0}),
+    'SeaDATE, CL only (no DTF)': ('seadate_yolov5s', {'dual_attention': False}),
 }
 
 
@@ -41,16 +47,17 @@ def _attention_macs(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) 
     return int(2 * b * n * n * d)
 
 
-def build(name: str, width: float, num_classes: int) -> nn.Module:
-    """The inference model of one entry (SuperYOLO without its SR branch)."""
-    task = SuperYOLOTask(
-        model=MODELS[name],
+def task_for(name: str, width: float, num_classes: int) -> SuperYOLOTask:
+    """The detection task of one entry (SuperYOLO without its SR branch)."""
+    model, kwargs = {**MODELS, **ABLATIONS}[name]
+    return SuperYOLOTask(
+        model=model,
         num_classes=num_classes,
         width=width,
         super_resolution=False,
         ema=False,
+        model_kwargs=kwargs,
     )
-    return task.model
 
 
 def size_table() -> list[str]:
@@ -58,7 +65,7 @@ def size_table() -> list[str]:
     rules = {**DEFAULT_RULES, SelfAttention: _attention_macs}
     rows = ['| model | parameters (M) | GMACs at 640 x 640 |', '| --- | ---: | ---: |']
     for name in MODELS:
-        model = build(name, 1.0, 1)
+        model = task_for(name, 1.0, 1).model
         c = count_macs(model, input_shape=(1, 4, 640, 640), rules=rules)
         rows.append(f'| {name} | {c.mparams:.2f} | {c.gmacs:.1f} |')
     return rows
@@ -92,23 +99,23 @@ def tiles(
 
 def train_and_score(
     name: str, seed: int, steps: int, data: Any, batch_size: int = 8
-) -> float:
-    """Train one model from scratch for ``steps`` SGD steps; mAP@0.5 on the test tiles."""
-    (x_train, b_train, l_train), (x_test, b_test, l_test) = data
+) -> tuple[float, float, float, float]:
+    """Train one model from scratch for ``steps`` SGD steps and score it.
+
+    Returns:
+        mAP@0.5 on all test tiles, on the day and on the night tiles, and the
+        mean seconds per training step.
+    """
+    (x_train, b_train, l_train), test = data
     torch.manual_seed(seed)
-    task = SuperYOLOTask(
-        model=MODELS[name],
-        num_classes=len(CLASSES),
-        width=0.25,
-        super_resolution=False,
-        ema=False,
-    )
+    task = task_for(name, 0.25, len(CLASSES))
     model = task.model.train()
     optimizer = torch.optim.SGD(
         model.parameters(), lr=0.01, momentum=0.937, nesterov=True, weight_decay=5e-4
     )
     generator = torch.Generator().manual_seed(seed)
     warmup = max(steps // 10, 1)
+    start = time.perf_counter()
     for step in range(steps):
         for group in optimizer.param_groups:
             group['lr'] = 0.01 * min(1.0, (step + 1) / warmup)
@@ -122,20 +129,27 @@ def train_and_score(
         optimizer.zero_grad()
         terms['loss'].backward()
         optimizer.step()
+    step_seconds = (time.perf_counter() - start) / steps
     model.eval()
+    scores = [map50(model, test, subset) for subset in ('all', 'day', 'night')]
+    return scores[0], scores[1], scores[2], step_seconds
+
+
+def map50(model: nn.Module, test: Any, subset: str) -> float:
+    """mAP@0.5 on the test tiles of ``subset``: all, day (even tiles) or night (odd)."""
+    x_test, b_test, l_test = test
+    keep = [
+        i
+        for i in range(len(x_test))
+        if subset == 'all' or (i % 2 == 1) == (subset == 'night')
+    ]
     metric = MeanAveragePrecision(box_format='xyxy', iou_thresholds=[0.5])
     with torch.no_grad():
-        for start in range(0, len(x_test), 16):
-            decoded = model(x_test[start : start + 16])
-            preds = postprocess(decoded, 0.001, 0.6, 100)
+        for start in range(0, len(keep), 16):
+            idx = keep[start : start + 16]
+            preds = postprocess(model(x_test[idx]), 0.001, 0.6, 100)
             metric.update(
-                preds,
-                [
-                    {'boxes': b, 'labels': lab}
-                    for b, lab in zip(
-                        b_test[start : start + 16], l_test[start : start + 16]
-                    )
-                ],
+                preds, [{'boxes': b_test[i], 'labels': l_test[i]} for i in idx]
             )
     return float(metric.compute()['map_50'])
 
@@ -144,7 +158,8 @@ def main() -> None:
     """Print the size table and the accuracy table."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--steps', type=int, default=200)
-    parser.add_argument('--seeds', type=int, default=2)
+    parser.add_argument('--seeds', type=int, default=3)
+    parser.add_argument('--first-seed', type=int, default=0)
     parser.add_argument('--train-tiles', type=int, default=64)
     parser.add_argument('--test-tiles', type=int, default=32)
     parser.add_argument('--threads', type=int, default=None)
@@ -160,17 +175,17 @@ def main() -> None:
         f'\nmAP@0.5 on {args.test_tiles} synthetic 64 x 64 test tiles (half at night) '
         f'after {args.steps} steps of batch 8 on {args.train_tiles} tiles, width 0.25:'
     )
-    print(
-        '| model | ' + ' | '.join(f'seed {s}' for s in range(args.seeds)) + ' | mean |'
-    )
-    print('| --- |' + ' ---: |' * (args.seeds + 1))
-    for name in MODELS:
-        start = time.perf_counter()
-        scores = [train_and_score(name, s, args.steps, data) for s in range(args.seeds)]
-        cells = ' | '.join(f'{v:.3f}' for v in scores)
+    seed_list = range(args.first_seed, args.first_seed + args.seeds)
+    seeds = ' | '.join(f'seed {s}' for s in seed_list)
+    print(f'| model | {seeds} | mean | day | night | s / step |')
+    print('| --- |' + ' ---: |' * (args.seeds + 4))
+    for name in {**MODELS, **ABLATIONS}:
+        runs = [train_and_score(name, s, args.steps, data) for s in seed_list]
+        cells = ' | '.join(f'{r[0]:.3f}' for r in runs)
+        mean = [statistics.mean(r[k] for r in runs) for k in range(4)]
         print(
-            f'| {name} | {cells} | {statistics.mean(scores):.3f} |'
-            f'  ({time.perf_counter() - start:.0f} s)',
+            f'| {name} | {cells} | {mean[0]:.3f} | {mean[1]:.3f} | {mean[2]:.3f} '
+            f'| {mean[3]:.2f} |',
             flush=True,
         )
 

@@ -101,6 +101,7 @@ API_PACKAGES = {
     'losses': 'Losses',
     'trainers': 'Trainers',
     'pipelines': 'Pipelines',
+    'federated': 'Federated training (Flower)',
     'export': 'Export',
     'metrics': 'Metrics',
 }

@@ -31,6 +31,8 @@ def test_every_paper_model_has_a_config() -> None:
         'hymamba_hotc',
         'sarnet_ssdd',
         'sarnet_rssdd',
+        'sarnet_hrsid',
+        'sarnet_sar_aircraft',
         'seadate_llvip',
         'seadate_vedai',
         'seadate_dronevehicle',

@@ -127,6 +127,13 @@ class TestSeaDATE:
         assert isinstance(sea, SeaDATE)
         assert sea.contrast is not None
         assert sea.contrast.temperature == 0.2
+        # the ablation switches
+        no_dtf = get_model('seadate_yolov5s', width=0.25, dual_attention=False)
+        assert no_dtf.fuse1 is None
+        assert no_dtf.contrast is not None
+        no_cl = get_model('seadate_yolov5s', width=0.25, contrast_weight=0.0)
+        assert no_cl.fuse1 is not None
+        assert no_cl.contrast is None
         base = get_model('two_stream_yolov5s', num_classes=3, width=0.25)
         assert isinstance(base, SeaDATE)
         assert base.contrast is None

@@ -8,7 +8,9 @@ import torch
 import torchgeo.main
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.datamodules.hrsid import HRSIDDataModule
 from torchgeo_ext.datamodules.llvip import LLVIPDataModule
+from torchgeo_ext.datamodules.sar_aircraft import SARAircraftDataModule
 from torchgeo_ext.datamodules.ssdd import SSDDDataModule
 from torchgeo_ext.datamodules.vedai import VEDAIDataModule
 from torchgeo_ext.models.ghost import QuantConv2d
@@ -244,30 +246,39 @@ def sar_batch() -> dict[str, Any]:
     }
 
 
-def ssdd_batch() -> dict[str, Any]:
-    # A normalised batch of the fake BBox-SSDD (one band, letterboxed to 128).
-    dm = SSDDDataModule(
-        root=ROOT / 'data' / 'ssdd', batch_size=2, patch_size=128, augment=False
-    )
+def sar_datamodule_batch(name: str) -> dict[str, Any]:
+    # A normalised batch of a fake SAR dataset (one band, 128 x 128 or HRSID's 96).
+    root = ROOT / 'data' / name
+    dm: SSDDDataModule | HRSIDDataModule | SARAircraftDataModule
+    if name == 'ssdd':
+        dm = SSDDDataModule(root=root, batch_size=2, patch_size=128, augment=False)
+    elif name == 'hrsid':
+        dm = HRSIDDataModule(root=root, batch_size=2, augment=False)
+    else:
+        dm = SARAircraftDataModule(
+            root=root, batch_size=2, patch_size=128, augment=False
+        )
     dm.setup('fit')
     batch: dict[str, Any] = dm.aug(next(iter(dm.train_dataloader())))
     return batch
 
 
-def test_sarnet_trains_with_a_head_per_level() -> None:
+@pytest.mark.parametrize(
+    ('dataset', 'num_classes'), [('ssdd', 1), ('hrsid', 1), ('sar_aircraft', 7)]
+)
+def test_sarnet_learns_on_fake_sar_data(dataset: str, num_classes: int) -> None:
     torch.manual_seed(0)
     task = SuperYOLOTask(
-        model='sarnet_n', num_classes=1, in_channels=1, ema=False, obj_gain=0.0
+        model='sarnet_n',
+        num_classes=num_classes,
+        in_channels=1,
+        ema=False,
+        obj_gain=0.0,
     )
     assert task.detector.bands == [0]
     assert [c.stride for c in task.criteria] == [8, 16, 32]
-    # YOLOv5's objectness balance of the three levels.
-    task2 = SuperYOLOTask(model='sarnet_n', num_classes=1, in_channels=1)
-    assert [c.obj_gain for c in task2.criteria] == pytest.approx(
-        [4.0 * 7.68, 7.68, 0.4 * 7.68]
-    )
-    batch = ssdd_batch()
-    assert batch['image'].shape[1:] == (1, 128, 128)
+    batch = sar_datamodule_batch(dataset)
+    assert batch['image'].shape[1] == 1
     assert sum(len(b) for b in batch['bbox_xyxy']) > 0
     task.train()
     terms, raw = task.compute_loss(batch, task.model)
@@ -276,11 +287,36 @@ def test_sarnet_trains_with_a_head_per_level() -> None:
     assert {'loss', 'loss_box', 'loss_obj', 'loss_cls', 'loss_det'} <= set(terms)
     assert 'loss_sr' not in terms  # SAR-Net has no super-resolution branch
     # The objectness targets are the predicted boxes' IoU (detached): they move
-    # with the parameters, so the check is on the box term (obj_gain 0).
+    # with the parameters, so the check is on the box and class terms (obj_gain 0).
+    # CIoU's aspect-ratio weight is held constant (as in YOLOv5), so the step is
+    # small: at 1e-4 of the loss, 0.9 to 1.06 of the predicted decrease showed
+    # over seeds 0-5 on all three data sets (at 1e-3, as little as 0.34).
     assert_gradient_step_lowers(
         lambda: task.compute_loss(batch, task.model)[0]['loss'],
         list(task.model.parameters()),
+        fraction=1e-4,
     )
+
+
+def test_sarnet_objectness_balance() -> None:
+    # YOLOv5's objectness balance of the three levels.
+    task = SuperYOLOTask(model='sarnet_n', num_classes=1, in_channels=1)
+    assert [c.obj_gain for c in task.criteria] == pytest.approx(
+        [4.0 * 7.68, 7.68, 0.4 * 7.68]
+    )
+    assert [c.obj_gain for c in SuperYOLOTask().criteria] == [7.68]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', ['sarnet_hrsid', 'sarnet_sar_aircraft'])
+def test_sarnet_configs_fit_under_torchgeo(tmp_path: Path, config: str) -> None:
+    root = ['--trainer.default_root_dir', str(tmp_path)]
+    torchgeo.main.main(['fit', '--config', str(CONF / f'{config}.yaml'), *root])
+    (ckpt,) = (tmp_path / 'checkpoints').glob('*.ckpt')
+    task = load_task(ckpt)
+    assert isinstance(task, SuperYOLOTask)
+    assert task.hparams['model'] == 'sarnet_n'
+    assert task.normalisation == {'offset': [0.0], 'scale': [255.0]}
 
 
 def test_sarnet_predicts() -> None:

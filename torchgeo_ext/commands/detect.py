@@ -62,32 +62,7 @@ def add_parser(subparsers: Any) -> None:
         default=0.25,
         help='minimum detection score (default: 0.25)',
     )
-    parser.add_argument(
-        '--scale',
-        type=positive_float,
-        default=None,
-        help='only for older checkpoints that record no normalisation: raster '
-        'values are divided by this before the model (default: 255)',
-    )
-    parser.add_argument(
-        '--bands',
-        type=band_numbers,
-        default=None,
-        help='1-based bands of the stacked rasters the model reads, in its training '
-        'order, e.g. 1 for the VV band of a Sentinel-1 VV,VH GeoTIFF with a '
-        'single-band SAR model (default: all bands)',
-    )
-    parser.add_argument(
-        '--value-range',
-        type=finite_float,
-        nargs=2,
-        metavar=('LOW', 'HIGH'),
-        default=None,
-        help="raster values LOW..HIGH become the model's inputs 0..1 (clipped), "
-        "instead of the checkpoint's normalisation: for rasters in other units "
-        'than the training images, e.g. 0 1000 for a uint16 Sentinel-1 GRD or '
-        '-25 5 for dB with a model trained on 8-bit SAR amplitude',
-    )
+    _add_input_options(parser)
     parser.add_argument(
         '--batch-size', type=positive_int, default=4, help='tiles per model call'
     )
@@ -141,6 +116,40 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.set_defaults(
         run=run, io_outputs=(('output', 'vector'),), io_inputs=('inputs', 'checkpoint')
+    )
+
+
+def _add_input_options(parser: argparse.ArgumentParser) -> None:
+    """Register the options that choose the bands and scale the values the model gets.
+
+    Args:
+        parser: The ``detect`` parser.
+    """
+    parser.add_argument(
+        '--scale',
+        type=positive_float,
+        default=None,
+        help='only for older checkpoints that record no normalisation: raster '
+        'values are divided by this before the model (default: 255)',
+    )
+    parser.add_argument(
+        '--bands',
+        type=band_numbers,
+        default=None,
+        help='1-based bands of the stacked rasters the model reads, in its training '
+        'order, e.g. 1 for the VV band of a Sentinel-1 VV,VH GeoTIFF with a '
+        'single-band SAR model (default: all bands)',
+    )
+    parser.add_argument(
+        '--value-range',
+        type=finite_float,
+        nargs=2,
+        metavar=('LOW', 'HIGH'),
+        default=None,
+        help="raster values LOW..HIGH become the model's inputs 0..1 (clipped), "
+        "instead of the checkpoint's normalisation: for rasters in other units "
+        'than the training images, e.g. 0 1000 for a uint16 Sentinel-1 GRD or '
+        '-25 5 for dB with a model trained on 8-bit SAR amplitude',
     )
 
 

@@ -436,6 +436,7 @@ def seadate_yolov5s(
     width: float = 1.0,
     contrast_weight: float = 0.1,
     temperature: float = 0.1,
+    dual_attention: bool = True,
 ) -> SeaDATE:
     """SeaDATE on two YOLOv5s-width streams: DTF at strides 4 and 8, CL at 16.
 
@@ -444,8 +445,11 @@ def seadate_yolov5s(
         rgb_bands: Indices of the RGB bands in the input.
         ir_bands: Indices of the infrared band(s).
         width: Channel multiplier (see :class:`SeaDATE`).
-        contrast_weight: Weight of the contrastive loss.
+        contrast_weight: Weight of the contrastive loss (0: without the CL
+            module, an ablation).
         temperature: InfoNCE temperature.
+        dual_attention: Fuse the shallow stages with DTF (False: addition, an
+            ablation).
 
     Returns:
         The model.
@@ -455,7 +459,7 @@ def seadate_yolov5s(
         rgb_bands,
         ir_bands,
         width,
-        dual_attention=True,
+        dual_attention=dual_attention,
         contrast_weight=contrast_weight,
         temperature=temperature,
     )

@@ -80,14 +80,10 @@ def detect_with_checkpoint(
         max_invalid: Drop objects whose box has more than this share of
             invalid (nodata) pixels; None keeps them. Both as in
             :func:`~torchgeo_ext.pipelines.detection.detect_raster`.
-        bands: 1-based bands of the stacked rasters the model reads, in its
-            training order (e.g. ``[1]``: VV of a Sentinel-1 VV/VH stack, for a
-            single-band SAR model); default: all of them.
-        value_range: Raster values ``(low, high)`` that become the model's
-            input 0 and 1 (linearly, clipped), instead of the checkpoint's
-            normalisation: for rasters in other units than the training images
-            (a SAR-Net trained on 8-bit SSDD, divided by 255, run on a uint16
-            GRD or on dB values).
+        bands: 1-based bands of the stacked rasters the model reads (``[1]``:
+            VV of a Sentinel-1 VV/VH stack); default: all.
+        value_range: Raster values ``(low, high)`` mapped to the model's 0..1
+            (clipped) instead of the recorded normalisation (GRD DN, dB).
 
     Returns:
         The objects written, in the rasters' CRS; ``attrs['dropped_invalid']``
