@@ -576,7 +576,8 @@ def _sap_windows(
     from ..models.sap import anomaly_norms, prior_reach, scale_scene
 
     halo = prior_reach(background.prior)
-    budget = max(1, SAP_WINDOW_PIXELS // scene.width - 2 * halo)
+    # At least twice the halo in rows, so the context costs at most half the work.
+    budget = max(2 * halo, SAP_WINDOW_PIXELS // scene.width - 2 * halo)
     rows = min(scene.strip_rows(run.rows), budget)
     for row0, row1, pixels, valid in scene.strips(
         rows, halo, 'sap', run.progress, run.device
