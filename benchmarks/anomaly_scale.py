@@ -75,7 +75,7 @@ def write_scene(path: Path, rows: int, cols: int, bands: int = 50) -> float:
     import rasterio
     from rasterio.windows import Window
 
-    from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+    from torchgeo_ext.demos.scene import synthetic_anomaly_scene
 
     block, _ = synthetic_anomaly_scene(1024, bands, seed=1)
     block = block.astype(np.float32)
@@ -132,7 +132,7 @@ def bsdm_default_run(tmp: Path) -> None:
     import rasterio
     import torch
 
-    from torchgeo_ext.demo_scene import synthetic_anomaly_scene
+    from torchgeo_ext.demos.scene import synthetic_anomaly_scene
     from torchgeo_ext.export.raster import write_raster
     from torchgeo_ext.metrics.anomaly import auc_d_f
     from torchgeo_ext.models.rx import rx_scores

@@ -289,3 +289,17 @@ def test_sap_fits_on_sampled_tiles(
     for (r0, r1, c0, c1), (tile, mask) in zip(boxes, seen, strict=True):
         torch.testing.assert_close(mask, valid[r0:r1, c0:c1])
         torch.testing.assert_close(tile, scaled[:, r0:r1, c0:c1])
+
+
+def test_fit_pixels_option(
+    scene: tuple[Path, np.ndarray], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torchgeo_ext.cli import main
+
+    path, _ = scene
+    argv = ['anomaly', str(path), '-o', str(tmp_path / 'o.tif')]
+    assert main([*argv, '--method', 'rx', '--fit-pixels', '10']) == 2
+    assert '--fit-pixels applies to bsdm and sap only' in capsys.readouterr().err
+    bsdm = ['--method', 'bsdm', '--iterations', '1', '--fit-pixels', '50']
+    assert main([*argv, *bsdm]) == 0
+    assert np.isfinite(read(tmp_path / 'o.tif')).sum() == 30 * 23 - 5

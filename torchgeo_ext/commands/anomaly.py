@@ -109,8 +109,8 @@ def add_parser(subparsers: Any) -> None:
         type=positive_int,
         metavar='N',
         help='bsdm/sap: most pixels the model is fitted on, a seeded sample drawn '
-        'while the scene streams (bsdm: pixels; sap: whole 64 x 64 tiles; default: '
-        '65536; a scene with fewer is fitted on whole, as in memory)',
+        'while the scene streams (bsdm: pixels, default 65536; sap: whole 64 x 64 '
+        'tiles, default 16384); a scene with fewer is fitted on whole, as in memory',
     )
     parser.add_argument('--seed', type=non_negative_int, help='bsdm/sap random seed')
     parser.add_argument('--progress', action='store_true', help='show a progress bar')

@@ -1,12 +1,4 @@
-"""``torchgeo-ext federated``: train FedFusion as a Flower simulation (needs the ``federated`` extra).
-
-Example::
-
-    torchgeo-ext federated --config configs/fedfusion_houston2013.yaml -o runs/fedfusion
-
-Writes ``client_<partition>.pt`` (each client's model: its private encoder and the
-averaged shared layers), ``shared.pt`` and ``history.json`` (metrics and bytes sent per round).
-"""
+"""``torchgeo-ext federated``: train FedFusion as a Flower simulation (the ``federated`` extra)."""
 
 from __future__ import annotations
 

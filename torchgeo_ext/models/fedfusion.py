@@ -1,8 +1,4 @@
-"""FedFusion: per-modality CNN encoders, low-rank feature exchange, cross-fusion, a shared head.
-
-After Li et al., "FedFusion: Manifold Driven Federated Learning for Multi-satellite and
-Multi-modality Fusion" (IEEE TGRS 2024); docs/models/fedfusion.md lists our choices.
-"""
+"""FedFusion: per-modality CNN encoders, low-rank feature exchange, cross-fusion, a shared head."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""SeaDATE (arXiv 2410.11358): two-stream RGB-IR YOLO, dual-attention fusion, contrastive alignment.
-
-Written from the paper's abstract (no public code); the choices it leaves open are in
-docs/models/seadate.md. The plain two-stream baseline is the same network without both modules.
-"""
+"""SeaDATE: two-stream RGB-IR YOLO with dual-attention fusion and contrastive alignment."""
 
 from __future__ import annotations
 

@@ -30,8 +30,8 @@ __all__ = (
     'stream_stad',
 )
 
-#: Most pixels BSDM and SAP fit on (``fit_pixels``): a scene with at most
-#: this many valid pixels is fitted on whole, exactly as in memory.
+#: Most pixels BSDM fits on (``fit_pixels``): a scene with at most this many
+#: valid pixels is fitted on whole, exactly as in memory.
 FIT_PIXELS = 65536
 
 
@@ -274,9 +274,7 @@ def _suppress(
     """Suppressed pixels of one strip (float32)."""
     from ..models.bsdm import suppress_groups
 
-    return suppress_groups(
-        model, pixels, groups, t=t, repeats=repeats, batch_size=16384
-    )
+    return suppress_groups(model, pixels, groups, t=t, repeats=repeats, batch_size=4096)
 
 
 def _checkpoint_model(scene: Scene, run: Run, method: str) -> Any:
@@ -476,6 +474,10 @@ SAP_TILE = 64
 #: float64 coefficients take ``atoms x clusters x pixels x 8`` bytes (26 MB here).
 SAP_WINDOW_PIXELS = 16384
 
+#: Most pixels SAP fits on by default: a scene up to this size is one LRR
+#: problem in the fit, as large as a window.
+SAP_FIT_PIXELS = SAP_WINDOW_PIXELS
+
 
 def stream_sap(scene: Scene, sink: ScoreSink, run: Run) -> None:
     """SAP: range and a sample of whole tiles, fit on the tiles, then LRR window by window.
@@ -486,7 +488,7 @@ def stream_sap(scene: Scene, sink: ScoreSink, run: Run) -> None:
     from ..models.sap import fit_background, scale_scene
 
     options = dict(run.options)
-    fit_pixels = int(options.pop('fit_pixels', FIT_PIXELS))
+    fit_pixels = int(options.pop('fit_pixels', SAP_FIT_PIXELS))
     seed, iterations = int(options.get('seed', 0)), int(options.get('iterations', 50))
     prior = _checkpoint_model(scene, run, 'sap')
     low, high, tiles = _sap_sample(scene, run, fit_pixels, seed)
@@ -574,7 +576,8 @@ def _sap_windows(
     from ..models.sap import anomaly_norms, prior_reach, scale_scene
 
     halo = prior_reach(background.prior)
-    budget = max(1, SAP_WINDOW_PIXELS // scene.width - 2 * halo)
+    # At least twice the halo in rows, so the context costs at most half the work.
+    budget = max(2 * halo, SAP_WINDOW_PIXELS // scene.width - 2 * halo)
     rows = min(scene.strip_rows(run.rows), budget)
     for row0, row1, pixels, valid in scene.strips(
         rows, halo, 'sap', run.progress, run.device
