@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +22,7 @@ from .detection import (
     stacked_band_indices,
     warn_annotation_issues,
 )
+from .voc import parse_voc
 
 Sample = dict[str, Any]
 
@@ -272,40 +272,8 @@ class DroneVehicle(PairedDetectionDataset):
 
     def _parse_xml(self, path: str) -> tuple[list[str], Tensor]:
         """Parse a Pascal-VOC-like file: raw names and N x 8 corners."""
-        try:
-            tree = ET.parse(path)
-        except ET.ParseError as error:
-            raise InvalidInputError(path, f'malformed XML ({error})') from error
-        names: list[str] = []
-        corners: list[list[float]] = []
-        for k, obj in enumerate(tree.getroot().iter('object'), start=1):
-            name = (obj.findtext('name') or '').strip()
-            polygon = obj.find('polygon')
-            bndbox = obj.find('bndbox')
-            if polygon is not None:
-                keys = [f'{a}{i}' for i in range(1, 5) for a in ('x', 'y')]
-                values = [polygon.findtext(key) for key in keys]
-            elif bndbox is not None:
-                keys = ['xmin', 'ymin', 'xmax', 'ymax']
-                values = [bndbox.findtext(key) for key in keys]
-            else:
-                count_issue(self.skipped, path, 'no_geometry')
-                continue
-            if any(v is None or not v.strip() for v in values):
-                count_issue(self.skipped, path, 'incomplete_geometry')
-                continue
-            try:
-                numbers = [float(v) for v in values if v is not None]
-            except ValueError as error:
-                raise InvalidInputError(
-                    path, f'object {k}: non-numeric coordinate ({error})'
-                ) from error
-            if bndbox is not None and polygon is None:
-                x0, y0, x1, y1 = numbers
-                numbers = [x0, y0, x1, y0, x1, y1, x0, y1]
-            names.append(name)
-            corners.append(numbers)
-        return names, torch.tensor(corners, dtype=torch.float32).reshape(-1, 8)
+        annotation = parse_voc(path, self.skipped)
+        return annotation.names, annotation.corners
 
     def _parse_dota(self, path: str) -> tuple[list[str], Tensor]:
         """Parse a DOTA-style text file: raw names and N x 8 corners."""

@@ -1,4 +1,4 @@
-"""One Pascal-VOC XML annotation parser for the detection datasets (SSDD, SAR-AIRcraft).
+"""One Pascal-VOC XML annotation parser for the detection datasets (SSDD, SAR-AIRcraft, LLVIP, DroneVehicle).
 
 Reads ``<object>`` elements with an axis-aligned ``<bndbox>`` and/or rotated corners.
 """
