@@ -1,4 +1,4 @@
-"""One Pascal-VOC XML annotation parser for the detection datasets (SSDD, SAR-AIRcraft, LLVIP, DroneVehicle).
+"""Pascal-VOC XML annotation parser shared by the detection datasets.
 
 Reads ``<object>`` elements with an axis-aligned ``<bndbox>`` and/or rotated corners.
 """
