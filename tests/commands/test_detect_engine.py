@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from torchgeo_ext.cli import main
+from torchgeo_ext.models.superyolo import SuperYOLO
 from torchgeo_ext.trainers.base import load_task
 from torchgeo_ext.trainers.detection import GHOSTTask, SuperYOLOTask
 
@@ -37,7 +38,9 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 module.weight.uniform_(1.5, 3.0)
                 module.bias.uniform_(-0.5, 0.5)
         # Scores spread over 0.4-0.9 (random weights give ~0.002 everywhere).
-        head = task.detector.detect.conv
+        model = task.model
+        assert isinstance(model, SuperYOLO)
+        head = model.detect.conv
         assert head.bias is not None
         head.bias.view(3, -1)[:, 4:] = 0.0
         head.weight.mul_(10)
