@@ -9,7 +9,7 @@ from torchgeo_ext.federated.client import LocalClient
 from torchgeo_ext.federated.config import read_config
 from torchgeo_ext.federated.data import client_role
 
-CONF = Path(__file__).parents[1] / 'conf' / 'fedfusion_houston2013.yaml'
+CONF = Path(__file__).parents[1] / 'conf' / 'federated' / 'fedfusion_houston2013.yaml'
 
 
 def test_training_moves_own_encoder_and_shared_layers_only() -> None:

@@ -7,7 +7,7 @@ import pytest
 from torchgeo_ext.errors import InvalidInputError, MissingInputError
 from torchgeo_ext.federated.config import FederationConfig, read_config
 
-CONF = Path(__file__).parents[1] / 'conf' / 'fedfusion_houston2013.yaml'
+CONF = Path(__file__).parents[1] / 'conf' / 'federated' / 'fedfusion_houston2013.yaml'
 CONFIGS = Path(__file__).parents[2] / 'configs'
 
 

@@ -10,7 +10,7 @@ from torchgeo_ext.errors import InvalidInputError
 from torchgeo_ext.federated.config import read_config
 from torchgeo_ext.federated.data import ClientData, client_role, load_dataset
 
-CONF = Path(__file__).parents[1] / 'conf' / 'fedfusion_houston2013.yaml'
+CONF = Path(__file__).parents[1] / 'conf' / 'federated' / 'fedfusion_houston2013.yaml'
 
 
 def test_roles_pair_modalities_per_region() -> None:
