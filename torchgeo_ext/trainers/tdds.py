@@ -425,7 +425,8 @@ class TDDSRecorder(Callback):
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-        if self.missing:
+        # Every rank holds the same gathered record: one warning, from rank 0.
+        if self.missing and trainer.is_global_zero:
             warnings.warn(
                 f'TDDSRecorder: {self.missing} sample-epochs were not seen (kept '
                 'the previous output); drop_last or a sampler skipped samples',
